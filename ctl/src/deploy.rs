@@ -1,0 +1,89 @@
+//! `dsmilctl deploy`: stream the model with its sha256, show each stage.
+
+use std::path::Path;
+
+use anyhow::Context;
+use dsmil_proto::control::{DeployProgress, DeployRequest, DeploySpec, deploy_request::Part};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::client::Clients;
+
+const CHUNK: usize = 1 << 20;
+
+pub struct Args<'a> {
+    pub file: &'a Path,
+    pub name: String,
+    pub device: Option<u32>,
+    pub layer: Option<u32>,
+    pub classification: Option<u32>,
+    pub note: String,
+}
+
+pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let spec = DeploySpec {
+        name: args.name,
+        device: args.device,
+        layer: args.layer,
+        format: "onnx".into(),
+        size_bytes: bytes.len() as u64,
+        sha256,
+        classification: args.classification,
+        note: args.note,
+    };
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(bytes.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}")
+            .expect("static template"),
+    );
+    let mut messages = vec![DeployRequest {
+        part: Some(Part::Spec(spec)),
+    }];
+    messages.extend(bytes.chunks(CHUNK).map(|c| DeployRequest {
+        part: Some(Part::Chunk(c.to_vec())),
+    }));
+    let uploaded = bar.clone();
+    let outbound = tokio_stream::iter(messages.into_iter().inspect(move |m| {
+        if let Some(Part::Chunk(c)) = &m.part {
+            uploaded.inc(c.len() as u64);
+        }
+    }));
+    let mut progress = clients.control.deploy(outbound).await?.into_inner();
+    bar.finish_and_clear();
+    let mut last: Option<DeployProgress> = None;
+    while let Some(step) = progress.message().await? {
+        if !json && !step.done {
+            println!(
+                "{:<15} {} ({} ms)",
+                step.stage, step.detail, step.elapsed_ms
+            );
+        }
+        last = Some(step);
+    }
+    let last = last.context("dsmild closed the deploy without a result")?;
+    let deployment = last
+        .deployment
+        .context("dsmild's last message carried no deployment")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&deployment)?);
+    } else {
+        println!(
+            "deployed {} version {} on device {} (layer {}, {} on {}), deployment {}",
+            deployment.model,
+            deployment.version,
+            deployment.device,
+            deployment.layer,
+            deployment.backend,
+            deployment.effective_target,
+            deployment.id
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! dsmilctl: the operator's controller for dsmild. Parses the command line,
+//! connects, runs one command, and exits non-zero with the daemon's own
+//! message (and gRPC code) on any failure.
+
+mod client;
+mod deploy;
+mod infer;
+mod table;
+mod tensors;
+mod views;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "dsmilctl",
+    version,
+    about = "Control the dsmil edge inference daemon"
+)]
+struct Cli {
+    /// dsmild's Unix socket.
+    #[arg(
+        long,
+        global = true,
+        env = "DSMIL_SOCKET",
+        default_value = "/run/dsmild/dsmild.sock"
+    )]
+    socket: String,
+    /// Reach dsmild over TCP instead (host:port).
+    #[arg(long, global = true, env = "DSMIL_ADDR")]
+    addr: Option<String>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload a model and deploy it (a new version if the name exists).
+    Deploy {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        device: Option<u32>,
+        #[arg(long)]
+        layer: Option<u32>,
+        /// Classification level (default: the target layer).
+        #[arg(long)]
+        classification: Option<u32>,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Stop serving a model and retire its deployment.
+    Undeploy { model: String },
+    /// Models with their versions.
+    Models,
+    /// Deployments with their state.
+    Deployments {
+        #[arg(long, default_value = "")]
+        model: String,
+    },
+    /// One deployment's history.
+    Show { id: u64 },
+    /// All devices: layer, target, what they serve.
+    Devices,
+    /// Layers: devices, budget, use.
+    Layers,
+    /// Daemon status: readiness, runtimes, listeners, warnings.
+    Status,
+    /// The audit log.
+    Events {
+        #[arg(long, default_value = "")]
+        model: String,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+    /// Run one inference and print the outputs.
+    Infer {
+        model: String,
+        /// FILE.npy (one-input models), NAME=FILE.npy, or FILE.npz keyed by input name.
+        #[arg(long = "input", short)]
+        inputs: Vec<String>,
+        /// Random inputs of the declared shapes.
+        #[arg(long, conflicts_with = "inputs")]
+        random: bool,
+        /// Size of dynamic dimensions with --random.
+        #[arg(long, default_value_t = 1)]
+        batch: i64,
+        #[arg(long, default_value = "")]
+        version: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(s) => eprintln!("dsmilctl: {:?}: {}", s.code(), s.message()),
+                None => eprintln!("dsmilctl: {e:#}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut c = client::connect(&cli.socket, cli.addr.as_deref()).await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Deploy {
+            file,
+            name,
+            device,
+            layer,
+            classification,
+            note,
+        } => {
+            let args = deploy::Args {
+                file: &file,
+                name,
+                device,
+                layer,
+                classification,
+                note,
+            };
+            deploy::run(&mut c, args, json).await
+        }
+        Command::Undeploy { model } => views::undeploy(&mut c, model, json).await,
+        Command::Models => views::models(&mut c, json).await,
+        Command::Deployments { model } => views::deployments(&mut c, model, json).await,
+        Command::Show { id } => views::show(&mut c, id, json).await,
+        Command::Devices => views::devices(&mut c, json).await,
+        Command::Layers => views::layers(&mut c, json).await,
+        Command::Status => views::status(&mut c, json).await,
+        Command::Events {
+            model,
+            after,
+            limit,
+        } => views::events(&mut c, model, after, limit, json).await,
+        Command::Infer {
+            model,
+            inputs,
+            random,
+            batch,
+            version,
+        } => {
+            infer::run(
+                &mut c,
+                infer::Args {
+                    model,
+                    version,
+                    inputs,
+                    random,
+                    batch,
+                },
+                json,
+            )
+            .await
+        }
+    }
+}

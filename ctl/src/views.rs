@@ -1,0 +1,293 @@
+//! The read-only commands: models, deployments, show, devices, layers,
+//! status, events. Each prints a table, or the response as JSON.
+
+use dsmil_proto::control as pb;
+
+use crate::client::Clients;
+use crate::table::{Table, bytes, time_ms};
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub async fn models(c: &mut Clients, json: bool) -> anyhow::Result<()> {
+    let r = c
+        .control
+        .list_models(pb::ListModelsRequest {})
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&r);
+    }
+    let mut t = Table::new(&[
+        "MODEL",
+        "ACTIVE",
+        "DEVICE",
+        "VERSIONS",
+        "LATEST SHA256",
+        "STATE",
+    ]);
+    for m in &r.models {
+        t.row(vec![
+            m.name.clone(),
+            if m.active_version == 0 {
+                "-".into()
+            } else {
+                m.active_version.to_string()
+            },
+            m.device.map_or("-".into(), |d| d.to_string()),
+            m.versions.len().to_string(),
+            m.versions.last().map_or(String::new(), |v| {
+                v.sha256[..12.min(v.sha256.len())].to_owned()
+            }),
+            m.state.clone(),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+pub async fn deployments(c: &mut Clients, model: String, json: bool) -> anyhow::Result<()> {
+    let r = c
+        .control
+        .list_deployments(pb::ListDeploymentsRequest { model })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&r);
+    }
+    let mut t = Table::new(&[
+        "ID", "MODEL", "VERSION", "DEVICE", "LAYER", "STATE", "BACKEND", "CREATED",
+    ]);
+    for d in &r.deployments {
+        t.row(vec![
+            d.id.to_string(),
+            d.model.clone(),
+            d.version.to_string(),
+            d.device.to_string(),
+            d.layer.to_string(),
+            d.state.clone(),
+            format!("{} ({})", d.backend, d.effective_target),
+            time_ms(d.created_unix_ms),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+pub async fn show(c: &mut Clients, id: u64, json: bool) -> anyhow::Result<()> {
+    let d = c
+        .control
+        .get_deployment(pb::GetDeploymentRequest { id })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&d);
+    }
+    println!(
+        "deployment {}: {} version {} on device {} (layer {})",
+        d.id, d.model, d.version, d.device, d.layer
+    );
+    println!(
+        "state {}, target {} → {} via {}, classification {}",
+        d.state, d.target, d.effective_target, d.backend, d.classification
+    );
+    println!("sha256 {}", d.sha256);
+    let mut t = Table::new(&["AT", "STATE", "AFTER", "DETAIL"]);
+    for h in &d.history {
+        t.row(vec![
+            time_ms(h.at_unix_ms),
+            h.state.clone(),
+            format!("{} ms", h.elapsed_ms),
+            h.detail.clone(),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+pub async fn devices(c: &mut Clients, json: bool) -> anyhow::Result<()> {
+    let r = c
+        .control
+        .list_devices(pb::ListDevicesRequest {})
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&r);
+    }
+    let mut t = Table::new(&[
+        "DEVICE", "LAYER", "TARGET", "ROLE", "MODEL", "VERSION", "STATE",
+    ]);
+    for d in &r.devices {
+        let target = if d.reserved {
+            "reserved".to_owned()
+        } else if d.target != d.effective_target {
+            format!("{} → {}", d.target, d.effective_target)
+        } else {
+            d.target.clone()
+        };
+        t.row(vec![
+            d.id.to_string(),
+            format!("{} {}", d.layer, d.layer_name),
+            target,
+            d.role.clone(),
+            d.model.clone(),
+            if d.version == 0 {
+                String::new()
+            } else {
+                d.version.to_string()
+            },
+            d.state.clone(),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+pub async fn layers(c: &mut Clients, json: bool) -> anyhow::Result<()> {
+    let r = c
+        .control
+        .list_layers(pb::ListLayersRequest {})
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&r);
+    }
+    let mut t = Table::new(&[
+        "LAYER",
+        "NAME",
+        "DEVICES",
+        "TARGET",
+        "BUDGET",
+        "DEPLOYMENTS",
+        "ESTIMATED",
+    ]);
+    for l in &r.layers {
+        t.row(vec![
+            l.id.to_string(),
+            l.name.clone(),
+            l.devices.clone(),
+            if l.reserved {
+                "reserved".into()
+            } else {
+                l.default_target.clone()
+            },
+            if l.reserved {
+                "-".into()
+            } else {
+                format!("{} GB", l.budget_gb)
+            },
+            l.active_deployments.to_string(),
+            bytes(l.estimated_bytes),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+pub async fn status(c: &mut Clients, json: bool) -> anyhow::Result<()> {
+    let s = c.control.status(pb::StatusRequest {}).await?.into_inner();
+    if json {
+        return print_json(&s);
+    }
+    println!(
+        "dsmild {}: {}, up {} s",
+        s.version,
+        if s.ready { "ready" } else { "NOT READY" },
+        s.uptime_seconds
+    );
+    println!("deployments serving: {}", s.active_deployments);
+    println!("memory (RSS): {}", bytes(s.rss_bytes));
+    println!("unix socket: {}", s.unix_socket);
+    println!(
+        "gRPC TCP: {}",
+        if s.tcp_address.is_empty() {
+            "off"
+        } else {
+            &s.tcp_address
+        }
+    );
+    println!(
+        "metrics: {}",
+        if s.metrics_address.is_empty() {
+            "off".to_owned()
+        } else {
+            format!("http://{}/metrics", s.metrics_address)
+        }
+    );
+    println!("state: {}", s.state_dir);
+    for r in &s.runtimes {
+        println!(
+            "runtime {}: {} ({})",
+            r.name,
+            if r.available {
+                "available"
+            } else {
+                "UNAVAILABLE"
+            },
+            r.detail
+        );
+    }
+    for w in &s.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
+}
+
+pub async fn events(
+    c: &mut Clients,
+    model: String,
+    after: u64,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let r = c
+        .control
+        .events(pb::EventsRequest {
+            after,
+            model,
+            limit,
+        })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&r);
+    }
+    let mut t = Table::new(&["SEQ", "AT", "KIND", "MODEL", "VERSION", "DEVICE", "DETAIL"]);
+    for e in &r.events {
+        t.row(vec![
+            e.seq.to_string(),
+            time_ms(e.at_unix_ms),
+            e.kind.clone(),
+            e.model.clone(),
+            if e.version == 0 {
+                String::new()
+            } else {
+                e.version.to_string()
+            },
+            e.device.map_or(String::new(), |d| d.to_string()),
+            e.detail.clone(),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+pub async fn undeploy(c: &mut Clients, model: String, json: bool) -> anyhow::Result<()> {
+    let r = c
+        .control
+        .undeploy(pb::UndeployRequest { model })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&r);
+    }
+    for d in &r.retired {
+        println!(
+            "retired {} version {} from device {} (deployment {})",
+            d.model, d.version, d.device, d.id
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! Backends: the inference runtimes behind one interface. A [`Backend`] turns
+//! model bytes into a [`LoadedModel`]; a loaded model runs tensors.
+//!
+//! Only this module links a vendor runtime, and runtime calls never happen on
+//! a tokio worker: loading runs on the deploy pipeline's blocking thread and
+//! inference on the [`pool`]'s dedicated threads.
+
+mod onnxruntime;
+pub mod pool;
+mod runtimes;
+mod tensor;
+
+pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
+pub use pool::{Pool, PoolError, RunOutcome};
+pub use runtimes::{RuntimeStatus, Runtimes};
+pub use tensor::{DataType, Signature, Tensor, TensorSpec, format_shape};
+
+use crate::topology::Target;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(
+        "the ONNX Runtime library was not found (looked in: {searched}). \
+         Run scripts/fetch-runtimes.sh, or point runtimes.onnxruntime_library or ORT_DYLIB_PATH at libonnxruntime.so"
+    )]
+    RuntimeMissing { searched: String },
+    #[error("loading the ONNX Runtime library {path}: {detail}")]
+    RuntimeLoad { path: String, detail: String },
+    #[error("no runtime is available for target {target}: {detail}")]
+    Unavailable { target: Target, detail: String },
+    #[error("the runtime could not load the model: {0}")]
+    Load(String),
+    #[error("input or output {name}: {detail}")]
+    UnsupportedTensor { name: String, detail: String },
+    #[error("inference failed: {0}")]
+    Run(String),
+    #[error("the inference thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Threads inside the runtime; 0 lets it choose.
+    pub intra_op_threads: usize,
+}
+
+/// An inference runtime.
+pub trait Backend: Send + Sync {
+    /// A short name recorded on deployments and metrics: "onnxruntime".
+    fn name(&self) -> &'static str;
+    /// Builds a runnable model. Blocking; may take seconds.
+    fn load(
+        &self,
+        model: &[u8],
+        options: &LoadOptions,
+    ) -> Result<Box<dyn LoadedModel>, BackendError>;
+}
+
+/// A model ready to run. Each instance is driven by one thread at a time.
+pub trait LoadedModel: Send {
+    fn signature(&self) -> &Signature;
+    /// Runs the model. Inputs have been checked against the signature.
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError>;
+}

@@ -1,0 +1,247 @@
+//! ONNX Runtime through the `ort` crate, loaded at run time (`load-dynamic`)
+//! from the official library: config, then `ORT_DYLIB_PATH`, then the
+//! workspace's `runtimes/onnxruntime/` (scripts/fetch-runtimes.sh), then the
+//! system's library folders.
+
+use std::path::{Path, PathBuf};
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{DynTensor, DynTensorValueType, TensorElementType, ValueType};
+
+use super::{
+    Backend, BackendError, DataType, LoadOptions, LoadedModel, Signature, Tensor, TensorSpec,
+};
+
+const LIB_NAME: &str = "libonnxruntime.so";
+
+/// Finds libonnxruntime.so; the error lists where it looked.
+pub fn locate_onnxruntime(configured: Option<&Path>) -> Result<PathBuf, BackendError> {
+    let mut candidates = Vec::new();
+    if let Some(path) = configured {
+        candidates.push(path.to_owned());
+    } else {
+        if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
+            candidates.push(PathBuf::from(path));
+        }
+        // A development checkout: target/<profile>/dsmild -> <root>/runtimes/.
+        if let Ok(exe) = std::env::current_exe() {
+            for dir in exe.ancestors().skip(1).take(4) {
+                candidates.push(dir.join("runtimes/onnxruntime").join(LIB_NAME));
+            }
+        }
+        for dir in ["/usr/lib/dsmil", "/usr/local/lib", "/usr/lib"] {
+            candidates.push(Path::new(dir).join(LIB_NAME));
+        }
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| BackendError::RuntimeMissing {
+            searched: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+pub struct OnnxRuntime {
+    environment: Environment,
+    library: PathBuf,
+}
+
+impl OnnxRuntime {
+    /// Loads the library. Only one ONNX Runtime library can be loaded per
+    /// process, so the daemon makes one of these at startup.
+    pub fn load(library: &Path) -> Result<OnnxRuntime, BackendError> {
+        let load_err = |detail: String| BackendError::RuntimeLoad {
+            path: library.display().to_string(),
+            detail,
+        };
+        let environment = ort::init_from(library)
+            .map_err(|e| load_err(e.to_string()))?
+            .with_name("dsmild")
+            .build()
+            .map_err(|e| load_err(e.to_string()))?;
+        Ok(OnnxRuntime {
+            environment,
+            library: library.to_owned(),
+        })
+    }
+
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+}
+
+impl Backend for OnnxRuntime {
+    fn name(&self) -> &'static str {
+        "onnxruntime"
+    }
+
+    fn load(
+        &self,
+        model: &[u8],
+        options: &LoadOptions,
+    ) -> Result<Box<dyn LoadedModel>, BackendError> {
+        let load = |e: ort::Error| BackendError::Load(e.to_string());
+        let mut builder = Session::builder(&self.environment)
+            .map_err(load)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| BackendError::Load(e.to_string()))?;
+        if options.intra_op_threads > 0 {
+            builder = builder
+                .with_intra_threads(options.intra_op_threads)
+                .map_err(|e| BackendError::Load(e.to_string()))?;
+        }
+        let session = builder.commit_from_memory(model).map_err(load)?;
+        let signature = Signature {
+            inputs: session
+                .inputs()
+                .iter()
+                .map(|o| spec(o.name(), o.dtype()))
+                .collect::<Result<_, _>>()?,
+            outputs: session
+                .outputs()
+                .iter()
+                .map(|o| spec(o.name(), o.dtype()))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Box::new(OrtModel { session, signature }))
+    }
+}
+
+fn spec(name: &str, value: &ValueType) -> Result<TensorSpec, BackendError> {
+    let unsupported = |detail: String| BackendError::UnsupportedTensor {
+        name: name.to_owned(),
+        detail,
+    };
+    match value {
+        ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
+            name: name.to_owned(),
+            dtype: from_ort(*ty)
+                .ok_or_else(|| unsupported(format!("element type {ty:?} is not served")))?,
+            shape: shape.iter().copied().collect(),
+        }),
+        other => Err(unsupported(format!("{other:?} is not a tensor"))),
+    }
+}
+
+fn from_ort(ty: TensorElementType) -> Option<DataType> {
+    Some(match ty {
+        TensorElementType::Bool => DataType::Bool,
+        TensorElementType::Uint8 => DataType::U8,
+        TensorElementType::Uint16 => DataType::U16,
+        TensorElementType::Uint32 => DataType::U32,
+        TensorElementType::Uint64 => DataType::U64,
+        TensorElementType::Int8 => DataType::I8,
+        TensorElementType::Int16 => DataType::I16,
+        TensorElementType::Int32 => DataType::I32,
+        TensorElementType::Int64 => DataType::I64,
+        TensorElementType::Float16 => DataType::F16,
+        TensorElementType::Bfloat16 => DataType::BF16,
+        TensorElementType::Float32 => DataType::F32,
+        TensorElementType::Float64 => DataType::F64,
+        _ => return None,
+    })
+}
+
+fn to_ort(ty: DataType) -> TensorElementType {
+    match ty {
+        DataType::Bool => TensorElementType::Bool,
+        DataType::U8 => TensorElementType::Uint8,
+        DataType::U16 => TensorElementType::Uint16,
+        DataType::U32 => TensorElementType::Uint32,
+        DataType::U64 => TensorElementType::Uint64,
+        DataType::I8 => TensorElementType::Int8,
+        DataType::I16 => TensorElementType::Int16,
+        DataType::I32 => TensorElementType::Int32,
+        DataType::I64 => TensorElementType::Int64,
+        DataType::F16 => TensorElementType::Float16,
+        DataType::BF16 => TensorElementType::Bfloat16,
+        DataType::F32 => TensorElementType::Float32,
+        DataType::F64 => TensorElementType::Float64,
+    }
+}
+
+struct OrtModel {
+    session: Session,
+    signature: Signature,
+}
+
+impl LoadedModel for OrtModel {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+        let run_err = |e: ort::Error| BackendError::Run(e.to_string());
+        let mut values = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let mut value = DynTensor::new(
+                self.session.allocator(),
+                to_ort(input.dtype),
+                input.shape.clone(),
+            )
+            .map_err(run_err)?;
+            let expected =
+                Tensor::element_count(&input.shape).unwrap_or(0) * input.dtype.byte_size();
+            if expected != input.data.len() {
+                return Err(BackendError::Run(format!(
+                    "input {} carries {} bytes, its shape needs {expected}",
+                    input.name,
+                    input.data.len()
+                )));
+            }
+            if expected > 0 {
+                // SAFETY: the tensor was allocated for exactly `expected` bytes
+                // of this element type and shape (checked above), and the
+                // source slice has that length.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        input.data.as_ptr(),
+                        value.data_ptr_mut().cast::<u8>(),
+                        expected,
+                    );
+                }
+            }
+            values.push((input.name.clone(), value));
+        }
+        let mut outputs = self.session.run(values).map_err(run_err)?;
+        let mut result = Vec::with_capacity(self.signature.outputs.len());
+        for spec in &self.signature.outputs {
+            let value = outputs
+                .remove(&spec.name)
+                .ok_or_else(|| BackendError::Run(format!("output {} is missing", spec.name)))?
+                .downcast::<DynTensorValueType>()
+                .map_err(|e| BackendError::UnsupportedTensor {
+                    name: spec.name.clone(),
+                    detail: e.to_string(),
+                })?;
+            let shape: Vec<i64> = value.shape().iter().copied().collect();
+            let dtype =
+                from_ort(*value.data_type()).ok_or_else(|| BackendError::UnsupportedTensor {
+                    name: spec.name.clone(),
+                    detail: format!("element type {:?} is not served", value.data_type()),
+                })?;
+            let len = Tensor::element_count(&shape).unwrap_or(0) * dtype.byte_size();
+            let data = if len == 0 {
+                Vec::new()
+            } else {
+                // SAFETY: ONNX Runtime owns a contiguous buffer of `len` bytes
+                // for this tensor, alive while `outputs` is; we copy it out.
+                unsafe { std::slice::from_raw_parts(value.data_ptr().cast::<u8>(), len).to_vec() }
+            };
+            result.push(Tensor {
+                name: spec.name.clone(),
+                dtype,
+                shape,
+                data,
+            });
+        }
+        Ok(result)
+    }
+}

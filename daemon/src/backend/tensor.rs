@@ -1,0 +1,199 @@
+//! Tensors as they cross the daemon: a name, an element type, a shape and
+//! the raw little-endian bytes in row-major order (the KServe v2 raw layout,
+//! which both runtimes take without conversion).
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    I8,
+    I16,
+    I32,
+    I64,
+    F16,
+    BF16,
+    F32,
+    F64,
+}
+
+impl DataType {
+    pub const ALL: [DataType; 13] = [
+        DataType::Bool,
+        DataType::U8,
+        DataType::U16,
+        DataType::U32,
+        DataType::U64,
+        DataType::I8,
+        DataType::I16,
+        DataType::I32,
+        DataType::I64,
+        DataType::F16,
+        DataType::BF16,
+        DataType::F32,
+        DataType::F64,
+    ];
+
+    /// The KServe v2 datatype name.
+    pub fn kserve_name(self) -> &'static str {
+        match self {
+            DataType::Bool => "BOOL",
+            DataType::U8 => "UINT8",
+            DataType::U16 => "UINT16",
+            DataType::U32 => "UINT32",
+            DataType::U64 => "UINT64",
+            DataType::I8 => "INT8",
+            DataType::I16 => "INT16",
+            DataType::I32 => "INT32",
+            DataType::I64 => "INT64",
+            DataType::F16 => "FP16",
+            DataType::BF16 => "BF16",
+            DataType::F32 => "FP32",
+            DataType::F64 => "FP64",
+        }
+    }
+
+    pub fn from_kserve_name(name: &str) -> Option<DataType> {
+        DataType::ALL.into_iter().find(|d| d.kserve_name() == name)
+    }
+
+    pub fn byte_size(self) -> usize {
+        match self {
+            DataType::Bool | DataType::U8 | DataType::I8 => 1,
+            DataType::U16 | DataType::I16 | DataType::F16 | DataType::BF16 => 2,
+            DataType::U32 | DataType::I32 | DataType::F32 => 4,
+            DataType::U64 | DataType::I64 | DataType::F64 => 8,
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kserve_name())
+    }
+}
+
+/// A model input or output as declared: -1 marks a dimension chosen per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DataType,
+    pub shape: Vec<i64>,
+}
+
+impl TensorSpec {
+    /// Whether a concrete shape fits this declaration.
+    pub fn accepts_shape(&self, shape: &[i64]) -> bool {
+        shape.len() == self.shape.len()
+            && shape
+                .iter()
+                .zip(&self.shape)
+                .all(|(&got, &want)| got >= 0 && (want < 0 || got == want))
+    }
+
+    /// The shape with dynamic dimensions set to `fill`.
+    pub fn concrete_shape(&self, fill: i64) -> Vec<i64> {
+        self.shape
+            .iter()
+            .map(|&d| if d < 0 { fill } else { d })
+            .collect()
+    }
+}
+
+pub fn format_shape(shape: &[i64]) -> String {
+    let dims: Vec<String> = shape
+        .iter()
+        .map(|&d| if d < 0 { "?".to_owned() } else { d.to_string() })
+        .collect();
+    format!("[{}]", dims.join(","))
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Signature {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub name: String,
+    pub dtype: DataType,
+    pub shape: Vec<i64>,
+    pub data: Vec<u8>,
+}
+
+impl Tensor {
+    pub fn element_count(shape: &[i64]) -> Option<usize> {
+        shape.iter().try_fold(1usize, |acc, &d| {
+            usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+        })
+    }
+
+    /// A tensor of the spec's type and the given shape, filled with small
+    /// deterministic values: for warmup, health checks and dry runs.
+    pub fn synthetic(spec: &TensorSpec, shape: Vec<i64>) -> Tensor {
+        let count = Tensor::element_count(&shape).unwrap_or(0);
+        let mut data = Vec::with_capacity(count * spec.dtype.byte_size());
+        for i in 0..count {
+            let v = (i % 7) as f32 * 0.25;
+            match spec.dtype {
+                DataType::Bool => data.push((i % 2) as u8),
+                DataType::U8 | DataType::I8 => data.push((i % 7) as u8),
+                DataType::U16 | DataType::I16 => {
+                    data.extend_from_slice(&((i % 7) as u16).to_le_bytes())
+                }
+                DataType::U32 | DataType::I32 => {
+                    data.extend_from_slice(&((i % 7) as u32).to_le_bytes())
+                }
+                DataType::U64 | DataType::I64 => {
+                    data.extend_from_slice(&((i % 7) as u64).to_le_bytes())
+                }
+                DataType::F16 => data.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                DataType::BF16 => data.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                DataType::F32 => data.extend_from_slice(&v.to_le_bytes()),
+                DataType::F64 => data.extend_from_slice(&f64::from(v).to_le_bytes()),
+            }
+        }
+        Tensor {
+            name: spec.name.clone(),
+            dtype: spec.dtype,
+            shape,
+            data,
+        }
+    }
+
+    /// False if a floating-point element is NaN or infinite.
+    pub fn is_finite(&self) -> bool {
+        match self.dtype {
+            DataType::F32 => self
+                .data
+                .chunks_exact(4)
+                .all(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")).is_finite()),
+            DataType::F64 => self
+                .data
+                .chunks_exact(8)
+                .all(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")).is_finite()),
+            DataType::F16 => self
+                .data
+                .chunks_exact(2)
+                .all(|c| half::f16::from_le_bytes([c[0], c[1]]).is_finite()),
+            DataType::BF16 => self
+                .data
+                .chunks_exact(2)
+                .all(|c| half::bf16::from_le_bytes([c[0], c[1]]).is_finite()),
+            DataType::Bool
+            | DataType::U8
+            | DataType::U16
+            | DataType::U32
+            | DataType::U64
+            | DataType::I8
+            | DataType::I16
+            | DataType::I32
+            | DataType::I64 => true,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The TOML document as written: serde structs mirroring config/dsmil.toml,
+//! with no defaults of their own (the embedded file supplies them) and unknown
+//! keys refused.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub topology: RawTopology,
+    pub layers: Vec<RawLayer>,
+    #[serde(default)]
+    pub devices: BTreeMap<String, RawDevice>,
+    pub hardware: RawHardware,
+    pub memory: RawMemory,
+    pub quantization: RawQuantization,
+    pub deployment: RawDeployment,
+    pub serving: RawServing,
+    pub monitoring: RawMonitoring,
+    pub listeners: RawListeners,
+    pub paths: RawPaths,
+    pub runtimes: RawRuntimes,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTopology {
+    pub device_count: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayer {
+    pub id: u8,
+    pub name: String,
+    pub devices: String,
+    #[serde(default)]
+    pub reserved: bool,
+    pub memory_budget_gb: Option<f64>,
+    pub target: Option<String>,
+    pub max_parameters: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    pub target: Option<String>,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHardware {
+    pub fallback_target: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMemory {
+    pub total_gb: f64,
+    pub available_gb: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuantization {
+    pub precision: String,
+    pub min_accuracy_retention: f64,
+    pub calibration_samples: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeployment {
+    pub warmup_iterations: u32,
+    pub health_check_timeout_seconds: u64,
+    pub auto_rollback_on_failure: bool,
+    pub max_model_size_mb: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServing {
+    pub queue_capacity: usize,
+    pub workers_per_deployment: usize,
+    pub intra_op_threads: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitoring {
+    pub metrics_collection_interval_seconds: u64,
+    pub drift_detection_threshold_percent: f64,
+    pub alert_on_latency_p99_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListeners {
+    pub unix_socket: String,
+    pub tcp: String,
+    pub metrics: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPaths {
+    pub state_dir: String,
+    pub cache_dir: String,
+    pub runtime_dir: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntimes {
+    pub onnxruntime_library: String,
+}

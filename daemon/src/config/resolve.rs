@@ -1,0 +1,319 @@
+//! From the raw document to a [`Config`]: every value checked, every problem
+//! collected (not only the first) and named by its key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::raw::RawConfig;
+use crate::topology::{DeviceSpec, LayerSpec, Target, Topology};
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub topology: Topology,
+    pub hardware: HardwareConfig,
+    pub memory: MemoryConfig,
+    pub quantization: QuantizationConfig,
+    pub deployment: DeploymentConfig,
+    pub serving: ServingConfig,
+    pub monitoring: MonitoringConfig,
+    pub listeners: ListenerConfig,
+    pub paths: PathsConfig,
+    pub runtimes: RuntimesConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct HardwareConfig {
+    pub fallback_target: Target,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct QuantizationConfig {
+    pub precision: String,
+    pub min_accuracy_retention: f64,
+    pub calibration_samples: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeploymentConfig {
+    pub warmup_iterations: u32,
+    pub health_check_timeout: std::time::Duration,
+    pub auto_rollback_on_failure: bool,
+    pub max_model_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServingConfig {
+    pub queue_capacity: usize,
+    pub workers_per_deployment: usize,
+    pub intra_op_threads: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct MonitoringConfig {
+    pub metrics_collection_interval: std::time::Duration,
+    pub drift_detection_threshold_percent: f64,
+    pub alert_on_latency_p99_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub unix_socket: PathBuf,
+    pub tcp: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PathsConfig {
+    pub state_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimesConfig {
+    /// None: search ($ORT_DYLIB_PATH, the workspace's runtimes/, system dirs).
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigError> {
+    let raw = RawConfig::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Syntax {
+        origin: origin.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    let mut problems = Vec::new();
+    let mut check = |ok: bool, msg: String| {
+        if !ok {
+            problems.push(msg);
+        }
+    };
+
+    let fallback_target = parse_target(&raw.hardware.fallback_target, "hardware.fallback_target")
+        .unwrap_or_else(|e| {
+            check(false, e);
+            Target::Cpu
+        });
+
+    check(
+        raw.memory.total_gb > 0.0,
+        format!("memory.total_gb = {} must be > 0", raw.memory.total_gb),
+    );
+    check(
+        raw.memory.available_gb > 0.0 && raw.memory.available_gb <= raw.memory.total_gb,
+        format!(
+            "memory.available_gb = {} must be > 0 and ≤ memory.total_gb ({})",
+            raw.memory.available_gb, raw.memory.total_gb
+        ),
+    );
+    let q = &raw.quantization;
+    check(
+        q.precision == "int8",
+        format!(
+            "quantization.precision = {:?}: only \"int8\" is supported",
+            q.precision
+        ),
+    );
+    check(
+        (0.0..=1.0).contains(&q.min_accuracy_retention) && q.min_accuracy_retention > 0.0,
+        format!(
+            "quantization.min_accuracy_retention = {} must be in (0, 1]",
+            q.min_accuracy_retention
+        ),
+    );
+    check(
+        q.calibration_samples > 0,
+        "quantization.calibration_samples must be ≥ 1".to_owned(),
+    );
+    let d = &raw.deployment;
+    check(
+        d.health_check_timeout_seconds > 0,
+        "deployment.health_check_timeout_seconds must be ≥ 1".to_owned(),
+    );
+    check(
+        d.max_model_size_mb > 0,
+        "deployment.max_model_size_mb must be ≥ 1".to_owned(),
+    );
+    let s = &raw.serving;
+    check(
+        s.queue_capacity > 0,
+        "serving.queue_capacity must be ≥ 1".to_owned(),
+    );
+    check(
+        (1..=64).contains(&s.workers_per_deployment),
+        format!(
+            "serving.workers_per_deployment = {} must be in 1..=64",
+            s.workers_per_deployment
+        ),
+    );
+    let m = &raw.monitoring;
+    check(
+        m.metrics_collection_interval_seconds > 0,
+        "monitoring.metrics_collection_interval_seconds must be ≥ 1".to_owned(),
+    );
+    check(
+        m.drift_detection_threshold_percent > 0.0,
+        "monitoring.drift_detection_threshold_percent must be > 0".to_owned(),
+    );
+    check(
+        m.alert_on_latency_p99_ms > 0,
+        "monitoring.alert_on_latency_p99_ms must be ≥ 1".to_owned(),
+    );
+
+    let l = &raw.listeners;
+    check(
+        !l.unix_socket.is_empty(),
+        "listeners.unix_socket must be set (the controller needs it)".to_owned(),
+    );
+    let tcp = optional_addr(&l.tcp, "listeners.tcp", &mut problems);
+    let metrics = optional_addr(&l.metrics, "listeners.metrics", &mut problems);
+
+    for (key, value) in [
+        ("paths.state_dir", &raw.paths.state_dir),
+        ("paths.cache_dir", &raw.paths.cache_dir),
+        ("paths.runtime_dir", &raw.paths.runtime_dir),
+    ] {
+        if value.is_empty() {
+            problems.push(format!("{key} must be set"));
+        }
+    }
+
+    let topology = resolve_topology(&raw, &mut problems);
+
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        });
+    }
+    let topology = topology.expect("no problems means the topology resolved");
+    let available_bytes = (raw.memory.available_gb * GIB) as u64;
+    Ok(Config {
+        topology,
+        hardware: HardwareConfig { fallback_target },
+        memory: MemoryConfig {
+            total_bytes: (raw.memory.total_gb * GIB) as u64,
+            available_bytes,
+        },
+        quantization: QuantizationConfig {
+            precision: q.precision.clone(),
+            min_accuracy_retention: q.min_accuracy_retention,
+            calibration_samples: q.calibration_samples,
+        },
+        deployment: DeploymentConfig {
+            warmup_iterations: d.warmup_iterations,
+            health_check_timeout: std::time::Duration::from_secs(d.health_check_timeout_seconds),
+            auto_rollback_on_failure: d.auto_rollback_on_failure,
+            max_model_bytes: d.max_model_size_mb.saturating_mul(1 << 20),
+        },
+        serving: ServingConfig {
+            queue_capacity: s.queue_capacity,
+            workers_per_deployment: s.workers_per_deployment,
+            intra_op_threads: s.intra_op_threads,
+        },
+        monitoring: MonitoringConfig {
+            metrics_collection_interval: std::time::Duration::from_secs(
+                m.metrics_collection_interval_seconds,
+            ),
+            drift_detection_threshold_percent: m.drift_detection_threshold_percent,
+            alert_on_latency_p99_ms: m.alert_on_latency_p99_ms,
+        },
+        listeners: ListenerConfig {
+            unix_socket: PathBuf::from(&l.unix_socket),
+            tcp,
+            metrics,
+        },
+        paths: PathsConfig {
+            state_dir: PathBuf::from(&raw.paths.state_dir),
+            cache_dir: PathBuf::from(&raw.paths.cache_dir),
+            runtime_dir: PathBuf::from(&raw.paths.runtime_dir),
+        },
+        runtimes: RuntimesConfig {
+            onnxruntime_library: (!raw.runtimes.onnxruntime_library.is_empty())
+                .then(|| PathBuf::from(&raw.runtimes.onnxruntime_library)),
+        },
+    })
+}
+
+fn optional_addr(value: &str, key: &str, problems: &mut Vec<String>) -> Option<SocketAddr> {
+    if value.is_empty() {
+        return None;
+    }
+    match value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!(
+                "{key} = {value:?} is not an address like 127.0.0.1:8001 (\"\" turns it off)"
+            ));
+            None
+        }
+    }
+}
+
+fn parse_target(value: &str, key: &str) -> Result<Target, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{key} = {value:?}: expected \"npu\", \"gpu\" or \"cpu\""))
+}
+
+fn resolve_topology(raw: &RawConfig, problems: &mut Vec<String>) -> Option<Topology> {
+    let mut layers = Vec::new();
+    for layer in &raw.layers {
+        let key = format!("layers[id={}]", layer.id);
+        // An unparsable target is reported here; the placeholder only keeps
+        // the topology check from reporting it a second time as missing.
+        let target = match &layer.target {
+            Some(t) => Some(
+                parse_target(t, &format!("{key}.target")).unwrap_or_else(|e| {
+                    problems.push(e);
+                    Target::Cpu
+                }),
+            ),
+            None => None,
+        };
+        layers.push(LayerSpec {
+            id: layer.id,
+            name: layer.name.clone(),
+            devices: layer.devices.clone(),
+            reserved: layer.reserved,
+            budget_bytes: layer.memory_budget_gb.map(|gb| (gb * GIB) as u64),
+            budget_gb: layer.memory_budget_gb,
+            target,
+            max_parameters: layer.max_parameters,
+        });
+    }
+    let mut devices = Vec::new();
+    for (key, device) in &raw.devices {
+        let Ok(id) = key.parse::<u32>() else {
+            problems.push(format!("devices.{key}: the key must be a device id"));
+            continue;
+        };
+        let target = match &device.target {
+            Some(t) => parse_target(t, &format!("devices.{key}.target"))
+                .map_err(|e| problems.push(e))
+                .ok(),
+            None => None,
+        };
+        devices.push(DeviceSpec {
+            id,
+            target,
+            role: device.role.clone(),
+        });
+    }
+    match Topology::new(raw.topology.device_count, layers, devices) {
+        Ok(t) => Some(t),
+        Err(mut errs) => {
+            problems.append(&mut errs);
+            None
+        }
+    }
+}

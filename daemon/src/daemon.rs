@@ -1,0 +1,208 @@
+//! The daemon's life: bind, open, restore, serve, drain, flush. One
+//! cancellation token fans shutdown out to every task, and `run` returns only
+//! after all of them have stopped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::Runtimes;
+use crate::config::Config;
+use crate::deploy::{DeployError, Deployer, Registry};
+use crate::monitor::{MetricsEndpoint, install_recorder};
+use crate::serve::socket::{SocketError, bind_unix};
+use crate::serve::{ControlService, InferenceService, ServerInfo, Services};
+use crate::store::{BlobStore, Journal, StoreError};
+use crate::systemd::Notifier;
+
+/// How long in-flight requests may take to finish after shutdown begins.
+const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("binding {what} listener {addr}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the store under {path}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: StoreError,
+    },
+    #[error("restoring deployments")]
+    Restore(#[source] DeployError),
+    #[error("serving gRPC")]
+    Serve(#[source] tonic::transport::Error),
+    #[error("a startup task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+async fn bind_tcp(
+    what: &'static str,
+    addr: Option<SocketAddr>,
+) -> Result<Option<TcpListener>, DaemonError> {
+    match addr {
+        None => Ok(None),
+        Some(addr) => TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| DaemonError::Bind { what, addr, source }),
+    }
+}
+
+/// Runs the daemon until `shutdown` completes (or a listener fails).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let notifier = Notifier::from_env();
+    notifier.send("STATUS=starting");
+    let token = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let trigger = token.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = shutdown => trigger.cancel(),
+            _ = trigger.cancelled() => {}
+        }
+    });
+
+    // Listeners first: a second daemon, or a port in use, fails fast, before
+    // any state is touched.
+    let (unix, socket_guard) = bind_unix(&config.listeners.unix_socket)?;
+    let tcp = bind_tcp("gRPC", config.listeners.tcp).await?;
+    let metrics = bind_tcp("metrics", config.listeners.metrics).await?;
+    let info = ServerInfo {
+        unix_socket: config.listeners.unix_socket.display().to_string(),
+        tcp_address: tcp
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        metrics_address: metrics
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        state_dir: config.paths.state_dir.display().to_string(),
+    };
+    if let Some(listener) = metrics {
+        match install_recorder() {
+            Ok(handle) => {
+                MetricsEndpoint::serve(listener, handle, token.clone(), &tasks)
+                    .await
+                    .map_err(|source| DaemonError::Bind {
+                        what: "metrics",
+                        addr: config.listeners.metrics.expect("listener implies address"),
+                        source,
+                    })?;
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics recorder not installed; /metrics is off"),
+        }
+    }
+
+    let state_dir = config.paths.state_dir.clone();
+    let config = Arc::new(config);
+    let opened = {
+        let config = Arc::clone(&config);
+        tokio::task::spawn_blocking(move || {
+            let store_err = |source| DaemonError::Store {
+                path: config.paths.state_dir.clone(),
+                source,
+            };
+            let journal =
+                Journal::open(&config.paths.state_dir.join("journal")).map_err(store_err)?;
+            let blobs =
+                BlobStore::open(&config.paths.state_dir.join("blobs")).map_err(store_err)?;
+            let runtimes = Runtimes::load(&config);
+            Ok::<_, DaemonError>((journal, blobs, runtimes))
+        })
+        .await??
+    };
+    let (journal, blobs, runtimes) = opened;
+    let registry = Arc::new(Registry::default());
+    let deployer = Arc::new(Deployer::new(
+        Arc::clone(&config),
+        journal.clone(),
+        blobs,
+        Arc::new(runtimes),
+        Arc::clone(&registry),
+    ));
+
+    let health = tonic_health::server::HealthReporter::new();
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health.clone()),
+    );
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let services = Services {
+        inference: InferenceService::new(Arc::clone(&registry)),
+        control: ControlService::new(Arc::clone(&deployer), info),
+        health: health_service,
+    };
+    let server = tokio::spawn(crate::serve::serve(
+        services,
+        unix,
+        tcp,
+        token.clone(),
+        DRAIN,
+    ));
+    tracing::info!(socket = %config.listeners.unix_socket.display(), state = %state_dir.display(), "listening; restoring deployments");
+
+    notifier.send("STATUS=restoring deployments");
+    let restoring = tokio::task::spawn_blocking({
+        let deployer = Arc::clone(&deployer);
+        move || deployer.restore()
+    });
+    let report = tokio::select! {
+        report = restoring => Some(report?.map_err(DaemonError::Restore)?),
+        _ = token.cancelled() => None,
+    };
+    if let Some(report) = report {
+        let serving = registry.all().len();
+        tracing::info!(
+            restored = report.restored.len(),
+            interrupted = report.interrupted.len(),
+            failed = report.failed.len(),
+            elapsed_ms = report.elapsed_ms,
+            "restore finished"
+        );
+        let status = if registry.is_ready() {
+            health
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+            format!("serving {serving} deployment(s)")
+        } else {
+            format!(
+                "serving {serving} deployment(s); NOT READY: {} failed to restore",
+                report.failed.len()
+            )
+        };
+        notifier.send(&format!("READY=1\nSTATUS={status}"));
+    }
+
+    let served = server.await?;
+    notifier.send("STOPPING=1\nSTATUS=stopping");
+    token.cancel();
+    tasks.close();
+    tasks.wait().await;
+    if let Err(e) = tokio::task::spawn_blocking(move || journal.flush()).await? {
+        tracing::error!(error = %e, "final journal flush failed");
+    }
+    drop(socket_guard);
+    tracing::info!("stopped");
+    served.map_err(DaemonError::Serve)
+}

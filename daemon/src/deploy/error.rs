@@ -1,0 +1,82 @@
+//! Why a deploy, undeploy or restore was refused. Each variant says what went
+//! wrong and, where there is one, what to do; the gRPC code for each is chosen
+//! in one place, `serve::status`.
+
+use crate::backend::{BackendError, PoolError};
+use crate::model::ModelError;
+use crate::store::StoreError;
+use crate::topology::TopologyError;
+
+use super::DeployState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(
+        "model name {0:?} is invalid: use 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+    )]
+    InvalidName(String),
+    #[error("the upload did not start with a DeploySpec message")]
+    MissingSpec,
+    #[error("the upload is larger than deployment.max_model_size_mb ({limit_mb} MiB)")]
+    TooLarge { limit_mb: u64 },
+    #[error("upload size mismatch: the spec declared {declared} bytes, {received} arrived")]
+    SizeMismatch { declared: u64, received: u64 },
+    #[error(
+        "upload checksum mismatch: the spec declared sha256 {declared}, the bytes hash to {actual}"
+    )]
+    ChecksumMismatch { declared: String, actual: String },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("device {device} is in layer {actual}, not layer {requested}")]
+    DeviceNotInLayer {
+        device: u32,
+        actual: u8,
+        requested: u32,
+    },
+    #[error("device {device} is serving model {model:?}; undeploy it or choose another device")]
+    DeviceBusy { device: u32, model: String },
+    #[error("no free device in {scope}; undeploy a model there or choose another layer")]
+    NoFreeDevice { scope: String },
+    #[error(
+        "model has {parameters} parameters; layer {layer} ({name}) accepts at most {limit} (layers.max_parameters)"
+    )]
+    TooManyParameters {
+        parameters: u64,
+        layer: u8,
+        name: String,
+        limit: u64,
+    },
+    #[error("{stage} failed: {detail}")]
+    StageFailed { stage: DeployState, detail: String },
+    #[error("model {0:?} has no active deployment")]
+    NotDeployed(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("starting inference threads: {0}")]
+    Threads(std::io::Error),
+}
+
+impl DeployError {
+    pub(crate) fn stage(stage: DeployState, err: impl std::fmt::Display) -> DeployError {
+        DeployError::StageFailed {
+            stage,
+            detail: err.to_string(),
+        }
+    }
+}
+
+impl From<PoolError> for DeployError {
+    fn from(e: PoolError) -> DeployError {
+        match e {
+            PoolError::Backend(b) => DeployError::Backend(b),
+            other => DeployError::StageFailed {
+                stage: DeployState::HealthChecking,
+                detail: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Deployment: from an uploaded model to a serving version on a device, and
+//! back. Owns the state machine ([`DeployState`]), placement, the pipeline's
+//! stages, activation (the version switch), undeploy and the restore after a
+//! restart.
+//!
+//! Everything here blocks (journal fsyncs, runtime loads, warmup runs): call
+//! it from `spawn_blocking` or a dedicated thread, never from a tokio worker.
+
+mod error;
+mod pipeline;
+mod placement;
+mod registry;
+mod restore;
+mod state;
+
+use std::sync::{Arc, Mutex};
+
+pub use error::DeployError;
+pub use pipeline::{DeploySpec, Progress, validate_name};
+pub use registry::{ActiveModel, Registry};
+pub use restore::RestoreReport;
+pub use state::DeployState;
+
+use crate::backend::Runtimes;
+use crate::config::Config;
+use crate::store::{BlobStore, DeploymentRecord, EventRecord, Journal};
+
+pub struct Deployer {
+    config: Arc<Config>,
+    journal: Journal,
+    blobs: BlobStore,
+    runtimes: Arc<Runtimes>,
+    registry: Arc<Registry>,
+    deploy_lock: Mutex<()>,
+}
+
+impl Deployer {
+    pub fn new(
+        config: Arc<Config>,
+        journal: Journal,
+        blobs: BlobStore,
+        runtimes: Arc<Runtimes>,
+        registry: Arc<Registry>,
+    ) -> Deployer {
+        Deployer {
+            config,
+            journal,
+            blobs,
+            runtimes,
+            registry,
+            deploy_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
+    }
+
+    /// Stops serving `model` and retires its active deployment(s).
+    pub fn undeploy(&self, model: &str) -> Result<Vec<DeploymentRecord>, DeployError> {
+        let _serial = self.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // The journal is the truth: a deployment may be Active there and not
+        // loaded (its restore failed); undeploy retires it all the same.
+        let active: Vec<DeploymentRecord> = self
+            .journal
+            .deployments()?
+            .into_iter()
+            .filter(|d| d.model == model && d.state == DeployState::Active)
+            .collect();
+        if active.is_empty() {
+            return Err(DeployError::NotDeployed(model.to_owned()));
+        }
+        let changes: Vec<(u64, DeployState, &str)> = active
+            .iter()
+            .map(|d| (d.id, DeployState::Retired, "undeployed by operator"))
+            .collect();
+        let first = &active[0];
+        let retired = self.journal.apply(
+            &changes,
+            Some(EventRecord {
+                kind: "undeploy".into(),
+                model: model.to_owned(),
+                version: first.version,
+                device: Some(first.device),
+                layer: Some(first.layer),
+                deployment_id: first.id,
+                detail: format!(
+                    "version {} retired from device {}",
+                    first.version, first.device
+                ),
+                ..EventRecord::default()
+            }),
+        )?;
+        self.registry.remove(model);
+        tracing::info!(
+            model,
+            version = first.version,
+            device = first.device,
+            "undeployed"
+        );
+        Ok(retired)
+    }
+
+    /// Appends an audit event; a journal failure here is logged, not fatal,
+    /// because the refusal it records has already been answered.
+    pub(crate) fn audit(&self, event: EventRecord) {
+        if let Err(e) = self.journal.append_event(event) {
+            tracing::error!(error = %e, "could not journal an audit event");
+        }
+    }
+}

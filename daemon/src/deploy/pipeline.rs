@@ -1,0 +1,436 @@
+//! One deployment's journey from an uploaded file to serving. Runs on a
+//! blocking thread (it fsyncs, loads runtimes and runs inference); every
+//! transition is journaled and flushed before the next stage starts, then
+//! reported through `progress`.
+
+use std::time::{Duration, Instant};
+
+use super::{ActiveModel, DeployError, DeployState, Deployer, placement};
+use crate::backend::{LoadOptions, LoadedModel, Pool, Signature, Tensor};
+use crate::model::{Format, inspect_onnx};
+use crate::store::{DeploymentRecord, EventRecord, NewDeployment, StagedBlob};
+use crate::topology::check_deploy_clearance;
+
+/// What the operator asked for.
+#[derive(Debug, Clone)]
+pub struct DeploySpec {
+    pub name: String,
+    pub device: Option<u32>,
+    pub layer: Option<u32>,
+    pub format: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub classification: Option<u32>,
+    pub note: String,
+}
+
+/// One step of progress, as streamed to `dsmilctl deploy`.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub deployment_id: u64,
+    pub stage: DeployState,
+    pub detail: String,
+    pub elapsed: Duration,
+}
+
+pub fn validate_name(name: &str) -> Result<(), DeployError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DeployError::InvalidName(name.to_owned()))
+    }
+}
+
+impl Deployer {
+    /// Deploys a staged upload. Refusals before the journal entry (bad bytes,
+    /// bad placement) record nothing but an audit event where it matters; a
+    /// failure in a later stage ends the deployment Failed, and whatever
+    /// served before keeps serving.
+    pub fn deploy(
+        &self,
+        spec: DeploySpec,
+        staged: StagedBlob,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<DeploymentRecord, DeployError> {
+        validate_name(&spec.name)?;
+        if staged.size != spec.size_bytes {
+            return Err(DeployError::SizeMismatch {
+                declared: spec.size_bytes,
+                received: staged.size,
+            });
+        }
+        if !staged.sha256.eq_ignore_ascii_case(&spec.sha256) {
+            return Err(DeployError::ChecksumMismatch {
+                declared: spec.sha256.clone(),
+                actual: staged.sha256.clone(),
+            });
+        }
+        let format = Format::parse(&spec.format)?;
+        let bytes = staged.read()?;
+        let info = inspect_onnx(&bytes)?;
+
+        // One deploy at a time: placement and activation read and change the
+        // registry, and must not interleave with another deploy's.
+        let _serial = self.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let topology = &self.config.topology;
+        let device = placement::choose(
+            topology,
+            &self.registry,
+            &placement::Request {
+                model: &spec.name,
+                device: spec.device,
+                layer: spec.layer,
+                classification: spec.classification,
+            },
+        )?;
+        let layer = topology.layer_of(device);
+        let classification = spec.classification.unwrap_or(u32::from(layer.id));
+        if let Err(e) = check_deploy_clearance(topology, layer, classification) {
+            self.audit(EventRecord {
+                kind: "refuse".into(),
+                model: spec.name.clone(),
+                device: Some(device.id),
+                layer: Some(layer.id),
+                detail: e.to_string(),
+                ..EventRecord::default()
+            });
+            return Err(e.into());
+        }
+        let wanted = device.target.expect("hosting devices have a target");
+        let effective = self.runtimes.effective_target(wanted);
+        let backend = self.runtimes.backend_for(effective)?;
+
+        let sha256 = staged.sha256.clone();
+        staged.commit(&self.blobs)?;
+        let (_, record) = self.journal.create_deployment(NewDeployment {
+            model: spec.name.clone(),
+            sha256,
+            size_bytes: spec.size_bytes,
+            format: format.to_string(),
+            classification,
+            note: spec.note.clone(),
+            device: device.id,
+            layer: layer.id,
+            target: wanted.to_string(),
+            effective_target: effective.to_string(),
+            backend: backend.name().to_owned(),
+        })?;
+        let id = record.id;
+        progress(Progress {
+            deployment_id: id,
+            stage: DeployState::Uploaded,
+            detail: format!(
+                "version {} → device {} (layer {} {}), target {}{}",
+                record.version,
+                device.id,
+                layer.id,
+                layer.name,
+                effective,
+                if effective != wanted {
+                    format!(" (fallback: no {wanted} on this host)")
+                } else {
+                    String::new()
+                }
+            ),
+            elapsed: Duration::ZERO,
+        });
+
+        let mut run = StageRunner {
+            deployer: self,
+            id,
+            size_bytes: spec.size_bytes,
+            progress,
+            since: Instant::now(),
+        };
+        match run.stages(&bytes, &info, layer, &*backend) {
+            Ok((signature, models)) => run.activate(record, signature, models),
+            Err(e) => {
+                run.fail(&e);
+                Err(e)
+            }
+        }
+    }
+}
+
+struct StageRunner<'a, 'p> {
+    deployer: &'a Deployer,
+    id: u64,
+    size_bytes: u64,
+    progress: &'p mut dyn FnMut(Progress),
+    since: Instant,
+}
+
+impl StageRunner<'_, '_> {
+    fn enter(
+        &mut self,
+        stage: DeployState,
+        detail: String,
+    ) -> Result<DeploymentRecord, DeployError> {
+        let record = self.deployer.journal.transition(self.id, stage, &detail)?;
+        (self.progress)(Progress {
+            deployment_id: self.id,
+            stage,
+            detail,
+            elapsed: self.since.elapsed(),
+        });
+        self.since = Instant::now();
+        Ok(record)
+    }
+
+    fn stages(
+        &mut self,
+        bytes: &[u8],
+        info: &crate::model::ModelInfo,
+        layer: &crate::topology::Layer,
+        backend: &dyn crate::backend::Backend,
+    ) -> Result<(Signature, Vec<Box<dyn LoadedModel>>), DeployError> {
+        let config = &self.deployer.config;
+        self.enter(
+            DeployState::Validating,
+            format!(
+                "ONNX IR {}, opsets {}, {} nodes, {} operators, {} parameters",
+                info.ir_version,
+                info.opsets
+                    .iter()
+                    .map(|(d, v)| format!("{}:{v}", if d.is_empty() { "ai.onnx" } else { d }))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                info.node_count,
+                info.operators.len(),
+                info.parameter_count
+            ),
+        )?;
+        if let Some(limit) = layer.max_parameters.filter(|&l| info.parameter_count > l) {
+            return Err(DeployError::TooManyParameters {
+                parameters: info.parameter_count,
+                layer: layer.id,
+                name: layer.name.clone(),
+                limit,
+            });
+        }
+
+        self.enter(
+            DeployState::Quantizing,
+            "pass-through: the INT8 quantizer is not wired in yet".into(),
+        )?;
+
+        self.enter(
+            DeployState::Compiling,
+            format!("building the {} session", backend.name()),
+        )?;
+        let options = LoadOptions {
+            intra_op_threads: config.serving.intra_op_threads,
+        };
+        let started = Instant::now();
+        let first = backend
+            .load(bytes, &options)
+            .map_err(|e| DeployError::stage(DeployState::Compiling, e))?;
+        let signature = first.signature().clone();
+        let compile_ms = started.elapsed().as_millis();
+
+        let workers = config.serving.workers_per_deployment;
+        self.enter(
+            DeployState::Loading,
+            format!("compiled in {compile_ms} ms; loading {workers} worker instance(s)"),
+        )?;
+        let mut models = vec![first];
+        for _ in 1..workers {
+            models.push(
+                backend
+                    .load(bytes, &options)
+                    .map_err(|e| DeployError::stage(DeployState::Loading, e))?,
+            );
+        }
+        Ok((signature, models))
+    }
+
+    /// Starts the workers, warms them up, checks health, then switches the
+    /// model's name to this deployment in the journal and the registry.
+    fn activate(
+        mut self,
+        record: DeploymentRecord,
+        signature: Signature,
+        models: Vec<Box<dyn LoadedModel>>,
+    ) -> Result<DeploymentRecord, DeployError> {
+        let deployer = self.deployer;
+        let config = &deployer.config;
+        let label = format!("{}-v{}", record.model, record.version);
+        let pool = Pool::start(&label, models, config.serving.queue_capacity)
+            .map_err(DeployError::Threads);
+        let pool = match pool {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(&e);
+                return Err(e);
+            }
+        };
+        let checked = (|| {
+            let iterations = config.deployment.warmup_iterations;
+            self.enter(
+                DeployState::WarmingUp,
+                format!("{iterations} synthetic inference(s)"),
+            )?;
+            let timeout = config.deployment.health_check_timeout;
+            let mut latencies = Vec::with_capacity(iterations as usize);
+            for _ in 0..iterations {
+                let outcome = pool
+                    .run_blocking(synthetic_inputs(&signature), timeout)
+                    .map_err(|e| DeployError::stage(DeployState::WarmingUp, e))?;
+                latencies.push(outcome.compute);
+            }
+            latencies.sort();
+            let p50 = latencies
+                .get(latencies.len() / 2)
+                .copied()
+                .unwrap_or_default();
+            let max = latencies.last().copied().unwrap_or_default();
+            self.enter(
+                DeployState::HealthChecking,
+                format!("warmup p50 {:.3} ms, max {:.3} ms", ms(p50), ms(max)),
+            )?;
+            let outcome = pool
+                .run_blocking(synthetic_inputs(&signature), timeout)
+                .map_err(|e| DeployError::stage(DeployState::HealthChecking, e))?;
+            check_outputs(&signature, &outcome.outputs)
+                .map_err(|e| DeployError::stage(DeployState::HealthChecking, e))?;
+            Ok::<_, DeployError>(ms(outcome.compute))
+        })();
+        let health_ms = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(&e);
+                return Err(e);
+            }
+        };
+
+        let previous = deployer.registry.get(&record.model);
+        let detail = format!("health check passed in {health_ms:.3} ms; serving");
+        let retire_detail = format!("replaced by version {}", record.version);
+        let mut changes = vec![(record.id, DeployState::Active, detail.as_str())];
+        if let Some(prev) = &previous {
+            changes.push((prev.record.id, DeployState::Retired, retire_detail.as_str()));
+        }
+        let event = EventRecord {
+            kind: "activate".into(),
+            model: record.model.clone(),
+            version: record.version,
+            device: Some(record.device),
+            layer: Some(record.layer),
+            deployment_id: record.id,
+            detail: match &previous {
+                Some(p) => format!(
+                    "version {} replaces version {}",
+                    record.version, p.record.version
+                ),
+                None => format!("version {} serving", record.version),
+            },
+            ..EventRecord::default()
+        };
+        let updated = match deployer.journal.apply(&changes, Some(event)) {
+            Ok(updated) => updated,
+            Err(e) => {
+                let e = DeployError::from(e);
+                self.fail(&e);
+                return Err(e);
+            }
+        };
+        let active = updated
+            .into_iter()
+            .next()
+            .expect("the new deployment comes first");
+        deployer.registry.insert(ActiveModel::new(
+            active.clone(),
+            signature,
+            pool,
+            self.size_bytes,
+        ));
+        (self.progress)(Progress {
+            deployment_id: active.id,
+            stage: DeployState::Active,
+            detail,
+            elapsed: self.since.elapsed(),
+        });
+        tracing::info!(
+            model = %active.model, version = active.version, device = active.device,
+            layer = active.layer, deployment = active.id, "deployment active"
+        );
+        Ok(active)
+    }
+
+    /// Ends the deployment Failed (best effort: the journal may be what failed).
+    fn fail(&mut self, error: &DeployError) {
+        let detail = error.to_string();
+        let event = EventRecord {
+            kind: "fail".into(),
+            deployment_id: self.id,
+            detail: detail.clone(),
+            ..EventRecord::default()
+        };
+        let event = match self.deployer.journal.deployment(self.id) {
+            Ok(r) => EventRecord {
+                model: r.model,
+                version: r.version,
+                device: Some(r.device),
+                layer: Some(r.layer),
+                ..event
+            },
+            Err(_) => event,
+        };
+        match self
+            .deployer
+            .journal
+            .apply(&[(self.id, DeployState::Failed, &detail)], Some(event))
+        {
+            Ok(_) => (self.progress)(Progress {
+                deployment_id: self.id,
+                stage: DeployState::Failed,
+                detail: detail.clone(),
+                elapsed: self.since.elapsed(),
+            }),
+            Err(e) => {
+                tracing::error!(deployment = self.id, error = %e, "could not record a failed deployment")
+            }
+        }
+        tracing::warn!(deployment = self.id, error = %detail, "deployment failed");
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One synthetic tensor per input, dynamic dimensions set to 1.
+pub(super) fn synthetic_inputs(signature: &Signature) -> Vec<Tensor> {
+    signature
+        .inputs
+        .iter()
+        .map(|spec| Tensor::synthetic(spec, spec.concrete_shape(1)))
+        .collect()
+}
+
+/// A healthy run gives every declared output, of its type, with finite values.
+pub(super) fn check_outputs(signature: &Signature, outputs: &[Tensor]) -> Result<(), String> {
+    for spec in &signature.outputs {
+        let Some(out) = outputs.iter().find(|o| o.name == spec.name) else {
+            return Err(format!("output {} is missing", spec.name));
+        };
+        if out.dtype != spec.dtype {
+            return Err(format!(
+                "output {} is {}, declared {}",
+                spec.name, out.dtype, spec.dtype
+            ));
+        }
+        if !out.is_finite() {
+            return Err(format!("output {} has NaN or infinite values", spec.name));
+        }
+    }
+    Ok(())
+}

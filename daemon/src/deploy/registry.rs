@@ -1,0 +1,115 @@
+//! What is serving now: model name → its active deployment. The inference
+//! path reads it on every request; deploys swap entries atomically.
+//!
+//! Swapping an `Arc` is the version switch: requests that already hold the
+//! old entry finish on the old version, new requests see the new one, and the
+//! old workers exit when the last request holding them is done.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::backend::{Pool, Signature};
+use crate::monitor::{self, DeploymentLabels, ModelStats};
+use crate::store::DeploymentRecord;
+
+pub struct ActiveModel {
+    pub record: DeploymentRecord,
+    pub signature: Signature,
+    pub pool: Pool,
+    pub stats: ModelStats,
+    pub labels: DeploymentLabels,
+    size_bytes: u64,
+}
+
+impl ActiveModel {
+    pub fn new(
+        record: DeploymentRecord,
+        signature: Signature,
+        pool: Pool,
+        size_bytes: u64,
+    ) -> ActiveModel {
+        let labels = DeploymentLabels {
+            model: record.model.clone(),
+            version: record.version.to_string(),
+            device: record.device.to_string(),
+            layer: record.layer.to_string(),
+        };
+        ActiveModel {
+            record,
+            signature,
+            pool,
+            stats: ModelStats::default(),
+            labels,
+            size_bytes,
+        }
+    }
+
+    /// Bytes of the model file: the footprint estimate until measured
+    /// footprints land.
+    pub fn record_size(&self) -> u64 {
+        self.size_bytes
+    }
+}
+
+#[derive(Default)]
+pub struct Registry {
+    models: RwLock<HashMap<String, Arc<ActiveModel>>>,
+    /// Strict readiness: true once every deployment found active at startup
+    /// is loaded again.
+    ready: AtomicBool,
+}
+
+impl Registry {
+    pub fn get(&self, model: &str) -> Option<Arc<ActiveModel>> {
+        self.read().get(model).cloned()
+    }
+
+    /// Makes `model` the serving entry for its name; returns the one it replaced.
+    pub fn insert(&self, model: ActiveModel) -> Option<Arc<ActiveModel>> {
+        let mut models = self.write();
+        let previous = models.insert(model.record.model.clone(), Arc::new(model));
+        monitor::set_models_loaded(models.len());
+        previous
+    }
+
+    pub fn remove(&self, model: &str) -> Option<Arc<ActiveModel>> {
+        let mut models = self.write();
+        let removed = models.remove(model);
+        monitor::set_models_loaded(models.len());
+        removed
+    }
+
+    /// All serving entries, by model name.
+    pub fn all(&self) -> Vec<Arc<ActiveModel>> {
+        let mut all: Vec<_> = self.read().values().cloned().collect();
+        all.sort_by(|a, b| a.record.model.cmp(&b.record.model));
+        all
+    }
+
+    /// The entry serving on `device`, if any.
+    pub fn on_device(&self, device: u32) -> Option<Arc<ActiveModel>> {
+        self.read()
+            .values()
+            .find(|m| m.record.device == device)
+            .cloned()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    // A panic while holding the lock cannot leave the map half-updated (every
+    // write is a single insert or remove), so a poisoned lock is still usable.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ActiveModel>>> {
+        self.models.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<ActiveModel>>> {
+        self.models.write().unwrap_or_else(|p| p.into_inner())
+    }
+}

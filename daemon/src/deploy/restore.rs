@@ -1,0 +1,99 @@
+//! After a restart: deployments the crash interrupted end Failed
+//! ("interrupted"), and every deployment that was Active is loaded again from
+//! its blob. The journal is not otherwise changed: an Active deployment that
+//! cannot be loaded now (say, its runtime is missing) stays Active, is
+//! reported, and keeps the server not ready, so nothing is lost and the
+//! operator sees why.
+
+use std::time::Instant;
+
+use super::{ActiveModel, DeployState, Deployer};
+use crate::backend::{LoadOptions, Pool};
+use crate::store::{DeploymentRecord, EventRecord};
+
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    /// (model, version) serving again.
+    pub restored: Vec<(String, u32)>,
+    /// Deployments that were mid-pipeline and are now Failed.
+    pub interrupted: Vec<u64>,
+    /// Active deployments that could not be loaded, with why.
+    pub failed: Vec<(u64, String)>,
+    pub elapsed_ms: u64,
+}
+
+impl Deployer {
+    pub fn restore(&self) -> Result<RestoreReport, super::DeployError> {
+        let started = Instant::now();
+        let mut report = RestoreReport::default();
+        let all = self.journal.deployments()?;
+        for record in all.iter().filter(|d| d.state.is_in_progress()) {
+            let detail = format!("interrupted during {} by a daemon restart", record.state);
+            self.journal.apply(
+                &[(record.id, DeployState::Failed, "interrupted")],
+                Some(EventRecord {
+                    kind: "interrupted".into(),
+                    model: record.model.clone(),
+                    version: record.version,
+                    device: Some(record.device),
+                    layer: Some(record.layer),
+                    deployment_id: record.id,
+                    detail,
+                    ..EventRecord::default()
+                }),
+            )?;
+            report.interrupted.push(record.id);
+        }
+        for record in all.into_iter().filter(|d| d.state == DeployState::Active) {
+            let (id, model, version) = (record.id, record.model.clone(), record.version);
+            match self.load_active(record) {
+                Ok(()) => report.restored.push((model, version)),
+                Err(why) => {
+                    tracing::error!(deployment = id, model, version, error = %why, "could not restore a deployment");
+                    self.audit(EventRecord {
+                        kind: "restore_failed".into(),
+                        model,
+                        version,
+                        deployment_id: id,
+                        detail: why.clone(),
+                        ..EventRecord::default()
+                    });
+                    report.failed.push((id, why));
+                }
+            }
+        }
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        self.registry.set_ready(report.failed.is_empty());
+        Ok(report)
+    }
+
+    fn load_active(&self, record: DeploymentRecord) -> Result<(), String> {
+        let bytes = self.blobs.read(&record.sha256).map_err(|e| e.to_string())?;
+        let target = record.effective_target.parse().map_err(|_| {
+            format!(
+                "unknown target {:?} in the journal",
+                record.effective_target
+            )
+        })?;
+        let backend = self
+            .runtimes
+            .backend_for(target)
+            .map_err(|e| e.to_string())?;
+        let options = LoadOptions {
+            intra_op_threads: self.config.serving.intra_op_threads,
+        };
+        let mut models = Vec::new();
+        for _ in 0..self.config.serving.workers_per_deployment {
+            models.push(backend.load(&bytes, &options).map_err(|e| e.to_string())?);
+        }
+        let signature = models[0].signature().clone();
+        let label = format!("{}-v{}", record.model, record.version);
+        let pool = Pool::start(&label, models, self.config.serving.queue_capacity)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(model = %record.model, version = record.version, device = record.device, "deployment restored");
+        let size = bytes.len() as u64;
+        self.registry
+            .insert(ActiveModel::new(record, signature, pool, size));
+        Ok(())
+    }
+}

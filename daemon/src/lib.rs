@@ -1,0 +1,16 @@
+//! dsmild: the dsmil edge inference daemon, as a library. `main.rs` only
+//! parses arguments and calls [`run`]; everything else is here, one module
+//! per stage of a model's life (see ARCHITECTURE.md at the repository root).
+
+pub mod backend;
+pub mod config;
+mod daemon;
+pub mod deploy;
+pub mod model;
+pub mod monitor;
+pub mod serve;
+pub mod store;
+pub mod systemd;
+pub mod topology;
+
+pub use daemon::{DaemonError, run};

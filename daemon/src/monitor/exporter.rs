@@ -1,0 +1,92 @@
+//! The Prometheus text endpoint: `GET /metrics` over HTTP/1.1 on the metrics
+//! listener (loopback by default). The recorder is process-global; the
+//! endpoint renders it on demand.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{LATENCY_BUCKETS, describe};
+
+/// Installs the global recorder. Call once per process.
+pub fn install_recorder() -> Result<PrometheusHandle, String> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .map_err(|e| e.to_string())?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+    describe();
+    Ok(handle)
+}
+
+pub struct MetricsEndpoint {
+    pub local_addr: SocketAddr,
+}
+
+impl MetricsEndpoint {
+    /// Serves `/metrics` until `shutdown` fires.
+    pub async fn serve(
+        listener: TcpListener,
+        handle: PrometheusHandle,
+        shutdown: CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> std::io::Result<MetricsEndpoint> {
+        let local_addr = listener.local_addr()?;
+        let upkeep = handle.clone();
+        let stop = shutdown.clone();
+        // Histograms are drained into their buckets by upkeep; without it
+        // samples accumulate between scrapes.
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => upkeep.run_upkeep(),
+                }
+            }
+        });
+        let conn_tasks = tasks.clone();
+        tasks.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let handle = handle.clone();
+                conn_tasks.spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| respond(req, handle.clone()));
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        Ok(MetricsEndpoint { local_addr })
+    }
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    handle: PrometheusHandle,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let response = if req.uri().path() == "/metrics" {
+        Response::builder()
+            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            .body(Full::new(Bytes::from(handle.render())))
+    } else {
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"dsmild serves /metrics\n")))
+    };
+    Ok(response.expect("static response parts are valid"))
+}

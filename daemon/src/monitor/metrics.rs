@@ -1,0 +1,59 @@
+//! The metrics dsmild exports, by name. Conventions: `dsmil_` prefix, base
+//! units with their suffix (`_seconds`), counters end in `_total`.
+
+use std::time::Duration;
+
+pub const REQUESTS_TOTAL: &str = "dsmil_inference_requests_total";
+pub const REQUEST_DURATION: &str = "dsmil_inference_request_duration_seconds";
+pub const MODELS_LOADED: &str = "dsmil_models_loaded";
+
+/// Histogram buckets for request latency, in seconds: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The labels every per-deployment metric carries.
+#[derive(Debug, Clone)]
+pub struct DeploymentLabels {
+    pub model: String,
+    pub version: String,
+    pub device: String,
+    pub layer: String,
+}
+
+/// One inference request: its gRPC code ("OK", "INVALID_ARGUMENT", ...) and
+/// its end-to-end duration. Requests for unknown models carry the name asked
+/// for and empty version/device/layer.
+pub fn record_request(labels: &DeploymentLabels, code: &'static str, duration: Duration) {
+    let l = labels;
+    metrics::counter!(
+        REQUESTS_TOTAL,
+        "model" => l.model.clone(), "version" => l.version.clone(),
+        "device" => l.device.clone(), "layer" => l.layer.clone(), "code" => code
+    )
+    .increment(1);
+    metrics::histogram!(
+        REQUEST_DURATION,
+        "model" => l.model.clone(), "version" => l.version.clone(),
+        "device" => l.device.clone(), "layer" => l.layer.clone()
+    )
+    .record(duration.as_secs_f64());
+}
+
+pub fn set_models_loaded(count: usize) {
+    metrics::gauge!(MODELS_LOADED).set(count as f64);
+}
+
+pub(super) fn describe() {
+    metrics::describe_counter!(
+        REQUESTS_TOTAL,
+        "Inference requests, by model, version, device, layer and gRPC code."
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "End-to-end inference request latency (validation, queue, compute)."
+    );
+    metrics::describe_gauge!(MODELS_LOADED, "Deployments loaded and serving.");
+}

@@ -1,0 +1,377 @@
+//! `dsmil.v1.Control`: the operator's API. Handlers decode, hand the work to
+//! the deployer on a blocking thread, and encode the answer.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dsmil_proto::control as pb;
+use dsmil_proto::control::control_server::Control;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use crate::deploy::{DeployError, DeploySpec, Deployer, Progress};
+use crate::topology::format_id_list;
+
+/// Facts about the running server that status reports.
+#[derive(Debug, Clone, Default)]
+pub struct ServerInfo {
+    pub unix_socket: String,
+    pub tcp_address: String,
+    pub metrics_address: String,
+    pub state_dir: String,
+}
+
+#[derive(Clone)]
+pub struct ControlService {
+    deployer: Arc<Deployer>,
+    info: Arc<ServerInfo>,
+    started: Instant,
+}
+
+impl ControlService {
+    pub fn new(deployer: Arc<Deployer>, info: ServerInfo) -> ControlService {
+        ControlService {
+            deployer,
+            info: Arc::new(info),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Runs blocking work (journal reads, deploys) off the tokio workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker thread failed: {e}")))?
+}
+
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::DeployProgress, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    type DeployStream = ProgressStream;
+
+    async fn deploy(
+        &self,
+        request: Request<Streaming<pb::DeployRequest>>,
+    ) -> Result<Response<ProgressStream>, Status> {
+        let mut inbound = request.into_inner();
+        let spec = match inbound.message().await? {
+            Some(pb::DeployRequest {
+                part: Some(pb::deploy_request::Part::Spec(spec)),
+            }) => spec,
+            _ => return Err(DeployError::MissingSpec.into()),
+        };
+        crate::deploy::validate_name(&spec.name)?;
+        let limit = self.deployer.config().deployment.max_model_bytes;
+        if spec.size_bytes > limit {
+            return Err(DeployError::TooLarge {
+                limit_mb: limit >> 20,
+            }
+            .into());
+        }
+        let mut upload = self
+            .deployer
+            .blobs()
+            .begin_upload()
+            .await
+            .map_err(DeployError::from)?;
+        while let Some(message) = inbound.message().await? {
+            match message.part {
+                Some(pb::deploy_request::Part::Chunk(chunk)) => {
+                    if upload.size() + chunk.len() as u64 > limit {
+                        return Err(DeployError::TooLarge {
+                            limit_mb: limit >> 20,
+                        }
+                        .into());
+                    }
+                    upload.write(&chunk).await.map_err(DeployError::from)?;
+                }
+                Some(pb::deploy_request::Part::Spec(_)) | None => {
+                    return Err(Status::invalid_argument(
+                        "only the first message may carry a DeploySpec",
+                    ));
+                }
+            }
+        }
+        let staged = upload.finish().await.map_err(DeployError::from)?;
+        let spec = DeploySpec {
+            name: spec.name,
+            device: spec.device,
+            layer: spec.layer,
+            format: spec.format,
+            size_bytes: spec.size_bytes,
+            sha256: spec.sha256,
+            classification: spec.classification,
+            note: spec.note,
+        };
+
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let deployer = Arc::clone(&self.deployer);
+        tokio::task::spawn_blocking(move || {
+            let mut report = |p: Progress| {
+                let _ = tx.blocking_send(Ok(pb::DeployProgress {
+                    deployment_id: p.deployment_id,
+                    stage: p.stage.to_string(),
+                    detail: p.detail,
+                    elapsed_ms: p.elapsed.as_millis() as u64,
+                    done: false,
+                    deployment: None,
+                }));
+            };
+            let result = deployer.deploy(spec, staged, &mut report);
+            let last = match result {
+                Ok(record) => Ok(pb::DeployProgress {
+                    deployment_id: record.id,
+                    stage: record.state.to_string(),
+                    detail: format!(
+                        "{} version {} serving on device {}",
+                        record.model, record.version, record.device
+                    ),
+                    elapsed_ms: 0,
+                    done: true,
+                    deployment: Some(convert::deployment(&record)),
+                }),
+                Err(e) => Err(Status::from(e)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(stream) as ProgressStream))
+    }
+
+    async fn undeploy(
+        &self,
+        request: Request<pb::UndeployRequest>,
+    ) -> Result<Response<pb::UndeployResponse>, Status> {
+        let model = request.into_inner().model;
+        let deployer = Arc::clone(&self.deployer);
+        let retired = blocking(move || deployer.undeploy(&model).map_err(Status::from)).await?;
+        Ok(Response::new(pb::UndeployResponse {
+            retired: retired.iter().map(convert::deployment).collect(),
+        }))
+    }
+
+    async fn list_models(
+        &self,
+        _: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let deployer = Arc::clone(&self.deployer);
+        let models = blocking(move || {
+            let journal = deployer.journal();
+            let mut out = Vec::new();
+            for model in journal.models()? {
+                let active = deployer.registry().get(&model.name);
+                let versions = journal.versions(&model.name)?;
+                out.push(pb::Model {
+                    name: model.name.clone(),
+                    versions: versions
+                        .into_iter()
+                        .map(|v| pb::ModelVersion {
+                            version: v.version,
+                            sha256: v.sha256,
+                            size_bytes: v.size_bytes,
+                            classification: v.classification,
+                            created_unix_ms: v.created_ms,
+                            format: v.format,
+                            note: v.note,
+                        })
+                        .collect(),
+                    active_version: active.as_ref().map_or(0, |a| a.record.version),
+                    device: active.as_ref().map(|a| a.record.device),
+                    state: if active.is_some() {
+                        "serving".into()
+                    } else {
+                        "not serving".into()
+                    },
+                });
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    async fn list_deployments(
+        &self,
+        request: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        let model = request.into_inner().model;
+        let deployer = Arc::clone(&self.deployer);
+        let deployments = blocking(move || {
+            Ok(deployer
+                .journal()
+                .deployments()?
+                .iter()
+                .filter(|d| model.is_empty() || d.model == model)
+                .map(convert::deployment)
+                .collect())
+        })
+        .await?;
+        Ok(Response::new(pb::ListDeploymentsResponse { deployments }))
+    }
+
+    async fn get_deployment(
+        &self,
+        request: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<pb::Deployment>, Status> {
+        let id = request.into_inner().id;
+        let deployer = Arc::clone(&self.deployer);
+        let record =
+            blocking(move || deployer.journal().deployment(id).map_err(Status::from)).await?;
+        Ok(Response::new(convert::deployment(&record)))
+    }
+
+    async fn list_devices(
+        &self,
+        _: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let topology = &self.deployer.config().topology;
+        let registry = self.deployer.registry();
+        let runtimes = self.deployer.runtimes();
+        let devices = topology
+            .devices()
+            .iter()
+            .map(|d| {
+                let layer = topology.layer_of(d);
+                let serving = registry.on_device(d.id);
+                pb::Device {
+                    id: d.id,
+                    layer: u32::from(d.layer),
+                    layer_name: layer.name.clone(),
+                    target: d.target.map(|t| t.to_string()).unwrap_or_default(),
+                    effective_target: d
+                        .target
+                        .map(|t| runtimes.effective_target(t).to_string())
+                        .unwrap_or_default(),
+                    role: d.role.clone().unwrap_or_default(),
+                    reserved: layer.reserved,
+                    model: serving
+                        .as_ref()
+                        .map(|m| m.record.model.clone())
+                        .unwrap_or_default(),
+                    version: serving.as_ref().map_or(0, |m| m.record.version),
+                    state: serving
+                        .as_ref()
+                        .map_or_else(String::new, |m| m.record.state.to_string()),
+                    deployment_id: serving.as_ref().map_or(0, |m| m.record.id),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ListDevicesResponse { devices }))
+    }
+
+    async fn list_layers(
+        &self,
+        _: Request<pb::ListLayersRequest>,
+    ) -> Result<Response<pb::ListLayersResponse>, Status> {
+        let topology = &self.deployer.config().topology;
+        let serving = self.deployer.registry().all();
+        let layers = topology
+            .layers()
+            .iter()
+            .map(|l| {
+                let here: Vec<_> = serving.iter().filter(|m| m.record.layer == l.id).collect();
+                pb::Layer {
+                    id: u32::from(l.id),
+                    name: l.name.clone(),
+                    devices: format_id_list(&l.devices),
+                    budget_gb: l.budget_gb.unwrap_or(0.0),
+                    default_target: l.target.map(|t| t.to_string()).unwrap_or_default(),
+                    reserved: l.reserved,
+                    active_deployments: here.len() as u32,
+                    estimated_bytes: here.iter().map(|m| m.record_size()).sum(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ListLayersResponse { layers }))
+    }
+
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let deployer = &self.deployer;
+        let serving = deployer.registry().all();
+        let runtimes = deployer.runtimes().status();
+        let mut warnings: Vec<String> = runtimes
+            .iter()
+            .filter(|r| !r.available)
+            .map(|r| format!("{} unavailable: {}", r.name, r.detail))
+            .collect();
+        for m in &serving {
+            if m.record.target != m.record.effective_target {
+                warnings.push(format!(
+                    "{} v{} on device {} wants {} (absent on this host); running on {}",
+                    m.record.model,
+                    m.record.version,
+                    m.record.device,
+                    m.record.target,
+                    m.record.effective_target
+                ));
+            }
+        }
+        if !deployer.registry().is_ready() {
+            warnings.push("not ready: a deployment that was active has not been restored (see `dsmilctl events`)".into());
+        }
+        Ok(Response::new(pb::StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ready: deployer.registry().is_ready(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            active_deployments: serving.len() as u32,
+            runtimes: runtimes
+                .into_iter()
+                .map(|r| pb::Runtime {
+                    name: r.name.to_owned(),
+                    available: r.available,
+                    detail: r.detail,
+                })
+                .collect(),
+            unix_socket: self.info.unix_socket.clone(),
+            tcp_address: self.info.tcp_address.clone(),
+            metrics_address: self.info.metrics_address.clone(),
+            warnings,
+            rss_bytes: process_rss(),
+            state_dir: self.info.state_dir.clone(),
+        }))
+    }
+
+    async fn events(
+        &self,
+        request: Request<pb::EventsRequest>,
+    ) -> Result<Response<pb::EventsResponse>, Status> {
+        let req = request.into_inner();
+        let deployer = Arc::clone(&self.deployer);
+        let events = blocking(move || {
+            let model = (!req.model.is_empty()).then_some(req.model.as_str());
+            Ok(deployer
+                .journal()
+                .events(req.after, model, req.limit as usize)?
+                .iter()
+                .map(convert::event)
+                .collect())
+        })
+        .await?;
+        Ok(Response::new(pb::EventsResponse { events }))
+    }
+}
+
+fn process_rss() -> u64 {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+    let Ok(pid) = sysinfo::get_current_pid() else {
+        return 0;
+    };
+    let Ok(mut system) = System::new() else {
+        return 0;
+    };
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    system.process(pid).map_or(0, |p| p.memory())
+}

@@ -1,0 +1,312 @@
+//! Conversions between the wire (KServe v2, dsmil.v1) and the daemon's types.
+//! Input checking lives here too: a request is turned into tensors only if
+//! every name, datatype, shape and byte count matches the model's signature.
+
+use std::collections::HashSet;
+
+use dsmil_proto::control as pb;
+use dsmil_proto::inference::model_infer_request::InferInputTensor;
+use dsmil_proto::inference::model_infer_response::InferOutputTensor;
+use dsmil_proto::inference::{InferTensorContents, ModelInferRequest};
+
+use super::InferError;
+use crate::backend::{DataType, Signature, Tensor, TensorSpec, format_shape};
+use crate::store::{DeploymentRecord, EventRecord, StateChange};
+
+fn names(specs: &[TensorSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The request's inputs as tensors, in the signature's order.
+pub fn request_inputs(
+    model: &str,
+    req: &ModelInferRequest,
+    signature: &Signature,
+) -> Result<Vec<Tensor>, InferError> {
+    let raw = !req.raw_input_contents.is_empty();
+    if raw && req.raw_input_contents.len() != req.inputs.len() {
+        return Err(InferError::RawCount {
+            raw: req.raw_input_contents.len(),
+            inputs: req.inputs.len(),
+        });
+    }
+    let mut slots: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
+    for (i, input) in req.inputs.iter().enumerate() {
+        let Some(index) = signature.inputs.iter().position(|s| s.name == input.name) else {
+            return Err(InferError::UnknownInput {
+                model: model.to_owned(),
+                name: input.name.clone(),
+                expected: names(&signature.inputs),
+            });
+        };
+        if slots[index].is_some() {
+            return Err(InferError::DuplicateInput(input.name.clone()));
+        }
+        let spec = &signature.inputs[index];
+        let data = if raw {
+            if input.contents.is_some() {
+                return Err(InferError::MixedContents(input.name.clone()));
+            }
+            check_header(spec, input)?;
+            let bytes = &req.raw_input_contents[i];
+            let expected = byte_len(spec, &input.shape);
+            if bytes.len() != expected {
+                return Err(InferError::ByteSize {
+                    name: input.name.clone(),
+                    got: bytes.len(),
+                    expected,
+                    shape: format_shape(&input.shape),
+                    dtype: spec.dtype.to_string(),
+                });
+            }
+            bytes.clone()
+        } else {
+            check_header(spec, input)?;
+            typed_to_bytes(spec, input)?
+        };
+        slots[index] = Some(Tensor {
+            name: spec.name.clone(),
+            dtype: spec.dtype,
+            shape: input.shape.clone(),
+            data,
+        });
+    }
+    let missing: Vec<&str> = signature
+        .inputs
+        .iter()
+        .zip(&slots)
+        .filter(|(_, slot)| slot.is_none())
+        .map(|(s, _)| s.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(InferError::MissingInput {
+            missing: missing.join(", "),
+            expected: names(&signature.inputs),
+        });
+    }
+    Ok(slots
+        .into_iter()
+        .map(|s| s.expect("checked above"))
+        .collect())
+}
+
+fn check_header(spec: &TensorSpec, input: &InferInputTensor) -> Result<(), InferError> {
+    if input.datatype != spec.dtype.kserve_name() {
+        return Err(InferError::Datatype {
+            name: input.name.clone(),
+            got: input.datatype.clone(),
+            expected: spec.dtype.to_string(),
+        });
+    }
+    if !spec.accepts_shape(&input.shape) {
+        return Err(InferError::Shape {
+            name: input.name.clone(),
+            got: format_shape(&input.shape),
+            expected: format_shape(&spec.shape),
+        });
+    }
+    Ok(())
+}
+
+fn byte_len(spec: &TensorSpec, shape: &[i64]) -> usize {
+    Tensor::element_count(shape).unwrap_or(usize::MAX / 16) * spec.dtype.byte_size()
+}
+
+/// Typed `contents` to little-endian bytes, checking count and range.
+fn typed_to_bytes(spec: &TensorSpec, input: &InferInputTensor) -> Result<Vec<u8>, InferError> {
+    let name = &input.name;
+    let expected = Tensor::element_count(&input.shape).unwrap_or(0);
+    let empty = InferTensorContents::default();
+    let c = input.contents.as_ref().unwrap_or(&empty);
+    let count = |got: usize| -> Result<(), InferError> {
+        if got == expected {
+            Ok(())
+        } else {
+            Err(InferError::ElementCount {
+                name: name.clone(),
+                got,
+                expected,
+                shape: format_shape(&input.shape),
+            })
+        }
+    };
+    let range = |what: &str| InferError::Contents {
+        name: name.clone(),
+        detail: format!("a value does not fit {what}"),
+    };
+    let mut out = Vec::with_capacity(expected * spec.dtype.byte_size());
+    match spec.dtype {
+        DataType::Bool => {
+            count(c.bool_contents.len())?;
+            out.extend(c.bool_contents.iter().map(|&b| u8::from(b)));
+        }
+        DataType::I8 => {
+            count(c.int_contents.len())?;
+            for &v in &c.int_contents {
+                out.extend(i8::try_from(v).map_err(|_| range("INT8"))?.to_le_bytes());
+            }
+        }
+        DataType::I16 => {
+            count(c.int_contents.len())?;
+            for &v in &c.int_contents {
+                out.extend(i16::try_from(v).map_err(|_| range("INT16"))?.to_le_bytes());
+            }
+        }
+        DataType::I32 => {
+            count(c.int_contents.len())?;
+            c.int_contents
+                .iter()
+                .for_each(|v| out.extend(v.to_le_bytes()));
+        }
+        DataType::I64 => {
+            count(c.int64_contents.len())?;
+            c.int64_contents
+                .iter()
+                .for_each(|v| out.extend(v.to_le_bytes()));
+        }
+        DataType::U8 => {
+            count(c.uint_contents.len())?;
+            for &v in &c.uint_contents {
+                out.extend(u8::try_from(v).map_err(|_| range("UINT8"))?.to_le_bytes());
+            }
+        }
+        DataType::U16 => {
+            count(c.uint_contents.len())?;
+            for &v in &c.uint_contents {
+                out.extend(u16::try_from(v).map_err(|_| range("UINT16"))?.to_le_bytes());
+            }
+        }
+        DataType::U32 => {
+            count(c.uint_contents.len())?;
+            c.uint_contents
+                .iter()
+                .for_each(|v| out.extend(v.to_le_bytes()));
+        }
+        DataType::U64 => {
+            count(c.uint64_contents.len())?;
+            c.uint64_contents
+                .iter()
+                .for_each(|v| out.extend(v.to_le_bytes()));
+        }
+        DataType::F32 => {
+            count(c.fp32_contents.len())?;
+            c.fp32_contents
+                .iter()
+                .for_each(|v| out.extend(v.to_le_bytes()));
+        }
+        // The protocol has no 16-bit float field: half types travel as fp32.
+        DataType::F16 => {
+            count(c.fp32_contents.len())?;
+            c.fp32_contents
+                .iter()
+                .for_each(|&v| out.extend(half::f16::from_f32(v).to_le_bytes()));
+        }
+        DataType::BF16 => {
+            count(c.fp32_contents.len())?;
+            c.fp32_contents
+                .iter()
+                .for_each(|&v| out.extend(half::bf16::from_f32(v).to_le_bytes()));
+        }
+        DataType::F64 => {
+            count(c.fp64_contents.len())?;
+            c.fp64_contents
+                .iter()
+                .for_each(|v| out.extend(v.to_le_bytes()));
+        }
+    }
+    Ok(out)
+}
+
+/// The outputs to return, in signature order, filtered to those requested.
+pub fn select_outputs(
+    model: &str,
+    requested: &[String],
+    signature: &Signature,
+    outputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>, InferError> {
+    if requested.is_empty() {
+        return Ok(outputs);
+    }
+    let mut seen = HashSet::new();
+    for name in requested {
+        if !signature.outputs.iter().any(|s| &s.name == name) {
+            return Err(InferError::UnknownOutput {
+                model: model.to_owned(),
+                name: name.clone(),
+                expected: names(&signature.outputs),
+            });
+        }
+        seen.insert(name.as_str());
+    }
+    Ok(outputs
+        .into_iter()
+        .filter(|t| seen.contains(t.name.as_str()))
+        .collect())
+}
+
+/// Output headers and raw bytes (Triton and OVMS answer with raw contents).
+pub fn response_outputs(outputs: Vec<Tensor>) -> (Vec<InferOutputTensor>, Vec<Vec<u8>>) {
+    outputs
+        .into_iter()
+        .map(|t| {
+            (
+                InferOutputTensor {
+                    name: t.name,
+                    datatype: t.dtype.kserve_name().to_owned(),
+                    shape: t.shape,
+                    ..Default::default()
+                },
+                t.data,
+            )
+        })
+        .unzip()
+}
+
+pub fn deployment(record: &DeploymentRecord) -> pb::Deployment {
+    pb::Deployment {
+        id: record.id,
+        model: record.model.clone(),
+        version: record.version,
+        device: record.device,
+        layer: u32::from(record.layer),
+        state: record.state.to_string(),
+        target: record.target.clone(),
+        effective_target: record.effective_target.clone(),
+        backend: record.backend.clone(),
+        sha256: record.sha256.clone(),
+        history: record.history.iter().map(state_change).collect(),
+        created_unix_ms: record.created_ms,
+        classification: record.classification,
+    }
+}
+
+fn state_change(change: &StateChange) -> pb::StateChange {
+    pb::StateChange {
+        state: change.state.to_string(),
+        at_unix_ms: change.at_ms,
+        elapsed_ms: change.elapsed_ms,
+        detail: change.detail.clone(),
+    }
+}
+
+pub fn event(e: &EventRecord) -> pb::Event {
+    pb::Event {
+        seq: e.seq,
+        at_unix_ms: e.at_ms,
+        kind: e.kind.clone(),
+        model: e.model.clone(),
+        version: e.version,
+        device: e.device,
+        layer: e.layer.map(u32::from),
+        deployment_id: e.deployment_id,
+        detail: e.detail.clone(),
+    }
+}
+
+#[cfg(test)]
+#[path = "convert_tests.rs"]
+mod tests;

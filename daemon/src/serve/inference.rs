@@ -1,0 +1,328 @@
+//! `inference.GRPCInferenceService`: the KServe v2 RPCs plus Triton's
+//! ModelConfig and ModelStatistics. Handlers decode, call the registry and the
+//! pool, and encode; they never run a model themselves.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dsmil_proto::inference as pb;
+use dsmil_proto::inference::grpc_inference_service_server::GrpcInferenceService;
+use tonic::{Request, Response, Status};
+
+use super::InferError;
+use super::convert;
+use super::status::{code_label, infer_code};
+use crate::backend::DataType;
+use crate::deploy::{ActiveModel, Registry};
+use crate::monitor::{self, DeploymentLabels};
+
+pub const SERVER_NAME: &str = "dsmild";
+
+#[derive(Clone)]
+pub struct InferenceService {
+    registry: Arc<Registry>,
+}
+
+impl InferenceService {
+    pub fn new(registry: Arc<Registry>) -> InferenceService {
+        InferenceService { registry }
+    }
+
+    fn resolve(&self, name: &str, version: &str) -> Result<Arc<ActiveModel>, InferError> {
+        let model = self
+            .registry
+            .get(name)
+            .ok_or_else(|| InferError::ModelNotFound(name.to_owned()))?;
+        if !version.is_empty() && version != model.record.version.to_string() {
+            return Err(InferError::VersionNotFound {
+                model: name.to_owned(),
+                asked: version.to_owned(),
+                serving: model.record.version,
+            });
+        }
+        Ok(model)
+    }
+
+    async fn infer(
+        &self,
+        model: &ActiveModel,
+        req: &pb::ModelInferRequest,
+        deadline: Option<Instant>,
+    ) -> Result<pb::ModelInferResponse, InferError> {
+        let started = Instant::now();
+        let inputs = convert::request_inputs(&req.model_name, req, &model.signature)?;
+        let items = inputs
+            .first()
+            .and_then(|t| t.shape.first())
+            .map_or(1, |&d| d.max(1) as u64);
+        let answer = model.pool.submit(inputs, deadline)?;
+        let outcome = match answer.await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(InferError::Pool(crate::backend::PoolError::Closed {
+                    model: req.model_name.clone(),
+                }));
+            }
+        };
+        let requested: Vec<String> = req.outputs.iter().map(|o| o.name.clone()).collect();
+        let outputs = convert::select_outputs(
+            &req.model_name,
+            &requested,
+            &model.signature,
+            outcome.outputs,
+        )?;
+        let (outputs, raw) = convert::response_outputs(outputs);
+        model
+            .stats
+            .record_success(started.elapsed(), outcome.queued, outcome.compute, items);
+        Ok(pb::ModelInferResponse {
+            model_name: model.record.model.clone(),
+            model_version: model.record.version.to_string(),
+            id: req.id.clone(),
+            outputs,
+            raw_output_contents: raw,
+            ..Default::default()
+        })
+    }
+}
+
+/// The `grpc-timeout` header as an absolute deadline ("100m" = 100 ms).
+fn deadline_of<T>(req: &Request<T>) -> Option<Instant> {
+    let value = req.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    Some(Instant::now() + timeout)
+}
+
+fn tensor_metadata(
+    spec: &crate::backend::TensorSpec,
+) -> pb::model_metadata_response::TensorMetadata {
+    pb::model_metadata_response::TensorMetadata {
+        name: spec.name.clone(),
+        datatype: spec.dtype.kserve_name().to_owned(),
+        shape: spec.shape.clone(),
+    }
+}
+
+fn triton_type(dtype: DataType) -> pb::DataType {
+    match dtype {
+        DataType::Bool => pb::DataType::TypeBool,
+        DataType::U8 => pb::DataType::TypeUint8,
+        DataType::U16 => pb::DataType::TypeUint16,
+        DataType::U32 => pb::DataType::TypeUint32,
+        DataType::U64 => pb::DataType::TypeUint64,
+        DataType::I8 => pb::DataType::TypeInt8,
+        DataType::I16 => pb::DataType::TypeInt16,
+        DataType::I32 => pb::DataType::TypeInt32,
+        DataType::I64 => pb::DataType::TypeInt64,
+        DataType::F16 => pb::DataType::TypeFp16,
+        DataType::BF16 => pb::DataType::TypeBf16,
+        DataType::F32 => pb::DataType::TypeFp32,
+        DataType::F64 => pb::DataType::TypeFp64,
+    }
+}
+
+fn duration(count: u64, ns: u64) -> Option<pb::StatisticDuration> {
+    Some(pb::StatisticDuration { count, ns })
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for InferenceService {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        Ok(Response::new(pb::ServerReadyResponse {
+            ready: self.registry.is_ready(),
+        }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        let req = request.into_inner();
+        Ok(Response::new(pb::ModelReadyResponse {
+            ready: self.resolve(&req.name, &req.version).is_ok(),
+        }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: SERVER_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            extensions: vec!["model_configuration".into(), "statistics".into()],
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        let req = request.into_inner();
+        let model = self.resolve(&req.name, &req.version)?;
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: model.record.model.clone(),
+            versions: vec![model.record.version.to_string()],
+            platform: format!("{}_onnx", model.record.backend),
+            inputs: model.signature.inputs.iter().map(tensor_metadata).collect(),
+            outputs: model
+                .signature
+                .outputs
+                .iter()
+                .map(tensor_metadata)
+                .collect(),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        let started = Instant::now();
+        let deadline = deadline_of(&request);
+        let req = request.into_inner();
+        let model = self.resolve(&req.model_name, &req.model_version);
+        let (labels, result) = match model {
+            Ok(model) => (
+                model.labels.clone(),
+                self.infer(&model, &req, deadline)
+                    .await
+                    .inspect_err(|_| model.stats.record_failure(started.elapsed())),
+            ),
+            Err(e) => (
+                DeploymentLabels {
+                    model: req.model_name.clone(),
+                    version: String::new(),
+                    device: String::new(),
+                    layer: String::new(),
+                },
+                Err(e),
+            ),
+        };
+        let code = result
+            .as_ref()
+            .map_or_else(|e| infer_code(e), |_| tonic::Code::Ok);
+        monitor::record_request(&labels, code_label(code), started.elapsed());
+        result.map(Response::new).map_err(Status::from)
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<pb::ModelConfigRequest>,
+    ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        let req = request.into_inner();
+        let model = self.resolve(&req.name, &req.version)?;
+        let sig = &model.signature;
+        // Triton's convention: when every tensor has a leading dynamic
+        // dimension, it is the batch dimension and dims leave it out.
+        let batched = !sig.inputs.is_empty()
+            && sig
+                .inputs
+                .iter()
+                .chain(&sig.outputs)
+                .all(|s| s.shape.first() == Some(&-1));
+        let dims = |shape: &[i64]| -> Vec<i64> {
+            if batched {
+                shape[1..].to_vec()
+            } else {
+                shape.to_vec()
+            }
+        };
+        let config = pb::ModelConfig {
+            name: model.record.model.clone(),
+            platform: "onnxruntime_onnx".into(),
+            backend: model.record.backend.clone(),
+            max_batch_size: if batched {
+                i32::try_from(crate::serve::MAX_BATCH).unwrap_or(i32::MAX)
+            } else {
+                0
+            },
+            input: sig
+                .inputs
+                .iter()
+                .map(|s| pb::ModelInput {
+                    name: s.name.clone(),
+                    data_type: triton_type(s.dtype) as i32,
+                    dims: dims(&s.shape),
+                    ..Default::default()
+                })
+                .collect(),
+            output: sig
+                .outputs
+                .iter()
+                .map(|s| pb::ModelOutput {
+                    name: s.name.clone(),
+                    data_type: triton_type(s.dtype) as i32,
+                    dims: dims(&s.shape),
+                    ..Default::default()
+                })
+                .collect(),
+            instance_group: vec![pb::ModelInstanceGroup {
+                name: format!("{}-workers", model.record.model),
+                count: 1,
+                kind: pb::model_instance_group::Kind::Cpu as i32,
+            }],
+            dynamic_batching: None,
+        };
+        Ok(Response::new(pb::ModelConfigResponse {
+            config: Some(config),
+        }))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<pb::ModelStatisticsRequest>,
+    ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let req = request.into_inner();
+        let models = if req.name.is_empty() {
+            self.registry.all()
+        } else {
+            vec![self.resolve(&req.name, &req.version)?]
+        };
+        let model_stats = models
+            .iter()
+            .map(|m| {
+                let s = m.stats.snapshot();
+                pb::ModelStatistics {
+                    name: m.record.model.clone(),
+                    version: m.record.version.to_string(),
+                    last_inference: s.last_inference_ms,
+                    inference_count: s.inference_count,
+                    execution_count: s.success_count,
+                    inference_stats: Some(pb::InferStatistics {
+                        success: duration(s.success_count, s.success_ns),
+                        fail: duration(s.fail_count, s.fail_ns),
+                        queue: duration(s.success_count, s.queue_ns),
+                        compute_input: duration(s.success_count, 0),
+                        compute_infer: duration(s.success_count, s.compute_ns),
+                        compute_output: duration(s.success_count, 0),
+                        cache_hit: duration(0, 0),
+                        cache_miss: duration(0, 0),
+                    }),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
+    }
+}

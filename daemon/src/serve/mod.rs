@@ -1,0 +1,108 @@
+//! Serving: the gRPC services (KServe v2 inference, dsmil.v1 control,
+//! grpc.health.v1) on the Unix socket and the optional TCP listener.
+//!
+//! Handlers are thin: decode, call the domain (`deploy`, the registry, a
+//! model's pool), encode. Domain errors become statuses in [`status`] only;
+//! wire conversions live in [`convert`] only.
+
+mod control;
+mod convert;
+mod error;
+mod inference;
+pub mod socket;
+pub mod status;
+
+use std::time::Duration;
+
+use dsmil_proto::control::control_server::ControlServer;
+use dsmil_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+
+pub use control::{ControlService, ServerInfo};
+pub use error::InferError;
+pub use inference::InferenceService;
+
+/// The largest batch ModelConfig advertises to Triton-style clients.
+pub const MAX_BATCH: usize = 64;
+
+/// Inference requests carry tensors; the gRPC default of 4 MiB is too small.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+pub type HealthServer =
+    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+
+/// Everything one listener serves.
+#[derive(Clone)]
+pub struct Services {
+    pub inference: InferenceService,
+    pub control: ControlService,
+    pub health: HealthServer,
+}
+
+impl Services {
+    fn router(self) -> tonic::transport::server::Router {
+        tonic::transport::Server::builder()
+            .add_service(
+                GrpcInferenceServiceServer::new(self.inference)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(ControlServer::new(self.control))
+            .add_service(self.health)
+    }
+}
+
+/// Serves on the listeners until `shutdown`, then lets in-flight calls finish
+/// for at most `drain`.
+pub async fn serve(
+    services: Services,
+    unix: UnixListener,
+    tcp: Option<TcpListener>,
+    shutdown: CancellationToken,
+    drain: Duration,
+) -> Result<(), tonic::transport::Error> {
+    let mut servers = tokio::task::JoinSet::new();
+    let stop = shutdown.clone();
+    let router = services.clone().router();
+    servers.spawn(async move {
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(unix);
+        router
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+    });
+    if let Some(tcp) = tcp {
+        let stop = shutdown.clone();
+        let router = services.router();
+        servers.spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(tcp);
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        });
+    }
+    let mut first_error = None;
+    let mut collect = async |servers: &mut tokio::task::JoinSet<_>| {
+        while let Some(done) = servers.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::error!(error = %e, "a listener failed");
+                first_error.get_or_insert(e);
+            }
+        }
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = collect(&mut servers) => {}
+    }
+    if tokio::time::timeout(drain, collect(&mut servers))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            drain_s = drain.as_secs(),
+            "in-flight requests did not finish in time; closing"
+        );
+        servers.abort_all();
+    }
+    first_error.map_or(Ok(()), Err)
+}

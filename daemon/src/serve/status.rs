@@ -1,0 +1,244 @@
+//! The one place domain errors become gRPC statuses. Each error keeps its own
+//! message (it already says what and why); this file only picks the code.
+
+use tonic::{Code, Status};
+
+use super::InferError;
+use crate::backend::{BackendError, PoolError};
+use crate::deploy::DeployError;
+use crate::store::StoreError;
+use crate::topology::TopologyError;
+
+/// The full chain, ": "-separated, so the client sees causes too.
+fn message(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+pub fn deploy_code(err: &DeployError) -> Code {
+    match err {
+        DeployError::InvalidName(_)
+        | DeployError::MissingSpec
+        | DeployError::Model(_)
+        | DeployError::DeviceNotInLayer { .. }
+        | DeployError::TooManyParameters { .. } => Code::InvalidArgument,
+        DeployError::TooLarge { .. } => Code::InvalidArgument,
+        DeployError::SizeMismatch { .. } | DeployError::ChecksumMismatch { .. } => Code::DataLoss,
+        DeployError::Topology(t) => match t {
+            TopologyError::WriteDown { .. } => Code::PermissionDenied,
+            TopologyError::UnknownDevice { .. }
+            | TopologyError::ReservedDevice { .. }
+            | TopologyError::UnknownLayer { .. }
+            | TopologyError::ReservedLayer { .. }
+            | TopologyError::UnknownLevel(_) => Code::InvalidArgument,
+        },
+        DeployError::DeviceBusy { .. } => Code::FailedPrecondition,
+        DeployError::NoFreeDevice { .. } => Code::ResourceExhausted,
+        DeployError::StageFailed { .. } => Code::FailedPrecondition,
+        DeployError::NotDeployed(_) => Code::NotFound,
+        DeployError::Backend(b) => backend_code(b),
+        DeployError::Store(s) => store_code(s),
+        DeployError::Threads(_) => Code::ResourceExhausted,
+    }
+}
+
+fn backend_code(err: &BackendError) -> Code {
+    match err {
+        BackendError::RuntimeMissing { .. }
+        | BackendError::RuntimeLoad { .. }
+        | BackendError::Unavailable { .. } => Code::FailedPrecondition,
+        // The runtime refused the model itself: the caller's input is at fault.
+        BackendError::Load(_) | BackendError::UnsupportedTensor { .. } => Code::InvalidArgument,
+        BackendError::Run(_) | BackendError::Panicked(_) => Code::Internal,
+    }
+}
+
+fn store_code(err: &StoreError) -> Code {
+    match err {
+        StoreError::DiskFull { .. } => Code::ResourceExhausted,
+        StoreError::UnknownDeployment(_) => Code::NotFound,
+        StoreError::InvalidTransition { .. } => Code::FailedPrecondition,
+        StoreError::Sled(_)
+        | StoreError::Corrupt { .. }
+        | StoreError::SchemaTooNew { .. }
+        | StoreError::Io { .. }
+        | StoreError::MissingBlob(_) => Code::Internal,
+    }
+}
+
+pub fn infer_code(err: &InferError) -> Code {
+    match err {
+        InferError::ModelNotFound(_) | InferError::VersionNotFound { .. } => Code::NotFound,
+        InferError::NotReady => Code::Unavailable,
+        InferError::UnknownInput { .. }
+        | InferError::DuplicateInput(_)
+        | InferError::MissingInput { .. }
+        | InferError::Datatype { .. }
+        | InferError::Shape { .. }
+        | InferError::ByteSize { .. }
+        | InferError::ElementCount { .. }
+        | InferError::Contents { .. }
+        | InferError::RawCount { .. }
+        | InferError::MixedContents(_)
+        | InferError::UnknownOutput { .. } => Code::InvalidArgument,
+        InferError::Pool(p) => match p {
+            // Triton answers an overfull queue with UNAVAILABLE: retryable.
+            PoolError::QueueFull { .. } | PoolError::Closed { .. } => Code::Unavailable,
+            PoolError::DeadlineExceeded { .. } | PoolError::TimedOut { .. } => {
+                Code::DeadlineExceeded
+            }
+            PoolError::Backend(b) => backend_code(b),
+        },
+    }
+}
+
+impl From<DeployError> for Status {
+    fn from(err: DeployError) -> Status {
+        Status::new(deploy_code(&err), message(&err))
+    }
+}
+
+impl From<InferError> for Status {
+    fn from(err: InferError) -> Status {
+        Status::new(infer_code(&err), message(&err))
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(err: StoreError) -> Status {
+        Status::new(store_code(&err), message(&err))
+    }
+}
+
+/// The code's name as Prometheus labels carry it.
+pub fn code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::DeployState;
+    use crate::model::ModelError;
+
+    #[test]
+    fn every_refusal_of_issue_two_maps_to_its_code() {
+        let cases: Vec<(Status, Code)> = vec![
+            (InferError::ModelNotFound("x".into()).into(), Code::NotFound),
+            (
+                InferError::Shape {
+                    name: "a".into(),
+                    got: "[1]".into(),
+                    expected: "[?,64]".into(),
+                }
+                .into(),
+                Code::InvalidArgument,
+            ),
+            (
+                DeployError::Model(ModelError::NotOnnx("eof".into())).into(),
+                Code::InvalidArgument,
+            ),
+            (
+                DeployError::ChecksumMismatch {
+                    declared: "a".into(),
+                    actual: "b".into(),
+                }
+                .into(),
+                Code::DataLoss,
+            ),
+            (
+                DeployError::Topology(TopologyError::UnknownDevice {
+                    id: 104,
+                    count: 104,
+                })
+                .into(),
+                Code::InvalidArgument,
+            ),
+            (
+                DeployError::Topology(TopologyError::ReservedDevice {
+                    id: 70,
+                    layer: 1,
+                    name: "SYSTEM".into(),
+                })
+                .into(),
+                Code::InvalidArgument,
+            ),
+            (
+                DeployError::Topology(TopologyError::WriteDown {
+                    classification: 5,
+                    layer: 3,
+                    name: "S".into(),
+                })
+                .into(),
+                Code::PermissionDenied,
+            ),
+            (
+                DeployError::Store(StoreError::DiskFull {
+                    action: "writing",
+                    path: "/x".into(),
+                })
+                .into(),
+                Code::ResourceExhausted,
+            ),
+            (
+                DeployError::StageFailed {
+                    stage: DeployState::WarmingUp,
+                    detail: "nan".into(),
+                }
+                .into(),
+                Code::FailedPrecondition,
+            ),
+            (
+                InferError::Pool(PoolError::QueueFull {
+                    model: "m".into(),
+                    capacity: 1,
+                })
+                .into(),
+                Code::Unavailable,
+            ),
+        ];
+        for (status, code) in cases {
+            assert_eq!(status.code(), code, "{}", status.message());
+            assert!(!status.message().is_empty());
+        }
+    }
+
+    #[test]
+    fn messages_carry_the_cause_chain_once() {
+        let io = std::io::Error::other("disk on fire");
+        let err = DeployError::Store(StoreError::Io {
+            action: "reading",
+            path: "/state/x".into(),
+            source: io,
+        });
+        let status = Status::from(err);
+        assert_eq!(status.message(), "reading /state/x: disk on fire");
+    }
+}

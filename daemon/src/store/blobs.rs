@@ -1,0 +1,184 @@
+//! The content-addressed blob store: `blobs/sha256/<hex>` under the state dir.
+//!
+//! A blob is written once, atomically: uploads stream into `blobs/tmp/`, are
+//! hashed on the way, fsynced, then renamed into place and the directory
+//! fsynced. A name under `sha256/` therefore always holds exactly the bytes
+//! it names; an interrupted upload leaves only a temp file, swept at startup.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens (creating) the store under `root` and removes temp files left by
+    /// uploads a crash interrupted.
+    pub fn open(root: &Path) -> Result<BlobStore, StoreError> {
+        let store = BlobStore {
+            root: root.to_owned(),
+        };
+        for dir in [store.sha_dir(), store.tmp_dir()] {
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("creating", &dir, e))?;
+        }
+        let tmp = store.tmp_dir();
+        let entries = std::fs::read_dir(&tmp).map_err(|e| StoreError::io("listing", &tmp, e))?;
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        Ok(store)
+    }
+
+    fn sha_dir(&self) -> PathBuf {
+        self.root.join("sha256")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn path(&self, sha256: &str) -> PathBuf {
+        self.sha_dir().join(sha256)
+    }
+
+    pub fn contains(&self, sha256: &str) -> bool {
+        self.path(sha256).is_file()
+    }
+
+    /// Reads a blob, checking that its bytes still hash to its name.
+    pub fn read(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(sha256);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::MissingBlob(sha256.to_owned()));
+            }
+            Err(e) => return Err(StoreError::io("reading", path, e)),
+        };
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != sha256 {
+            return Err(StoreError::Corrupt {
+                key: path.display().to_string(),
+                detail: format!("content hashes to {actual}"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Starts an upload into a fresh temp file.
+    pub async fn begin_upload(&self) -> Result<Upload, StoreError> {
+        let path = self.tmp_dir().join(format!(
+            "upload-{}-{}",
+            std::process::id(),
+            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| StoreError::io("creating", &path, e))?;
+        Ok(Upload {
+            file: Some(file),
+            guard: TempFile(Some(path)),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+}
+
+static UPLOAD_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Removes its file when dropped, unless the file was committed.
+#[derive(Debug)]
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// An upload in progress. Dropping it removes the temp file.
+pub struct Upload {
+    file: Option<tokio::fs::File>,
+    guard: TempFile,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Upload {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        let path = self.guard.0.clone().unwrap_or_default();
+        let file = self.file.as_mut().expect("open until finish");
+        file.write_all(chunk)
+            .await
+            .map_err(|e| StoreError::io("writing", path, e))
+    }
+
+    /// Flushes the bytes to disk and returns the staged blob with its hash.
+    pub async fn finish(mut self) -> Result<StagedBlob, StoreError> {
+        let path = self.guard.0.clone().unwrap_or_default();
+        let mut file = self.file.take().expect("open until finish");
+        file.flush()
+            .await
+            .map_err(|e| StoreError::io("writing", &path, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| StoreError::io("syncing", &path, e))?;
+        Ok(StagedBlob {
+            sha256: hex::encode(self.hasher.clone().finalize()),
+            size: self.size,
+            guard: TempFile(self.guard.0.take()),
+        })
+    }
+}
+
+/// A complete, synced upload not yet in the store. Dropping it removes it.
+#[derive(Debug)]
+pub struct StagedBlob {
+    pub sha256: String,
+    pub size: u64,
+    guard: TempFile,
+}
+
+impl StagedBlob {
+    pub fn path(&self) -> &Path {
+        self.guard.0.as_deref().expect("staged until committed")
+    }
+
+    pub fn read(&self) -> Result<Vec<u8>, StoreError> {
+        std::fs::read(self.path()).map_err(|e| StoreError::io("reading", self.path(), e))
+    }
+
+    /// Moves the blob into place (blocking: rename and directory fsync).
+    /// Committing bytes the store already has is a no-op.
+    pub fn commit(mut self, store: &BlobStore) -> Result<PathBuf, StoreError> {
+        let from = self.guard.0.take().expect("staged until committed");
+        let to = store.path(&self.sha256);
+        if to.is_file() {
+            let _ = std::fs::remove_file(&from);
+            return Ok(to);
+        }
+        std::fs::rename(&from, &to).map_err(|e| {
+            let _ = std::fs::remove_file(&from);
+            StoreError::io("storing", &to, e)
+        })?;
+        let dir = store.sha_dir();
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io("syncing", &dir, e))?;
+        Ok(to)
+    }
+}

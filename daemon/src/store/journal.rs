@@ -1,0 +1,409 @@
+//! The sled journal.
+//!
+//! # Layout (schema version 1)
+//!
+//! ```text
+//! tree "meta"         "schema_version"      -> u32 BE
+//!                     "next_deployment_id"  -> u64 BE   (ids start at 1)
+//!                     "next_event_seq"      -> u64 BE   (seqs start at 1)
+//! tree "models"       <name>                -> ModelRecord (JSON)
+//! tree "versions"     <name> 0x00 <u32 BE>  -> VersionRecord (JSON)
+//! tree "deployments"  <u64 BE id>           -> DeploymentRecord (JSON)
+//! tree "events"       <u64 BE seq>          -> EventRecord (JSON), append-only
+//! ```
+//!
+//! Big-endian integer keys keep sled's byte order equal to numeric order, so
+//! scans come back oldest first. Writes that touch several trees run in one
+//! sled transaction, then the database is flushed before returning: a crash
+//! leaves either all of a change or none of it.
+//!
+//! # Migrations
+//!
+//! [`MIGRATIONS`] lists, in order, the step from each schema version to the
+//! next. Opening a journal runs the steps it lacks and records the version;
+//! a journal from a newer dsmild is refused rather than misread.
+
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::{Db, Tree};
+
+use super::StoreError;
+use super::records::{
+    DeploymentRecord, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms,
+};
+use crate::deploy::DeployState;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+type Migration = fn(&Db) -> Result<(), StoreError>;
+
+/// `MIGRATIONS[i]` moves a journal from version i to i + 1.
+const MIGRATIONS: [Migration; 1] = [migrate_0_to_1];
+
+/// Version 0 is an empty database: create the trees and the counters.
+fn migrate_0_to_1(db: &Db) -> Result<(), StoreError> {
+    for name in ["models", "versions", "deployments", "events"] {
+        db.open_tree(name)?;
+    }
+    let meta = db.open_tree("meta")?;
+    meta.insert("next_deployment_id", &1u64.to_be_bytes())?;
+    meta.insert("next_event_seq", &1u64.to_be_bytes())?;
+    Ok(())
+}
+
+#[derive(Clone)]
+pub struct Journal {
+    db: Db,
+    meta: Tree,
+    models: Tree,
+    versions: Tree,
+    deployments: Tree,
+    events: Tree,
+}
+
+/// What a deploy records before its pipeline starts.
+pub struct NewDeployment {
+    pub model: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub format: String,
+    pub classification: u32,
+    pub note: String,
+    pub device: u32,
+    pub layer: u8,
+    pub target: String,
+    pub effective_target: String,
+    pub backend: String,
+}
+
+impl Journal {
+    pub fn open(dir: &Path) -> Result<Journal, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        let found = match meta.get("schema_version")? {
+            Some(v) => u32::from_be_bytes(fixed(&v, "meta/schema_version")?),
+            None => 0,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (from, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            step(&db)?;
+            meta.insert("schema_version", &(from as u32 + 1).to_be_bytes())?;
+        }
+        db.flush()?;
+        Ok(Journal {
+            models: db.open_tree("models")?,
+            versions: db.open_tree("versions")?,
+            deployments: db.open_tree("deployments")?,
+            events: db.open_tree("events")?,
+            meta,
+            db,
+        })
+    }
+
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let v = self
+            .meta
+            .get("schema_version")?
+            .ok_or_else(|| StoreError::Corrupt {
+                key: "meta/schema_version".into(),
+                detail: "missing".into(),
+            })?;
+        Ok(u32::from_be_bytes(fixed(&v, "meta/schema_version")?))
+    }
+
+    /// Records a new version of `model` and its deployment in state Uploaded,
+    /// with a `deploy` event, atomically.
+    pub fn create_deployment(
+        &self,
+        new: NewDeployment,
+    ) -> Result<(VersionRecord, DeploymentRecord), StoreError> {
+        let trees = (
+            &self.meta,
+            &self.models,
+            &self.versions,
+            &self.deployments,
+            &self.events,
+        );
+        let result = trees.transaction(|(meta, models, versions, deployments, events)| {
+            let now = now_ms();
+            let mut model = match models.get(new.model.as_bytes())? {
+                Some(v) => decode::<ModelRecord>(&v, &new.model).map_err(abort)?,
+                None => ModelRecord {
+                    name: new.model.clone(),
+                    latest_version: 0,
+                    created_ms: now,
+                },
+            };
+            model.latest_version += 1;
+            let version = VersionRecord {
+                model: new.model.clone(),
+                version: model.latest_version,
+                sha256: new.sha256.clone(),
+                size_bytes: new.size_bytes,
+                format: new.format.clone(),
+                classification: new.classification,
+                created_ms: now,
+                note: new.note.clone(),
+            };
+            let id = next_counter(meta, "next_deployment_id")?;
+            let deployment = DeploymentRecord {
+                id,
+                model: new.model.clone(),
+                version: version.version,
+                device: new.device,
+                layer: new.layer,
+                classification: new.classification,
+                target: new.target.clone(),
+                effective_target: new.effective_target.clone(),
+                backend: new.backend.clone(),
+                sha256: new.sha256.clone(),
+                state: DeployState::Uploaded,
+                history: vec![StateChange {
+                    state: DeployState::Uploaded,
+                    at_ms: now,
+                    elapsed_ms: 0,
+                    detail: format!("{} bytes, sha256:{}", new.size_bytes, new.sha256),
+                }],
+                created_ms: now,
+            };
+            models.insert(new.model.as_bytes(), encode(&model))?;
+            versions.insert(version_key(&new.model, version.version), encode(&version))?;
+            deployments.insert(&id.to_be_bytes(), encode(&deployment))?;
+            let seq = next_counter(meta, "next_event_seq")?;
+            let event = EventRecord {
+                seq,
+                at_ms: now,
+                kind: "deploy".into(),
+                model: new.model.clone(),
+                version: version.version,
+                device: Some(new.device),
+                layer: Some(new.layer),
+                deployment_id: id,
+                detail: format!(
+                    "version {} uploaded for device {}",
+                    version.version, new.device
+                ),
+            };
+            events.insert(&seq.to_be_bytes(), encode(&event))?;
+            Ok((version, deployment))
+        });
+        let out = result.map_err(unwrap_tx)?;
+        self.flush()?;
+        Ok(out)
+    }
+
+    /// Moves deployment `id` to `to`, appending to its history; refuses a move
+    /// the state machine does not allow.
+    pub fn transition(
+        &self,
+        id: u64,
+        to: DeployState,
+        detail: &str,
+    ) -> Result<DeploymentRecord, StoreError> {
+        let record = self.apply(&[(id, to, detail)], None)?;
+        Ok(record
+            .into_iter()
+            .next()
+            .expect("one change in, one record out"))
+    }
+
+    /// Applies several transitions and an optional event in one transaction:
+    /// e.g. activating a version while retiring the one it replaces.
+    pub fn apply(
+        &self,
+        changes: &[(u64, DeployState, &str)],
+        event: Option<EventRecord>,
+    ) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let trees = (&self.meta, &self.deployments, &self.events);
+        let result = trees.transaction(|(meta, deployments, events)| {
+            let now = now_ms();
+            let mut out = Vec::with_capacity(changes.len());
+            for &(id, to, detail) in changes {
+                let key = id.to_be_bytes();
+                let mut record: DeploymentRecord = match deployments.get(key)? {
+                    Some(v) => decode(&v, &format!("deployments/{id}")).map_err(abort)?,
+                    None => return Err(abort(StoreError::UnknownDeployment(id))),
+                };
+                if !record.state.can_move_to(to) {
+                    return Err(abort(StoreError::InvalidTransition {
+                        id,
+                        from: record.state,
+                        to,
+                    }));
+                }
+                let elapsed_ms = now.saturating_sub(record.last_change_ms());
+                record.state = to;
+                record.history.push(StateChange {
+                    state: to,
+                    at_ms: now,
+                    elapsed_ms,
+                    detail: detail.to_owned(),
+                });
+                deployments.insert(&key, encode(&record))?;
+                out.push(record);
+            }
+            if let Some(mut event) = event.clone() {
+                event.seq = next_counter(meta, "next_event_seq")?;
+                event.at_ms = now;
+                events.insert(&event.seq.to_be_bytes(), encode(&event))?;
+            }
+            Ok(out)
+        });
+        let out = result.map_err(unwrap_tx)?;
+        self.flush()?;
+        Ok(out)
+    }
+
+    /// Appends an audit event; returns its sequence number.
+    pub fn append_event(&self, event: EventRecord) -> Result<u64, StoreError> {
+        let result = (&self.meta, &self.events).transaction(|(meta, events)| {
+            let mut event = event.clone();
+            event.seq = next_counter(meta, "next_event_seq")?;
+            event.at_ms = now_ms();
+            events.insert(&event.seq.to_be_bytes(), encode(&event))?;
+            Ok(event.seq)
+        });
+        let seq = result.map_err(unwrap_tx)?;
+        self.flush()?;
+        Ok(seq)
+    }
+
+    pub fn deployment(&self, id: u64) -> Result<DeploymentRecord, StoreError> {
+        match self.deployments.get(id.to_be_bytes())? {
+            Some(v) => decode(&v, &format!("deployments/{id}")),
+            None => Err(StoreError::UnknownDeployment(id)),
+        }
+    }
+
+    /// All deployments, oldest first.
+    pub fn deployments(&self) -> Result<Vec<DeploymentRecord>, StoreError> {
+        self.deployments
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&v, &format!("deployments/{:?}", k.as_ref()))
+            })
+            .collect()
+    }
+
+    pub fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
+        self.models
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&v, &String::from_utf8_lossy(&k))
+            })
+            .collect()
+    }
+
+    /// A model's versions, oldest first.
+    pub fn versions(&self, model: &str) -> Result<Vec<VersionRecord>, StoreError> {
+        let mut prefix = model.as_bytes().to_vec();
+        prefix.push(0);
+        self.versions
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (_, v) = kv?;
+                decode(&v, &format!("versions/{model}"))
+            })
+            .collect()
+    }
+
+    pub fn version(&self, model: &str, version: u32) -> Result<Option<VersionRecord>, StoreError> {
+        self.versions
+            .get(version_key(model, version))?
+            .map(|v| decode(&v, &format!("versions/{model}/{version}")))
+            .transpose()
+    }
+
+    /// Events with seq > `after`, optionally of one model, at most `limit`
+    /// (0: no limit), oldest first.
+    pub fn events(
+        &self,
+        after: u64,
+        model: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.events.range((after + 1).to_be_bytes()..) {
+            let (k, v) = kv?;
+            let event: EventRecord = decode(&v, &format!("events/{:?}", k.as_ref()))?;
+            if model.is_some_and(|m| m != event.model) {
+                continue;
+            }
+            out.push(event);
+            if limit != 0 && out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn version_key(model: &str, version: u32) -> Vec<u8> {
+    let mut key = model.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn next_counter(
+    meta: &sled::transaction::TransactionalTree,
+    key: &str,
+) -> Result<u64, ConflictableTransactionError<StoreError>> {
+    let current = match meta.get(key)? {
+        Some(v) => u64::from_be_bytes(fixed(&v, key).map_err(abort)?),
+        None => 1,
+    };
+    meta.insert(key, &(current + 1).to_be_bytes())?;
+    Ok(current)
+}
+
+fn fixed<const N: usize>(bytes: &[u8], key: &str) -> Result<[u8; N], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: format!("expected {N} bytes, found {}", bytes.len()),
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize: plain data, string keys")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn unwrap_tx(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+#[cfg(test)]
+pub(super) fn run_migration(db: &Db, index: usize) -> Result<(), StoreError> {
+    MIGRATIONS[index](db)
+}

@@ -1,0 +1,91 @@
+//! What the journal holds, as serde records (JSON in sled values, so that an
+//! operator can read a dump and new optional fields need no migration).
+
+use serde::{Deserialize, Serialize};
+
+use crate::deploy::DeployState;
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelRecord {
+    pub name: String,
+    /// The highest version number handed out so far.
+    pub latest_version: u32,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VersionRecord {
+    pub model: String,
+    pub version: u32,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub format: String,
+    pub classification: u32,
+    pub created_ms: u64,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StateChange {
+    pub state: DeployState,
+    pub at_ms: u64,
+    /// Time spent in the previous state.
+    pub elapsed_ms: u64,
+    #[serde(default)]
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentRecord {
+    pub id: u64,
+    pub model: String,
+    pub version: u32,
+    pub device: u32,
+    pub layer: u8,
+    pub classification: u32,
+    /// The device's configured target and the one actually used.
+    pub target: String,
+    pub effective_target: String,
+    pub backend: String,
+    pub sha256: String,
+    pub state: DeployState,
+    pub history: Vec<StateChange>,
+    pub created_ms: u64,
+}
+
+impl DeploymentRecord {
+    pub fn last_change_ms(&self) -> u64 {
+        self.history.last().map_or(self.created_ms, |c| c.at_ms)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct EventRecord {
+    /// Assigned by the journal.
+    #[serde(default)]
+    pub seq: u64,
+    #[serde(default)]
+    pub at_ms: u64,
+    /// deploy, activate, retire, undeploy, refuse, fail, restore, interrupted, ...
+    pub kind: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub version: u32,
+    #[serde(default)]
+    pub device: Option<u32>,
+    #[serde(default)]
+    pub layer: Option<u8>,
+    #[serde(default)]
+    pub deployment_id: u64,
+    #[serde(default)]
+    pub detail: String,
+}

@@ -1,0 +1,24 @@
+//! Generates the prost/tonic code from the .proto files beside this crate.
+//! protoc comes from the protoc-bin-vendored crate, so a build needs no system
+//! protoc and downloads nothing.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC.
+    unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
+    let protos = [
+        "inference/grpc_service.proto",
+        "inference/model_config.proto",
+        "dsmil/v1/control.proto",
+        "onnx/onnx.proto",
+    ];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        // dsmilctl prints control responses as JSON for scripts.
+        .type_attribute(".dsmil.v1", "#[derive(serde::Serialize)]")
+        .compile_protos(&protos, &["."])?;
+    Ok(())
+}
