@@ -1,1 +1,142 @@
+use std::io::Write;
 
+use super::*;
+use crate::topology::Target;
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn problems(err: ConfigError) -> Vec<String> {
+    match err {
+        ConfigError::Invalid { problems, .. } => problems,
+        other => panic!("expected Invalid, got {other}"),
+    }
+}
+
+#[test]
+fn the_shipped_defaults_are_the_design_table() {
+    let c = load(None, &[]).unwrap();
+    let t = &c.topology;
+    assert_eq!(t.devices().len(), 104);
+    assert_eq!(t.layers().len(), 9);
+    let expected: [(u8, &str, &str, Option<f64>, Option<Target>); 9] = [
+        (1, "SYSTEM", "67-103", None, None),
+        (2, "TRAINING", "0-14", Some(4.0), Some(Target::Npu)),
+        (3, "SECRET", "15-22", Some(6.0), Some(Target::Npu)),
+        (4, "TOP_SECRET", "23-30", Some(8.0), Some(Target::Npu)),
+        (5, "COSMIC", "31-36", Some(10.0), Some(Target::Gpu)),
+        (6, "ATOMAL", "37-42", Some(12.0), Some(Target::Gpu)),
+        (7, "EXTENDED", "43-50", Some(40.0), Some(Target::Gpu)),
+        (8, "ENHANCED_SEC", "51-58", Some(8.0), Some(Target::Npu)),
+        (9, "EXECUTIVE", "59-66", Some(12.0), Some(Target::Gpu)),
+    ];
+    for (layer, (id, name, devices, budget, target)) in t.layers().iter().zip(expected) {
+        assert_eq!(layer.id, id);
+        assert_eq!(layer.name, name);
+        assert_eq!(crate::topology::format_id_list(&layer.devices), devices);
+        assert_eq!(layer.budget_gb, budget);
+        assert_eq!(layer.target, target);
+        assert_eq!(layer.reserved, id == 1);
+    }
+    let primary = t.device_with_role("primary_ai").unwrap();
+    assert_eq!(
+        (primary.id, primary.layer, primary.target),
+        (47, 7, Some(Target::Gpu))
+    );
+    assert_eq!(c.memory.total_bytes, 64 << 30);
+    assert_eq!(c.memory.available_bytes, 62 << 30);
+    assert_eq!(c.quantization.min_accuracy_retention, 0.95);
+    assert_eq!(c.quantization.calibration_samples, 1000);
+    assert_eq!(c.deployment.warmup_iterations, 10);
+    assert_eq!(c.deployment.health_check_timeout.as_secs(), 30);
+    assert!(c.deployment.auto_rollback_on_failure);
+    assert_eq!(c.monitoring.metrics_collection_interval.as_secs(), 60);
+    assert_eq!(c.monitoring.drift_detection_threshold_percent, 5.0);
+    assert_eq!(c.monitoring.alert_on_latency_p99_ms, 2000);
+    assert_eq!(c.listeners.tcp.unwrap().to_string(), "127.0.0.1:8001");
+    assert_eq!(c.listeners.metrics.unwrap().to_string(), "127.0.0.1:9464");
+    assert_eq!(c.hardware.fallback_target, Target::Cpu);
+}
+
+#[test]
+fn a_file_overrides_only_what_it_names_and_flags_override_the_file() {
+    let f = file("[deployment]\nwarmup_iterations = 3\n[listeners]\ntcp = \"\"\n");
+    let c = load(
+        Some(f.path()),
+        &[("paths.state_dir", toml::Value::String("/tmp/x".into()))],
+    )
+    .unwrap();
+    assert_eq!(c.deployment.warmup_iterations, 3);
+    assert_eq!(
+        c.deployment.health_check_timeout.as_secs(),
+        30,
+        "sibling keys keep their defaults"
+    );
+    assert!(c.listeners.tcp.is_none(), "\"\" turns the listener off");
+    assert_eq!(c.paths.state_dir, std::path::PathBuf::from("/tmp/x"));
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let f = file("[deployment]\nwarmup_iteration = 3\n");
+    let err = load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(err.contains("warmup_iteration"), "{err}");
+}
+
+#[test]
+fn a_bad_topology_reports_every_problem_with_its_device_ids() {
+    let f = file(
+        r#"
+[[layers]]
+id = 1
+name = "SYSTEM"
+devices = "59-103"
+reserved = true
+
+[[layers]]
+id = 2
+name = "A"
+devices = "0-30,59"
+memory_budget_gb = 0
+target = "npu"
+"#,
+    );
+    let p = problems(load(Some(f.path()), &[]).unwrap_err());
+    let all = p.join("\n");
+    assert!(
+        all.contains("device(s) 59 are in both layer 1 and layer 2"),
+        "{all}"
+    );
+    assert!(all.contains("device(s) 31-58 are in no layer"), "{all}");
+    assert!(
+        all.contains("layers[id=2].memory_budget_gb = 0 must be > 0"),
+        "{all}"
+    );
+    assert_eq!(p.len(), 3, "{all}");
+}
+
+#[test]
+fn bad_values_are_each_named() {
+    let f = file(
+        "[memory]\navailable_gb = 70\n[listeners]\ntcp = \"localhost\"\n[hardware]\nfallback_target = \"tpu\"\n[devices.200]\nrole = \"x\"\n",
+    );
+    let all = problems(load(Some(f.path()), &[]).unwrap_err()).join("\n");
+    for needle in [
+        "memory.available_gb = 70",
+        "listeners.tcp = \"localhost\"",
+        "hardware.fallback_target = \"tpu\"",
+        "devices.200",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let f = file("[deployment\n");
+    let err = load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(err.starts_with(&f.path().display().to_string()), "{err}");
+}

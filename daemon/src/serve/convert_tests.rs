@@ -1,1 +1,169 @@
+use dsmil_proto::inference::model_infer_request::InferInputTensor;
+use dsmil_proto::inference::{InferTensorContents, ModelInferRequest};
 
+use super::*;
+use crate::backend::{DataType, Signature, TensorSpec};
+
+fn signature() -> Signature {
+    Signature {
+        inputs: vec![
+            TensorSpec {
+                name: "x".into(),
+                dtype: DataType::F32,
+                shape: vec![-1, 2],
+            },
+            TensorSpec {
+                name: "k".into(),
+                dtype: DataType::I8,
+                shape: vec![1],
+            },
+        ],
+        outputs: vec![TensorSpec {
+            name: "y".into(),
+            dtype: DataType::F32,
+            shape: vec![-1],
+        }],
+    }
+}
+
+fn input(name: &str, datatype: &str, shape: Vec<i64>) -> InferInputTensor {
+    InferInputTensor {
+        name: name.into(),
+        datatype: datatype.into(),
+        shape,
+        ..Default::default()
+    }
+}
+
+fn raw_request() -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: "m".into(),
+        // Inputs in a different order from the signature on purpose.
+        inputs: vec![input("k", "INT8", vec![1]), input("x", "FP32", vec![3, 2])],
+        raw_input_contents: vec![
+            vec![5],
+            [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn raw_inputs_come_back_in_signature_order() {
+    let tensors = request_inputs("m", &raw_request(), &signature()).unwrap();
+    assert_eq!(tensors[0].name, "x");
+    assert_eq!(tensors[0].shape, vec![3, 2]);
+    assert_eq!(tensors[0].data.len(), 24);
+    assert_eq!(tensors[1].data, vec![5]);
+}
+
+#[test]
+fn typed_contents_are_encoded_and_range_checked() {
+    let mut req = ModelInferRequest {
+        model_name: "m".into(),
+        ..Default::default()
+    };
+    let mut x = input("x", "FP32", vec![1, 2]);
+    x.contents = Some(InferTensorContents {
+        fp32_contents: vec![0.5, -1.0],
+        ..Default::default()
+    });
+    let mut k = input("k", "INT8", vec![1]);
+    k.contents = Some(InferTensorContents {
+        int_contents: vec![-3],
+        ..Default::default()
+    });
+    req.inputs = vec![x, k.clone()];
+    let tensors = request_inputs("m", &req, &signature()).unwrap();
+    assert_eq!(
+        tensors[0].data,
+        [0.5f32, -1.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(tensors[1].data, vec![(-3i8) as u8]);
+
+    req.inputs[1].contents = Some(InferTensorContents {
+        int_contents: vec![300],
+        ..Default::default()
+    });
+    let err = request_inputs("m", &req, &signature())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not fit INT8"), "{err}");
+    req.inputs[1].contents = Some(InferTensorContents {
+        int_contents: vec![1, 2],
+        ..Default::default()
+    });
+    let err = request_inputs("m", &req, &signature())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("input \"k\": 2 values in contents, but shape [1] needs 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn each_mismatch_names_the_tensor_and_what_was_expected() {
+    let sig = signature();
+    let check = |mutate: &dyn Fn(&mut ModelInferRequest), needle: &str| {
+        let mut req = raw_request();
+        mutate(&mut req);
+        let err = request_inputs("m", &req, &sig).unwrap_err().to_string();
+        assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+    };
+    check(
+        &|r| r.inputs[1].datatype = "FP64".into(),
+        "input \"x\": datatype \"FP64\" given, the model expects FP32",
+    );
+    check(
+        &|r| r.inputs[1].shape = vec![3, 3],
+        "input \"x\": shape [3,3] does not fit the model's [?,2]",
+    );
+    check(&|r| r.inputs[1].shape = vec![6], "shape [6] does not fit");
+    check(
+        &|r| r.raw_input_contents[1].pop().map(drop).unwrap_or(()),
+        "input \"x\": 23 bytes of data, but shape [3,2] of FP32 needs 24",
+    );
+    check(
+        &|r| r.inputs[0].name = "q".into(),
+        "input \"q\" is not an input of m (inputs: x, k)",
+    );
+    check(
+        &|r| {
+            r.inputs.remove(0);
+            r.raw_input_contents.remove(0);
+        },
+        "input(s) k missing",
+    );
+    check(
+        &|r| r.inputs[1].name = "k".into(),
+        "input \"k\" is given twice",
+    );
+    check(
+        &|r| {
+            r.raw_input_contents.pop();
+        },
+        "raw_input_contents has 1 entries for 2 inputs",
+    );
+    check(
+        &|r| r.inputs[0].contents = Some(InferTensorContents::default()),
+        "use one or the other",
+    );
+}
+
+#[test]
+fn unknown_requested_outputs_are_refused() {
+    let err = select_outputs("m", &["nope".into()], &signature(), vec![])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("requested output \"nope\" is not an output of m (outputs: y)"),
+        "{err}"
+    );
+}

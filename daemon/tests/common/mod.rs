@@ -1,0 +1,270 @@
+//! Test harness: a real dsmild process on a temporary state dir and socket.
+//!
+//! Synchronisation is the daemon's own systemd protocol: the harness binds a
+//! datagram socket, passes it as NOTIFY_SOCKET, and waits for READY=1 (or
+//! STOPPING=1), never for a fixed time.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use dsmil_proto::control::control_client::ControlClient;
+use dsmil_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use tempfile::TempDir;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub const SAMPLE_MODEL: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/model.onnx");
+pub const SAMPLE_TEST_SET: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/test.npz");
+
+/// How long a daemon may take to become ready or to stop: generous, since a
+/// loaded CI machine is slow; a healthy run takes well under a second.
+const STARTUP: Duration = Duration::from_secs(120);
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: TempDir,
+    notify: UnixDatagram,
+    /// Every notify message received so far.
+    pub notices: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_in(tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// Starts dsmild on `dir` (reusing its state, for restart tests) with
+    /// extra command-line arguments, and waits for READY=1.
+    pub fn start_in(dir: TempDir, args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::spawn(dir, args, &[]);
+        daemon.wait_for("READY=1");
+        daemon
+    }
+
+    /// Starts dsmild without waiting; `env` adds environment variables.
+    pub fn spawn(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let notify_path = dir.path().join("notify.sock");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify.set_read_timeout(Some(STARTUP)).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("dsmild.log"))
+            .unwrap();
+        let state = dir.path().join("state");
+        let socket = dir.path().join("dsmild.sock");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsmild"));
+        cmd.arg("--state-dir")
+            .arg(&state)
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            .args(args)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("RUST_LOG", "info")
+            .env_remove("DSMIL_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("dsmild starts");
+        Daemon {
+            child: Some(child),
+            dir,
+            notify,
+            notices: Vec::new(),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("dsmild.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dsmild.log")).unwrap_or_default()
+    }
+
+    /// Waits until a notify message contains `needle`; returns that message.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(seen) = self.notices.iter().find(|n| n.contains(needle)) {
+            return seen.clone();
+        }
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match self.notify.recv(&mut buf) {
+                Ok(n) => {
+                    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    self.notices.push(message.clone());
+                    if message.contains(needle) {
+                        return message;
+                    }
+                }
+                Err(e) => {
+                    let status = self
+                        .child
+                        .as_mut()
+                        .and_then(|c| c.try_wait().ok().flatten());
+                    panic!(
+                        "dsmild never sent {needle:?} ({e}); exit status {status:?}; notices {:?}; log:\n{}",
+                        self.notices,
+                        self.log()
+                    );
+                }
+            }
+        }
+    }
+
+    /// The daemon's exit status, waiting for it to exit.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.as_mut().expect("running").wait().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// kill -9: no chance to flush or clean up. Returns the state for a restart.
+    pub fn kill9(mut self) -> TempDir {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.take_dir()
+    }
+
+    /// SIGTERM and wait: the clean path. Returns the state for a restart.
+    pub fn stop(mut self) -> TempDir {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.wait_for("STOPPING=1");
+        let exit = self.wait_exit();
+        assert!(
+            exit.success(),
+            "dsmild exited with {exit}; log:\n{}",
+            self.log()
+        );
+        self.child = None;
+        self.take_dir()
+    }
+
+    fn take_dir(mut self) -> TempDir {
+        self.child = None;
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    pub async fn channel(&self) -> Channel {
+        let path = self.socket();
+        Endpoint::from_static("http://dsmild.test")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }))
+            .await
+            .expect("connect to dsmild's socket")
+    }
+
+    pub async fn inference(&self) -> GrpcInferenceServiceClient<Channel> {
+        GrpcInferenceServiceClient::new(self.channel().await).max_decoding_message_size(64 << 20)
+    }
+
+    pub async fn control(&self) -> ControlClient<Channel> {
+        ControlClient::new(self.channel().await)
+    }
+
+    /// Runs dsmilctl against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        ctl_with_socket(&self.socket(), args)
+    }
+
+    /// Runs dsmilctl and parses its --json output; panics on failure.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        assert!(
+            out.status.success(),
+            "dsmilctl {args:?} failed: {}\ndaemon log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        serde_json::from_slice(&out.stdout).expect("dsmilctl --json prints JSON")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// dsmilctl sits beside dsmild in the target directory (scripts/test.sh
+/// builds every binary before the tests run).
+pub fn ctl_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_dsmild")).with_file_name("dsmilctl");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+pub fn ctl_with_socket(socket: &Path, args: &[&str]) -> Output {
+    Command::new(ctl_binary())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("DSMIL_ADDR")
+        .output()
+        .unwrap()
+}
+
+/// The sample's held-out set: pixels [N,64] f32, labels [N] i64.
+pub fn test_set() -> (ndarray::Array2<f32>, ndarray::Array1<i64>) {
+    use ndarray_npy::NpzReader;
+    let mut npz = NpzReader::new(std::fs::File::open(SAMPLE_TEST_SET).unwrap()).unwrap();
+    (
+        npz.by_name("pixels").unwrap(),
+        npz.by_name("labels").unwrap(),
+    )
+}
+
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+pub fn f32_values(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+pub fn i64_values(bytes: &[u8]) -> Vec<i64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}

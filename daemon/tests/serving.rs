@@ -1,0 +1,307 @@
+//! Deploy and serve the sample model on a real dsmild; compare with ONNX
+//! Runtime run in this process.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::*;
+use dsmil_proto::inference as pb;
+use dsmil_proto::inference::model_infer_request::InferInputTensor;
+use dsmild::backend::{Backend, DataType, LoadOptions, OnnxRuntime, Tensor, locate_onnxruntime};
+use tonic::Code;
+
+fn in_process_runtime() -> &'static OnnxRuntime {
+    static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
+    RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
+}
+
+fn raw_request(model: &str, version: &str, pixels: &[f32], rows: usize) -> pb::ModelInferRequest {
+    pb::ModelInferRequest {
+        model_name: model.into(),
+        model_version: version.into(),
+        inputs: vec![InferInputTensor {
+            name: "pixels".into(),
+            datatype: "FP32".into(),
+            shape: vec![rows as i64, 64],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![f32_bytes(pixels)],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
+    let daemon = Daemon::start();
+    let deployed = daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"]);
+    assert_eq!(deployed["state"], "Active");
+    assert_eq!(deployed["version"], 1);
+    assert_eq!(deployed["device"], 47);
+    assert_eq!(deployed["layer"], 7);
+    let stages: Vec<&str> = deployed["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "Uploaded",
+            "Validating",
+            "Quantizing",
+            "Compiling",
+            "Loading",
+            "WarmingUp",
+            "HealthChecking",
+            "Active"
+        ]
+    );
+
+    let (pixels, labels) = test_set();
+    let rows = labels.len();
+    let flat: Vec<f32> = pixels.iter().copied().collect();
+    let mut client = daemon.inference().await;
+    let response = client
+        .model_infer(raw_request("digits", "", &flat, rows))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.model_version, "1");
+    assert_eq!(response.outputs.len(), 2);
+    assert_eq!(response.outputs[0].name, "probabilities");
+    assert_eq!(response.outputs[0].shape, vec![rows as i64, 10]);
+    assert_eq!(response.outputs[1].datatype, "INT64");
+    let served_probs = f32_values(&response.raw_output_contents[0]);
+    let served_labels = i64_values(&response.raw_output_contents[1]);
+
+    // The same bytes through ONNX Runtime in this process.
+    let bytes = std::fs::read(SAMPLE_MODEL).unwrap();
+    let mut local = in_process_runtime()
+        .load(
+            &bytes,
+            &LoadOptions {
+                intra_op_threads: 0,
+            },
+        )
+        .unwrap();
+    let input = Tensor {
+        name: "pixels".into(),
+        dtype: DataType::F32,
+        shape: vec![rows as i64, 64],
+        data: f32_bytes(&flat),
+    };
+    let expected = local.run(&[input]).unwrap();
+    assert_eq!(
+        served_probs,
+        f32_values(&expected[0].data),
+        "probabilities differ from in-process ONNX Runtime"
+    );
+    assert_eq!(served_labels, i64_values(&expected[1].data));
+
+    let correct = served_labels
+        .iter()
+        .zip(labels.iter())
+        .filter(|(a, b)| a == b)
+        .count();
+    let accuracy = correct as f64 / rows as f64;
+    assert!(
+        accuracy >= 0.95,
+        "accuracy {accuracy:.4} through dsmild is below 0.95"
+    );
+
+    // Typed contents give the same answer as raw contents.
+    let one = &flat[..64];
+    let typed = pb::ModelInferRequest {
+        model_name: "digits".into(),
+        inputs: vec![InferInputTensor {
+            name: "pixels".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 64],
+            contents: Some(pb::InferTensorContents {
+                fp32_contents: one.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        outputs: vec![pb::model_infer_request::InferRequestedOutputTensor {
+            name: "label".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let typed = client.model_infer(typed).await.unwrap().into_inner();
+    assert_eq!(
+        typed.outputs.len(),
+        1,
+        "only the requested output comes back"
+    );
+    assert_eq!(
+        i64_values(&typed.raw_output_contents[0]),
+        vec![served_labels[0]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_deploy_makes_version_2_and_undeploy_stops_serving() {
+    let daemon = Daemon::start();
+    daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"]);
+    let second = daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"]);
+    assert_eq!(second["version"], 2);
+
+    let mut client = daemon.inference().await;
+    let meta = client
+        .model_metadata(pb::ModelMetadataRequest {
+            name: "digits".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meta.versions, vec!["2"]);
+    assert_eq!(meta.inputs[0].shape, vec![-1, 64]);
+    assert_eq!(meta.inputs[0].datatype, "FP32");
+    let old = client
+        .model_infer(raw_request("digits", "1", &[0.0; 64], 1))
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Code::NotFound);
+    assert!(old.message().contains("serving: 2"), "{}", old.message());
+    client
+        .model_infer(raw_request("digits", "2", &[0.0; 64], 1))
+        .await
+        .unwrap();
+
+    let deployments = daemon.ctl_json(&["deployments"]);
+    let states: Vec<(u64, &str)> = deployments["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["version"].as_u64().unwrap(), d["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, vec![(1, "Retired"), (2, "Active")]);
+
+    let devices = daemon.ctl_json(&["devices"]);
+    let d47 = &devices["devices"][47];
+    assert_eq!(
+        (d47["model"].as_str(), d47["version"].as_u64()),
+        (Some("digits"), Some(2))
+    );
+
+    daemon.ctl_json(&["undeploy", "digits"]);
+    let gone = client
+        .model_infer(raw_request("digits", "", &[0.0; 64], 1))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    let ready = client
+        .model_ready(pb::ModelReadyRequest {
+            name: "digits".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ready.ready);
+    let models = daemon.ctl_json(&["models"]);
+    assert_eq!(
+        models["models"][0]["versions"].as_array().unwrap().len(),
+        2,
+        "versions stay in the registry"
+    );
+    assert!(
+        models["models"][0]
+            .get("active_version")
+            .is_none_or(|v| v == 0)
+    );
+    // Both versions' blobs stay in the store (same bytes: one blob).
+    assert_eq!(
+        std::fs::read_dir(daemon.state_dir().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn triton_config_statistics_and_grpc_health_answer() {
+    let daemon = Daemon::start();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
+    let check = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        check.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "digits", "--layer", "7"]);
+    let mut client = daemon.inference().await;
+    let live = client
+        .server_live(pb::ServerLiveRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let ready = client
+        .server_ready(pb::ServerReadyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(live.live && ready.ready);
+    let meta = client
+        .server_metadata(pb::ServerMetadataRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meta.name, "dsmild");
+
+    let config = client
+        .model_config(pb::ModelConfigRequest {
+            name: "digits".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config
+        .unwrap();
+    assert!(config.max_batch_size > 0);
+    assert_eq!(
+        config.input[0].dims,
+        vec![64],
+        "the batch dimension is left out"
+    );
+    assert_eq!(config.input[0].data_type, pb::DataType::TypeFp32 as i32);
+    assert_eq!(config.output[1].data_type, pb::DataType::TypeInt64 as i32);
+
+    for _ in 0..3 {
+        client
+            .model_infer(raw_request("digits", "", &[1.0; 128], 2))
+            .await
+            .unwrap();
+    }
+    client
+        .model_infer(raw_request("digits", "", &[1.0; 10], 1))
+        .await
+        .unwrap_err();
+    let stats = client
+        .model_statistics(pb::ModelStatisticsRequest {
+            name: "digits".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let s = &stats.model_stats[0];
+    let inference = s.inference_stats.as_ref().unwrap();
+    assert_eq!(inference.success.as_ref().unwrap().count, 3);
+    assert_eq!(inference.fail.as_ref().unwrap().count, 1);
+    assert_eq!(s.inference_count, 6, "three requests of two rows");
+    assert!(inference.compute_infer.as_ref().unwrap().ns > 0);
+    assert!(s.last_inference > 0);
+}
