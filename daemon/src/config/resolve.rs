@@ -271,15 +271,12 @@ fn resolve_topology(raw: &RawConfig, problems: &mut Vec<String>) -> Option<Topol
         let key = format!("layers[id={}]", layer.id);
         // An unparsable target is reported here; the placeholder only keeps
         // the topology check from reporting it a second time as missing.
-        let target = match &layer.target {
-            Some(t) => Some(
-                parse_target(t, &format!("{key}.target")).unwrap_or_else(|e| {
-                    problems.push(e);
-                    Target::Cpu
-                }),
-            ),
-            None => None,
-        };
+        let target = layer.target.as_ref().map(|t| {
+            parse_target(t, &format!("{key}.target")).unwrap_or_else(|e| {
+                problems.push(e);
+                Target::Cpu
+            })
+        });
         layers.push(LayerSpec {
             id: layer.id,
             name: layer.name.clone(),

@@ -22,7 +22,9 @@ fn the_shipped_defaults_are_the_design_table() {
     let t = &c.topology;
     assert_eq!(t.devices().len(), 104);
     assert_eq!(t.layers().len(), 9);
-    let expected: [(u8, &str, &str, Option<f64>, Option<Target>); 9] = [
+    // (id, name, devices, budget GB, target), as in DESIGN.md §2.
+    type Row = (u8, &'static str, &'static str, Option<f64>, Option<Target>);
+    let expected: [Row; 9] = [
         (1, "SYSTEM", "67-103", None, None),
         (2, "TRAINING", "0-14", Some(4.0), Some(Target::Npu)),
         (3, "SECRET", "15-22", Some(6.0), Some(Target::Npu)),

@@ -219,9 +219,7 @@ impl GrpcInferenceService for InferenceService {
                 Err(e),
             ),
         };
-        let code = result
-            .as_ref()
-            .map_or_else(|e| infer_code(e), |_| tonic::Code::Ok);
+        let code = result.as_ref().map_or_else(infer_code, |_| tonic::Code::Ok);
         monitor::record_request(&labels, code_label(code), started.elapsed());
         result.map(Response::new).map_err(Status::from)
     }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing dsmil needs, idempotently:
+#   - Debian packages: promtool (package prometheus), for the metrics tests;
+#   - .venv/ with the pinned Python packages (scripts/requirements.txt);
+#   - the native runtimes (scripts/fetch-runtimes.sh).
+# Rust itself (cargo, rustc) is expected on the machine.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if ! command -v promtool >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing promtool (Debian package prometheus)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+        # The package starts a Prometheus server we do not want running.
+        (systemctl stop prometheus 2>/dev/null || service prometheus stop 2>/dev/null || true) >/dev/null 2>&1
+    else
+        echo "promtool is missing: install it (Debian/Ubuntu: apt-get install prometheus)" >&2
+        exit 1
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "creating .venv"
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -m pip freeze 2>/dev/null | grep -qx "onnxruntime==1.31.1" \
+    || ! .venv/bin/python -c "import tritonclient.grpc, pytest, sklearn" 2>/dev/null; then
+    echo "installing Python packages into .venv"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -r scripts/requirements.txt
+fi
+
+bash scripts/fetch-runtimes.sh

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and integration tests (real dsmild processes on
+# temporary dirs, real ONNX Runtime, real sled), then the Python tests with
+# Triton's tritonclient against a real dsmild.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+bash scripts/setup.sh
+# The integration tests drive the dsmilctl binary too: build every binary first.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
+.venv/bin/python -m pytest -q tests/python

@@ -1,0 +1,66 @@
+"""A real dsmild for the Python tests: started on a temp dir with the sample
+model deployed through dsmilctl, reachable over TCP. Readiness comes from the
+daemon's own sd_notify READY=1 on a socket this fixture binds; no sleeps."""
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / os.environ.get("DSMIL_PROFILE", "debug")
+SAMPLE = ROOT / "fixtures" / "digits"
+
+
+def _binary(name: str) -> Path:
+    path = TARGET / name
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `cargo build --workspace --bins` (scripts/test.sh does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dsmild")
+    notify_path = tmp / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(120)
+    sock = tmp / "dsmild.sock"
+    log = open(tmp / "dsmild.log", "wb")
+    proc = subprocess.Popen(
+        [
+            _binary("dsmild"),
+            "--state-dir", tmp / "state",
+            "--cache-dir", tmp / "cache",
+            "--socket", sock,
+            "--tcp", "127.0.0.1:0",
+            "--metrics", "",
+        ],
+        env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        while True:
+            message = notify.recv(4096).decode()
+            if "READY=1" in message:
+                break
+
+        def ctl(*args):
+            out = subprocess.run(
+                [_binary("dsmilctl"), "--socket", sock, "--json", *args],
+                capture_output=True, check=True,
+            )
+            return json.loads(out.stdout)
+
+        ctl("deploy", SAMPLE / "model.onnx", "--name", "digits", "--device", "47")
+        yield {"tcp": ctl("status")["tcp_address"], "ctl": ctl}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+        notify.close()
