@@ -49,6 +49,9 @@ pub struct LoadOptions {
 pub trait Backend: Send + Sync {
     /// A short name recorded on deployments and metrics: "onnxruntime".
     fn name(&self) -> &'static str;
+    /// Whether this runtime implements an operator (the model's opset has
+    /// already been checked against the ONNX standard).
+    fn supports_operator(&self, domain: &str, op: &str) -> bool;
     /// Builds a runnable model. Blocking; may take seconds.
     fn load(
         &self,

@@ -82,6 +82,12 @@ impl Backend for OnnxRuntime {
         "onnxruntime"
     }
 
+    /// ONNX Runtime implements every standard operator, and its contrib
+    /// domain; other domains need custom-op libraries dsmild does not load.
+    fn supports_operator(&self, domain: &str, _op: &str) -> bool {
+        matches!(domain, "" | "ai.onnx" | "ai.onnx.ml" | "com.microsoft")
+    }
+
     fn load(
         &self,
         model: &[u8],

@@ -78,6 +78,7 @@ pub struct RawDeployment {
     pub health_check_timeout_seconds: u64,
     pub auto_rollback_on_failure: bool,
     pub max_model_size_mb: u64,
+    pub allowed_operator_domains: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -50,6 +50,7 @@ pub struct DeploymentConfig {
     pub health_check_timeout: std::time::Duration,
     pub auto_rollback_on_failure: bool,
     pub max_model_bytes: u64,
+    pub allowed_operator_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +215,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             health_check_timeout: std::time::Duration::from_secs(d.health_check_timeout_seconds),
             auto_rollback_on_failure: d.auto_rollback_on_failure,
             max_model_bytes: d.max_model_size_mb.saturating_mul(1 << 20),
+            allowed_operator_domains: d.allowed_operator_domains.clone(),
         },
         serving: ServingConfig {
             queue_capacity: s.queue_capacity,

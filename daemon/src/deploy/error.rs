@@ -48,6 +48,8 @@ pub enum DeployError {
         name: String,
         limit: u64,
     },
+    #[error("dry run on synthetic inputs of the declared shapes failed: {0}")]
+    DryRun(String),
     #[error("{stage} failed: {detail}")]
     StageFailed { stage: DeployState, detail: String },
     #[error("model {0:?} has no active deployment")]

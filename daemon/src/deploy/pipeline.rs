@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{ActiveModel, DeployError, DeployState, Deployer, placement};
 use crate::backend::{LoadOptions, LoadedModel, Pool, Signature, Tensor};
-use crate::model::{Format, inspect_onnx};
+use crate::model::{Format, ModelError, check_operators, inspect_onnx};
 use crate::store::{DeploymentRecord, EventRecord, NewDeployment, StagedBlob};
 use crate::topology::check_deploy_clearance;
 
@@ -216,6 +216,35 @@ impl StageRunner<'_, '_> {
                 limit,
             });
         }
+        let mut problems = check_operators(info, &config.deployment.allowed_operator_domains);
+        problems.extend(
+            info.operators
+                .iter()
+                .filter(|(domain, op)| !backend.supports_operator(domain, op))
+                .map(|(domain, op)| {
+                    format!(
+                        "{} does not implement operator {op} of domain {domain:?}",
+                        backend.name()
+                    )
+                }),
+        );
+        if !problems.is_empty() {
+            return Err(ModelError::Invalid(problems).into());
+        }
+        // The compatibility test: a throwaway instance runs synthetic inputs
+        // of the declared shapes (dynamic dimensions = 1).
+        let options = LoadOptions {
+            intra_op_threads: config.serving.intra_op_threads,
+        };
+        let mut probe = backend
+            .load(bytes, &options)
+            .map_err(|e| DeployError::DryRun(e.to_string()))?;
+        let signature = probe.signature().clone();
+        let outputs = probe
+            .run(&synthetic_inputs(&signature))
+            .map_err(|e| DeployError::DryRun(e.to_string()))?;
+        check_outputs(&signature, &outputs).map_err(DeployError::DryRun)?;
+        drop(probe);
 
         self.enter(
             DeployState::Quantizing,

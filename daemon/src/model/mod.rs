@@ -6,8 +6,12 @@
 //! every problem found, each naming the node or tensor it concerns.
 
 mod onnx;
+mod onnx_ops;
+mod operators;
+mod security;
 
 pub use onnx::{ModelInfo, OperatorRef, inspect_onnx};
+pub use operators::check_operators;
 
 use std::fmt;
 

@@ -146,6 +146,7 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
         }
     }
 
+    problems.extend(super::security::scan(&model));
     if !problems.is_empty() {
         return Err(ModelError::Invalid(problems));
     }

@@ -30,7 +30,8 @@ pub fn deploy_code(err: &DeployError) -> Code {
         | DeployError::MissingSpec
         | DeployError::Model(_)
         | DeployError::DeviceNotInLayer { .. }
-        | DeployError::TooManyParameters { .. } => Code::InvalidArgument,
+        | DeployError::TooManyParameters { .. }
+        | DeployError::DryRun(_) => Code::InvalidArgument,
         DeployError::TooLarge { .. } => Code::InvalidArgument,
         DeployError::SizeMismatch { .. } | DeployError::ChecksumMismatch { .. } => Code::DataLoss,
         DeployError::Topology(t) => match t {

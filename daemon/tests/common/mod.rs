@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod onnx;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

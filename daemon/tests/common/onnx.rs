@@ -1,0 +1,166 @@
+//! Small ONNX models built in tests, with the generated ONNX types: sizes,
+//! operators and failures chosen per test, nothing downloaded.
+
+use dsmil_proto::onnx::{
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, tensor_proto, tensor_shape_proto, type_proto,
+};
+use prost::Message;
+
+const FLOAT: i32 = tensor_proto::DataType::Float as i32;
+
+/// A float tensor value with a dynamic first dimension and fixed others.
+pub fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
+    let dim = |d: i64| tensor_shape_proto::Dimension {
+        value: Some(if d < 0 {
+            tensor_shape_proto::dimension::Value::DimParam("batch".into())
+        } else {
+            tensor_shape_proto::dimension::Value::DimValue(d)
+        }),
+        denotation: None,
+    };
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(FLOAT),
+                shape: Some(TensorShapeProto {
+                    dim: dims.iter().map(|&d| dim(d)).collect(),
+                }),
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        name: Some(format!("{op}_{}", outputs[0])),
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A float initializer with deterministic small values.
+pub fn weights(name: &str, dims: &[i64]) -> TensorProto {
+    let count: i64 = dims.iter().product();
+    let raw: Vec<u8> = (0..count)
+        .flat_map(|i| (((i % 17) as f32 - 8.0) / 64.0).to_le_bytes())
+        .collect();
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(FLOAT),
+        raw_data: Some(raw),
+        ..Default::default()
+    }
+}
+
+pub fn model(graph: GraphProto, opsets: &[(&str, i64)]) -> Vec<u8> {
+    ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("dsmil-tests".into()),
+        opset_import: opsets
+            .iter()
+            .map(|(d, v)| OperatorSetIdProto {
+                domain: Some(d.to_string()),
+                version: Some(*v),
+            })
+            .collect(),
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// x [?, width] -> MatMul(width x width) -> Relu, `layers` times -> y.
+/// Parameters: layers * width * width.
+pub fn mlp(width: i64, layers: usize) -> Vec<u8> {
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    let mut prev = "x".to_owned();
+    for i in 0..layers {
+        let (w, mm, act) = (
+            format!("w{i}"),
+            format!("mm{i}"),
+            if i + 1 == layers {
+                "y".to_owned()
+            } else {
+                format!("h{i}")
+            },
+        );
+        inits.push(weights(&w, &[width, width]));
+        nodes.push(node("MatMul", &[&prev, &w], &[&mm]));
+        nodes.push(node("Relu", &[&mm], &[&act]));
+        prev = act;
+    }
+    model(
+        GraphProto {
+            name: Some("mlp".into()),
+            node: nodes,
+            initializer: inits,
+            input: vec![value("x", &[-1, width])],
+            output: vec![value("y", &[-1, width])],
+            ..Default::default()
+        },
+        &[("", 17)],
+    )
+}
+
+/// y = Log(x - x): valid, loads, runs, and answers -inf for every input.
+pub fn non_finite() -> Vec<u8> {
+    model(
+        GraphProto {
+            name: Some("log_zero".into()),
+            node: vec![
+                node("Sub", &["x", "x"], &["zero"]),
+                node("Log", &["zero"], &["y"]),
+            ],
+            input: vec![value("x", &[-1, 4])],
+            output: vec![value("y", &[-1, 4])],
+            ..Default::default()
+        },
+        &[("", 17)],
+    )
+}
+
+/// A node from a domain nobody allowed.
+pub fn custom_domain() -> Vec<u8> {
+    let mut op = node("Frobnicate", &["x"], &["y"]);
+    op.domain = Some("com.example.secret".into());
+    model(
+        GraphProto {
+            name: Some("custom".into()),
+            node: vec![op, node("NotAnOnnxOp", &["x"], &["z"])],
+            input: vec![value("x", &[-1, 4])],
+            output: vec![value("y", &[-1, 4]), value("z", &[-1, 4])],
+            ..Default::default()
+        },
+        &[("", 17), ("com.example.secret", 1)],
+    )
+}
+
+/// An initializer whose bytes live in a file outside the model.
+pub fn external_data(location: &str) -> Vec<u8> {
+    let mut w = weights("w", &[4, 4]);
+    w.raw_data = None;
+    w.data_location = Some(tensor_proto::DataLocation::External as i32);
+    w.external_data = vec![StringStringEntryProto {
+        key: Some("location".into()),
+        value: Some(location.into()),
+    }];
+    model(
+        GraphProto {
+            name: Some("external".into()),
+            node: vec![node("MatMul", &["x", "w"], &["y"])],
+            initializer: vec![w],
+            input: vec![value("x", &[-1, 4])],
+            output: vec![value("y", &[-1, 4])],
+            ..Default::default()
+        },
+        &[("", 17)],
+    )
+}
