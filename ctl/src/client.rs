@@ -38,7 +38,9 @@ pub async fn connect(socket: &str, addr: Option<&str>) -> anyhow::Result<Clients
                     }
                 }))
                 .await
-                .with_context(|| format!("cannot reach dsmild on {socket} (is it running? --socket or DSMIL_SOCKET picks another)"))?
+                .with_context(|| {
+                    format!("cannot reach dsmild on {socket} (is it running? --socket or DSMIL_SOCKET picks another)")
+                })?
         }
     };
     Ok(Clients {

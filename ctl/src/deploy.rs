@@ -21,8 +21,7 @@ pub struct Args<'a> {
 }
 
 pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::Result<()> {
-    let bytes =
-        std::fs::read(args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes = std::fs::read(args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let spec = DeploySpec {
         name: args.name,
@@ -39,10 +38,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
     } else {
         ProgressBar::new(bytes.len() as u64)
     };
-    bar.set_style(
-        ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}")
-            .expect("static template"),
-    );
+    bar.set_style(ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}").expect("static template"));
     let mut messages = vec![DeployRequest {
         part: Some(Part::Spec(spec)),
     }];
@@ -60,17 +56,12 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
     let mut last: Option<DeployProgress> = None;
     while let Some(step) = progress.message().await? {
         if !json && !step.done {
-            println!(
-                "{:<15} {} ({} ms)",
-                step.stage, step.detail, step.elapsed_ms
-            );
+            println!("{:<15} {} ({} ms)", step.stage, step.detail, step.elapsed_ms);
         }
         last = Some(step);
     }
     let last = last.context("dsmild closed the deploy without a result")?;
-    let deployment = last
-        .deployment
-        .context("dsmild's last message carried no deployment")?;
+    let deployment = last.deployment.context("dsmild's last message carried no deployment")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&deployment)?);
     } else {

@@ -48,9 +48,7 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
             shape: v.shape.clone(),
             ..Default::default()
         });
-        request
-            .raw_input_contents
-            .push(tensors::encode(v, datatype)?);
+        request.raw_input_contents.push(tensors::encode(v, datatype)?);
     }
     let response = clients.inference.model_infer(request).await?.into_inner();
     let mut outputs = Vec::new();

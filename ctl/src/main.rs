@@ -14,19 +14,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "dsmilctl",
-    version,
-    about = "Control the dsmil edge inference daemon"
-)]
+#[command(name = "dsmilctl", version, about = "Control the dsmil edge inference daemon")]
 struct Cli {
     /// dsmild's Unix socket.
-    #[arg(
-        long,
-        global = true,
-        env = "DSMIL_SOCKET",
-        default_value = "/run/dsmild/dsmild.sock"
-    )]
+    #[arg(long, global = true, env = "DSMIL_SOCKET", default_value = "/run/dsmild/dsmild.sock")]
     socket: String,
     /// Reach dsmild over TCP instead (host:port).
     #[arg(long, global = true, env = "DSMIL_ADDR")]
@@ -145,11 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Devices => views::devices(&mut c, json).await,
         Command::Layers => views::layers(&mut c, json).await,
         Command::Status => views::status(&mut c, json).await,
-        Command::Events {
-            model,
-            after,
-            limit,
-        } => views::events(&mut c, model, after, limit, json).await,
+        Command::Events { model, after, limit } => views::events(&mut c, model, after, limit, json).await,
         Command::Infer {
             model,
             inputs,

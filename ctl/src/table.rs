@@ -25,11 +25,7 @@ impl Table {
             }
         }
         let line = |cells: &[String]| {
-            let parts: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, &w)| format!("{c:<w$}"))
-                .collect();
+            let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, &w)| format!("{c:<w$}")).collect();
             println!("{}", parts.join("  ").trim_end());
         };
         line(&self.header);

@@ -63,18 +63,15 @@ pub fn read_npy(path: &Path) -> anyhow::Result<Values> {
             data: array.iter().map(|&v| f64::from(u8::from(v))).collect(),
         });
     }
-    Err(last.expect("at least one type was tried"))
-        .with_context(|| format!("reading {} as .npy", path.display()))
+    Err(last.expect("at least one type was tried")).with_context(|| format!("reading {} as .npy", path.display()))
 }
 
 pub fn read_npz_entry(path: &Path, name: &str) -> anyhow::Result<Values> {
     let last = try_types!(
         |_: std::marker::PhantomData<_>| {
             let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let mut npz = NpzReader::new(file)
-                .with_context(|| format!("{} is not an .npz file", path.display()))?;
-            npz.by_name::<OwnedRepr<_>, IxDyn>(name)
-                .map_err(anyhow::Error::from)
+            let mut npz = NpzReader::new(file).with_context(|| format!("{} is not an .npz file", path.display()))?;
+            npz.by_name::<OwnedRepr<_>, IxDyn>(name).map_err(anyhow::Error::from)
         },
         f32,
         f64,
@@ -87,14 +84,12 @@ pub fn read_npz_entry(path: &Path, name: &str) -> anyhow::Result<Values> {
         u32,
         u64
     );
-    Err(last.expect("at least one type was tried"))
-        .with_context(|| format!("reading {name:?} from {}", path.display()))
+    Err(last.expect("at least one type was tried")).with_context(|| format!("reading {name:?} from {}", path.display()))
 }
 
 pub fn npz_names(path: &Path) -> anyhow::Result<Vec<String>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut npz =
-        NpzReader::new(file).with_context(|| format!("{} is not an .npz file", path.display()))?;
+    let mut npz = NpzReader::new(file).with_context(|| format!("{} is not an .npz file", path.display()))?;
     Ok(npz
         .names()?
         .into_iter()
@@ -104,10 +99,7 @@ pub fn npz_names(path: &Path) -> anyhow::Result<Vec<String>> {
 
 /// Random values for a declared input: dynamic dimensions become `batch`.
 pub fn random(datatype: &str, shape: &[i64], batch: i64) -> Values {
-    let shape: Vec<i64> = shape
-        .iter()
-        .map(|&d| if d < 0 { batch } else { d })
-        .collect();
+    let shape: Vec<i64> = shape.iter().map(|&d| if d < 0 { batch } else { d }).collect();
     let count: i64 = shape.iter().product();
     let mut rng = rand::rng();
     let data = (0..count)

@@ -12,22 +12,11 @@ fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 }
 
 pub async fn models(c: &mut Clients, json: bool) -> anyhow::Result<()> {
-    let r = c
-        .control
-        .list_models(pb::ListModelsRequest {})
-        .await?
-        .into_inner();
+    let r = c.control.list_models(pb::ListModelsRequest {}).await?.into_inner();
     if json {
         return print_json(&r);
     }
-    let mut t = Table::new(&[
-        "MODEL",
-        "ACTIVE",
-        "DEVICE",
-        "VERSIONS",
-        "LATEST SHA256",
-        "STATE",
-    ]);
+    let mut t = Table::new(&["MODEL", "ACTIVE", "DEVICE", "VERSIONS", "LATEST SHA256", "STATE"]);
     for m in &r.models {
         t.row(vec![
             m.name.clone(),
@@ -38,9 +27,9 @@ pub async fn models(c: &mut Clients, json: bool) -> anyhow::Result<()> {
             },
             m.device.map_or("-".into(), |d| d.to_string()),
             m.versions.len().to_string(),
-            m.versions.last().map_or(String::new(), |v| {
-                v.sha256[..12.min(v.sha256.len())].to_owned()
-            }),
+            m.versions
+                .last()
+                .map_or(String::new(), |v| v.sha256[..12.min(v.sha256.len())].to_owned()),
             m.state.clone(),
         ]);
     }
@@ -108,16 +97,12 @@ pub async fn show(c: &mut Clients, id: u64, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn devices(c: &mut Clients, json: bool) -> anyhow::Result<()> {
-    let r = c
-        .control
-        .list_devices(pb::ListDevicesRequest {})
-        .await?
-        .into_inner();
+    let r = c.control.list_devices(pb::ListDevicesRequest {}).await?.into_inner();
     if json {
         return print_json(&r);
     }
     let mut t = Table::new(&[
-        "DEVICE", "LAYER", "TARGET", "ROLE", "MODEL", "VERSION", "STATE",
+        "DEVICE", "LAYER", "TARGET", "ROLE", "MODEL", "VERSION", "STATE", "MEMORY",
     ]);
     for d in &r.devices {
         let target = if d.reserved {
@@ -139,6 +124,11 @@ pub async fn devices(c: &mut Clients, json: bool) -> anyhow::Result<()> {
                 d.version.to_string()
             },
             d.state.clone(),
+            if d.model.is_empty() {
+                String::new()
+            } else {
+                format!("{} (est. {})", bytes(d.measured_bytes), bytes(d.estimated_bytes))
+            },
         ]);
     }
     t.print();
@@ -146,11 +136,7 @@ pub async fn devices(c: &mut Clients, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn layers(c: &mut Clients, json: bool) -> anyhow::Result<()> {
-    let r = c
-        .control
-        .list_layers(pb::ListLayersRequest {})
-        .await?
-        .into_inner();
+    let r = c.control.list_layers(pb::ListLayersRequest {}).await?.into_inner();
     if json {
         return print_json(&r);
     }
@@ -162,6 +148,7 @@ pub async fn layers(c: &mut Clients, json: bool) -> anyhow::Result<()> {
         "BUDGET",
         "DEPLOYMENTS",
         "ESTIMATED",
+        "MEASURED",
     ]);
     for l in &r.layers {
         t.row(vec![
@@ -180,6 +167,7 @@ pub async fn layers(c: &mut Clients, json: bool) -> anyhow::Result<()> {
             },
             l.active_deployments.to_string(),
             bytes(l.estimated_bytes),
+            bytes(l.measured_bytes),
         ]);
     }
     t.print();
@@ -221,11 +209,7 @@ pub async fn status(c: &mut Clients, json: bool) -> anyhow::Result<()> {
         println!(
             "runtime {}: {} ({})",
             r.name,
-            if r.available {
-                "available"
-            } else {
-                "UNAVAILABLE"
-            },
+            if r.available { "available" } else { "UNAVAILABLE" },
             r.detail
         );
     }
@@ -235,20 +219,10 @@ pub async fn status(c: &mut Clients, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn events(
-    c: &mut Clients,
-    model: String,
-    after: u64,
-    limit: u32,
-    json: bool,
-) -> anyhow::Result<()> {
+pub async fn events(c: &mut Clients, model: String, after: u64, limit: u32, json: bool) -> anyhow::Result<()> {
     let r = c
         .control
-        .events(pb::EventsRequest {
-            after,
-            model,
-            limit,
-        })
+        .events(pb::EventsRequest { after, model, limit })
         .await?
         .into_inner();
     if json {
@@ -275,11 +249,7 @@ pub async fn events(
 }
 
 pub async fn undeploy(c: &mut Clients, model: String, json: bool) -> anyhow::Result<()> {
-    let r = c
-        .control
-        .undeploy(pb::UndeployRequest { model })
-        .await?
-        .into_inner();
+    let r = c.control.undeploy(pb::UndeployRequest { model }).await?.into_inner();
     if json {
         return print_json(&r);
     }

@@ -49,10 +49,7 @@ pub enum DaemonError {
     Join(#[from] tokio::task::JoinError),
 }
 
-async fn bind_tcp(
-    what: &'static str,
-    addr: Option<SocketAddr>,
-) -> Result<Option<TcpListener>, DaemonError> {
+async fn bind_tcp(what: &'static str, addr: Option<SocketAddr>) -> Result<Option<TcpListener>, DaemonError> {
     match addr {
         None => Ok(None),
         Some(addr) => TcpListener::bind(addr)
@@ -63,10 +60,7 @@ async fn bind_tcp(
 }
 
 /// Runs the daemon until `shutdown` completes (or a listener fails).
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), DaemonError> {
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
     let notifier = Notifier::from_env();
     notifier.send("STATUS=starting");
     let token = CancellationToken::new();
@@ -122,10 +116,8 @@ pub async fn run(
                 path: config.paths.state_dir.clone(),
                 source,
             };
-            let journal =
-                Journal::open(&config.paths.state_dir.join("journal")).map_err(store_err)?;
-            let blobs =
-                BlobStore::open(&config.paths.state_dir.join("blobs")).map_err(store_err)?;
+            let journal = Journal::open(&config.paths.state_dir.join("journal")).map_err(store_err)?;
+            let blobs = BlobStore::open(&config.paths.state_dir.join("blobs")).map_err(store_err)?;
             let runtimes = Runtimes::load(&config);
             Ok::<_, DaemonError>((journal, blobs, runtimes))
         })
@@ -153,13 +145,7 @@ pub async fn run(
         control: ControlService::new(Arc::clone(&deployer), info),
         health: health_service,
     };
-    let server = tokio::spawn(crate::serve::serve(
-        services,
-        unix,
-        tcp,
-        token.clone(),
-        DRAIN,
-    ));
+    let server = tokio::spawn(crate::serve::serve(services, unix, tcp, token.clone(), DRAIN));
     tracing::info!(socket = %config.listeners.unix_socket.display(), state = %state_dir.display(), "listening; restoring deployments");
 
     notifier.send("STATUS=restoring deployments");

@@ -71,11 +71,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn real_main() -> anyhow::Result<()> {
+    dsmild::monitor::process::configure_allocator();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -99,10 +98,8 @@ fn real_main() -> anyhow::Result<()> {
                 // Signals are hooked before anything slow starts, so a SIGTERM
                 // during startup is honoured, not lost.
                 use tokio::signal::unix::{SignalKind, signal};
-                let mut term =
-                    signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-                let mut int =
-                    signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+                let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+                let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
                 let shutdown = async move {
                     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
                     tracing::info!("shutdown requested");

@@ -8,10 +8,7 @@ use std::process::Command;
 use common::*;
 
 fn dsmild(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dsmild"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_dsmild")).args(args).output().unwrap()
 }
 
 #[test]
@@ -22,26 +19,15 @@ fn check_config_accepts_the_defaults_and_lists_every_problem() {
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &default.stdout).unwrap();
     let out = dsmild(&["check-config", good.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("104 devices in 9 layers"));
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[serving]\nqueue_capacity = 0\n[devices.47]\ntarget = \"tpu\"\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, "[serving]\nqueue_capacity = 0\n[devices.47]\ntarget = \"tpu\"\n").unwrap();
     let out = dsmild(&["check-config", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("serving.queue_capacity must be ≥ 1"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("serving.queue_capacity must be ≥ 1"), "{stderr}");
     assert!(stderr.contains("devices.47.target = \"tpu\""), "{stderr}");
     assert!(
         !stderr.contains("backtrace"),
@@ -63,10 +49,7 @@ fn a_missing_runtime_is_reported_with_how_to_get_it() {
     let ort = &status["runtimes"][0];
     assert_eq!(ort["available"], false);
     assert!(
-        ort["detail"]
-            .as_str()
-            .unwrap()
-            .contains("scripts/fetch-runtimes.sh"),
+        ort["detail"].as_str().unwrap().contains("scripts/fetch-runtimes.sh"),
         "{ort}"
     );
 
@@ -83,19 +66,12 @@ fn a_missing_runtime_is_reported_with_how_to_get_it() {
 fn dsmilctl_reaches_the_daemon_over_tcp() {
     let daemon = Daemon::start();
     daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"]);
-    let tcp = daemon.ctl_json(&["status"])["tcp_address"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let tcp = daemon.ctl_json(&["status"])["tcp_address"].as_str().unwrap().to_owned();
     let out = Command::new(ctl_binary())
         .args(["--addr", &tcp, "--json", "infer", "digits", "--random"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["model"], "digits");
 }

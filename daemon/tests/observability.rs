@@ -90,15 +90,8 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect(
-            "promtool is needed for this test: apt-get install prometheus (scripts/test.sh does)",
-        );
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+        .expect("promtool is needed for this test: apt-get install prometheus (scripts/test.sh does)");
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -135,25 +128,23 @@ fn dsmilctl_shows_devices_layers_status_and_infers() {
 
     let layers = daemon.ctl_json(&["layers"]);
     let l7 = &layers["layers"][6];
-    assert_eq!(
-        (l7["id"].as_u64(), l7["budget_gb"].as_f64()),
-        (Some(7), Some(40.0))
-    );
+    assert_eq!((l7["id"].as_u64(), l7["budget_gb"].as_f64()), (Some(7), Some(40.0)));
     assert_eq!(l7["active_deployments"], 1);
     assert_eq!(
-        l7["estimated_bytes"].as_u64(),
-        Some(std::fs::metadata(SAMPLE_MODEL).unwrap().len())
+        l7["estimated_bytes"], deployed["estimated_bytes"],
+        "the layer charges the deployment's estimate"
     );
+    let shown = daemon.ctl_json(&["show", &deployed["id"].to_string()]);
+    assert!(shown["measured_bytes"].as_u64().unwrap() > 0, "{shown}");
+    assert_eq!(l7["measured_bytes"], shown["measured_bytes"]);
+    assert_eq!(devices[47]["measured_bytes"], shown["measured_bytes"]);
 
     let status = daemon.ctl_json(&["status"]);
     assert_eq!(status["ready"], true);
     assert_eq!(status["active_deployments"], 1);
     assert!(status["rss_bytes"].as_u64().unwrap() > 1 << 20);
     assert!(
-        status["warnings"][0]
-            .as_str()
-            .unwrap()
-            .contains("wants gpu"),
+        status["warnings"][0].as_str().unwrap().contains("wants gpu"),
         "{status}"
     );
 
@@ -182,11 +173,7 @@ fn dsmilctl_shows_devices_layers_status_and_infers() {
         .map(|v| v.as_i64().unwrap())
         .collect();
     assert_eq!(predicted.len(), labels.len());
-    let correct = predicted
-        .iter()
-        .zip(labels.iter())
-        .filter(|(a, b)| a == b)
-        .count();
+    let correct = predicted.iter().zip(labels.iter()).filter(|(a, b)| a == b).count();
     assert!(correct as f64 / labels.len() as f64 >= 0.95);
 
     let human = daemon.ctl(&["infer", "digits", "--random"]);

@@ -10,13 +10,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 
 /// Uploads `bytes` declaring `sha256`; returns the status the stream ends with.
-async fn deploy_raw(
-    daemon: &Daemon,
-    name: &str,
-    device: u32,
-    bytes: Vec<u8>,
-    sha256: String,
-) -> tonic::Status {
+async fn deploy_raw(daemon: &Daemon, name: &str, device: u32, bytes: Vec<u8>, sha256: String) -> tonic::Status {
     let mut control = daemon.control().await;
     let messages = vec![
         DeployRequest {
@@ -52,15 +46,10 @@ fn sha(bytes: &[u8]) -> String {
 
 fn assert_nothing_recorded(daemon: &Daemon) {
     let models = daemon.ctl_json(&["models"]);
-    assert!(
-        models["models"].as_array().is_none_or(|m| m.is_empty()),
-        "{models}"
-    );
+    assert!(models["models"].as_array().is_none_or(|m| m.is_empty()), "{models}");
     let deployments = daemon.ctl_json(&["deployments"]);
     assert!(
-        deployments["deployments"]
-            .as_array()
-            .is_none_or(|d| d.is_empty()),
+        deployments["deployments"].as_array().is_none_or(|d| d.is_empty()),
         "{deployments}"
     );
     let blobs = daemon.state_dir().join("blobs");
@@ -89,11 +78,7 @@ async fn bad_uploads_are_refused_and_leave_no_trace() {
     let text = b"definitely not a model".to_vec();
     let status = deploy_raw(&daemon, "digits", 47, text.clone(), sha(&text)).await;
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("not an ONNX model"),
-        "{}",
-        status.message()
-    );
+    assert!(status.message().contains("not an ONNX model"), "{}", status.message());
 
     let status = deploy_raw(&daemon, "digits", 47, model.clone(), "00".repeat(32)).await;
     assert_eq!(status.code(), Code::DataLoss);
@@ -125,14 +110,7 @@ async fn bad_uploads_are_refused_and_leave_no_trace() {
     assert_nothing_recorded(&daemon);
 
     // dsmilctl reports the same refusals with a non-zero exit.
-    let out = daemon.ctl(&[
-        "deploy",
-        SAMPLE_TEST_SET,
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    let out = daemon.ctl(&["deploy", SAMPLE_TEST_SET, "--name", "digits", "--device", "47"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -79,12 +79,7 @@ async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
     // The same bytes through ONNX Runtime in this process.
     let bytes = std::fs::read(SAMPLE_MODEL).unwrap();
     let mut local = in_process_runtime()
-        .load(
-            &bytes,
-            &LoadOptions {
-                intra_op_threads: 0,
-            },
-        )
+        .load(&bytes, &LoadOptions { intra_op_threads: 0 })
         .unwrap();
     let input = Tensor {
         name: "pixels".into(),
@@ -100,16 +95,9 @@ async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
     );
     assert_eq!(served_labels, i64_values(&expected[1].data));
 
-    let correct = served_labels
-        .iter()
-        .zip(labels.iter())
-        .filter(|(a, b)| a == b)
-        .count();
+    let correct = served_labels.iter().zip(labels.iter()).filter(|(a, b)| a == b).count();
     let accuracy = correct as f64 / rows as f64;
-    assert!(
-        accuracy >= 0.95,
-        "accuracy {accuracy:.4} through dsmild is below 0.95"
-    );
+    assert!(accuracy >= 0.95, "accuracy {accuracy:.4} through dsmild is below 0.95");
 
     // Typed contents give the same answer as raw contents.
     let one = &flat[..64];
@@ -132,15 +120,8 @@ async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
         ..Default::default()
     };
     let typed = client.model_infer(typed).await.unwrap().into_inner();
-    assert_eq!(
-        typed.outputs.len(),
-        1,
-        "only the requested output comes back"
-    );
-    assert_eq!(
-        i64_values(&typed.raw_output_contents[0]),
-        vec![served_labels[0]]
-    );
+    assert_eq!(typed.outputs.len(), 1, "only the requested output comes back");
+    assert_eq!(i64_values(&typed.raw_output_contents[0]), vec![served_labels[0]]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,11 +191,7 @@ async fn a_second_deploy_makes_version_2_and_undeploy_stops_serving() {
         2,
         "versions stay in the registry"
     );
-    assert!(
-        models["models"][0]
-            .get("active_version")
-            .is_none_or(|v| v == 0)
-    );
+    assert!(models["models"][0].get("active_version").is_none_or(|v| v == 0));
     // Both versions' blobs stay in the store (same bytes: one blob).
     assert_eq!(
         std::fs::read_dir(daemon.state_dir().join("blobs/sha256"))
@@ -229,9 +206,7 @@ async fn triton_config_statistics_and_grpc_health_answer() {
     let daemon = Daemon::start();
     let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
     let check = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        })
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
         .await
         .unwrap()
         .into_inner();
@@ -242,11 +217,7 @@ async fn triton_config_statistics_and_grpc_health_answer() {
 
     daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "digits", "--layer", "7"]);
     let mut client = daemon.inference().await;
-    let live = client
-        .server_live(pb::ServerLiveRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let live = client.server_live(pb::ServerLiveRequest {}).await.unwrap().into_inner();
     let ready = client
         .server_ready(pb::ServerReadyRequest {})
         .await
@@ -271,11 +242,7 @@ async fn triton_config_statistics_and_grpc_health_answer() {
         .config
         .unwrap();
     assert!(config.max_batch_size > 0);
-    assert_eq!(
-        config.input[0].dims,
-        vec![64],
-        "the batch dimension is left out"
-    );
+    assert_eq!(config.input[0].dims, vec![64], "the batch dimension is left out");
     assert_eq!(config.input[0].data_type, pb::DataType::TypeFp32 as i32);
     assert_eq!(config.output[1].data_type, pb::DataType::TypeInt64 as i32);
 

@@ -8,39 +8,23 @@ use common::*;
 
 /// Deploys `bytes` through dsmilctl; returns (success, stderr).
 fn deploy(daemon: &Daemon, bytes: &[u8], args: &[&str]) -> (bool, String) {
-    let file = daemon
-        .dir
-        .path()
-        .join(format!("upload-{}.onnx", rand::random::<u32>()));
+    let file = daemon.dir.path().join(format!("upload-{}.onnx", rand::random::<u32>()));
     std::fs::write(&file, bytes).unwrap();
     let mut all = vec!["deploy", file.to_str().unwrap()];
     all.extend_from_slice(args);
     let out = daemon.ctl(&all);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
 fn a_model_with_non_finite_outputs_fails_its_dry_run_and_v1_keeps_serving() {
     let daemon = Daemon::start();
-    let (ok, err) = deploy(
-        &daemon,
-        &onnx::mlp(4, 2),
-        &["--name", "m", "--device", "10"],
-    );
+    let (ok, err) = deploy(&daemon, &onnx::mlp(4, 2), &["--name", "m", "--device", "10"]);
     assert!(ok, "{err}");
-    let (ok, err) = deploy(
-        &daemon,
-        &onnx::non_finite(),
-        &["--name", "m", "--device", "10"],
-    );
+    let (ok, err) = deploy(&daemon, &onnx::non_finite(), &["--name", "m", "--device", "10"]);
     assert!(!ok);
     assert!(
-        err.contains("InvalidArgument")
-            && err.contains("dry run")
-            && err.contains("NaN or infinite"),
+        err.contains("InvalidArgument") && err.contains("dry run") && err.contains("NaN or infinite"),
         "{err}"
     );
 
@@ -55,10 +39,7 @@ fn a_model_with_non_finite_outputs_fails_its_dry_run_and_v1_keeps_serving() {
         (Some(2), Some("Failed"))
     );
     let last = d[1]["history"].as_array().unwrap().last().unwrap().clone();
-    assert!(
-        last["detail"].as_str().unwrap().contains("dry run"),
-        "{last}"
-    );
+    assert!(last["detail"].as_str().unwrap().contains("dry run"), "{last}");
     let failed_in = &d[1]["history"].as_array().unwrap()[1];
     assert_eq!(
         failed_in["state"], "Validating",
@@ -80,21 +61,12 @@ fn a_model_with_non_finite_outputs_fails_its_dry_run_and_v1_keeps_serving() {
 #[test]
 fn unknown_operators_and_custom_domains_are_listed() {
     let daemon = Daemon::start();
-    let (ok, err) = deploy(
-        &daemon,
-        &onnx::custom_domain(),
-        &["--name", "c", "--device", "10"],
-    );
+    let (ok, err) = deploy(&daemon, &onnx::custom_domain(), &["--name", "c", "--device", "10"]);
     assert!(!ok);
     assert!(err.contains("InvalidArgument"), "{err}");
+    assert!(err.contains("operator NotAnOnnxOp is not an ONNX operator"), "{err}");
     assert!(
-        err.contains("operator NotAnOnnxOp is not an ONNX operator"),
-        "{err}"
-    );
-    assert!(
-        err.contains(
-            "custom operator domain \"com.example.secret\" (operators Frobnicate) is not allowed"
-        ),
+        err.contains("custom operator domain \"com.example.secret\" (operators Frobnicate) is not allowed"),
         "{err}"
     );
     assert!(
@@ -129,17 +101,10 @@ fn external_data_is_refused_whether_it_escapes_or_is_just_absent() {
         &["--name", "e", "--device", "10"],
     );
     assert!(!ok);
-    assert!(
-        err.contains("\"weights.bin\" is not part of the upload"),
-        "{err}"
-    );
+    assert!(err.contains("\"weights.bin\" is not part of the upload"), "{err}");
     // Refused at inspection: nothing was recorded.
     let deployments = daemon.ctl_json(&["deployments"]);
-    assert!(
-        deployments["deployments"]
-            .as_array()
-            .is_none_or(|d| d.is_empty())
-    );
+    assert!(deployments["deployments"].as_array().is_none_or(|d| d.is_empty()));
 }
 
 #[test]
@@ -158,20 +123,12 @@ fn the_layer_parameter_limit_comes_from_config() {
     std::fs::write(&config, text).unwrap();
     let daemon = Daemon::start_in(dir, &["--config", config.to_str().unwrap()]);
     // 2 x 32 x 32 = 2048 parameters: too many for layer 2, fine for layer 3.
-    let (ok, err) = deploy(
-        &daemon,
-        &onnx::mlp(32, 2),
-        &["--name", "p", "--device", "0"],
-    );
+    let (ok, err) = deploy(&daemon, &onnx::mlp(32, 2), &["--name", "p", "--device", "0"]);
     assert!(!ok);
     assert!(
         err.contains("model has 2048 parameters; layer 2 (TRAINING) accepts at most 1000"),
         "{err}"
     );
-    let (ok, err) = deploy(
-        &daemon,
-        &onnx::mlp(32, 2),
-        &["--name", "p", "--device", "15"],
-    );
+    let (ok, err) = deploy(&daemon, &onnx::mlp(32, 2), &["--name", "p", "--device", "15"]);
     assert!(ok, "{err}");
 }

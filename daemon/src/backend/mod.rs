@@ -53,11 +53,7 @@ pub trait Backend: Send + Sync {
     /// already been checked against the ONNX standard).
     fn supports_operator(&self, domain: &str, op: &str) -> bool;
     /// Builds a runnable model. Blocking; may take seconds.
-    fn load(
-        &self,
-        model: &[u8],
-        options: &LoadOptions,
-    ) -> Result<Box<dyn LoadedModel>, BackendError>;
+    fn load(&self, model: &[u8], options: &LoadOptions) -> Result<Box<dyn LoadedModel>, BackendError>;
 }
 
 /// A model ready to run. Each instance is driven by one thread at a time.

@@ -10,9 +10,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynTensor, DynTensorValueType, TensorElementType, ValueType};
 
-use super::{
-    Backend, BackendError, DataType, LoadOptions, LoadedModel, Signature, Tensor, TensorSpec,
-};
+use super::{Backend, BackendError, DataType, LoadOptions, LoadedModel, Signature, Tensor, TensorSpec};
 
 const LIB_NAME: &str = "libonnxruntime.so";
 
@@ -88,11 +86,7 @@ impl Backend for OnnxRuntime {
         matches!(domain, "" | "ai.onnx" | "ai.onnx.ml" | "com.microsoft")
     }
 
-    fn load(
-        &self,
-        model: &[u8],
-        options: &LoadOptions,
-    ) -> Result<Box<dyn LoadedModel>, BackendError> {
+    fn load(&self, model: &[u8], options: &LoadOptions) -> Result<Box<dyn LoadedModel>, BackendError> {
         let load = |e: ort::Error| BackendError::Load(e.to_string());
         let mut builder = Session::builder(&self.environment)
             .map_err(load)?
@@ -128,8 +122,7 @@ fn spec(name: &str, value: &ValueType) -> Result<TensorSpec, BackendError> {
     match value {
         ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
             name: name.to_owned(),
-            dtype: from_ort(*ty)
-                .ok_or_else(|| unsupported(format!("element type {ty:?} is not served")))?,
+            dtype: from_ort(*ty).ok_or_else(|| unsupported(format!("element type {ty:?} is not served")))?,
             shape: shape.iter().copied().collect(),
         }),
         other => Err(unsupported(format!("{other:?} is not a tensor"))),
@@ -187,14 +180,9 @@ impl LoadedModel for OrtModel {
         let run_err = |e: ort::Error| BackendError::Run(e.to_string());
         let mut values = Vec::with_capacity(inputs.len());
         for input in inputs {
-            let mut value = DynTensor::new(
-                self.session.allocator(),
-                to_ort(input.dtype),
-                input.shape.clone(),
-            )
-            .map_err(run_err)?;
-            let expected =
-                Tensor::element_count(&input.shape).unwrap_or(0) * input.dtype.byte_size();
+            let mut value =
+                DynTensor::new(self.session.allocator(), to_ort(input.dtype), input.shape.clone()).map_err(run_err)?;
+            let expected = Tensor::element_count(&input.shape).unwrap_or(0) * input.dtype.byte_size();
             if expected != input.data.len() {
                 return Err(BackendError::Run(format!(
                     "input {} carries {} bytes, its shape needs {expected}",
@@ -207,11 +195,7 @@ impl LoadedModel for OrtModel {
                 // of this element type and shape (checked above), and the
                 // source slice has that length.
                 unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        input.data.as_ptr(),
-                        value.data_ptr_mut().cast::<u8>(),
-                        expected,
-                    );
+                    std::ptr::copy_nonoverlapping(input.data.as_ptr(), value.data_ptr_mut().cast::<u8>(), expected);
                 }
             }
             values.push((input.name.clone(), value));
@@ -228,11 +212,10 @@ impl LoadedModel for OrtModel {
                     detail: e.to_string(),
                 })?;
             let shape: Vec<i64> = value.shape().iter().copied().collect();
-            let dtype =
-                from_ort(*value.data_type()).ok_or_else(|| BackendError::UnsupportedTensor {
-                    name: spec.name.clone(),
-                    detail: format!("element type {:?} is not served", value.data_type()),
-                })?;
+            let dtype = from_ort(*value.data_type()).ok_or_else(|| BackendError::UnsupportedTensor {
+                name: spec.name.clone(),
+                detail: format!("element type {:?} is not served", value.data_type()),
+            })?;
             let len = Tensor::element_count(&shape).unwrap_or(0) * dtype.byte_size();
             let data = if len == 0 {
                 Vec::new()

@@ -69,28 +69,29 @@ pub struct Pool {
     label: String,
     capacity: usize,
     queue: SyncSender<Job>,
+    workers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Pool {
     /// Starts one thread per model instance, named `infer-<label>-<i>`.
-    pub fn start(
-        label: &str,
-        models: Vec<Box<dyn LoadedModel>>,
-        capacity: usize,
-    ) -> std::io::Result<Pool> {
+    pub fn start(label: &str, models: Vec<Box<dyn LoadedModel>>, capacity: usize) -> std::io::Result<Pool> {
         let (queue, jobs) = sync_channel::<Job>(capacity);
         let jobs = Arc::new(Mutex::new(jobs));
+        let mut workers = Vec::new();
         for (i, model) in models.into_iter().enumerate() {
             let jobs = Arc::clone(&jobs);
             let label = label.to_owned();
-            std::thread::Builder::new()
-                .name(format!("infer-{label}-{i}"))
-                .spawn(move || worker(&label, model, &jobs))?;
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("infer-{label}-{i}"))
+                    .spawn(move || worker(&label, model, &jobs))?,
+            );
         }
         Ok(Pool {
             label: label.to_owned(),
             capacity,
             queue,
+            workers,
         })
     }
 
@@ -109,11 +110,7 @@ impl Pool {
     /// thread (warmup, health checks). Never call this from async code.
     pub fn run_blocking(&self, inputs: Vec<Tensor>, timeout: Duration) -> Answer {
         let (reply, answer) = sync_channel(1);
-        self.enqueue(
-            inputs,
-            Some(Instant::now() + timeout),
-            Reply::Blocking(reply),
-        )?;
+        self.enqueue(inputs, Some(Instant::now() + timeout), Reply::Blocking(reply))?;
         answer.recv_timeout(timeout).unwrap_or_else(|_| {
             Err(PoolError::TimedOut {
                 model: self.label.clone(),
@@ -122,12 +119,18 @@ impl Pool {
         })
     }
 
-    fn enqueue(
-        &self,
-        inputs: Vec<Tensor>,
-        deadline: Option<Instant>,
-        reply: Reply,
-    ) -> Result<(), PoolError> {
+    /// Closes the queue and waits for the workers to finish what was queued
+    /// and drop their models, so the memory is free when this returns.
+    /// Blocking: call from a blocking thread.
+    pub fn close_and_join(self) {
+        let Pool { queue, workers, .. } = self;
+        drop(queue);
+        for worker in workers {
+            let _ = worker.join();
+        }
+    }
+
+    fn enqueue(&self, inputs: Vec<Tensor>, deadline: Option<Instant>, reply: Reply) -> Result<(), PoolError> {
         let job = Job {
             inputs,
             enqueued: Instant::now(),

@@ -50,11 +50,7 @@ impl Runtimes {
 
     /// The target a device asking for `wanted` actually gets.
     pub fn effective_target(&self, wanted: Target) -> Target {
-        if self.has_target(wanted) {
-            wanted
-        } else {
-            self.fallback
-        }
+        if self.has_target(wanted) { wanted } else { self.fallback }
     }
 
     /// The backend serving `target` (already resolved by `effective_target`).

@@ -97,10 +97,7 @@ impl TensorSpec {
 
     /// The shape with dynamic dimensions set to `fill`.
     pub fn concrete_shape(&self, fill: i64) -> Vec<i64> {
-        self.shape
-            .iter()
-            .map(|&d| if d < 0 { fill } else { d })
-            .collect()
+        self.shape.iter().map(|&d| if d < 0 { fill } else { d }).collect()
     }
 }
 
@@ -143,15 +140,9 @@ impl Tensor {
             match spec.dtype {
                 DataType::Bool => data.push((i % 2) as u8),
                 DataType::U8 | DataType::I8 => data.push((i % 7) as u8),
-                DataType::U16 | DataType::I16 => {
-                    data.extend_from_slice(&((i % 7) as u16).to_le_bytes())
-                }
-                DataType::U32 | DataType::I32 => {
-                    data.extend_from_slice(&((i % 7) as u32).to_le_bytes())
-                }
-                DataType::U64 | DataType::I64 => {
-                    data.extend_from_slice(&((i % 7) as u64).to_le_bytes())
-                }
+                DataType::U16 | DataType::I16 => data.extend_from_slice(&((i % 7) as u16).to_le_bytes()),
+                DataType::U32 | DataType::I32 => data.extend_from_slice(&((i % 7) as u32).to_le_bytes()),
+                DataType::U64 | DataType::I64 => data.extend_from_slice(&((i % 7) as u64).to_le_bytes()),
                 DataType::F16 => data.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
                 DataType::BF16 => data.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
                 DataType::F32 => data.extend_from_slice(&v.to_le_bytes()),

@@ -14,8 +14,8 @@ mod resolve;
 use std::path::{Path, PathBuf};
 
 pub use resolve::{
-    Config, DeploymentConfig, HardwareConfig, ListenerConfig, MemoryConfig, MonitoringConfig,
-    PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig,
+    Config, DeploymentConfig, HardwareConfig, ListenerConfig, MemoryConfig, MonitoringConfig, PathsConfig,
+    QuantizationConfig, RuntimesConfig, ServingConfig,
 };
 
 /// The shipped defaults, byte for byte.
@@ -33,10 +33,7 @@ pub enum ConfigError {
     Syntax { origin: String, message: String },
     /// Every problem found, one per line, each naming its key.
     #[error("{origin}: {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
-    Invalid {
-        origin: String,
-        problems: Vec<String>,
-    },
+    Invalid { origin: String, problems: Vec<String> },
 }
 
 /// A command-line override: a dotted key and its value, applied last.
@@ -70,11 +67,10 @@ pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn parse(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::Syntax {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+        origin: origin.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
 }
 
 /// Tables merge key by key; any other value (arrays included) replaces.

@@ -99,11 +99,10 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         }
     };
 
-    let fallback_target = parse_target(&raw.hardware.fallback_target, "hardware.fallback_target")
-        .unwrap_or_else(|e| {
-            check(false, e);
-            Target::Cpu
-        });
+    let fallback_target = parse_target(&raw.hardware.fallback_target, "hardware.fallback_target").unwrap_or_else(|e| {
+        check(false, e);
+        Target::Cpu
+    });
 
     check(
         raw.memory.total_gb > 0.0,
@@ -119,10 +118,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     let q = &raw.quantization;
     check(
         q.precision == "int8",
-        format!(
-            "quantization.precision = {:?}: only \"int8\" is supported",
-            q.precision
-        ),
+        format!("quantization.precision = {:?}: only \"int8\" is supported", q.precision),
     );
     check(
         (0.0..=1.0).contains(&q.min_accuracy_retention) && q.min_accuracy_retention > 0.0,
@@ -145,10 +141,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         "deployment.max_model_size_mb must be ≥ 1".to_owned(),
     );
     let s = &raw.serving;
-    check(
-        s.queue_capacity > 0,
-        "serving.queue_capacity must be ≥ 1".to_owned(),
-    );
+    check(s.queue_capacity > 0, "serving.queue_capacity must be ≥ 1".to_owned());
     check(
         (1..=64).contains(&s.workers_per_deployment),
         format!(
@@ -223,9 +216,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             intra_op_threads: s.intra_op_threads,
         },
         monitoring: MonitoringConfig {
-            metrics_collection_interval: std::time::Duration::from_secs(
-                m.metrics_collection_interval_seconds,
-            ),
+            metrics_collection_interval: std::time::Duration::from_secs(m.metrics_collection_interval_seconds),
             drift_detection_threshold_percent: m.drift_detection_threshold_percent,
             alert_on_latency_p99_ms: m.alert_on_latency_p99_ms,
         },

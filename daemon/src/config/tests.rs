@@ -44,10 +44,7 @@ fn the_shipped_defaults_are_the_design_table() {
         assert_eq!(layer.reserved, id == 1);
     }
     let primary = t.device_with_role("primary_ai").unwrap();
-    assert_eq!(
-        (primary.id, primary.layer, primary.target),
-        (47, 7, Some(Target::Gpu))
-    );
+    assert_eq!((primary.id, primary.layer, primary.target), (47, 7, Some(Target::Gpu)));
     assert_eq!(c.memory.total_bytes, 64 << 30);
     assert_eq!(c.memory.available_bytes, 62 << 30);
     assert_eq!(c.quantization.min_accuracy_retention, 0.95);
@@ -108,15 +105,9 @@ target = "npu"
     );
     let p = problems(load(Some(f.path()), &[]).unwrap_err());
     let all = p.join("\n");
-    assert!(
-        all.contains("device(s) 59 are in both layer 1 and layer 2"),
-        "{all}"
-    );
+    assert!(all.contains("device(s) 59 are in both layer 1 and layer 2"), "{all}");
     assert!(all.contains("device(s) 31-58 are in no layer"), "{all}");
-    assert!(
-        all.contains("layers[id=2].memory_budget_gb = 0 must be > 0"),
-        "{all}"
-    );
+    assert!(all.contains("layers[id=2].memory_budget_gb = 0 must be > 0"), "{all}");
     assert_eq!(p.len(), 3, "{all}");
 }
 

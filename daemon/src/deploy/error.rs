@@ -11,9 +11,7 @@ use super::DeployState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error(
-        "model name {0:?} is invalid: use 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
-    )]
+    #[error("model name {0:?} is invalid: use 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit")]
     InvalidName(String),
     #[error("the upload did not start with a DeploySpec message")]
     MissingSpec,
@@ -21,22 +19,29 @@ pub enum DeployError {
     TooLarge { limit_mb: u64 },
     #[error("upload size mismatch: the spec declared {declared} bytes, {received} arrived")]
     SizeMismatch { declared: u64, received: u64 },
-    #[error(
-        "upload checksum mismatch: the spec declared sha256 {declared}, the bytes hash to {actual}"
-    )]
+    #[error("upload checksum mismatch: the spec declared sha256 {declared}, the bytes hash to {actual}")]
     ChecksumMismatch { declared: String, actual: String },
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
     Topology(#[from] TopologyError),
     #[error("device {device} is in layer {actual}, not layer {requested}")]
-    DeviceNotInLayer {
-        device: u32,
-        actual: u8,
-        requested: u32,
-    },
+    DeviceNotInLayer { device: u32, actual: u8, requested: u32 },
     #[error("device {device} is serving model {model:?}; undeploy it or choose another device")]
     DeviceBusy { device: u32, model: String },
+    #[error(
+        "{scope} cannot take this deployment: it needs {} ({when}), {} of {} is in use",
+        super::admission::human(*need), super::admission::human(*used), super::admission::human(*limit)
+    )]
+    OverBudget {
+        scope: String,
+        when: &'static str,
+        need: u64,
+        used: u64,
+        limit: u64,
+    },
+    #[error("no layer can take this deployment: {}", reasons.join("; "))]
+    NoPlacement { reasons: Vec<String> },
     #[error("no free device in {scope}; undeploy a model there or choose another layer")]
     NoFreeDevice { scope: String },
     #[error(

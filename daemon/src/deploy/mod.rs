@@ -6,6 +6,7 @@
 //! Everything here blocks (journal fsyncs, runtime loads, warmup runs): call
 //! it from `spawn_blocking` or a dedicated thread, never from a tokio worker.
 
+mod admission;
 mod error;
 mod pipeline;
 mod placement;
@@ -100,23 +101,28 @@ impl Deployer {
                 device: Some(first.device),
                 layer: Some(first.layer),
                 deployment_id: first.id,
-                detail: format!(
-                    "version {} retired from device {}",
-                    first.version, first.device
-                ),
+                detail: format!("version {} retired from device {}", first.version, first.device),
                 ..EventRecord::default()
             }),
         )?;
-        self.registry.remove(model);
-        tracing::info!(
-            model,
-            version = first.version,
-            device = first.device,
-            "undeployed"
-        );
+        if let Some(old) = self.registry.remove(model) {
+            unload(old);
+        }
+        tracing::info!(model, version = first.version, device = first.device, "undeployed");
         Ok(retired)
     }
+}
 
+/// Stops a deployment's workers and returns its memory, once no request
+/// holds it any more; if one still does, the last holder's drop does it.
+fn unload(model: Arc<ActiveModel>) {
+    if let Ok(model) = Arc::try_unwrap(model) {
+        model.pool.close_and_join();
+        crate::monitor::process::release_free_memory();
+    }
+}
+
+impl Deployer {
     /// Appends an audit event; a journal failure here is logged, not fatal,
     /// because the refusal it records has already been answered.
     pub(crate) fn audit(&self, event: EventRecord) {

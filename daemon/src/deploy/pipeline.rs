@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ActiveModel, DeployError, DeployState, Deployer, placement};
+use super::{ActiveModel, DeployError, DeployState, Deployer, admission, placement};
 use crate::backend::{LoadOptions, LoadedModel, Pool, Signature, Tensor};
 use crate::model::{Format, ModelError, check_operators, inspect_onnx};
+use crate::monitor::process;
 use crate::store::{DeploymentRecord, EventRecord, NewDeployment, StagedBlob};
 use crate::topology::check_deploy_clearance;
 
@@ -35,10 +36,7 @@ pub struct Progress {
 
 pub fn validate_name(name: &str) -> Result<(), DeployError> {
     let ok = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -76,21 +74,36 @@ impl Deployer {
         let format = Format::parse(&spec.format)?;
         let bytes = staged.read()?;
         let info = inspect_onnx(&bytes)?;
+        let estimate = admission::estimate(&info, self.config.serving.workers_per_deployment);
 
         // One deploy at a time: placement and activation read and change the
         // registry, and must not interleave with another deploy's.
         let _serial = self.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
         let topology = &self.config.topology;
-        let device = placement::choose(
-            topology,
-            &self.registry,
-            &placement::Request {
-                model: &spec.name,
-                device: spec.device,
-                layer: spec.layer,
-                classification: spec.classification,
-            },
-        )?;
+        let request = placement::Request {
+            model: &spec.name,
+            device: spec.device,
+            layer: spec.layer,
+            classification: spec.classification,
+            need: estimate,
+        };
+        let device = match placement::choose(&self.config, &self.registry, &request) {
+            Ok(device) => device,
+            Err(e) => {
+                // Policy refusals are audited; malformed requests are not.
+                if matches!(e, DeployError::OverBudget { .. } | DeployError::NoPlacement { .. }) {
+                    self.audit(EventRecord {
+                        kind: "refuse".into(),
+                        model: spec.name.clone(),
+                        device: spec.device,
+                        layer: spec.layer.and_then(|l| u8::try_from(l).ok()),
+                        detail: e.to_string(),
+                        ..EventRecord::default()
+                    });
+                }
+                return Err(e);
+            }
+        };
         let layer = topology.layer_of(device);
         let classification = spec.classification.unwrap_or(u32::from(layer.id));
         if let Err(e) = check_deploy_clearance(topology, layer, classification) {
@@ -122,33 +135,33 @@ impl Deployer {
             target: wanted.to_string(),
             effective_target: effective.to_string(),
             backend: backend.name().to_owned(),
+            estimated_bytes: estimate,
         })?;
-        let id = record.id;
+        let fallback = if effective != wanted {
+            format!(" (fallback: no {wanted} on this host)")
+        } else {
+            String::new()
+        };
         progress(Progress {
-            deployment_id: id,
+            deployment_id: record.id,
             stage: DeployState::Uploaded,
             detail: format!(
-                "version {} → device {} (layer {} {}), target {}{}",
+                "version {} → device {} (layer {} {}), target {effective}{fallback}; memory estimate {}",
                 record.version,
                 device.id,
                 layer.id,
                 layer.name,
-                effective,
-                if effective != wanted {
-                    format!(" (fallback: no {wanted} on this host)")
-                } else {
-                    String::new()
-                }
+                admission::human(estimate)
             ),
             elapsed: Duration::ZERO,
         });
 
         let mut run = StageRunner {
             deployer: self,
-            id,
-            size_bytes: spec.size_bytes,
+            id: record.id,
             progress,
             since: Instant::now(),
+            rss_before: 0,
         };
         match run.stages(&bytes, &info, layer, &*backend) {
             Ok((signature, models)) => run.activate(record, signature, models),
@@ -163,17 +176,14 @@ impl Deployer {
 struct StageRunner<'a, 'p> {
     deployer: &'a Deployer,
     id: u64,
-    size_bytes: u64,
     progress: &'p mut dyn FnMut(Progress),
     since: Instant,
+    /// Process RSS just before the first serving instance was built.
+    rss_before: u64,
 }
 
 impl StageRunner<'_, '_> {
-    fn enter(
-        &mut self,
-        stage: DeployState,
-        detail: String,
-    ) -> Result<DeploymentRecord, DeployError> {
+    fn enter(&mut self, stage: DeployState, detail: String) -> Result<DeploymentRecord, DeployError> {
         let record = self.deployer.journal.transition(self.id, stage, &detail)?;
         (self.progress)(Progress {
             deployment_id: self.id,
@@ -255,9 +265,8 @@ impl StageRunner<'_, '_> {
             DeployState::Compiling,
             format!("building the {} session", backend.name()),
         )?;
-        let options = LoadOptions {
-            intra_op_threads: config.serving.intra_op_threads,
-        };
+        process::release_free_memory();
+        self.rss_before = process::rss_bytes();
         let started = Instant::now();
         let first = backend
             .load(bytes, &options)
@@ -281,8 +290,9 @@ impl StageRunner<'_, '_> {
         Ok((signature, models))
     }
 
-    /// Starts the workers, warms them up, checks health, then switches the
-    /// model's name to this deployment in the journal and the registry.
+    /// Starts the workers, warms them up, measures and admits their memory,
+    /// checks health, then switches the model's name to this deployment in
+    /// the journal and the registry.
     fn activate(
         mut self,
         record: DeploymentRecord,
@@ -290,52 +300,21 @@ impl StageRunner<'_, '_> {
         models: Vec<Box<dyn LoadedModel>>,
     ) -> Result<DeploymentRecord, DeployError> {
         let deployer = self.deployer;
-        let config = &deployer.config;
         let label = format!("{}-v{}", record.model, record.version);
-        let pool = Pool::start(&label, models, config.serving.queue_capacity)
-            .map_err(DeployError::Threads);
-        let pool = match pool {
+        let pool = match Pool::start(&label, models, deployer.config.serving.queue_capacity) {
             Ok(p) => p,
             Err(e) => {
+                let e = DeployError::Threads(e);
                 self.fail(&e);
                 return Err(e);
             }
         };
-        let checked = (|| {
-            let iterations = config.deployment.warmup_iterations;
-            self.enter(
-                DeployState::WarmingUp,
-                format!("{iterations} synthetic inference(s)"),
-            )?;
-            let timeout = config.deployment.health_check_timeout;
-            let mut latencies = Vec::with_capacity(iterations as usize);
-            for _ in 0..iterations {
-                let outcome = pool
-                    .run_blocking(synthetic_inputs(&signature), timeout)
-                    .map_err(|e| DeployError::stage(DeployState::WarmingUp, e))?;
-                latencies.push(outcome.compute);
-            }
-            latencies.sort();
-            let p50 = latencies
-                .get(latencies.len() / 2)
-                .copied()
-                .unwrap_or_default();
-            let max = latencies.last().copied().unwrap_or_default();
-            self.enter(
-                DeployState::HealthChecking,
-                format!("warmup p50 {:.3} ms, max {:.3} ms", ms(p50), ms(max)),
-            )?;
-            let outcome = pool
-                .run_blocking(synthetic_inputs(&signature), timeout)
-                .map_err(|e| DeployError::stage(DeployState::HealthChecking, e))?;
-            check_outputs(&signature, &outcome.outputs)
-                .map_err(|e| DeployError::stage(DeployState::HealthChecking, e))?;
-            Ok::<_, DeployError>(ms(outcome.compute))
-        })();
-        let health_ms = match checked {
+        let (measured, health_ms) = match self.warm_measure_check(&record, &signature, &pool) {
             Ok(v) => v,
             Err(e) => {
                 self.fail(&e);
+                pool.close_and_join();
+                process::release_free_memory();
                 return Err(e);
             }
         };
@@ -355,10 +334,7 @@ impl StageRunner<'_, '_> {
             layer: Some(record.layer),
             deployment_id: record.id,
             detail: match &previous {
-                Some(p) => format!(
-                    "version {} replaces version {}",
-                    record.version, p.record.version
-                ),
+                Some(p) => format!("version {} replaces version {}", record.version, p.record.version),
                 None => format!("version {} serving", record.version),
             },
             ..EventRecord::default()
@@ -368,19 +344,18 @@ impl StageRunner<'_, '_> {
             Err(e) => {
                 let e = DeployError::from(e);
                 self.fail(&e);
+                pool.close_and_join();
                 return Err(e);
             }
         };
-        let active = updated
-            .into_iter()
-            .next()
-            .expect("the new deployment comes first");
-        deployer.registry.insert(ActiveModel::new(
-            active.clone(),
-            signature,
-            pool,
-            self.size_bytes,
-        ));
+        let mut active = updated.into_iter().next().expect("the new deployment comes first");
+        active.measured_bytes = measured;
+        if let Some(old) = deployer
+            .registry
+            .insert(ActiveModel::new(active.clone(), signature, pool))
+        {
+            super::unload(old);
+        }
         (self.progress)(Progress {
             deployment_id: active.id,
             stage: DeployState::Active,
@@ -389,9 +364,63 @@ impl StageRunner<'_, '_> {
         });
         tracing::info!(
             model = %active.model, version = active.version, device = active.device,
-            layer = active.layer, deployment = active.id, "deployment active"
+            layer = active.layer, deployment = active.id, measured_bytes = measured, "deployment active"
         );
         Ok(active)
+    }
+
+    /// WarmingUp and HealthChecking: returns (measured bytes, health ms).
+    fn warm_measure_check(
+        &mut self,
+        record: &DeploymentRecord,
+        signature: &Signature,
+        pool: &Pool,
+    ) -> Result<(u64, f64), DeployError> {
+        let deployer = self.deployer;
+        let config = &deployer.config;
+        let iterations = config.deployment.warmup_iterations;
+        self.enter(DeployState::WarmingUp, format!("{iterations} synthetic inference(s)"))?;
+        let timeout = config.deployment.health_check_timeout;
+        let mut latencies = Vec::with_capacity(iterations as usize);
+        for _ in 0..iterations {
+            let outcome = pool
+                .run_blocking(synthetic_inputs(signature), timeout)
+                .map_err(|e| DeployError::stage(DeployState::WarmingUp, e))?;
+            latencies.push(outcome.compute);
+        }
+        latencies.sort();
+        let p50 = latencies.get(latencies.len() / 2).copied().unwrap_or_default();
+        let max = latencies.last().copied().unwrap_or_default();
+
+        // The measured footprint: everything the instances hold once warm.
+        process::release_free_memory();
+        let measured = process::rss_bytes().saturating_sub(self.rss_before);
+        deployer.journal.set_measured(record.id, measured)?;
+        let layer = config.topology.layer(u32::from(record.layer))?;
+        admission::admit(
+            config,
+            &deployer.registry,
+            layer,
+            &record.model,
+            measured,
+            "measured after loading",
+        )?;
+
+        self.enter(
+            DeployState::HealthChecking,
+            format!(
+                "warmup p50 {:.3} ms, max {:.3} ms; memory {} measured, {} estimated",
+                ms(p50),
+                ms(max),
+                admission::human(measured),
+                admission::human(record.estimated_bytes)
+            ),
+        )?;
+        let outcome = pool
+            .run_blocking(synthetic_inputs(signature), timeout)
+            .map_err(|e| DeployError::stage(DeployState::HealthChecking, e))?;
+        check_outputs(signature, &outcome.outputs).map_err(|e| DeployError::stage(DeployState::HealthChecking, e))?;
+        Ok((measured, ms(outcome.compute)))
     }
 
     /// Ends the deployment Failed (best effort: the journal may be what failed).

@@ -1,88 +1,94 @@
-//! Where a deployment goes: the device asked for, a free device in the layer
-//! asked for, or (neither) the model's current device, else the first free
-//! device in the lowest layer the classification allows.
+//! Where a deployment goes. `--device N`: that device, if it is free for this
+//! model and its layer has room. `--layer L`: the model's current device if
+//! it already serves in L, else the free device with the lowest id in L, if
+//! the layer has room. Neither: the model's current device if its layer has
+//! room, else the lowest layer at or above the classification with a free
+//! device and room. Room is memory admission (`admission::admit`) with the
+//! deployment's estimate; a refusal says, per layer, why.
 
+use super::admission::admit;
 use super::{DeployError, Registry};
-use crate::topology::{Device, Topology};
+use crate::config::Config;
+use crate::topology::{Device, Layer};
 
 pub struct Request<'a> {
     pub model: &'a str,
     pub device: Option<u32>,
     pub layer: Option<u32>,
     pub classification: Option<u32>,
+    /// Estimated bytes once loaded.
+    pub need: u64,
 }
 
-pub fn choose<'t>(
-    topology: &'t Topology,
-    registry: &Registry,
-    req: &Request<'_>,
-) -> Result<&'t Device, DeployError> {
+pub fn choose<'c>(config: &'c Config, registry: &Registry, req: &Request<'_>) -> Result<&'c Device, DeployError> {
+    let topology = &config.topology;
     let current = registry.get(req.model).map(|m| m.record.device);
     // A device is free for this model if nothing serves there, or this model does.
-    let free = |d: &Device| {
-        registry
-            .on_device(d.id)
-            .is_none_or(|m| m.record.model == req.model)
+    let free = |d: &Device| registry.on_device(d.id).is_none_or(|m| m.record.model == req.model);
+    let room = |layer: &Layer| admit(config, registry, layer, req.model, req.need, "estimated");
+    let first_free = |layer: &Layer| {
+        layer
+            .devices
+            .iter()
+            .filter_map(|&id| topology.device(id).ok())
+            .find(|d| free(d))
     };
 
     if let Some(id) = req.device {
         let device = topology.hosting_device(id)?;
-        if let Some(layer) = req.layer {
-            topology.hosting_layer(layer)?;
-            if u32::from(device.layer) != layer {
+        let layer = topology.layer_of(device);
+        if let Some(wanted) = req.layer {
+            topology.hosting_layer(wanted)?;
+            if u32::from(device.layer) != wanted {
                 return Err(DeployError::DeviceNotInLayer {
                     device: id,
                     actual: device.layer,
-                    requested: layer,
+                    requested: wanted,
                 });
             }
         }
-        if let Some(other) = registry
-            .on_device(id)
-            .filter(|m| m.record.model != req.model)
-        {
+        if let Some(other) = registry.on_device(id).filter(|m| m.record.model != req.model) {
             return Err(DeployError::DeviceBusy {
                 device: id,
                 model: other.record.model.clone(),
             });
         }
+        room(layer)?;
         return Ok(device);
     }
 
     if let Some(layer_id) = req.layer {
         let layer = topology.hosting_layer(layer_id)?;
-        let mut candidates = layer
-            .devices
-            .iter()
-            .filter_map(|&id| topology.device(id).ok());
-        // Stay put if the model already serves in this layer.
-        if let Some(device) = current.and_then(|c| {
-            layer
-                .devices
-                .contains(&c)
-                .then(|| topology.device(c).ok())
-                .flatten()
-        }) {
-            return Ok(device);
-        }
-        return candidates
-            .find(|d| free(d))
+        room(layer)?;
+        let stay = current
+            .filter(|c| layer.devices.contains(c))
+            .and_then(|c| topology.device(c).ok());
+        return stay
+            .or_else(|| first_free(layer))
             .ok_or_else(|| DeployError::NoFreeDevice {
                 scope: format!("layer {} ({})", layer.id, layer.name),
             });
     }
 
     if let Some(device) = current.and_then(|c| topology.device(c).ok()) {
+        room(topology.layer_of(device))?;
         return Ok(device);
     }
     let floor = req.classification.unwrap_or(0);
-    topology
+    let mut reasons = Vec::new();
+    for layer in topology
         .layers()
         .iter()
         .filter(|l| !l.reserved && u32::from(l.id) >= floor)
-        .flat_map(|l| l.devices.iter().filter_map(|&id| topology.device(id).ok()))
-        .find(|d| free(d))
-        .ok_or_else(|| DeployError::NoFreeDevice {
-            scope: format!("any layer at or above level {floor}"),
-        })
+    {
+        match (first_free(layer), room(layer)) {
+            (Some(device), Ok(())) => return Ok(device),
+            (None, _) => reasons.push(format!("layer {}: no free device", layer.id)),
+            (Some(_), Err(e)) => reasons.push(e.to_string()),
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push(format!("no layer at or above level {floor} hosts models"));
+    }
+    Err(DeployError::NoPlacement { reasons })
 }

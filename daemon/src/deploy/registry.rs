@@ -19,16 +19,10 @@ pub struct ActiveModel {
     pub pool: Pool,
     pub stats: ModelStats,
     pub labels: DeploymentLabels,
-    size_bytes: u64,
 }
 
 impl ActiveModel {
-    pub fn new(
-        record: DeploymentRecord,
-        signature: Signature,
-        pool: Pool,
-        size_bytes: u64,
-    ) -> ActiveModel {
+    pub fn new(record: DeploymentRecord, signature: Signature, pool: Pool) -> ActiveModel {
         let labels = DeploymentLabels {
             model: record.model.clone(),
             version: record.version.to_string(),
@@ -41,14 +35,16 @@ impl ActiveModel {
             pool,
             stats: ModelStats::default(),
             labels,
-            size_bytes,
         }
     }
 
-    /// Bytes of the model file: the footprint estimate until measured
-    /// footprints land.
-    pub fn record_size(&self) -> u64 {
-        self.size_bytes
+    /// The bytes admission charges: measured once known, else the estimate.
+    pub fn footprint(&self) -> u64 {
+        if self.record.measured_bytes > 0 {
+            self.record.measured_bytes
+        } else {
+            self.record.estimated_bytes
+        }
     }
 }
 
@@ -89,10 +85,7 @@ impl Registry {
 
     /// The entry serving on `device`, if any.
     pub fn on_device(&self, device: u32) -> Option<Arc<ActiveModel>> {
-        self.read()
-            .values()
-            .find(|m| m.record.device == device)
-            .cloned()
+        self.read().values().find(|m| m.record.device == device).cloned()
     }
 
     pub fn is_ready(&self) -> bool {

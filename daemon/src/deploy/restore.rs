@@ -69,31 +69,32 @@ impl Deployer {
 
     fn load_active(&self, record: DeploymentRecord) -> Result<(), String> {
         let bytes = self.blobs.read(&record.sha256).map_err(|e| e.to_string())?;
-        let target = record.effective_target.parse().map_err(|_| {
-            format!(
-                "unknown target {:?} in the journal",
-                record.effective_target
-            )
-        })?;
-        let backend = self
-            .runtimes
-            .backend_for(target)
-            .map_err(|e| e.to_string())?;
+        let target = record
+            .effective_target
+            .parse()
+            .map_err(|_| format!("unknown target {:?} in the journal", record.effective_target))?;
+        let backend = self.runtimes.backend_for(target).map_err(|e| e.to_string())?;
         let options = LoadOptions {
             intra_op_threads: self.config.serving.intra_op_threads,
         };
+        crate::monitor::process::release_free_memory();
+        let rss_before = crate::monitor::process::rss_bytes();
         let mut models = Vec::new();
         for _ in 0..self.config.serving.workers_per_deployment {
             models.push(backend.load(&bytes, &options).map_err(|e| e.to_string())?);
         }
         let signature = models[0].signature().clone();
         let label = format!("{}-v{}", record.model, record.version);
-        let pool = Pool::start(&label, models, self.config.serving.queue_capacity)
-            .map_err(|e| e.to_string())?;
+        let pool = Pool::start(&label, models, self.config.serving.queue_capacity).map_err(|e| e.to_string())?;
         tracing::info!(model = %record.model, version = record.version, device = record.device, "deployment restored");
-        let size = bytes.len() as u64;
-        self.registry
-            .insert(ActiveModel::new(record, signature, pool, size));
+        drop(bytes);
+        crate::monitor::process::release_free_memory();
+        let measured = crate::monitor::process::rss_bytes().saturating_sub(rss_before);
+        let record = match self.journal.set_measured(record.id, measured) {
+            Ok(updated) => updated,
+            Err(e) => return Err(e.to_string()),
+        };
+        self.registry.insert(ActiveModel::new(record, signature, pool));
         Ok(())
     }
 }

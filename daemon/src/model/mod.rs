@@ -46,9 +46,7 @@ impl fmt::Display for Format {
 pub enum ModelError {
     #[error("model format {0:?} is not supported (supported: onnx)")]
     UnsupportedFormat(String),
-    #[error(
-        "not an ONNX model (the bytes do not decode as onnx.ModelProto: {0}); is the file truncated?"
-    )]
+    #[error("not an ONNX model (the bytes do not decode as onnx.ModelProto: {0}); is the file truncated?")]
     NotOnnx(String),
     #[error("invalid ONNX model, {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
     Invalid(Vec<String>),

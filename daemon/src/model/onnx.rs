@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use dsmil_proto::onnx::tensor_proto::DataType;
-use dsmil_proto::onnx::{ModelProto, type_proto};
+use dsmil_proto::onnx::{ModelProto, tensor_shape_proto, type_proto};
 use prost::Message;
 
 use super::ModelError;
@@ -29,6 +29,11 @@ pub struct ModelInfo {
     pub node_count: usize,
     /// Sum of initializer elements.
     pub parameter_count: u64,
+    /// Bytes of initializer data (the weights a runtime must hold).
+    pub weight_bytes: u64,
+    /// Bytes of one sample's inputs and outputs (dynamic dimensions = 1),
+    /// where the shapes are declared.
+    pub io_bytes: u64,
     pub operators: BTreeSet<OperatorRef>,
 }
 
@@ -57,9 +62,7 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
             DEFAULT_OPSETS.end()
         )),
         Some(_) => {}
-        None if opsets.is_empty() => {
-            problems.push("no opset_import: the model names no operator set".into())
-        }
+        None if opsets.is_empty() => problems.push("no opset_import: the model names no operator set".into()),
         None => {}
     }
 
@@ -89,10 +92,7 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
     if graph.output.is_empty() {
         problems.push("the graph has no outputs".into());
     }
-    for (kind, values) in [
-        ("input", &inputs),
-        ("output", &graph.output.iter().collect()),
-    ] {
+    for (kind, values) in [("input", &inputs), ("output", &graph.output.iter().collect())] {
         for value in values.iter() {
             let name = value.name();
             if name.is_empty() {
@@ -155,8 +155,26 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
         .iter()
         .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
         .sum();
+    let weight_bytes = graph.initializer.iter().map(tensor_bytes).sum();
+    let io_bytes = inputs
+        .iter()
+        .copied()
+        .chain(&graph.output)
+        .filter_map(|v| match v.r#type.as_ref()?.value.as_ref()? {
+            type_proto::Value::TensorType(t) => {
+                let dims = t.shape.as_ref()?.dim.iter().map(|d| match d.value {
+                    Some(tensor_shape_proto::dimension::Value::DimValue(v)) if v > 0 => v as u64,
+                    _ => 1,
+                });
+                Some(dims.product::<u64>() * elem_width(t.elem_type.unwrap_or(0)))
+            }
+            _ => None,
+        })
+        .sum();
     Ok(ModelInfo {
         ir_version,
+        weight_bytes,
+        io_bytes,
         opsets,
         producer: model.producer_name().to_owned(),
         graph_name: graph.name().to_owned(),
@@ -166,6 +184,26 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
         parameter_count,
         operators,
     })
+}
+
+/// Bytes of a tensor's data, whichever field holds it.
+fn tensor_bytes(t: &dsmil_proto::onnx::TensorProto) -> u64 {
+    if let Some(raw) = &t.raw_data {
+        return raw.len() as u64;
+    }
+    let elements: u64 = t.dims.iter().map(|&d| d.max(0) as u64).product();
+    elements * elem_width(t.data_type())
+}
+
+/// Bytes per element of an ONNX element type (1 for sub-byte and unknown types).
+pub(super) fn elem_width(elem: i32) -> u64 {
+    match DataType::try_from(elem) {
+        Ok(DataType::Int16 | DataType::Uint16 | DataType::Float16 | DataType::Bfloat16) => 2,
+        Ok(DataType::Int32 | DataType::Uint32 | DataType::Float) => 4,
+        Ok(DataType::Int64 | DataType::Uint64 | DataType::Double | DataType::Complex64) => 8,
+        Ok(DataType::Complex128) => 16,
+        _ => 1,
+    }
 }
 
 fn node_label(index: usize, name: &str, op: &str) -> String {

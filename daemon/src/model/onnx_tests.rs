@@ -1,16 +1,10 @@
-use dsmil_proto::onnx::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TypeProto, ValueInfoProto, type_proto,
-};
+use dsmil_proto::onnx::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TypeProto, ValueInfoProto, type_proto};
 use prost::Message;
 
 use super::*;
 
 fn sample() -> Vec<u8> {
-    std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/digits/model.onnx"
-    ))
-    .unwrap()
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/model.onnx")).unwrap()
 }
 
 fn tensor_value(name: &str, elem: i32) -> ValueInfoProto {
@@ -37,10 +31,7 @@ fn the_sample_model_is_described() {
     // 64x64 + 64 + 64x10 + 10 weights and biases, plus the scale constant.
     assert_eq!(info.parameter_count, 64 * 64 + 64 + 64 * 10 + 10 + 1);
     assert_eq!(info.node_count, 8);
-    assert!(
-        info.operators
-            .contains(&(String::new(), "MatMul".to_owned()))
-    );
+    assert!(info.operators.contains(&(String::new(), "MatMul".to_owned())));
 }
 
 #[test]
@@ -91,10 +82,7 @@ fn every_structural_problem_is_reported_with_its_node() {
         all.contains("node relu_1 (Relu): input \"nowhere\" is produced by no node"),
         "{all}"
     );
-    assert!(
-        all.contains("graph output \"z\" is produced by no node"),
-        "{all}"
-    );
+    assert!(all.contains("graph output \"z\" is produced by no node"), "{all}");
     assert_eq!(problems.len(), 4, "{all}");
 }
 

@@ -25,23 +25,12 @@ pub fn check_operators(info: &ModelInfo, allowed_domains: &[String]) -> Vec<Stri
     let mut foreign: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (domain, op) in &info.operators {
         if is_standard_domain(domain) {
-            let canonical = if domain == "ai.onnx" {
-                ""
-            } else {
-                domain.as_str()
-            };
+            let canonical = if domain == "ai.onnx" { "" } else { domain.as_str() };
             let opset = opset_of(info, canonical);
-            match STANDARD_OPS
-                .iter()
-                .find(|(d, name, _)| *d == canonical && name == op)
-            {
+            match STANDARD_OPS.iter().find(|(d, name, _)| *d == canonical && name == op) {
                 None => problems.push(format!(
                     "operator {op} is not an ONNX operator of domain {:?}",
-                    if canonical.is_empty() {
-                        "ai.onnx"
-                    } else {
-                        canonical
-                    }
+                    if canonical.is_empty() { "ai.onnx" } else { canonical }
                 )),
                 Some((_, _, since)) if opset.is_some_and(|v| v < *since) => problems.push(format!(
                     "operator {op} needs opset ≥ {since}; the model imports opset {}",

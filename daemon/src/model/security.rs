@@ -56,11 +56,7 @@ fn scan_tensor(tensor: &TensorProto, problems: &mut Vec<String>) {
         let path = std::path::Path::new(&location);
         if location.is_empty() {
             problems.push(format!("tensor {name}: external data without a location"));
-        } else if path.is_absolute()
-            || path
-                .components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
+        } else if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             problems.push(format!(
                 "tensor {name}: external data location {location:?} escapes the upload (absolute paths and .. are refused)"
             ));
@@ -76,19 +72,16 @@ fn scan_tensor(tensor: &TensorProto, problems: &mut Vec<String>) {
     if let Some(raw) = &tensor.raw_data {
         let width = match DataType::try_from(tensor.data_type()) {
             Ok(DataType::Bool | DataType::Int8 | DataType::Uint8) => Some(1),
-            Ok(DataType::Int16 | DataType::Uint16 | DataType::Float16 | DataType::Bfloat16) => {
-                Some(2)
-            }
+            Ok(DataType::Int16 | DataType::Uint16 | DataType::Float16 | DataType::Bfloat16) => Some(2),
             Ok(DataType::Int32 | DataType::Uint32 | DataType::Float) => Some(4),
-            Ok(DataType::Int64 | DataType::Uint64 | DataType::Double | DataType::Complex64) => {
-                Some(8)
-            }
+            Ok(DataType::Int64 | DataType::Uint64 | DataType::Double | DataType::Complex64) => Some(8),
             Ok(DataType::Complex128) => Some(16),
             _ => None,
         };
-        let elements = tensor.dims.iter().try_fold(1u64, |acc, &d| {
-            u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
-        });
+        let elements = tensor
+            .dims
+            .iter()
+            .try_fold(1u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)));
         if let (Some(width), Some(elements)) = (width, elements)
             && elements.checked_mul(width) != Some(raw.len() as u64)
         {

@@ -62,8 +62,7 @@ impl MetricsEndpoint {
                 let Ok((stream, _)) = accepted else { continue };
                 let handle = handle.clone();
                 conn_tasks.spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| respond(req, handle.clone()));
+                    let service = hyper::service::service_fn(move |req| respond(req, handle.clone()));
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(io, service)
@@ -75,10 +74,7 @@ impl MetricsEndpoint {
     }
 }
 
-async fn respond(
-    req: Request<Incoming>,
-    handle: PrometheusHandle,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(req: Request<Incoming>, handle: PrometheusHandle) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = if req.uri().path() == "/metrics" {
         Response::builder()
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")

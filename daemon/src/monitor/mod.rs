@@ -7,6 +7,7 @@
 
 mod exporter;
 mod metrics;
+pub mod process;
 mod stats;
 
 pub use exporter::{MetricsEndpoint, install_recorder};

@@ -34,11 +34,9 @@ impl ModelStats {
         self.success_count.fetch_add(1, Relaxed);
         self.success_ns.fetch_add(total.as_nanos() as u64, Relaxed);
         self.queue_ns.fetch_add(queued.as_nanos() as u64, Relaxed);
-        self.compute_ns
-            .fetch_add(compute.as_nanos() as u64, Relaxed);
+        self.compute_ns.fetch_add(compute.as_nanos() as u64, Relaxed);
         self.inference_count.fetch_add(items, Relaxed);
-        self.last_inference_ms
-            .store(crate::store::now_ms(), Relaxed);
+        self.last_inference_ms.store(crate::store::now_ms(), Relaxed);
     }
 
     pub fn record_failure(&self, total: Duration) {

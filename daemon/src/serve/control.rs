@@ -41,9 +41,7 @@ impl ControlService {
 }
 
 /// Runs blocking work (journal reads, deploys) off the tokio workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
-) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("worker thread failed: {e}")))?
@@ -55,10 +53,7 @@ type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::DeployProgress, Statu
 impl Control for ControlService {
     type DeployStream = ProgressStream;
 
-    async fn deploy(
-        &self,
-        request: Request<Streaming<pb::DeployRequest>>,
-    ) -> Result<Response<ProgressStream>, Status> {
+    async fn deploy(&self, request: Request<Streaming<pb::DeployRequest>>) -> Result<Response<ProgressStream>, Status> {
         let mut inbound = request.into_inner();
         let spec = match inbound.message().await? {
             Some(pb::DeployRequest {
@@ -69,25 +64,14 @@ impl Control for ControlService {
         crate::deploy::validate_name(&spec.name)?;
         let limit = self.deployer.config().deployment.max_model_bytes;
         if spec.size_bytes > limit {
-            return Err(DeployError::TooLarge {
-                limit_mb: limit >> 20,
-            }
-            .into());
+            return Err(DeployError::TooLarge { limit_mb: limit >> 20 }.into());
         }
-        let mut upload = self
-            .deployer
-            .blobs()
-            .begin_upload()
-            .await
-            .map_err(DeployError::from)?;
+        let mut upload = self.deployer.blobs().begin_upload().await.map_err(DeployError::from)?;
         while let Some(message) = inbound.message().await? {
             match message.part {
                 Some(pb::deploy_request::Part::Chunk(chunk)) => {
                     if upload.size() + chunk.len() as u64 > limit {
-                        return Err(DeployError::TooLarge {
-                            limit_mb: limit >> 20,
-                        }
-                        .into());
+                        return Err(DeployError::TooLarge { limit_mb: limit >> 20 }.into());
                     }
                     upload.write(&chunk).await.map_err(DeployError::from)?;
                 }
@@ -144,10 +128,7 @@ impl Control for ControlService {
         Ok(Response::new(Box::pin(stream) as ProgressStream))
     }
 
-    async fn undeploy(
-        &self,
-        request: Request<pb::UndeployRequest>,
-    ) -> Result<Response<pb::UndeployResponse>, Status> {
+    async fn undeploy(&self, request: Request<pb::UndeployRequest>) -> Result<Response<pb::UndeployResponse>, Status> {
         let model = request.into_inner().model;
         let deployer = Arc::clone(&self.deployer);
         let retired = blocking(move || deployer.undeploy(&model).map_err(Status::from)).await?;
@@ -156,10 +137,7 @@ impl Control for ControlService {
         }))
     }
 
-    async fn list_models(
-        &self,
-        _: Request<pb::ListModelsRequest>,
-    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+    async fn list_models(&self, _: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
         let deployer = Arc::clone(&self.deployer);
         let models = blocking(move || {
             let journal = deployer.journal();
@@ -221,8 +199,7 @@ impl Control for ControlService {
     ) -> Result<Response<pb::Deployment>, Status> {
         let id = request.into_inner().id;
         let deployer = Arc::clone(&self.deployer);
-        let record =
-            blocking(move || deployer.journal().deployment(id).map_err(Status::from)).await?;
+        let record = blocking(move || deployer.journal().deployment(id).map_err(Status::from)).await?;
         Ok(Response::new(convert::deployment(&record)))
     }
 
@@ -250,25 +227,21 @@ impl Control for ControlService {
                         .unwrap_or_default(),
                     role: d.role.clone().unwrap_or_default(),
                     reserved: layer.reserved,
-                    model: serving
-                        .as_ref()
-                        .map(|m| m.record.model.clone())
-                        .unwrap_or_default(),
+                    model: serving.as_ref().map(|m| m.record.model.clone()).unwrap_or_default(),
                     version: serving.as_ref().map_or(0, |m| m.record.version),
                     state: serving
                         .as_ref()
                         .map_or_else(String::new, |m| m.record.state.to_string()),
                     deployment_id: serving.as_ref().map_or(0, |m| m.record.id),
+                    estimated_bytes: serving.as_ref().map_or(0, |m| m.record.estimated_bytes),
+                    measured_bytes: serving.as_ref().map_or(0, |m| m.record.measured_bytes),
                 }
             })
             .collect();
         Ok(Response::new(pb::ListDevicesResponse { devices }))
     }
 
-    async fn list_layers(
-        &self,
-        _: Request<pb::ListLayersRequest>,
-    ) -> Result<Response<pb::ListLayersResponse>, Status> {
+    async fn list_layers(&self, _: Request<pb::ListLayersRequest>) -> Result<Response<pb::ListLayersResponse>, Status> {
         let topology = &self.deployer.config().topology;
         let serving = self.deployer.registry().all();
         let layers = topology
@@ -281,20 +254,19 @@ impl Control for ControlService {
                     name: l.name.clone(),
                     devices: format_id_list(&l.devices),
                     budget_gb: l.budget_gb.unwrap_or(0.0),
+                    budget_bytes: l.budget_bytes.unwrap_or(0),
                     default_target: l.target.map(|t| t.to_string()).unwrap_or_default(),
                     reserved: l.reserved,
                     active_deployments: here.len() as u32,
-                    estimated_bytes: here.iter().map(|m| m.record_size()).sum(),
+                    estimated_bytes: here.iter().map(|m| m.record.estimated_bytes).sum(),
+                    measured_bytes: here.iter().map(|m| m.record.measured_bytes).sum(),
                 }
             })
             .collect();
         Ok(Response::new(pb::ListLayersResponse { layers }))
     }
 
-    async fn status(
-        &self,
-        _: Request<pb::StatusRequest>,
-    ) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let deployer = &self.deployer;
         let serving = deployer.registry().all();
         let runtimes = deployer.runtimes().status();
@@ -307,16 +279,13 @@ impl Control for ControlService {
             if m.record.target != m.record.effective_target {
                 warnings.push(format!(
                     "{} v{} on device {} wants {} (absent on this host); running on {}",
-                    m.record.model,
-                    m.record.version,
-                    m.record.device,
-                    m.record.target,
-                    m.record.effective_target
+                    m.record.model, m.record.version, m.record.device, m.record.target, m.record.effective_target
                 ));
             }
         }
         if !deployer.registry().is_ready() {
-            warnings.push("not ready: a deployment that was active has not been restored (see `dsmilctl events`)".into());
+            warnings
+                .push("not ready: a deployment that was active has not been restored (see `dsmilctl events`)".into());
         }
         Ok(Response::new(pb::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -335,15 +304,12 @@ impl Control for ControlService {
             tcp_address: self.info.tcp_address.clone(),
             metrics_address: self.info.metrics_address.clone(),
             warnings,
-            rss_bytes: process_rss(),
+            rss_bytes: crate::monitor::process::rss_bytes(),
             state_dir: self.info.state_dir.clone(),
         }))
     }
 
-    async fn events(
-        &self,
-        request: Request<pb::EventsRequest>,
-    ) -> Result<Response<pb::EventsResponse>, Status> {
+    async fn events(&self, request: Request<pb::EventsRequest>) -> Result<Response<pb::EventsResponse>, Status> {
         let req = request.into_inner();
         let deployer = Arc::clone(&self.deployer);
         let events = blocking(move || {
@@ -358,20 +324,4 @@ impl Control for ControlService {
         .await?;
         Ok(Response::new(pb::EventsResponse { events }))
     }
-}
-
-fn process_rss() -> u64 {
-    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
-    let Ok(pid) = sysinfo::get_current_pid() else {
-        return 0;
-    };
-    let Ok(mut system) = System::new() else {
-        return 0;
-    };
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::Some(&[pid]),
-        true,
-        ProcessRefreshKind::nothing().with_memory(),
-    );
-    system.process(pid).map_or(0, |p| p.memory())
 }

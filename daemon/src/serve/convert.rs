@@ -14,19 +14,11 @@ use crate::backend::{DataType, Signature, Tensor, TensorSpec, format_shape};
 use crate::store::{DeploymentRecord, EventRecord, StateChange};
 
 fn names(specs: &[TensorSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// The request's inputs as tensors, in the signature's order.
-pub fn request_inputs(
-    model: &str,
-    req: &ModelInferRequest,
-    signature: &Signature,
-) -> Result<Vec<Tensor>, InferError> {
+pub fn request_inputs(model: &str, req: &ModelInferRequest, signature: &Signature) -> Result<Vec<Tensor>, InferError> {
     let raw = !req.raw_input_contents.is_empty();
     if raw && req.raw_input_contents.len() != req.inputs.len() {
         return Err(InferError::RawCount {
@@ -88,10 +80,7 @@ pub fn request_inputs(
             expected: names(&signature.inputs),
         });
     }
-    Ok(slots
-        .into_iter()
-        .map(|s| s.expect("checked above"))
-        .collect())
+    Ok(slots.into_iter().map(|s| s.expect("checked above")).collect())
 }
 
 fn check_header(spec: &TensorSpec, input: &InferInputTensor) -> Result<(), InferError> {
@@ -158,15 +147,11 @@ fn typed_to_bytes(spec: &TensorSpec, input: &InferInputTensor) -> Result<Vec<u8>
         }
         DataType::I32 => {
             count(c.int_contents.len())?;
-            c.int_contents
-                .iter()
-                .for_each(|v| out.extend(v.to_le_bytes()));
+            c.int_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
         }
         DataType::I64 => {
             count(c.int64_contents.len())?;
-            c.int64_contents
-                .iter()
-                .for_each(|v| out.extend(v.to_le_bytes()));
+            c.int64_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
         }
         DataType::U8 => {
             count(c.uint_contents.len())?;
@@ -182,21 +167,15 @@ fn typed_to_bytes(spec: &TensorSpec, input: &InferInputTensor) -> Result<Vec<u8>
         }
         DataType::U32 => {
             count(c.uint_contents.len())?;
-            c.uint_contents
-                .iter()
-                .for_each(|v| out.extend(v.to_le_bytes()));
+            c.uint_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
         }
         DataType::U64 => {
             count(c.uint64_contents.len())?;
-            c.uint64_contents
-                .iter()
-                .for_each(|v| out.extend(v.to_le_bytes()));
+            c.uint64_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
         }
         DataType::F32 => {
             count(c.fp32_contents.len())?;
-            c.fp32_contents
-                .iter()
-                .for_each(|v| out.extend(v.to_le_bytes()));
+            c.fp32_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
         }
         // The protocol has no 16-bit float field: half types travel as fp32.
         DataType::F16 => {
@@ -213,9 +192,7 @@ fn typed_to_bytes(spec: &TensorSpec, input: &InferInputTensor) -> Result<Vec<u8>
         }
         DataType::F64 => {
             count(c.fp64_contents.len())?;
-            c.fp64_contents
-                .iter()
-                .for_each(|v| out.extend(v.to_le_bytes()));
+            c.fp64_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
         }
     }
     Ok(out)
@@ -242,10 +219,7 @@ pub fn select_outputs(
         }
         seen.insert(name.as_str());
     }
-    Ok(outputs
-        .into_iter()
-        .filter(|t| seen.contains(t.name.as_str()))
-        .collect())
+    Ok(outputs.into_iter().filter(|t| seen.contains(t.name.as_str())).collect())
 }
 
 /// Output headers and raw bytes (Triton and OVMS answer with raw contents).
@@ -281,6 +255,8 @@ pub fn deployment(record: &DeploymentRecord) -> pb::Deployment {
         history: record.history.iter().map(state_change).collect(),
         created_unix_ms: record.created_ms,
         classification: record.classification,
+        estimated_bytes: record.estimated_bytes,
+        measured_bytes: record.measured_bytes,
     }
 }
 

@@ -80,10 +80,7 @@ fn typed_contents_are_encoded_and_range_checked() {
     let tensors = request_inputs("m", &req, &signature()).unwrap();
     assert_eq!(
         tensors[0].data,
-        [0.5f32, -1.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<_>>()
+        [0.5f32, -1.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()
     );
     assert_eq!(tensors[1].data, vec![(-3i8) as u8]);
 
@@ -91,17 +88,13 @@ fn typed_contents_are_encoded_and_range_checked() {
         int_contents: vec![300],
         ..Default::default()
     });
-    let err = request_inputs("m", &req, &signature())
-        .unwrap_err()
-        .to_string();
+    let err = request_inputs("m", &req, &signature()).unwrap_err().to_string();
     assert!(err.contains("does not fit INT8"), "{err}");
     req.inputs[1].contents = Some(InferTensorContents {
         int_contents: vec![1, 2],
         ..Default::default()
     });
-    let err = request_inputs("m", &req, &signature())
-        .unwrap_err()
-        .to_string();
+    let err = request_inputs("m", &req, &signature()).unwrap_err().to_string();
     assert!(
         err.contains("input \"k\": 2 values in contents, but shape [1] needs 1"),
         "{err}"
@@ -141,10 +134,7 @@ fn each_mismatch_names_the_tensor_and_what_was_expected() {
         },
         "input(s) k missing",
     );
-    check(
-        &|r| r.inputs[1].name = "k".into(),
-        "input \"k\" is given twice",
-    );
+    check(&|r| r.inputs[1].name = "k".into(), "input \"k\" is given twice");
     check(
         &|r| {
             r.raw_input_contents.pop();

@@ -9,11 +9,7 @@ pub enum InferError {
     #[error("model {0:?} is not deployed")]
     ModelNotFound(String),
     #[error("model {model:?} has no version {asked} serving (serving: {serving})")]
-    VersionNotFound {
-        model: String,
-        asked: String,
-        serving: u32,
-    },
+    VersionNotFound { model: String, asked: String, serving: u32 },
     #[error("the server is not ready yet (restoring deployments)")]
     NotReady,
     #[error("input {name:?} is not an input of {model} (inputs: {expected})")]
@@ -55,13 +51,9 @@ pub enum InferError {
     },
     #[error("input {name:?}: {detail}")]
     Contents { name: String, detail: String },
-    #[error(
-        "raw_input_contents has {raw} entries for {inputs} inputs; send one per input, or none"
-    )]
+    #[error("raw_input_contents has {raw} entries for {inputs} inputs; send one per input, or none")]
     RawCount { raw: usize, inputs: usize },
-    #[error(
-        "input {0:?} has typed contents while raw_input_contents is used; use one or the other"
-    )]
+    #[error("input {0:?} has typed contents while raw_input_contents is used; use one or the other")]
     MixedContents(String),
     #[error("requested output {name:?} is not an output of {model} (outputs: {expected})")]
     UnknownOutput {

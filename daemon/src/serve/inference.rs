@@ -65,12 +65,7 @@ impl InferenceService {
             }
         };
         let requested: Vec<String> = req.outputs.iter().map(|o| o.name.clone()).collect();
-        let outputs = convert::select_outputs(
-            &req.model_name,
-            &requested,
-            &model.signature,
-            outcome.outputs,
-        )?;
+        let outputs = convert::select_outputs(&req.model_name, &requested, &model.signature, outcome.outputs)?;
         let (outputs, raw) = convert::response_outputs(outputs);
         model
             .stats
@@ -103,9 +98,7 @@ fn deadline_of<T>(req: &Request<T>) -> Option<Instant> {
     Some(Instant::now() + timeout)
 }
 
-fn tensor_metadata(
-    spec: &crate::backend::TensorSpec,
-) -> pb::model_metadata_response::TensorMetadata {
+fn tensor_metadata(spec: &crate::backend::TensorSpec) -> pb::model_metadata_response::TensorMetadata {
     pb::model_metadata_response::TensorMetadata {
         name: spec.name.clone(),
         datatype: spec.dtype.kserve_name().to_owned(),
@@ -137,10 +130,7 @@ fn duration(count: u64, ns: u64) -> Option<pb::StatisticDuration> {
 
 #[tonic::async_trait]
 impl GrpcInferenceService for InferenceService {
-    async fn server_live(
-        &self,
-        _: Request<pb::ServerLiveRequest>,
-    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+    async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Result<Response<pb::ServerLiveResponse>, Status> {
         Ok(Response::new(pb::ServerLiveResponse { live: true }))
     }
 
@@ -185,12 +175,7 @@ impl GrpcInferenceService for InferenceService {
             versions: vec![model.record.version.to_string()],
             platform: format!("{}_onnx", model.record.backend),
             inputs: model.signature.inputs.iter().map(tensor_metadata).collect(),
-            outputs: model
-                .signature
-                .outputs
-                .iter()
-                .map(tensor_metadata)
-                .collect(),
+            outputs: model.signature.outputs.iter().map(tensor_metadata).collect(),
         }))
     }
 
@@ -239,13 +224,7 @@ impl GrpcInferenceService for InferenceService {
                 .iter()
                 .chain(&sig.outputs)
                 .all(|s| s.shape.first() == Some(&-1));
-        let dims = |shape: &[i64]| -> Vec<i64> {
-            if batched {
-                shape[1..].to_vec()
-            } else {
-                shape.to_vec()
-            }
-        };
+        let dims = |shape: &[i64]| -> Vec<i64> { if batched { shape[1..].to_vec() } else { shape.to_vec() } };
         let config = pb::ModelConfig {
             name: model.record.model.clone(),
             platform: "onnxruntime_onnx".into(),
@@ -282,9 +261,7 @@ impl GrpcInferenceService for InferenceService {
             }],
             dynamic_batching: None,
         };
-        Ok(Response::new(pb::ModelConfigResponse {
-            config: Some(config),
-        }))
+        Ok(Response::new(pb::ModelConfigResponse { config: Some(config) }))
     }
 
     async fn model_statistics(

@@ -29,8 +29,7 @@ pub const MAX_BATCH: usize = 64;
 /// Inference requests carry tensors; the gRPC default of 4 MiB is too small.
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-pub type HealthServer =
-    tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
+pub type HealthServer = tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
 
 /// Everything one listener serves.
 #[derive(Clone)]
@@ -94,10 +93,7 @@ pub async fn serve(
         _ = shutdown.cancelled() => {}
         _ = collect(&mut servers) => {}
     }
-    if tokio::time::timeout(drain, collect(&mut servers))
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(drain, collect(&mut servers)).await.is_err() {
         tracing::warn!(
             drain_s = drain.as_secs(),
             "in-flight requests did not finish in time; closing"

@@ -10,9 +10,7 @@ use tokio::net::UnixListener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
-    #[error(
-        "another dsmild owns {socket} (lock {lock} is held); stop it or use another socket path"
-    )]
+    #[error("another dsmild owns {socket} (lock {lock} is held); stop it or use another socket path")]
     InUse { socket: PathBuf, lock: PathBuf },
     #[error("{action} {path}")]
     Io {
@@ -39,11 +37,7 @@ impl Drop for SocketGuard {
 pub fn bind_unix(socket: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
     let io = |action, path: &Path| {
         let path = path.to_owned();
-        move |source| SocketError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| SocketError::Io { action, path, source }
     };
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;

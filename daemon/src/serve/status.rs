@@ -43,7 +43,9 @@ pub fn deploy_code(err: &DeployError) -> Code {
             | TopologyError::UnknownLevel(_) => Code::InvalidArgument,
         },
         DeployError::DeviceBusy { .. } => Code::FailedPrecondition,
-        DeployError::NoFreeDevice { .. } => Code::ResourceExhausted,
+        DeployError::NoFreeDevice { .. } | DeployError::OverBudget { .. } | DeployError::NoPlacement { .. } => {
+            Code::ResourceExhausted
+        }
         DeployError::StageFailed { .. } => Code::FailedPrecondition,
         DeployError::NotDeployed(_) => Code::NotFound,
         DeployError::Backend(b) => backend_code(b),
@@ -54,9 +56,9 @@ pub fn deploy_code(err: &DeployError) -> Code {
 
 fn backend_code(err: &BackendError) -> Code {
     match err {
-        BackendError::RuntimeMissing { .. }
-        | BackendError::RuntimeLoad { .. }
-        | BackendError::Unavailable { .. } => Code::FailedPrecondition,
+        BackendError::RuntimeMissing { .. } | BackendError::RuntimeLoad { .. } | BackendError::Unavailable { .. } => {
+            Code::FailedPrecondition
+        }
         // The runtime refused the model itself: the caller's input is at fault.
         BackendError::Load(_) | BackendError::UnsupportedTensor { .. } => Code::InvalidArgument,
         BackendError::Run(_) | BackendError::Panicked(_) => Code::Internal,
@@ -94,9 +96,7 @@ pub fn infer_code(err: &InferError) -> Code {
         InferError::Pool(p) => match p {
             // Triton answers an overfull queue with UNAVAILABLE: retryable.
             PoolError::QueueFull { .. } | PoolError::Closed { .. } => Code::Unavailable,
-            PoolError::DeadlineExceeded { .. } | PoolError::TimedOut { .. } => {
-                Code::DeadlineExceeded
-            }
+            PoolError::DeadlineExceeded { .. } | PoolError::TimedOut { .. } => Code::DeadlineExceeded,
             PoolError::Backend(b) => backend_code(b),
         },
     }
@@ -175,11 +175,7 @@ mod tests {
                 Code::DataLoss,
             ),
             (
-                DeployError::Topology(TopologyError::UnknownDevice {
-                    id: 104,
-                    count: 104,
-                })
-                .into(),
+                DeployError::Topology(TopologyError::UnknownDevice { id: 104, count: 104 }).into(),
                 Code::InvalidArgument,
             ),
             (

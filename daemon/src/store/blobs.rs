@@ -21,9 +21,7 @@ impl BlobStore {
     /// Opens (creating) the store under `root` and removes temp files left by
     /// uploads a crash interrupted.
     pub fn open(root: &Path) -> Result<BlobStore, StoreError> {
-        let store = BlobStore {
-            root: root.to_owned(),
-        };
+        let store = BlobStore { root: root.to_owned() };
         for dir in [store.sha_dir(), store.tmp_dir()] {
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("creating", &dir, e))?;
         }
@@ -131,12 +129,8 @@ impl Upload {
     pub async fn finish(mut self) -> Result<StagedBlob, StoreError> {
         let path = self.guard.0.clone().unwrap_or_default();
         let mut file = self.file.take().expect("open until finish");
-        file.flush()
-            .await
-            .map_err(|e| StoreError::io("writing", &path, e))?;
-        file.sync_all()
-            .await
-            .map_err(|e| StoreError::io("syncing", &path, e))?;
+        file.flush().await.map_err(|e| StoreError::io("writing", &path, e))?;
+        file.sync_all().await.map_err(|e| StoreError::io("syncing", &path, e))?;
         Ok(StagedBlob {
             sha256: hex::encode(self.hasher.clone().finalize()),
             size: self.size,

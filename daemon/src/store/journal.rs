@@ -29,9 +29,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Db, Tree};
 
 use super::StoreError;
-use super::records::{
-    DeploymentRecord, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms,
-};
+use super::records::{DeploymentRecord, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms};
 use crate::deploy::DeployState;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -75,15 +73,13 @@ pub struct NewDeployment {
     pub target: String,
     pub effective_target: String,
     pub backend: String,
+    pub estimated_bytes: u64,
 }
 
 impl Journal {
     pub fn open(dir: &Path) -> Result<Journal, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
         let meta = db.open_tree("meta")?;
         let found = match meta.get("schema_version")? {
             Some(v) => u32::from_be_bytes(fixed(&v, "meta/schema_version")?),
@@ -111,22 +107,16 @@ impl Journal {
     }
 
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        let v = self
-            .meta
-            .get("schema_version")?
-            .ok_or_else(|| StoreError::Corrupt {
-                key: "meta/schema_version".into(),
-                detail: "missing".into(),
-            })?;
+        let v = self.meta.get("schema_version")?.ok_or_else(|| StoreError::Corrupt {
+            key: "meta/schema_version".into(),
+            detail: "missing".into(),
+        })?;
         Ok(u32::from_be_bytes(fixed(&v, "meta/schema_version")?))
     }
 
     /// Records a new version of `model` and its deployment in state Uploaded,
     /// with a `deploy` event, atomically.
-    pub fn create_deployment(
-        &self,
-        new: NewDeployment,
-    ) -> Result<(VersionRecord, DeploymentRecord), StoreError> {
+    pub fn create_deployment(&self, new: NewDeployment) -> Result<(VersionRecord, DeploymentRecord), StoreError> {
         let trees = (
             &self.meta,
             &self.models,
@@ -175,6 +165,8 @@ impl Journal {
                     detail: format!("{} bytes, sha256:{}", new.size_bytes, new.sha256),
                 }],
                 created_ms: now,
+                estimated_bytes: new.estimated_bytes,
+                measured_bytes: 0,
             };
             models.insert(new.model.as_bytes(), encode(&model))?;
             versions.insert(version_key(&new.model, version.version), encode(&version))?;
@@ -189,10 +181,7 @@ impl Journal {
                 device: Some(new.device),
                 layer: Some(new.layer),
                 deployment_id: id,
-                detail: format!(
-                    "version {} uploaded for device {}",
-                    version.version, new.device
-                ),
+                detail: format!("version {} uploaded for device {}", version.version, new.device),
             };
             events.insert(&seq.to_be_bytes(), encode(&event))?;
             Ok((version, deployment))
@@ -204,17 +193,9 @@ impl Journal {
 
     /// Moves deployment `id` to `to`, appending to its history; refuses a move
     /// the state machine does not allow.
-    pub fn transition(
-        &self,
-        id: u64,
-        to: DeployState,
-        detail: &str,
-    ) -> Result<DeploymentRecord, StoreError> {
+    pub fn transition(&self, id: u64, to: DeployState, detail: &str) -> Result<DeploymentRecord, StoreError> {
         let record = self.apply(&[(id, to, detail)], None)?;
-        Ok(record
-            .into_iter()
-            .next()
-            .expect("one change in, one record out"))
+        Ok(record.into_iter().next().expect("one change in, one record out"))
     }
 
     /// Applies several transitions and an optional event in one transaction:
@@ -262,6 +243,23 @@ impl Journal {
         let out = result.map_err(unwrap_tx)?;
         self.flush()?;
         Ok(out)
+    }
+
+    /// Records a deployment's measured memory footprint.
+    pub fn set_measured(&self, id: u64, bytes: u64) -> Result<DeploymentRecord, StoreError> {
+        let key = id.to_be_bytes();
+        let result = self.deployments.transaction(|deployments| {
+            let mut record: DeploymentRecord = match deployments.get(key)? {
+                Some(v) => decode(&v, &format!("deployments/{id}")).map_err(abort)?,
+                None => return Err(abort(StoreError::UnknownDeployment(id))),
+            };
+            record.measured_bytes = bytes;
+            deployments.insert(&key, encode(&record))?;
+            Ok(record)
+        });
+        let record = result.map_err(unwrap_tx)?;
+        self.flush()?;
+        Ok(record)
     }
 
     /// Appends an audit event; returns its sequence number.
@@ -328,12 +326,7 @@ impl Journal {
 
     /// Events with seq > `after`, optionally of one model, at most `limit`
     /// (0: no limit), oldest first.
-    pub fn events(
-        &self,
-        after: u64,
-        model: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<EventRecord>, StoreError> {
+    pub fn events(&self, after: u64, model: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         let mut out = Vec::new();
         for kv in self.events.range((after + 1).to_be_bytes()..) {
             let (k, v) = kv?;

@@ -48,21 +48,13 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
         // ENOSPC and EDQUOT: tell the operator what to do rather than an errno.
         if matches!(source.raw_os_error(), Some(28) | Some(122)) {
             StoreError::DiskFull { action, path }
         } else {
-            StoreError::Io {
-                action,
-                path,
-                source,
-            }
+            StoreError::Io { action, path, source }
         }
     }
 }

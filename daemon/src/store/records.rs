@@ -59,6 +59,11 @@ pub struct DeploymentRecord {
     pub state: DeployState,
     pub history: Vec<StateChange>,
     pub created_ms: u64,
+    /// Memory expected before loading, and measured after (0: not yet).
+    #[serde(default)]
+    pub estimated_bytes: u64,
+    #[serde(default)]
+    pub measured_bytes: u64,
 }
 
 impl DeploymentRecord {

@@ -15,6 +15,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         target: "gpu".into(),
         effective_target: "cpu".into(),
         backend: "onnxruntime".into(),
+        estimated_bytes: 1 << 20,
     }
 }
 
@@ -29,10 +30,7 @@ fn migration_0_to_1_creates_the_trees_and_counters() {
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect();
     for tree in ["meta", "models", "versions", "deployments", "events"] {
-        assert!(
-            names.iter().any(|n| n == tree),
-            "{tree} missing from {names:?}"
-        );
+        assert!(names.iter().any(|n| n == tree), "{tree} missing from {names:?}");
     }
     let meta = db.open_tree("meta").unwrap();
     assert_eq!(
@@ -55,25 +53,16 @@ fn a_fresh_journal_is_at_the_current_schema_and_a_newer_one_is_refused() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err = Journal::open(dir.path())
-        .err()
-        .expect("a newer schema must be refused");
-    assert!(
-        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
-        "{err}"
-    );
+    let err = Journal::open(dir.path()).err().expect("a newer schema must be refused");
+    assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
 }
 
 #[test]
 fn versions_count_up_and_everything_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path()).unwrap();
-    let (v1, d1) = journal
-        .create_deployment(new_deployment("digits", 47))
-        .unwrap();
-    let (v2, d2) = journal
-        .create_deployment(new_deployment("digits", 47))
-        .unwrap();
+    let (v1, d1) = journal.create_deployment(new_deployment("digits", 47)).unwrap();
+    let (v2, d2) = journal.create_deployment(new_deployment("digits", 47)).unwrap();
     assert_eq!((v1.version, v2.version), (1, 2));
     assert_eq!((d1.id, d2.id), (1, 2));
     for stage in &DeployState::PIPELINE[1..] {
@@ -87,14 +76,8 @@ fn versions_count_up_and_everything_survives_a_reopen() {
     assert_eq!(d.history.len(), DeployState::PIPELINE.len());
     assert_eq!(journal.versions("digits").unwrap().len(), 2);
     assert_eq!(journal.models().unwrap()[0].latest_version, 2);
-    let (v3, d3) = journal
-        .create_deployment(new_deployment("digits", 47))
-        .unwrap();
-    assert_eq!(
-        (v3.version, d3.id),
-        (3, 3),
-        "counters continue after a reopen"
-    );
+    let (v3, d3) = journal.create_deployment(new_deployment("digits", 47)).unwrap();
+    assert_eq!((v3.version, d3.id), (3, 3), "counters continue after a reopen");
 }
 
 #[test]
@@ -102,9 +85,7 @@ fn an_invalid_transition_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path()).unwrap();
     let (_, d) = journal.create_deployment(new_deployment("m", 1)).unwrap();
-    let err = journal
-        .transition(d.id, DeployState::Active, "skip")
-        .unwrap_err();
+    let err = journal.transition(d.id, DeployState::Active, "skip").unwrap_err();
     assert!(matches!(
         err,
         StoreError::InvalidTransition {
@@ -125,10 +106,7 @@ fn an_invalid_transition_changes_nothing() {
         )
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidTransition { .. }));
-    assert_eq!(
-        journal.deployment(other.id).unwrap().state,
-        DeployState::Uploaded
-    );
+    assert_eq!(journal.deployment(other.id).unwrap().state, DeployState::Uploaded);
     assert_eq!(journal.deployment(d.id).unwrap().history.len(), 1);
     assert!(matches!(
         journal.transition(99, DeployState::Failed, ""),
@@ -169,10 +147,7 @@ async fn blobs_are_content_addressed_verified_and_temp_files_never_linger() {
     upload.write(b"world").await.unwrap();
     let staged = upload.finish().await.unwrap();
     let sha = staged.sha256.clone();
-    assert_eq!(
-        sha,
-        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
-    );
+    assert_eq!(sha, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
     let store2 = store.clone();
     let path = tokio::task::spawn_blocking(move || staged.commit(&store2))
         .await
@@ -185,24 +160,15 @@ async fn blobs_are_content_addressed_verified_and_temp_files_never_linger() {
     let mut upload = store.begin_upload().await.unwrap();
     upload.write(b"partial").await.unwrap();
     drop(upload);
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
 
     // A blob whose bytes changed on disk is refused, not served.
     std::fs::write(&path, b"tampered").unwrap();
     assert!(matches!(store.read(&sha), Err(StoreError::Corrupt { .. })));
-    assert!(matches!(
-        store.read(&"0".repeat(64)),
-        Err(StoreError::MissingBlob(_))
-    ));
+    assert!(matches!(store.read(&"0".repeat(64)), Err(StoreError::MissingBlob(_))));
 
     // Leftovers of a crash are swept when the store opens.
     std::fs::write(dir.path().join("tmp/upload-crashed"), b"x").unwrap();
     BlobStore::open(dir.path()).unwrap();
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
-        0
-    );
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
 }

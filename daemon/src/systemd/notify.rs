@@ -13,9 +13,7 @@ pub struct Notifier {
 impl Notifier {
     pub fn from_env() -> Notifier {
         Notifier {
-            target: std::env::var("NOTIFY_SOCKET")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            target: std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty()),
         }
     }
 

@@ -6,11 +6,7 @@
 use super::{Layer, Topology, TopologyError};
 
 /// Checks that a model classified at `classification` may be deployed into `layer`.
-pub fn check_deploy_clearance(
-    topology: &Topology,
-    layer: &Layer,
-    classification: u32,
-) -> Result<(), TopologyError> {
+pub fn check_deploy_clearance(topology: &Topology, layer: &Layer, classification: u32) -> Result<(), TopologyError> {
     if topology.layer(classification).is_err() {
         return Err(TopologyError::UnknownLevel(classification));
     }

@@ -127,11 +127,7 @@ pub enum TopologyError {
 
 impl Topology {
     /// Checks the specs and builds the topology, or returns every problem found.
-    pub fn new(
-        device_count: u32,
-        layers: Vec<LayerSpec>,
-        devices: Vec<DeviceSpec>,
-    ) -> Result<Topology, Vec<String>> {
+    pub fn new(device_count: u32, layers: Vec<LayerSpec>, devices: Vec<DeviceSpec>) -> Result<Topology, Vec<String>> {
         let mut problems = Vec::new();
         if device_count == 0 {
             problems.push("topology.device_count must be ≥ 1".to_owned());
@@ -179,9 +175,7 @@ impl Topology {
             }
             if spec.reserved {
                 if spec.budget_bytes.is_some() || spec.target.is_some() {
-                    problems.push(format!(
-                        "{key}: a reserved layer takes no memory_budget_gb or target"
-                    ));
+                    problems.push(format!("{key}: a reserved layer takes no memory_budget_gb or target"));
                 }
             } else {
                 match spec.budget_gb {
@@ -242,10 +236,7 @@ impl Topology {
         let devices = (0..device_count)
             .map(|id| {
                 let layer_id = owner[id as usize].expect("every device is owned");
-                let layer = built
-                    .iter()
-                    .find(|l| l.id == layer_id)
-                    .expect("owner exists");
+                let layer = built.iter().find(|l| l.id == layer_id).expect("owner exists");
                 let spec = overrides.get(&id);
                 Device {
                     id,
@@ -259,10 +250,7 @@ impl Topology {
                 }
             })
             .collect();
-        Ok(Topology {
-            layers: built,
-            devices,
-        })
+        Ok(Topology { layers: built, devices })
     }
 
     pub fn layers(&self) -> &[Layer] {
@@ -274,12 +262,10 @@ impl Topology {
     }
 
     pub fn device(&self, id: u32) -> Result<&Device, TopologyError> {
-        self.devices
-            .get(id as usize)
-            .ok_or(TopologyError::UnknownDevice {
-                id,
-                count: self.devices.len() as u32,
-            })
+        self.devices.get(id as usize).ok_or(TopologyError::UnknownDevice {
+            id,
+            count: self.devices.len() as u32,
+        })
     }
 
     pub fn layer(&self, id: u32) -> Result<&Layer, TopologyError> {
@@ -332,9 +318,7 @@ impl Topology {
 
     /// The device with the given role (e.g. "primary_ai"), if any.
     pub fn device_with_role(&self, role: &str) -> Option<&Device> {
-        self.devices
-            .iter()
-            .find(|d| d.role.as_deref() == Some(role))
+        self.devices.iter().find(|d| d.role.as_deref() == Some(role))
     }
 }
 

@@ -6,10 +6,7 @@ fn topology() -> Topology {
 
 #[test]
 fn id_lists_parse_and_format_as_ranges() {
-    assert_eq!(
-        parse_id_list("0-3,7, 9-10").unwrap(),
-        vec![0, 1, 2, 3, 7, 9, 10]
-    );
+    assert_eq!(parse_id_list("0-3,7, 9-10").unwrap(), vec![0, 1, 2, 3, 7, 9, 10]);
     assert_eq!(format_id_list(&[0, 1, 2, 3, 7, 9, 10]), "0-3,7,9-10");
     assert!(parse_id_list("3-1").unwrap_err().contains("backwards"));
     assert!(parse_id_list("1,1").unwrap_err().contains("twice"));
@@ -24,27 +21,17 @@ fn devices_know_their_layer_and_reserved_ones_host_nothing() {
     assert_eq!(t.layer_of(t.device(0).unwrap()).name, "TRAINING");
     assert!(matches!(
         t.hosting_device(70),
-        Err(TopologyError::ReservedDevice {
-            id: 70,
-            layer: 1,
-            ..
-        })
+        Err(TopologyError::ReservedDevice { id: 70, layer: 1, .. })
     ));
     assert!(matches!(
         t.device(104),
-        Err(TopologyError::UnknownDevice {
-            id: 104,
-            count: 104
-        })
+        Err(TopologyError::UnknownDevice { id: 104, count: 104 })
     ));
     assert!(matches!(
         t.hosting_layer(1),
         Err(TopologyError::ReservedLayer { id: 1, .. })
     ));
-    assert!(matches!(
-        t.layer(10),
-        Err(TopologyError::UnknownLayer { id: 10, .. })
-    ));
+    assert!(matches!(t.layer(10), Err(TopologyError::UnknownLayer { id: 10, .. })));
     assert!(t.hosting_device(66).is_ok());
 }
 
@@ -53,10 +40,7 @@ fn clearance_refuses_write_down_only() {
     let t = topology();
     let secret = t.layer(3).unwrap();
     assert!(check_deploy_clearance(&t, secret, 3).is_ok());
-    assert!(
-        check_deploy_clearance(&t, secret, 2).is_ok(),
-        "writing up is allowed"
-    );
+    assert!(check_deploy_clearance(&t, secret, 2).is_ok(), "writing up is allowed");
     let err = check_deploy_clearance(&t, secret, 5).unwrap_err();
     assert!(matches!(
         err,

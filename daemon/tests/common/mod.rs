@@ -18,10 +18,8 @@ use dsmil_proto::inference::grpc_inference_service_client::GrpcInferenceServiceC
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-pub const SAMPLE_MODEL: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/model.onnx");
-pub const SAMPLE_TEST_SET: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/test.npz");
+pub const SAMPLE_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/model.onnx");
+pub const SAMPLE_TEST_SET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/test.npz");
 
 /// How long a daemon may take to become ready or to stop: generous, since a
 /// loaded CI machine is slow; a healthy run takes well under a second.
@@ -116,10 +114,7 @@ impl Daemon {
                     }
                 }
                 Err(e) => {
-                    let status = self
-                        .child
-                        .as_mut()
-                        .and_then(|c| c.try_wait().ok().flatten());
+                    let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
                     panic!(
                         "dsmild never sent {needle:?} ({e}); exit status {status:?}; notices {:?}; log:\n{}",
                         self.notices,
@@ -156,11 +151,7 @@ impl Daemon {
         assert!(status.success());
         self.wait_for("STOPPING=1");
         let exit = self.wait_exit();
-        assert!(
-            exit.success(),
-            "dsmild exited with {exit}; log:\n{}",
-            self.log()
-        );
+        assert!(exit.success(), "dsmild exited with {exit}; log:\n{}", self.log());
         self.child = None;
         self.take_dir()
     }
@@ -247,10 +238,7 @@ pub fn ctl_with_socket(socket: &Path, args: &[&str]) -> Output {
 pub fn test_set() -> (ndarray::Array2<f32>, ndarray::Array1<i64>) {
     use ndarray_npy::NpzReader;
     let mut npz = NpzReader::new(std::fs::File::open(SAMPLE_TEST_SET).unwrap()).unwrap();
-    (
-        npz.by_name("pixels").unwrap(),
-        npz.by_name("labels").unwrap(),
-    )
+    (npz.by_name("pixels").unwrap(), npz.by_name("labels").unwrap())
 }
 
 pub fn f32_bytes(values: &[f32]) -> Vec<u8> {

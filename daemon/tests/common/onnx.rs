@@ -2,8 +2,8 @@
 //! operators and failures chosen per test, nothing downloaded.
 
 use dsmil_proto::onnx::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto, tensor_proto, tensor_shape_proto, type_proto,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto, tensor_proto, tensor_shape_proto, type_proto,
 };
 use prost::Message;
 
@@ -44,11 +44,13 @@ pub fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
     }
 }
 
-/// A float initializer with deterministic small values.
-pub fn weights(name: &str, dims: &[i64]) -> TensorProto {
+/// A float initializer with deterministic small values, different per
+/// `seed` (ONNX Runtime shares byte-identical initializers, which would hide
+/// a model's real footprint).
+pub fn weights(name: &str, dims: &[i64], seed: i64) -> TensorProto {
     let count: i64 = dims.iter().product();
     let raw: Vec<u8> = (0..count)
-        .flat_map(|i| (((i % 17) as f32 - 8.0) / 64.0).to_le_bytes())
+        .flat_map(|i| ((((i * 7 + seed * 13) % 17) as f32 - 8.0) / 64.0).to_le_bytes())
         .collect();
     TensorProto {
         name: Some(name.into()),
@@ -92,7 +94,7 @@ pub fn mlp(width: i64, layers: usize) -> Vec<u8> {
                 format!("h{i}")
             },
         );
-        inits.push(weights(&w, &[width, width]));
+        inits.push(weights(&w, &[width, width], i as i64));
         nodes.push(node("MatMul", &[&prev, &w], &[&mm]));
         nodes.push(node("Relu", &[&mm], &[&act]));
         prev = act;
@@ -115,10 +117,7 @@ pub fn non_finite() -> Vec<u8> {
     model(
         GraphProto {
             name: Some("log_zero".into()),
-            node: vec![
-                node("Sub", &["x", "x"], &["zero"]),
-                node("Log", &["zero"], &["y"]),
-            ],
+            node: vec![node("Sub", &["x", "x"], &["zero"]), node("Log", &["zero"], &["y"])],
             input: vec![value("x", &[-1, 4])],
             output: vec![value("y", &[-1, 4])],
             ..Default::default()
@@ -145,7 +144,7 @@ pub fn custom_domain() -> Vec<u8> {
 
 /// An initializer whose bytes live in a file outside the model.
 pub fn external_data(location: &str) -> Vec<u8> {
-    let mut w = weights("w", &[4, 4]);
+    let mut w = weights("w", &[4, 4], 0);
     w.raw_data = None;
     w.data_location = Some(tensor_proto::DataLocation::External as i32);
     w.external_data = vec![StringStringEntryProto {
@@ -159,6 +158,36 @@ pub fn external_data(location: &str) -> Vec<u8> {
             initializer: vec![w],
             input: vec![value("x", &[-1, 4])],
             output: vec![value("y", &[-1, 4])],
+            ..Default::default()
+        },
+        &[("", 17)],
+    )
+}
+
+/// An int64 initializer.
+pub fn int64s(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: vec![values.len() as i64],
+        data_type: Some(tensor_proto::DataType::Int64 as i32),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+/// Tiny inputs, outputs and weights, but a `side` x `side` float activation
+/// on every run: its estimate is small, its measured footprint is not.
+pub fn big_activation(side: i64) -> Vec<u8> {
+    model(
+        GraphProto {
+            name: Some("expand".into()),
+            node: vec![
+                node("Expand", &["x", "shape"], &["big"]),
+                node("ReduceSum", &["big"], &["y"]),
+            ],
+            initializer: vec![int64s("shape", &[side, side])],
+            input: vec![value("x", &[1, 1])],
+            output: vec![value("y", &[1, 1])],
             ..Default::default()
         },
         &[("", 17)],

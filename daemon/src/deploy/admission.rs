@@ -1,0 +1,94 @@
+//! Memory admission. A layer's budget is a ceiling on the memory of the
+//! deployments serving in it, and `memory.available_gb` a ceiling on all of
+//! them together. A deployment is charged its measured footprint once loaded,
+//! its estimate before that; the deployment it replaces is not counted, since
+//! it is unloaded once the new version is active.
+
+use super::{DeployError, Registry};
+use crate::config::Config;
+use crate::model::ModelInfo;
+use crate::topology::Layer;
+
+/// Runtime bookkeeping per loaded instance beyond the weights (session,
+/// allocator arenas, thread-local buffers).
+const INSTANCE_OVERHEAD: u64 = 1 << 20;
+/// A loaded, warm ONNX Runtime 1.31 instance holds about 0.9x its weight
+/// bytes (measured on x86-64 for 0.5, 16 and 128 MiB of weights: see
+/// docs/benchmarks.md); counting them once keeps the estimate on the safe side.
+const WEIGHT_FACTOR: u64 = 1;
+/// Intermediate activations, as a multiple of one sample's input and output
+/// bytes, at the largest batch ModelConfig advertises.
+const ACTIVATION_FACTOR: u64 = 4;
+
+/// The memory a deployment is expected to need once loaded and warm.
+pub fn estimate(info: &ModelInfo, instances: usize) -> u64 {
+    let per_instance = info.weight_bytes * WEIGHT_FACTOR
+        + info.io_bytes * ACTIVATION_FACTOR * crate::serve::MAX_BATCH as u64
+        + INSTANCE_OVERHEAD;
+    per_instance * instances as u64
+}
+
+/// Bytes charged to a layer and to the host, not counting `model` (the name
+/// being deployed: its current version is about to be replaced).
+pub fn usage(registry: &Registry, layer: u8, model: &str) -> (u64, u64) {
+    let mut in_layer = 0;
+    let mut total = 0;
+    for m in registry.all().iter().filter(|m| m.record.model != model) {
+        let charge = m.footprint();
+        total += charge;
+        if m.record.layer == layer {
+            in_layer += charge;
+        }
+    }
+    (in_layer, total)
+}
+
+/// Refuses `need` bytes in `layer` if the layer's budget or the host's
+/// available memory would be exceeded. `when` says which figure `need` is
+/// ("estimated" before loading, "measured" after).
+pub fn admit(
+    config: &Config,
+    registry: &Registry,
+    layer: &Layer,
+    model: &str,
+    need: u64,
+    when: &'static str,
+) -> Result<(), DeployError> {
+    let (in_layer, total) = usage(registry, layer.id, model);
+    if let Some(budget) = layer.budget_bytes
+        && in_layer + need > budget
+    {
+        return Err(DeployError::OverBudget {
+            scope: format!("layer {} ({})", layer.id, layer.name),
+            when,
+            need,
+            used: in_layer,
+            limit: budget,
+        });
+    }
+    let available = config.memory.available_bytes;
+    if total + need > available {
+        return Err(DeployError::OverBudget {
+            scope: "the host (memory.available_gb)".into(),
+            when,
+            need,
+            used: total,
+            limit: available,
+        });
+    }
+    Ok(())
+}
+
+/// Bytes for people: "1.25 GiB", "312.0 MiB", "800 KiB".
+pub fn human(bytes: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    let b = bytes as f64;
+    if b >= GIB {
+        format!("{:.2} GiB", b / GIB)
+    } else if b >= MIB {
+        format!("{:.1} MiB", b / MIB)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
+    }
+}
