@@ -48,6 +48,19 @@ enum Command {
     },
     /// Stop serving a model and retire its deployment.
     Undeploy { model: String },
+    /// Go back to the previous version of a model, or of every model on a
+    /// device or in a layer (through warmup and health checks).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["model", "device", "layer"])))]
+    Rollback {
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        device: Option<u32>,
+        #[arg(long)]
+        layer: Option<u32>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Models with their versions.
     Models,
     /// Deployments with their state.
@@ -71,6 +84,15 @@ enum Command {
         after: u64,
         #[arg(long, default_value_t = 0)]
         limit: u32,
+        /// Only events of this kind (deploy, activate, fail, rollback, refuse, ...).
+        #[arg(long, default_value = "")]
+        kind: String,
+        /// If none match yet, wait this long for one.
+        #[arg(long, default_value_t = 0)]
+        wait_ms: u32,
+        /// Keep printing new events as they happen.
+        #[arg(long)]
+        follow: bool,
     },
     /// Run one inference and print the outputs.
     Infer {
@@ -130,13 +152,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             deploy::run(&mut c, args, json).await
         }
         Command::Undeploy { model } => views::undeploy(&mut c, model, json).await,
+        Command::Rollback {
+            model,
+            device,
+            layer,
+            reason,
+        } => {
+            use dsmil_proto::control::rollback_request::Target;
+            let target = match (model, device, layer) {
+                (Some(m), _, _) => Target::Model(m),
+                (_, Some(d), _) => Target::Device(d),
+                (_, _, Some(l)) => Target::Layer(l),
+                _ => unreachable!("clap requires one of --model, --device, --layer"),
+            };
+            views::rollback(&mut c, target, reason, json).await
+        }
         Command::Models => views::models(&mut c, json).await,
         Command::Deployments { model } => views::deployments(&mut c, model, json).await,
         Command::Show { id } => views::show(&mut c, id, json).await,
         Command::Devices => views::devices(&mut c, json).await,
         Command::Layers => views::layers(&mut c, json).await,
         Command::Status => views::status(&mut c, json).await,
-        Command::Events { model, after, limit } => views::events(&mut c, model, after, limit, json).await,
+        Command::Events {
+            model,
+            after,
+            limit,
+            kind,
+            wait_ms,
+            follow,
+        } => {
+            let query = views::EventQuery {
+                model,
+                after,
+                limit,
+                kind,
+                wait_ms,
+            };
+            views::events(&mut c, query, follow, json).await
+        }
         Command::Infer {
             model,
             inputs,

@@ -219,33 +219,63 @@ pub async fn status(c: &mut Clients, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn events(c: &mut Clients, model: String, after: u64, limit: u32, json: bool) -> anyhow::Result<()> {
-    let r = c
-        .control
-        .events(pb::EventsRequest { after, model, limit })
-        .await?
-        .into_inner();
-    if json {
-        return print_json(&r);
+pub struct EventQuery {
+    pub model: String,
+    pub after: u64,
+    pub limit: u32,
+    pub kind: String,
+    pub wait_ms: u32,
+}
+
+pub async fn events(c: &mut Clients, q: EventQuery, follow: bool, json: bool) -> anyhow::Result<()> {
+    let mut after = q.after;
+    let mut header = !json;
+    loop {
+        let request = pb::EventsRequest {
+            after,
+            model: q.model.clone(),
+            limit: q.limit,
+            wait_ms: if follow { 60_000 } else { q.wait_ms },
+            kind: q.kind.clone(),
+        };
+        let r = c.control.events(request).await?.into_inner();
+        if let Some(last) = r.events.last() {
+            after = last.seq;
+        }
+        if json && !follow {
+            return print_json(&r);
+        }
+        for e in &r.events {
+            if json {
+                println!("{}", serde_json::to_string(e)?);
+                continue;
+            }
+            if header {
+                println!(
+                    "{:<5} {:<20} {:<14} {:<12} {:<7} {:<6} DETAIL",
+                    "SEQ", "AT", "KIND", "MODEL", "VERSION", "DEVICE"
+                );
+                header = false;
+            }
+            println!(
+                "{:<5} {:<20} {:<14} {:<12} {:<7} {:<6} {}",
+                e.seq,
+                time_ms(e.at_unix_ms),
+                e.kind,
+                e.model,
+                if e.version == 0 {
+                    String::new()
+                } else {
+                    e.version.to_string()
+                },
+                e.device.map_or(String::new(), |d| d.to_string()),
+                e.detail
+            );
+        }
+        if !follow {
+            return Ok(());
+        }
     }
-    let mut t = Table::new(&["SEQ", "AT", "KIND", "MODEL", "VERSION", "DEVICE", "DETAIL"]);
-    for e in &r.events {
-        t.row(vec![
-            e.seq.to_string(),
-            time_ms(e.at_unix_ms),
-            e.kind.clone(),
-            e.model.clone(),
-            if e.version == 0 {
-                String::new()
-            } else {
-                e.version.to_string()
-            },
-            e.device.map_or(String::new(), |d| d.to_string()),
-            e.detail.clone(),
-        ]);
-    }
-    t.print();
-    Ok(())
 }
 
 pub async fn undeploy(c: &mut Clients, model: String, json: bool) -> anyhow::Result<()> {
@@ -256,6 +286,29 @@ pub async fn undeploy(c: &mut Clients, model: String, json: bool) -> anyhow::Res
     for d in &r.retired {
         println!(
             "retired {} version {} from device {} (deployment {})",
+            d.model, d.version, d.device, d.id
+        );
+    }
+    Ok(())
+}
+
+pub async fn rollback(
+    c: &mut Clients,
+    target: pb::rollback_request::Target,
+    reason: String,
+    json: bool,
+) -> anyhow::Result<()> {
+    let request = pb::RollbackRequest {
+        target: Some(target),
+        reason,
+    };
+    let r = c.control.rollback(request).await?.into_inner();
+    if json {
+        return print_json(&r);
+    }
+    for d in &r.restored {
+        println!(
+            "{} is back on version {} (device {}, deployment {})",
             d.model, d.version, d.device, d.id
         );
     }

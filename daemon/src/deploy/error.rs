@@ -57,6 +57,12 @@ pub enum DeployError {
     DryRun(String),
     #[error("{stage} failed: {detail}")]
     StageFailed { stage: DeployState, detail: String },
+    #[error("no model serves on device {0}")]
+    NothingOnDevice(u32),
+    #[error("no model serves in layer {0}")]
+    NothingInLayer(u8),
+    #[error("model {model:?} has no earlier version that ever served (serving: version {serving})")]
+    NoEarlierVersion { model: String, serving: u32 },
     #[error("model {0:?} has no active deployment")]
     NotDeployed(String),
     #[error(transparent)]

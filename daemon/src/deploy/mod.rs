@@ -12,6 +12,7 @@ mod pipeline;
 mod placement;
 mod registry;
 mod restore;
+mod rollback;
 mod state;
 
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ pub use error::DeployError;
 pub use pipeline::{DeploySpec, Progress, validate_name};
 pub use registry::{ActiveModel, Registry};
 pub use restore::RestoreReport;
+pub use rollback::RollbackTarget;
 pub use state::DeployState;
 
 use crate::backend::Runtimes;

@@ -123,7 +123,7 @@ impl Deployer {
 
         let sha256 = staged.sha256.clone();
         staged.commit(&self.blobs)?;
-        let (_, record) = self.journal.create_deployment(NewDeployment {
+        let record = self.journal.create_deployment(NewDeployment {
             model: spec.name.clone(),
             sha256,
             size_bytes: spec.size_bytes,
@@ -136,9 +136,30 @@ impl Deployer {
             effective_target: effective.to_string(),
             backend: backend.name().to_owned(),
             estimated_bytes: estimate,
+            existing: None,
         })?;
-        let fallback = if effective != wanted {
-            format!(" (fallback: no {wanted} on this host)")
+        let replaced = (
+            DeployState::Retired,
+            format!("replaced by version {}", record.1.version),
+        );
+        self.launch(record.1, &bytes, &info, &*backend, replaced, progress)
+    }
+
+    /// Runs a journaled deployment through its stages and activates it; the
+    /// deployment it replaces (if any) ends in `replaced.0` with `replaced.1`.
+    /// Called with `deploy_lock` held.
+    pub(super) fn launch(
+        &self,
+        record: DeploymentRecord,
+        bytes: &[u8],
+        info: &crate::model::ModelInfo,
+        backend: &dyn crate::backend::Backend,
+        replaced: (DeployState, String),
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<DeploymentRecord, DeployError> {
+        let layer = self.config.topology.layer(u32::from(record.layer))?;
+        let fallback = if record.effective_target != record.target {
+            format!(" (fallback: no {} on this host)", record.target)
         } else {
             String::new()
         };
@@ -146,24 +167,25 @@ impl Deployer {
             deployment_id: record.id,
             stage: DeployState::Uploaded,
             detail: format!(
-                "version {} → device {} (layer {} {}), target {effective}{fallback}; memory estimate {}",
+                "version {} → device {} (layer {} {}), target {}{fallback}; memory estimate {}",
                 record.version,
-                device.id,
+                record.device,
                 layer.id,
                 layer.name,
-                admission::human(estimate)
+                record.effective_target,
+                admission::human(record.estimated_bytes)
             ),
             elapsed: Duration::ZERO,
         });
-
         let mut run = StageRunner {
             deployer: self,
             id: record.id,
             progress,
             since: Instant::now(),
             rss_before: 0,
+            replaced,
         };
-        match run.stages(&bytes, &info, layer, &*backend) {
+        match run.stages(bytes, info, layer, backend) {
             Ok((signature, models)) => run.activate(record, signature, models),
             Err(e) => {
                 run.fail(&e);
@@ -180,6 +202,8 @@ struct StageRunner<'a, 'p> {
     since: Instant,
     /// Process RSS just before the first serving instance was built.
     rss_before: u64,
+    /// The state and detail the deployment this one replaces ends with.
+    replaced: (DeployState, String),
 }
 
 impl StageRunner<'_, '_> {
@@ -321,10 +345,9 @@ impl StageRunner<'_, '_> {
 
         let previous = deployer.registry.get(&record.model);
         let detail = format!("health check passed in {health_ms:.3} ms; serving");
-        let retire_detail = format!("replaced by version {}", record.version);
         let mut changes = vec![(record.id, DeployState::Active, detail.as_str())];
         if let Some(prev) = &previous {
-            changes.push((prev.record.id, DeployState::Retired, retire_detail.as_str()));
+            changes.push((prev.record.id, self.replaced.0, self.replaced.1.as_str()));
         }
         let event = EventRecord {
             kind: "activate".into(),

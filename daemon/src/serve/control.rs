@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use crate::deploy::{DeployError, DeploySpec, Deployer, Progress};
+use crate::deploy::{DeployError, DeploySpec, Deployer, Progress, RollbackTarget};
 use crate::topology::format_id_list;
 
 /// Facts about the running server that status reports.
@@ -134,6 +134,30 @@ impl Control for ControlService {
         let retired = blocking(move || deployer.undeploy(&model).map_err(Status::from)).await?;
         Ok(Response::new(pb::UndeployResponse {
             retired: retired.iter().map(convert::deployment).collect(),
+        }))
+    }
+
+    async fn rollback(&self, request: Request<pb::RollbackRequest>) -> Result<Response<pb::RollbackResponse>, Status> {
+        let req = request.into_inner();
+        let target = match req.target {
+            Some(pb::rollback_request::Target::Model(m)) => RollbackTarget::Model(m),
+            Some(pb::rollback_request::Target::Device(d)) => RollbackTarget::Device(d),
+            Some(pb::rollback_request::Target::Layer(l)) => RollbackTarget::Layer(l),
+            None => {
+                return Err(Status::invalid_argument(
+                    "say what to roll back: a model, a device or a layer",
+                ));
+            }
+        };
+        let reason = if req.reason.is_empty() {
+            "requested by operator".to_owned()
+        } else {
+            req.reason
+        };
+        let deployer = Arc::clone(&self.deployer);
+        let restored = blocking(move || deployer.rollback(&target, &reason, &mut |_| {}).map_err(Status::from)).await?;
+        Ok(Response::new(pb::RollbackResponse {
+            restored: restored.iter().map(convert::deployment).collect(),
         }))
     }
 
@@ -311,17 +335,36 @@ impl Control for ControlService {
 
     async fn events(&self, request: Request<pb::EventsRequest>) -> Result<Response<pb::EventsResponse>, Status> {
         let req = request.into_inner();
-        let deployer = Arc::clone(&self.deployer);
-        let events = blocking(move || {
-            let model = (!req.model.is_empty()).then_some(req.model.as_str());
-            Ok(deployer
-                .journal()
-                .events(req.after, model, req.limit as usize)?
-                .iter()
-                .map(convert::event)
-                .collect())
-        })
-        .await?;
-        Ok(Response::new(pb::EventsResponse { events }))
+        let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(req.wait_ms));
+        // Subscribe before the first look, so an event landing in between
+        // still wakes us.
+        let mut appended = self.deployer.journal().subscribe_events();
+        loop {
+            let deployer = Arc::clone(&self.deployer);
+            let (model, kind, after, limit) = (req.model.clone(), req.kind.clone(), req.after, req.limit as usize);
+            let events: Vec<pb::Event> = blocking(move || {
+                let model = (!model.is_empty()).then_some(model.as_str());
+                let mut found: Vec<pb::Event> = deployer
+                    .journal()
+                    .events(after, model, 0)?
+                    .iter()
+                    .filter(|e| kind.is_empty() || e.kind == kind)
+                    .map(convert::event)
+                    .collect();
+                if limit > 0 {
+                    found.truncate(limit);
+                }
+                Ok(found)
+            })
+            .await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if !events.is_empty() || remaining.is_zero() {
+                return Ok(Response::new(pb::EventsResponse { events }));
+            }
+            match tokio::time::timeout(remaining, appended.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(Response::new(pb::EventsResponse { events })),
+            }
+        }
     }
 }

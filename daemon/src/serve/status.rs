@@ -47,7 +47,10 @@ pub fn deploy_code(err: &DeployError) -> Code {
             Code::ResourceExhausted
         }
         DeployError::StageFailed { .. } => Code::FailedPrecondition,
-        DeployError::NotDeployed(_) => Code::NotFound,
+        DeployError::NotDeployed(_) | DeployError::NothingOnDevice(_) | DeployError::NothingInLayer(_) => {
+            Code::NotFound
+        }
+        DeployError::NoEarlierVersion { .. } => Code::FailedPrecondition,
         DeployError::Backend(b) => backend_code(b),
         DeployError::Store(s) => store_code(s),
         DeployError::Threads(_) => Code::ResourceExhausted,

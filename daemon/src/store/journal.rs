@@ -52,6 +52,8 @@ fn migrate_0_to_1(db: &Db) -> Result<(), StoreError> {
 
 #[derive(Clone)]
 pub struct Journal {
+    /// The newest event's sequence number, for callers that wait for events.
+    latest_event: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     db: Db,
     meta: Tree,
     models: Tree,
@@ -74,6 +76,9 @@ pub struct NewDeployment {
     pub effective_target: String,
     pub backend: String,
     pub estimated_bytes: u64,
+    /// Some(version): re-deploy that existing version (a rollback, with its
+    /// reason) instead of recording a new one.
+    pub existing: Option<(u32, String)>,
 }
 
 impl Journal {
@@ -96,14 +101,34 @@ impl Journal {
             meta.insert("schema_version", &(from as u32 + 1).to_be_bytes())?;
         }
         db.flush()?;
+        let events = db.open_tree("events")?;
+        let newest = match events.last()? {
+            Some((k, _)) => u64::from_be_bytes(fixed(&k, "events/last")?),
+            None => 0,
+        };
         Ok(Journal {
+            latest_event: std::sync::Arc::new(tokio::sync::watch::Sender::new(newest)),
             models: db.open_tree("models")?,
             versions: db.open_tree("versions")?,
             deployments: db.open_tree("deployments")?,
-            events: db.open_tree("events")?,
+            events,
             meta,
             db,
         })
+    }
+
+    /// A receiver that changes whenever an event is appended.
+    pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.latest_event.subscribe()
+    }
+
+    /// Publishes the newest sequence number after a flushed write.
+    fn published(&self) {
+        if let Ok(Some((k, _))) = self.events.last()
+            && let Ok(seq) = fixed::<8>(&k, "events/last")
+        {
+            self.latest_event.send_replace(u64::from_be_bytes(seq));
+        }
     }
 
     pub fn schema_version(&self) -> Result<u32, StoreError> {
@@ -134,16 +159,29 @@ impl Journal {
                     created_ms: now,
                 },
             };
-            model.latest_version += 1;
-            let version = VersionRecord {
-                model: new.model.clone(),
-                version: model.latest_version,
-                sha256: new.sha256.clone(),
-                size_bytes: new.size_bytes,
-                format: new.format.clone(),
-                classification: new.classification,
-                created_ms: now,
-                note: new.note.clone(),
+            let version = match &new.existing {
+                Some((number, _)) => match versions.get(version_key(&new.model, *number))? {
+                    Some(v) => decode::<VersionRecord>(&v, &new.model).map_err(abort)?,
+                    None => {
+                        return Err(abort(StoreError::Corrupt {
+                            key: format!("versions/{}/{number}", new.model),
+                            detail: "missing".into(),
+                        }));
+                    }
+                },
+                None => {
+                    model.latest_version += 1;
+                    VersionRecord {
+                        model: new.model.clone(),
+                        version: model.latest_version,
+                        sha256: new.sha256.clone(),
+                        size_bytes: new.size_bytes,
+                        format: new.format.clone(),
+                        classification: new.classification,
+                        created_ms: now,
+                        note: new.note.clone(),
+                    }
+                }
             };
             let id = next_counter(meta, "next_deployment_id")?;
             let deployment = DeploymentRecord {
@@ -169,25 +207,35 @@ impl Journal {
                 measured_bytes: 0,
             };
             models.insert(new.model.as_bytes(), encode(&model))?;
-            versions.insert(version_key(&new.model, version.version), encode(&version))?;
+            if new.existing.is_none() {
+                versions.insert(version_key(&new.model, version.version), encode(&version))?;
+            }
             deployments.insert(&id.to_be_bytes(), encode(&deployment))?;
             let seq = next_counter(meta, "next_event_seq")?;
+            let (kind, detail) = match &new.existing {
+                Some((number, reason)) => ("rollback", format!("rolling back to version {number}: {reason}")),
+                None => (
+                    "deploy",
+                    format!("version {} uploaded for device {}", version.version, new.device),
+                ),
+            };
             let event = EventRecord {
                 seq,
                 at_ms: now,
-                kind: "deploy".into(),
+                kind: kind.into(),
                 model: new.model.clone(),
                 version: version.version,
                 device: Some(new.device),
                 layer: Some(new.layer),
                 deployment_id: id,
-                detail: format!("version {} uploaded for device {}", version.version, new.device),
+                detail,
             };
             events.insert(&seq.to_be_bytes(), encode(&event))?;
             Ok((version, deployment))
         });
         let out = result.map_err(unwrap_tx)?;
         self.flush()?;
+        self.published();
         Ok(out)
     }
 
@@ -242,6 +290,9 @@ impl Journal {
         });
         let out = result.map_err(unwrap_tx)?;
         self.flush()?;
+        if event.is_some() {
+            self.published();
+        }
         Ok(out)
     }
 
@@ -273,6 +324,7 @@ impl Journal {
         });
         let seq = result.map_err(unwrap_tx)?;
         self.flush()?;
+        self.published();
         Ok(seq)
     }
 

@@ -16,6 +16,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         effective_target: "cpu".into(),
         backend: "onnxruntime".into(),
         estimated_bytes: 1 << 20,
+        existing: None,
     }
 }
 

@@ -1,0 +1,124 @@
+//! Rollback: a model (or every model on a device, or in a layer) goes back
+//! to its previous version, the highest version below the serving one that
+//! was ever active. The old blob goes through the same stages, warmup and
+//! health check as a deploy; only when it is healthy does it replace the
+//! serving version, which ends `RolledBack`. Each rollback is an event with
+//! its reason.
+
+use super::{DeployError, DeployState, Deployer, Progress, admission};
+use crate::model::inspect_onnx;
+use crate::store::{DeploymentRecord, NewDeployment};
+
+/// What to roll back.
+#[derive(Debug, Clone)]
+pub enum RollbackTarget {
+    Model(String),
+    Device(u32),
+    Layer(u32),
+}
+
+impl Deployer {
+    pub fn rollback(
+        &self,
+        target: &RollbackTarget,
+        reason: &str,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<DeploymentRecord>, DeployError> {
+        let _serial = self.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let models: Vec<String> = match target {
+            RollbackTarget::Model(name) => {
+                self.registry
+                    .get(name)
+                    .ok_or_else(|| DeployError::NotDeployed(name.clone()))?;
+                vec![name.clone()]
+            }
+            RollbackTarget::Device(id) => {
+                self.config.topology.hosting_device(*id)?;
+                let m = self.registry.on_device(*id).ok_or(DeployError::NothingOnDevice(*id))?;
+                vec![m.record.model.clone()]
+            }
+            RollbackTarget::Layer(id) => {
+                let layer = self.config.topology.hosting_layer(*id)?;
+                let here: Vec<String> = self
+                    .registry
+                    .all()
+                    .iter()
+                    .filter(|m| m.record.layer == layer.id)
+                    .map(|m| m.record.model.clone())
+                    .collect();
+                if here.is_empty() {
+                    return Err(DeployError::NothingInLayer(layer.id));
+                }
+                here
+            }
+        };
+        let mut restored = Vec::new();
+        for model in models {
+            restored.push(self.rollback_model(&model, reason, progress)?);
+        }
+        Ok(restored)
+    }
+
+    fn rollback_model(
+        &self,
+        model: &str,
+        reason: &str,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<DeploymentRecord, DeployError> {
+        let current = self
+            .registry
+            .get(model)
+            .ok_or_else(|| DeployError::NotDeployed(model.to_owned()))?;
+        let serving = current.record.version;
+        let previous = self
+            .journal
+            .deployments()?
+            .into_iter()
+            .filter(|d| {
+                d.model == model && d.version < serving && d.history.iter().any(|c| c.state == DeployState::Active)
+            })
+            .max_by_key(|d| d.version)
+            .ok_or_else(|| DeployError::NoEarlierVersion {
+                model: model.to_owned(),
+                serving,
+            })?;
+        let version = self
+            .journal
+            .version(model, previous.version)?
+            .ok_or_else(|| DeployError::NoEarlierVersion {
+                model: model.to_owned(),
+                serving,
+            })?;
+        let bytes = self.blobs.read(&version.sha256)?;
+        let info = inspect_onnx(&bytes)?;
+        let estimate = admission::estimate(&info, self.config.serving.workers_per_deployment);
+        let layer = self.config.topology.layer(u32::from(current.record.layer))?;
+        admission::admit(&self.config, &self.registry, layer, model, estimate, "estimated")?;
+        let device = self.config.topology.device(current.record.device)?;
+        let wanted = device.target.expect("hosting devices have a target");
+        let effective = self.runtimes.effective_target(wanted);
+        let backend = self.runtimes.backend_for(effective)?;
+        let why = format!("from version {serving}: {reason}");
+        let (_, record) = self.journal.create_deployment(NewDeployment {
+            model: model.to_owned(),
+            sha256: version.sha256.clone(),
+            size_bytes: version.size_bytes,
+            format: version.format.clone(),
+            classification: version.classification,
+            note: version.note.clone(),
+            device: device.id,
+            layer: layer.id,
+            target: wanted.to_string(),
+            effective_target: effective.to_string(),
+            backend: backend.name().to_owned(),
+            estimated_bytes: estimate,
+            existing: Some((version.version, why.clone())),
+        })?;
+        tracing::warn!(model, from = serving, to = version.version, reason, "rolling back");
+        let replaced = (
+            DeployState::RolledBack,
+            format!("rolled back to version {}: {reason}", version.version),
+        );
+        self.launch(record, &bytes, &info, &*backend, replaced, progress)
+    }
+}
