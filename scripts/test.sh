@@ -8,6 +8,6 @@ cd "$root"
 
 bash scripts/setup.sh
 # The integration tests drive the dsmilctl binary too: build every binary first.
-cargo build --workspace --bins --locked
-cargo test --workspace --locked
+cargo build --workspace --bins --locked --features dsmild/failpoints
+cargo test --workspace --locked --features dsmild/failpoints
 .venv/bin/python -m pytest -q tests/python

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod config;
 mod daemon;
 pub mod deploy;
+pub mod failpoint;
 pub mod model;
 pub mod monitor;
 pub mod serve;

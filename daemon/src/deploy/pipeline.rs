@@ -177,6 +177,7 @@ impl Deployer {
             ),
             elapsed: Duration::ZERO,
         });
+        crate::failpoint::hit("stage-Uploaded");
         let mut run = StageRunner {
             deployer: self,
             id: record.id,
@@ -216,6 +217,7 @@ impl StageRunner<'_, '_> {
             elapsed: self.since.elapsed(),
         });
         self.since = Instant::now();
+        crate::failpoint::hit(&format!("stage-{stage}"));
         Ok(record)
     }
 
@@ -371,6 +373,7 @@ impl StageRunner<'_, '_> {
                 return Err(e);
             }
         };
+        crate::failpoint::hit("activate");
         let mut active = updated.into_iter().next().expect("the new deployment comes first");
         active.measured_bytes = measured;
         if let Some(old) = deployer

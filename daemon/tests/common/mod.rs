@@ -46,6 +46,13 @@ impl Daemon {
         daemon
     }
 
+    /// Like `start_in`, with extra environment variables (e.g. FAILPOINTS).
+    pub fn start_with_env(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::spawn(dir, args, env);
+        daemon.wait_for("READY=1");
+        daemon
+    }
+
     /// Starts dsmild without waiting; `env` adds environment variables.
     pub fn spawn(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let notify_path = dir.path().join("notify.sock");
@@ -71,6 +78,7 @@ impl Daemon {
             .env("NOTIFY_SOCKET", &notify_path)
             .env("RUST_LOG", "info")
             .env_remove("DSMIL_CONFIG")
+            .env_remove("FAILPOINTS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -99,10 +107,15 @@ impl Daemon {
     }
 
     /// Waits until a notify message contains `needle`; returns that message.
+    /// Fails at once if the daemon exits first.
     pub fn wait_for(&mut self, needle: &str) -> String {
         if let Some(seen) = self.notices.iter().find(|n| n.contains(needle)) {
             return seen.clone();
         }
+        // Block on the socket in slices, so that a daemon that died is
+        // noticed within one slice rather than at the deadline.
+        self.notify.set_read_timeout(Some(Duration::from_millis(250))).unwrap();
+        let deadline = std::time::Instant::now() + STARTUP;
         let mut buf = vec![0u8; 4096];
         loop {
             match self.notify.recv(&mut buf) {
@@ -113,14 +126,17 @@ impl Daemon {
                         return message;
                     }
                 }
-                Err(e) => {
-                    let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-                    panic!(
-                        "dsmild never sent {needle:?} ({e}); exit status {status:?}; notices {:?}; log:\n{}",
-                        self.notices,
-                        self.log()
-                    );
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                    if exited.is_some() || std::time::Instant::now() >= deadline {
+                        panic!(
+                            "dsmild never sent {needle:?}; exit status {exited:?}; notices {:?}; log:\n{}",
+                            self.notices,
+                            self.log()
+                        );
+                    }
                 }
+                Err(e) => panic!("reading dsmild's notifications: {e}"),
             }
         }
     }
