@@ -124,7 +124,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .await??
     };
     let (journal, blobs, runtimes) = opened;
-    let registry = Arc::new(Registry::default());
+    let (alarms, alarm_queue) = tokio::sync::mpsc::unbounded_channel();
+    let registry = Arc::new(Registry::new(alarms));
     let deployer = Arc::new(Deployer::new(
         Arc::clone(&config),
         journal.clone(),
@@ -146,6 +147,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         health: health_service,
     };
     let server = tokio::spawn(crate::serve::serve(services, unix, tcp, token.clone(), DRAIN));
+    tasks.spawn(crate::deploy::supervisor::supervise(
+        Arc::clone(&deployer),
+        alarm_queue,
+        token.clone(),
+    ));
     tracing::info!(socket = %config.listeners.unix_socket.display(), state = %state_dir.display(), "listening; restoring deployments");
 
     notifier.send("STATUS=restoring deployments");
@@ -178,6 +184,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             )
         };
         notifier.send(&format!("READY=1\nSTATUS={status}"));
+        tasks.spawn(crate::deploy::probes::run(Arc::clone(&deployer), token.clone()));
     }
 
     let served = server.await?;

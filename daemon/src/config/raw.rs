@@ -77,6 +77,10 @@ pub struct RawDeployment {
     pub warmup_iterations: u32,
     pub health_check_timeout_seconds: u64,
     pub auto_rollback_on_failure: bool,
+    pub probation_requests: u32,
+    pub probation_seconds: u64,
+    pub health_probe_interval_seconds: f64,
+    pub health_probe_failures: u32,
     pub max_model_size_mb: u64,
     pub allowed_operator_domains: Vec<String>,
 }

@@ -49,6 +49,10 @@ pub struct DeploymentConfig {
     pub warmup_iterations: u32,
     pub health_check_timeout: std::time::Duration,
     pub auto_rollback_on_failure: bool,
+    pub probation_requests: u32,
+    pub probation: std::time::Duration,
+    pub health_probe_interval: std::time::Duration,
+    pub health_probe_failures: u32,
     pub max_model_bytes: u64,
     pub allowed_operator_domains: Vec<String>,
 }
@@ -137,6 +141,17 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         "deployment.health_check_timeout_seconds must be ≥ 1".to_owned(),
     );
     check(
+        d.health_probe_interval_seconds >= 0.05,
+        format!(
+            "deployment.health_probe_interval_seconds = {} must be ≥ 0.05",
+            d.health_probe_interval_seconds
+        ),
+    );
+    check(
+        d.health_probe_failures > 0,
+        "deployment.health_probe_failures must be ≥ 1".to_owned(),
+    );
+    check(
         d.max_model_size_mb > 0,
         "deployment.max_model_size_mb must be ≥ 1".to_owned(),
     );
@@ -207,6 +222,10 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             warmup_iterations: d.warmup_iterations,
             health_check_timeout: std::time::Duration::from_secs(d.health_check_timeout_seconds),
             auto_rollback_on_failure: d.auto_rollback_on_failure,
+            probation_requests: d.probation_requests,
+            probation: std::time::Duration::from_secs(d.probation_seconds),
+            health_probe_interval: std::time::Duration::from_secs_f64(d.health_probe_interval_seconds),
+            health_probe_failures: d.health_probe_failures,
             max_model_bytes: d.max_model_size_mb.saturating_mul(1 << 20),
             allowed_operator_domains: d.allowed_operator_domains.clone(),
         },

@@ -10,10 +10,12 @@ mod admission;
 mod error;
 mod pipeline;
 mod placement;
+pub mod probes;
 mod registry;
 mod restore;
 mod rollback;
 mod state;
+pub mod supervisor;
 
 use std::sync::{Arc, Mutex};
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{ActiveModel, DeployError, DeployState, Deployer, admission, placement};
 use crate::backend::{LoadOptions, LoadedModel, Pool, Signature, Tensor};
 use crate::model::{Format, ModelError, check_operators, inspect_onnx};
+use crate::monitor::probation::Probation;
 use crate::monitor::process;
 use crate::store::{DeploymentRecord, EventRecord, NewDeployment, StagedBlob};
 use crate::topology::check_deploy_clearance;
@@ -376,9 +377,14 @@ impl StageRunner<'_, '_> {
         crate::failpoint::hit("activate");
         let mut active = updated.into_iter().next().expect("the new deployment comes first");
         active.measured_bytes = measured;
+        let probation = Probation::new(
+            deployer.config.deployment.probation_requests,
+            deployer.config.deployment.probation,
+            Duration::from_millis(deployer.config.monitoring.alert_on_latency_p99_ms),
+        );
         if let Some(old) = deployer
             .registry
-            .insert(ActiveModel::new(active.clone(), signature, pool))
+            .insert(ActiveModel::new(active.clone(), signature, pool, probation))
         {
             super::unload(old);
         }

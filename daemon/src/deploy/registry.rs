@@ -6,10 +6,12 @@
 //! old workers exit when the last request holding them is done.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::supervisor::Alarm;
 use crate::backend::{Pool, Signature};
+use crate::monitor::probation::Probation;
 use crate::monitor::{self, DeploymentLabels, ModelStats};
 use crate::store::DeploymentRecord;
 
@@ -19,10 +21,15 @@ pub struct ActiveModel {
     pub pool: Pool,
     pub stats: ModelStats,
     pub labels: DeploymentLabels,
+    pub probation: Probation,
+    /// The last health probe's result; ModelReady reports it.
+    pub healthy: AtomicBool,
+    /// Health probes failed in a row.
+    pub probe_failures: AtomicU32,
 }
 
 impl ActiveModel {
-    pub fn new(record: DeploymentRecord, signature: Signature, pool: Pool) -> ActiveModel {
+    pub fn new(record: DeploymentRecord, signature: Signature, pool: Pool, probation: Probation) -> ActiveModel {
         let labels = DeploymentLabels {
             model: record.model.clone(),
             version: record.version.to_string(),
@@ -35,6 +42,9 @@ impl ActiveModel {
             pool,
             stats: ModelStats::default(),
             labels,
+            probation,
+            healthy: AtomicBool::new(true),
+            probe_failures: AtomicU32::new(0),
         }
     }
 
@@ -48,15 +58,31 @@ impl ActiveModel {
     }
 }
 
-#[derive(Default)]
 pub struct Registry {
     models: RwLock<HashMap<String, Arc<ActiveModel>>>,
+    /// Where failed probations and probes are reported (the supervisor).
+    alarms: tokio::sync::mpsc::UnboundedSender<Alarm>,
     /// Strict readiness: true once every deployment found active at startup
     /// is loaded again.
     ready: AtomicBool,
 }
 
 impl Registry {
+    pub fn new(alarms: tokio::sync::mpsc::UnboundedSender<Alarm>) -> Registry {
+        Registry {
+            models: RwLock::default(),
+            alarms,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Reports a problem with a serving deployment to the supervisor.
+    pub fn raise(&self, alarm: Alarm) {
+        if self.alarms.send(alarm).is_err() {
+            tracing::warn!("an alarm was raised after the supervisor stopped");
+        }
+    }
+
     pub fn get(&self, model: &str) -> Option<Arc<ActiveModel>> {
         self.read().get(model).cloned()
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::{ActiveModel, DeployState, Deployer};
 use crate::backend::{LoadOptions, Pool};
+use crate::monitor::probation::Probation;
 use crate::store::{DeploymentRecord, EventRecord};
 
 #[derive(Debug, Default)]
@@ -94,7 +95,8 @@ impl Deployer {
             Ok(updated) => updated,
             Err(e) => return Err(e.to_string()),
         };
-        self.registry.insert(ActiveModel::new(record, signature, pool));
+        self.registry
+            .insert(ActiveModel::new(record, signature, pool, Probation::passed()));
         Ok(())
     }
 }

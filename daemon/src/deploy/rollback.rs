@@ -7,7 +7,7 @@
 
 use super::{DeployError, DeployState, Deployer, Progress, admission};
 use crate::model::inspect_onnx;
-use crate::store::{DeploymentRecord, NewDeployment};
+use crate::store::{DeploymentRecord, Existing, NewDeployment};
 
 /// What to roll back.
 #[derive(Debug, Clone)]
@@ -82,12 +82,40 @@ impl Deployer {
                 model: model.to_owned(),
                 serving,
             })?;
+        let restored = format!("rolled back to version {}: {reason}", previous.version);
+        tracing::warn!(model, from = serving, to = previous.version, reason, "rolling back");
+        self.relaunch(
+            model,
+            previous.version,
+            "rollback",
+            &format!("from version {serving}: {reason}"),
+            (DeployState::RolledBack, restored),
+            progress,
+        )
+    }
+
+    /// Deploys `version` of the serving `model` again, on its device, through
+    /// every stage; the serving deployment ends in `replaced`. Called with
+    /// `deploy_lock` held.
+    pub(super) fn relaunch(
+        &self,
+        model: &str,
+        version: u32,
+        kind: &'static str,
+        reason: &str,
+        replaced: (DeployState, String),
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<DeploymentRecord, DeployError> {
+        let current = self
+            .registry
+            .get(model)
+            .ok_or_else(|| DeployError::NotDeployed(model.to_owned()))?;
         let version = self
             .journal
-            .version(model, previous.version)?
+            .version(model, version)?
             .ok_or_else(|| DeployError::NoEarlierVersion {
                 model: model.to_owned(),
-                serving,
+                serving: current.record.version,
             })?;
         let bytes = self.blobs.read(&version.sha256)?;
         let info = inspect_onnx(&bytes)?;
@@ -98,7 +126,6 @@ impl Deployer {
         let wanted = device.target.expect("hosting devices have a target");
         let effective = self.runtimes.effective_target(wanted);
         let backend = self.runtimes.backend_for(effective)?;
-        let why = format!("from version {serving}: {reason}");
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),
             sha256: version.sha256.clone(),
@@ -112,13 +139,12 @@ impl Deployer {
             effective_target: effective.to_string(),
             backend: backend.name().to_owned(),
             estimated_bytes: estimate,
-            existing: Some((version.version, why.clone())),
+            existing: Some(Existing {
+                version: version.version,
+                kind,
+                reason: reason.to_owned(),
+            }),
         })?;
-        tracing::warn!(model, from = serving, to = version.version, reason, "rolling back");
-        let replaced = (
-            DeployState::RolledBack,
-            format!("rolled back to version {}: {reason}", version.version),
-        );
         self.launch(record, &bytes, &info, &*backend, replaced, progress)
     }
 }

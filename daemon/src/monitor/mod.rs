@@ -7,6 +7,7 @@
 
 mod exporter;
 mod metrics;
+pub mod probation;
 pub mod process;
 mod stats;
 

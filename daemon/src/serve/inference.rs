@@ -13,7 +13,9 @@ use super::InferError;
 use super::convert;
 use super::status::{code_label, infer_code};
 use crate::backend::DataType;
+use crate::deploy::supervisor::Alarm;
 use crate::deploy::{ActiveModel, Registry};
+use crate::monitor::probation::Verdict;
 use crate::monitor::{self, DeploymentLabels};
 
 pub const SERVER_NAME: &str = "dsmild";
@@ -149,7 +151,9 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
         let req = request.into_inner();
         Ok(Response::new(pb::ModelReadyResponse {
-            ready: self.resolve(&req.name, &req.version).is_ok(),
+            ready: self
+                .resolve(&req.name, &req.version)
+                .is_ok_and(|m| m.healthy.load(std::sync::atomic::Ordering::Acquire)),
         }))
     }
 
@@ -186,26 +190,45 @@ impl GrpcInferenceService for InferenceService {
         let started = Instant::now();
         let deadline = deadline_of(&request);
         let req = request.into_inner();
-        let model = self.resolve(&req.model_name, &req.model_version);
-        let (labels, result) = match model {
-            Ok(model) => (
-                model.labels.clone(),
-                self.infer(&model, &req, deadline)
-                    .await
-                    .inspect_err(|_| model.stats.record_failure(started.elapsed())),
-            ),
-            Err(e) => (
-                DeploymentLabels {
+        let model = match self.resolve(&req.model_name, &req.model_version) {
+            Ok(model) => model,
+            Err(e) => {
+                let labels = DeploymentLabels {
                     model: req.model_name.clone(),
                     version: String::new(),
                     device: String::new(),
                     layer: String::new(),
-                },
-                Err(e),
-            ),
+                };
+                monitor::record_request(&labels, code_label(infer_code(&e)), started.elapsed());
+                return Err(e.into());
+            }
         };
+        let result = self.infer(&model, &req, deadline).await;
+        let elapsed = started.elapsed();
         let code = result.as_ref().map_or_else(infer_code, |_| tonic::Code::Ok);
-        monitor::record_request(&labels, code_label(code), started.elapsed());
+        monitor::record_request(&model.labels, code_label(code), elapsed);
+        if result.is_err() {
+            model.stats.record_failure(elapsed);
+        }
+        if !model.probation.is_over() {
+            // Only the server's own failures count against a new version;
+            // a client's malformed request says nothing about it.
+            let server_error = match &result {
+                Err(e) if code == tonic::Code::Internal => Some(e.to_string()),
+                _ => None,
+            };
+            match model.probation.record(elapsed, server_error.as_deref()) {
+                Some(Verdict::Failed(reason)) => self.registry.raise(Alarm::ProbationFailed {
+                    model: model.record.model.clone(),
+                    deployment_id: model.record.id,
+                    reason,
+                }),
+                Some(Verdict::Passed) => {
+                    tracing::info!(model = %model.record.model, version = model.record.version, "probation passed")
+                }
+                None => {}
+            }
+        }
         result.map(Response::new).map_err(Status::from)
     }
 

@@ -76,9 +76,17 @@ pub struct NewDeployment {
     pub effective_target: String,
     pub backend: String,
     pub estimated_bytes: u64,
-    /// Some(version): re-deploy that existing version (a rollback, with its
-    /// reason) instead of recording a new one.
-    pub existing: Option<(u32, String)>,
+    /// Re-deploy an existing version (a rollback or a reload) instead of
+    /// recording a new one.
+    pub existing: Option<Existing>,
+}
+
+/// An existing version deployed again, and why.
+pub struct Existing {
+    pub version: u32,
+    /// The event kind: "rollback" or "reload".
+    pub kind: &'static str,
+    pub reason: String,
 }
 
 impl Journal {
@@ -160,7 +168,7 @@ impl Journal {
                 },
             };
             let version = match &new.existing {
-                Some((number, _)) => match versions.get(version_key(&new.model, *number))? {
+                Some(Existing { version: number, .. }) => match versions.get(version_key(&new.model, *number))? {
                     Some(v) => decode::<VersionRecord>(&v, &new.model).map_err(abort)?,
                     None => {
                         return Err(abort(StoreError::Corrupt {
@@ -213,7 +221,10 @@ impl Journal {
             deployments.insert(&id.to_be_bytes(), encode(&deployment))?;
             let seq = next_counter(meta, "next_event_seq")?;
             let (kind, detail) = match &new.existing {
-                Some((number, reason)) => ("rollback", format!("rolling back to version {number}: {reason}")),
+                Some(e) if e.kind == "rollback" => {
+                    (e.kind, format!("rolling back to version {}: {}", e.version, e.reason))
+                }
+                Some(e) => (e.kind, format!("reloading version {}: {}", e.version, e.reason)),
                 None => (
                     "deploy",
                     format!("version {} uploaded for device {}", version.version, new.device),

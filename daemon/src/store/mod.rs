@@ -11,7 +11,7 @@ mod journal;
 mod records;
 
 pub use blobs::{BlobStore, StagedBlob, Upload};
-pub use journal::{Journal, NewDeployment, SCHEMA_VERSION};
+pub use journal::{Existing, Journal, NewDeployment, SCHEMA_VERSION};
 pub use records::{DeploymentRecord, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms};
 
 use std::path::PathBuf;
