@@ -218,7 +218,9 @@ impl StageRunner<'_, '_> {
             elapsed: self.since.elapsed(),
         });
         self.since = Instant::now();
-        crate::failpoint::hit(&format!("stage-{stage}"));
+        if let Some(why) = crate::failpoint::hit(&format!("stage-{stage}")) {
+            return Err(DeployError::stage(stage, format!("injected failure {why}")));
+        }
         Ok(record)
     }
 

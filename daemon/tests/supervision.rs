@@ -1,0 +1,176 @@
+//! What the daemon does on its own after activation: probation, health
+//! probes, reloads and rollbacks. Waits are on the event log's long poll.
+#![cfg(feature = "failpoints")]
+
+mod common;
+
+use common::*;
+
+/// The defaults with `replacements` applied (each a whole `key = value` line).
+fn config(replacements: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let defaults = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
+        .arg("default-config")
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8(defaults.stdout).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{from} is not in the defaults");
+        text = text.replacen(from, to, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dsmil.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_str().unwrap().to_owned())
+}
+
+fn deploy(daemon: &Daemon, bytes: &[u8], args: &[&str]) -> serde_json::Value {
+    let file = daemon.dir.path().join(format!("m-{}.onnx", rand::random::<u32>()));
+    std::fs::write(&file, bytes).unwrap();
+    let mut all = vec!["deploy", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    daemon.ctl_json(&all)
+}
+
+/// Waits (long poll) for the first event of `kind` about `model`.
+fn wait_event(daemon: &Daemon, model: &str, kind: &str) -> serde_json::Value {
+    let got = daemon.ctl_json(&["events", "--model", model, "--kind", kind, "--wait-ms", "60000"]);
+    let event = got["events"][0].clone();
+    assert!(!event.is_null(), "no {kind} event for {model}: {}", daemon.log());
+    event
+}
+
+fn states(daemon: &Daemon, model: &str) -> Vec<(u64, String)> {
+    let d = daemon.ctl_json(&["deployments", "--model", model]);
+    d["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["version"].as_u64().unwrap(), d["state"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_version_too_slow_in_probation_is_rolled_back() {
+    let (dir, config) = config(&[
+        ("alert_on_latency_p99_ms = 2000", "alert_on_latency_p99_ms = 1"),
+        ("probation_requests = 100", "probation_requests = 10"),
+    ]);
+    let daemon = Daemon::start_in(dir, &["--config", &config]);
+    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
+    // 4 x 2048x2048 MatMul: milliseconds per request, over the 1 ms p99.
+    deploy(&daemon, &onnx::mlp(2048, 4), &["--name", "m", "--device", "20"]);
+    for _ in 0..10 {
+        daemon.ctl_json(&["infer", "m", "--random"]);
+    }
+    let rollback = wait_event(&daemon, "m", "rollback");
+    assert!(
+        rollback["detail"]
+            .as_str()
+            .unwrap()
+            .contains("probation failed: p99 latency"),
+        "{rollback}"
+    );
+    let alert = wait_event(&daemon, "m", "alert");
+    assert!(
+        alert["detail"].as_str().unwrap().starts_with("probation: p99 latency"),
+        "{alert}"
+    );
+    // The rollback event opens the rollback; its activation closes it.
+    let activated = daemon.ctl_json(&[
+        "events",
+        "--model",
+        "m",
+        "--kind",
+        "activate",
+        "--after",
+        &rollback["seq"].to_string(),
+        "--wait-ms",
+        "60000",
+    ]);
+    assert_eq!(activated["events"][0]["version"], 1);
+    assert_eq!(daemon.ctl_json(&["infer", "m", "--random"])["version"], "1");
+    assert_eq!(states(&daemon, "m")[1], (2, "RolledBack".to_owned()));
+}
+
+#[test]
+fn failing_health_probes_reload_the_version() {
+    let (dir, config) = config(&[
+        (
+            "health_probe_interval_seconds = 30.0",
+            "health_probe_interval_seconds = 0.1",
+        ),
+        ("health_probe_failures = 3", "health_probe_failures = 3"),
+    ]);
+    // The first three probes fail, then the model is healthy again.
+    let daemon = Daemon::start_with_env(dir, &["--config", &config], &[("FAILPOINTS", "probe=3*return")]);
+    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
+    let reload = wait_event(&daemon, "m", "reload");
+    assert!(
+        reload["detail"]
+            .as_str()
+            .unwrap()
+            .contains("3 health probes failed in a row"),
+        "{reload}"
+    );
+    let activated = daemon.ctl_json(&[
+        "events",
+        "--model",
+        "m",
+        "--kind",
+        "activate",
+        "--after",
+        &reload["seq"].to_string(),
+        "--wait-ms",
+        "60000",
+    ]);
+    assert_eq!(activated["events"][0]["version"], 1);
+    assert_eq!(
+        states(&daemon, "m"),
+        vec![(1, "Retired".to_owned()), (1, "Active".to_owned())]
+    );
+    let ready = daemon.ctl_json(&["infer", "m", "--random"]);
+    assert_eq!(ready["version"], "1");
+}
+
+#[test]
+fn a_reload_that_fails_rolls_back_to_the_previous_version() {
+    let (dir, config) = config(&[(
+        "health_probe_interval_seconds = 30.0",
+        "health_probe_interval_seconds = 0.1",
+    )]);
+    // Deploys 1 and 2 warm up fine; the reload's warmup (the third) fails.
+    let failpoints = "probe=3*return;stage-WarmingUp=2*off->1*return(reload)->off";
+    let daemon = Daemon::start_with_env(dir, &["--config", &config], &[("FAILPOINTS", failpoints)]);
+    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
+    deploy(&daemon, &onnx::mlp(8, 2), &["--name", "m", "--device", "20"]);
+    let rollback = wait_event(&daemon, "m", "rollback");
+    assert!(
+        rollback["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reload after failed health probes failed"),
+        "{rollback}"
+    );
+    let activated = daemon.ctl_json(&[
+        "events",
+        "--model",
+        "m",
+        "--kind",
+        "activate",
+        "--after",
+        &rollback["seq"].to_string(),
+        "--wait-ms",
+        "60000",
+    ]);
+    assert_eq!(activated["events"][0]["version"], 1);
+    let s = states(&daemon, "m");
+    assert_eq!(
+        s,
+        vec![
+            (1, "Retired".into()),
+            (2, "RolledBack".into()),
+            (2, "Failed".into()),
+            (1, "Active".into())
+        ]
+    );
+}
