@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 
 def main() -> None:
@@ -25,6 +26,7 @@ def main() -> None:
     notify.bind(path)
     notify.settimeout(120)
     log = open(os.path.join(run, "dsmild.log"), "ab")
+    started = time.monotonic()
     proc = subprocess.Popen(
         [exe, "--state-dir", os.path.join(run, "state"), "--cache-dir", os.path.join(run, "cache"),
          "--socket", os.path.join(run, "dsmild.sock"), *extra],
@@ -39,7 +41,8 @@ def main() -> None:
         except socket.timeout:
             sys.exit(f"dsmild did not become ready; see {run}/dsmild.log")
         if "READY=1" in message:
-            print(f"dsmild running (pid {proc.pid}); log: {run}/dsmild.log")
+            elapsed = time.monotonic() - started
+            print(f"dsmild running (pid {proc.pid}), ready in {elapsed * 1000:.0f} ms; log: {run}/dsmild.log")
             return
         if proc.poll() is not None:
             sys.exit(f"dsmild exited with {proc.returncode}; see {run}/dsmild.log")
