@@ -143,13 +143,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .await;
     let services = Services {
         inference: InferenceService::new(Arc::clone(&registry)),
-        control: ControlService::new(Arc::clone(&deployer), info),
+        control: ControlService::new(Arc::clone(&deployer), info, health.clone()),
         health: health_service,
     };
     let server = tokio::spawn(crate::serve::serve(services, unix, tcp, token.clone(), DRAIN));
     tasks.spawn(crate::deploy::supervisor::supervise(
         Arc::clone(&deployer),
         alarm_queue,
+        token.clone(),
+    ));
+    tasks.spawn(crate::serve::health::sync(
+        Arc::clone(&registry),
+        health.clone(),
         token.clone(),
     ));
     tracing::info!(socket = %config.listeners.unix_socket.display(), state = %state_dir.display(), "listening; restoring deployments");

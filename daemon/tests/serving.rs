@@ -170,7 +170,24 @@ async fn a_second_deploy_makes_version_2_and_undeploy_stops_serving() {
         (Some("digits"), Some(2))
     );
 
+    let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: "digits".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    use tonic_health::pb::health_check_response::ServingStatus;
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
     daemon.ctl_json(&["undeploy", "digits"]);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32
+    );
     let gone = client
         .model_infer(raw_request("digits", "", &[0.0; 64], 1))
         .await

@@ -92,6 +92,52 @@ fn a_version_too_slow_in_probation_is_rolled_back() {
     assert_eq!(states(&daemon, "m")[1], (2, "RolledBack".to_owned()));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_health_and_model_ready_follow_the_probes() {
+    use dsmil_proto::inference::ModelReadyRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    // Every probe fails, and never often enough to trigger a reload.
+    let (dir, config) = config(&[
+        (
+            "health_probe_interval_seconds = 30.0",
+            "health_probe_interval_seconds = 0.1",
+        ),
+        ("health_probe_failures = 3", "health_probe_failures = 1000000"),
+    ]);
+    let daemon = Daemon::start_with_env(dir, &["--config", &config], &[("FAILPOINTS", "probe=return")]);
+    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest { service: "m".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    // Serving at first (if the first probe has not run yet), then not.
+    loop {
+        let status = tokio::time::timeout(std::time::Duration::from_secs(60), watch.message())
+            .await
+            .unwrap_or_else(|_| panic!("no NOT_SERVING within a minute; log:\n{}", daemon.log()))
+            .unwrap()
+            .expect("the watch stream stays open");
+        if status.status == ServingStatus::NotServing as i32 {
+            break;
+        }
+        assert_eq!(status.status, ServingStatus::Serving as i32);
+    }
+    let mut inference = daemon.inference().await;
+    let ready = inference
+        .model_ready(ModelReadyRequest {
+            name: "m".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ready.ready, "ModelReady reports the failing probes");
+    // Still deployed and answering: a probe failure alone does not unload.
+    assert_eq!(daemon.ctl_json(&["infer", "m", "--random"])["version"], "1");
+}
+
 #[test]
 fn failing_health_probes_reload_the_version() {
     let (dir, config) = config(&[

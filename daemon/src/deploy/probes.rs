@@ -41,13 +41,14 @@ fn probe(deployer: &Deployer, model: &ActiveModel) {
             .map_err(|e| e.to_string())
             .and_then(|outcome| check_outputs(&model.signature, &outcome.outputs)),
     };
+    let was_healthy = model.healthy.load(Ordering::Acquire);
+    if was_healthy != result.is_ok() {
+        model.healthy.store(result.is_ok(), Ordering::Release);
+        deployer.registry().health_changed();
+    }
     match result {
-        Ok(()) => {
-            model.probe_failures.store(0, Ordering::Relaxed);
-            model.healthy.store(true, Ordering::Release);
-        }
+        Ok(()) => model.probe_failures.store(0, Ordering::Relaxed),
         Err(reason) => {
-            model.healthy.store(false, Ordering::Release);
             let failures = model.probe_failures.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(model = %model.record.model, version = model.record.version, failures, reason, "health probe failed");
             if failures == deployer.config().deployment.health_probe_failures {

@@ -62,6 +62,8 @@ pub struct Registry {
     models: RwLock<HashMap<String, Arc<ActiveModel>>>,
     /// Where failed probations and probes are reported (the supervisor).
     alarms: tokio::sync::mpsc::UnboundedSender<Alarm>,
+    /// Woken whenever what serves, or its health, changes.
+    changed: tokio::sync::Notify,
     /// Strict readiness: true once every deployment found active at startup
     /// is loaded again.
     ready: AtomicBool,
@@ -72,6 +74,7 @@ impl Registry {
         Registry {
             models: RwLock::default(),
             alarms,
+            changed: tokio::sync::Notify::new(),
             ready: AtomicBool::new(false),
         }
     }
@@ -92,6 +95,8 @@ impl Registry {
         let mut models = self.write();
         let previous = models.insert(model.record.model.clone(), Arc::new(model));
         monitor::set_models_loaded(models.len());
+        drop(models);
+        self.changed.notify_one();
         previous
     }
 
@@ -99,6 +104,8 @@ impl Registry {
         let mut models = self.write();
         let removed = models.remove(model);
         monitor::set_models_loaded(models.len());
+        drop(models);
+        self.changed.notify_one();
         removed
     }
 
@@ -112,6 +119,16 @@ impl Registry {
     /// The entry serving on `device`, if any.
     pub fn on_device(&self, device: u32) -> Option<Arc<ActiveModel>> {
         self.read().values().find(|m| m.record.device == device).cloned()
+    }
+
+    /// Says that a deployment's health changed.
+    pub fn health_changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Completes after the next change (or at once, if one is pending).
+    pub async fn wait_changed(&self) {
+        self.changed.notified().await;
     }
 
     pub fn is_ready(&self) -> bool {

@@ -28,14 +28,21 @@ pub struct ControlService {
     deployer: Arc<Deployer>,
     info: Arc<ServerInfo>,
     started: Instant,
+    /// Per-model grpc.health status, set before a deploy or undeploy answers.
+    health: tonic_health::server::HealthReporter,
 }
 
 impl ControlService {
-    pub fn new(deployer: Arc<Deployer>, info: ServerInfo) -> ControlService {
+    pub fn new(
+        deployer: Arc<Deployer>,
+        info: ServerInfo,
+        health: tonic_health::server::HealthReporter,
+    ) -> ControlService {
         ControlService {
             deployer,
             info: Arc::new(info),
             started: Instant::now(),
+            health,
         }
     }
 }
@@ -94,7 +101,7 @@ impl Control for ControlService {
             note: spec.note,
         };
 
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (tx, mut from_pipeline) = tokio::sync::mpsc::channel(16);
         let deployer = Arc::clone(&self.deployer);
         tokio::task::spawn_blocking(move || {
             let mut report = |p: Progress| {
@@ -124,6 +131,27 @@ impl Control for ControlService {
             };
             let _ = tx.blocking_send(last);
         });
+        // Forward the pipeline's progress; before the final message, mark the
+        // model SERVING in grpc.health so the caller can watch it at once.
+        let (to_client, rx) = tokio::sync::mpsc::channel(16);
+        let health = self.health.clone();
+        tokio::spawn(async move {
+            while let Some(message) = from_pipeline.recv().await {
+                if let Ok(pb::DeployProgress {
+                    done: true,
+                    deployment: Some(d),
+                    ..
+                }) = &message
+                {
+                    health
+                        .set_service_status(&d.model, tonic_health::ServingStatus::Serving)
+                        .await;
+                }
+                if to_client.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(stream) as ProgressStream))
     }
@@ -131,7 +159,11 @@ impl Control for ControlService {
     async fn undeploy(&self, request: Request<pb::UndeployRequest>) -> Result<Response<pb::UndeployResponse>, Status> {
         let model = request.into_inner().model;
         let deployer = Arc::clone(&self.deployer);
-        let retired = blocking(move || deployer.undeploy(&model).map_err(Status::from)).await?;
+        let name = model.clone();
+        let retired = blocking(move || deployer.undeploy(&name).map_err(Status::from)).await?;
+        self.health
+            .set_service_status(&model, tonic_health::ServingStatus::NotServing)
+            .await;
         Ok(Response::new(pb::UndeployResponse {
             retired: retired.iter().map(convert::deployment).collect(),
         }))

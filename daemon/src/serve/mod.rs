@@ -8,6 +8,7 @@
 mod control;
 mod convert;
 mod error;
+pub mod health;
 mod inference;
 pub mod socket;
 pub mod status;
