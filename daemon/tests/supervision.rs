@@ -184,11 +184,16 @@ fn a_reload_that_fails_rolls_back_to_the_previous_version() {
         "health_probe_interval_seconds = 30.0",
         "health_probe_interval_seconds = 0.1",
     )]);
-    // Deploys 1 and 2 warm up fine; the reload's warmup (the third) fails.
-    let failpoints = "probe=3*return;stage-WarmingUp=2*off->1*return(reload)->off";
-    let daemon = Daemon::start_with_env(dir, &["--config", &config], &[("FAILPOINTS", failpoints)]);
+    // Versions 1 and 2 first, with no fault injected...
+    let daemon = Daemon::start_in(dir, &["--config", &config]);
     deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
     deploy(&daemon, &onnx::mlp(8, 2), &["--name", "m", "--device", "20"]);
+    let dir = daemon.stop();
+    // ...then a restart in which version 2 (restored without going through
+    // the stages) fails three probes, and the reload's warmup (this
+    // process's first) fails; the rollback's warmup passes.
+    let failpoints = "probe=3*return;stage-WarmingUp=1*return(reload)->off";
+    let daemon = Daemon::start_with_env(dir, &["--config", &config], &[("FAILPOINTS", failpoints)]);
     let rollback = wait_event(&daemon, "m", "rollback");
     assert!(
         rollback["detail"]

@@ -367,29 +367,42 @@ impl StageRunner<'_, '_> {
             },
             ..EventRecord::default()
         };
-        let updated = match deployer.journal.apply(&changes, Some(event)) {
-            Ok(updated) => updated,
-            Err(e) => {
-                let e = DeployError::from(e);
-                self.fail(&e);
-                pool.close_and_join();
-                return Err(e);
-            }
-        };
-        crate::failpoint::hit("activate");
-        let mut active = updated.into_iter().next().expect("the new deployment comes first");
-        active.measured_bytes = measured;
+        // Serve first, then commit. Whoever sees the activate event (in the
+        // journal) can rely on the new version serving; a crash in between
+        // restarts on what the journal says, the previous version.
+        let mut serving = record.clone();
+        serving.state = DeployState::Active;
+        serving.measured_bytes = measured;
         let probation = Probation::new(
             deployer.config.deployment.probation_requests,
             deployer.config.deployment.probation,
             Duration::from_millis(deployer.config.monitoring.alert_on_latency_p99_ms),
         );
-        if let Some(old) = deployer
+        let displaced = deployer
             .registry
-            .insert(ActiveModel::new(active.clone(), signature, pool, probation))
-        {
+            .insert(ActiveModel::new(serving, signature, pool, probation));
+        let updated = match deployer.journal.apply(&changes, Some(event)) {
+            Ok(updated) => updated,
+            Err(e) => {
+                // Put back what served: the new version never counted as active.
+                let ours = match displaced {
+                    Some(previous) => deployer.registry.put_back(previous),
+                    None => deployer.registry.remove(&record.model),
+                };
+                if let Some(ours) = ours {
+                    super::unload(ours);
+                }
+                let e = DeployError::from(e);
+                self.fail(&e);
+                return Err(e);
+            }
+        };
+        crate::failpoint::hit("activate");
+        if let Some(old) = displaced {
             super::unload(old);
         }
+        let mut active = updated.into_iter().next().expect("the new deployment comes first");
+        active.measured_bytes = measured;
         (self.progress)(Progress {
             deployment_id: active.id,
             stage: DeployState::Active,

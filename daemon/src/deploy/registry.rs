@@ -100,6 +100,15 @@ impl Registry {
         previous
     }
 
+    /// Re-installs an entry that `insert` displaced; returns the one it displaces.
+    pub fn put_back(&self, model: Arc<ActiveModel>) -> Option<Arc<ActiveModel>> {
+        let mut models = self.write();
+        let displaced = models.insert(model.record.model.clone(), model);
+        drop(models);
+        self.changed.notify_one();
+        displaced
+    }
+
     pub fn remove(&self, model: &str) -> Option<Arc<ActiveModel>> {
         let mut models = self.write();
         let removed = models.remove(model);

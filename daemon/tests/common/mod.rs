@@ -136,6 +136,7 @@ impl Daemon {
                         );
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => panic!("reading dsmild's notifications: {e}"),
             }
         }
