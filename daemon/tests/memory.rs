@@ -7,29 +7,7 @@ use common::*;
 
 /// dsmild's default config with layer 2's budget (4 GB) replaced.
 fn with_layer2_budget(gb: &str) -> (tempfile::TempDir, String) {
-    let defaults = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
-        .arg("default-config")
-        .output()
-        .unwrap();
-    let text = String::from_utf8(defaults.stdout).unwrap();
-    let text = text.replacen("memory_budget_gb = 4\n", &format!("memory_budget_gb = {gb}\n"), 1);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dsmil.toml");
-    std::fs::write(&path, text).unwrap();
-    (dir, path.to_str().unwrap().to_owned())
-}
-
-fn deploy(daemon: &Daemon, bytes: &[u8], args: &[&str]) -> Result<serde_json::Value, String> {
-    let file = daemon.dir.path().join(format!("m-{}.onnx", rand::random::<u32>()));
-    std::fs::write(&file, bytes).unwrap();
-    let mut all = vec!["--json", "deploy", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let out = daemon.ctl(&all);
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    config_with(&[("memory_budget_gb = 4\n", &format!("memory_budget_gb = {gb}\n"))])
 }
 
 #[test]
@@ -37,11 +15,15 @@ fn a_deploy_over_budget_is_refused_with_the_layer_need_use_and_budget() {
     // 0.01 GB = 10.2 MiB for layer 2.
     let (dir, config) = with_layer2_budget("0.01");
     let daemon = Daemon::start_in(dir, &["--config", &config]);
-    let first = deploy(&daemon, &onnx::mlp(256, 2), &["--name", "small", "--device", "0"]).unwrap();
+    let first = daemon
+        .try_deploy(&onnx::mlp(256, 2), &["--name", "small", "--device", "0"])
+        .unwrap();
     let used = first["measured_bytes"].as_u64().unwrap();
 
     // 2 x 1024 x 1024 floats = 8 MiB of weights: with what is in use, too much.
-    let err = deploy(&daemon, &onnx::mlp(1024, 2), &["--name", "big", "--device", "1"]).unwrap_err();
+    let err = daemon
+        .try_deploy(&onnx::mlp(1024, 2), &["--name", "big", "--device", "1"])
+        .unwrap_err();
     assert!(err.contains("ResourceExhausted"), "{err}");
     assert!(
         err.contains("layer 2 (TRAINING) cannot take this deployment: it needs "),
@@ -75,35 +57,41 @@ fn a_deploy_over_budget_is_refused_with_the_layer_need_use_and_budget() {
     let events = daemon.ctl_json(&["events", "--model", "big"]);
     assert_eq!(events["events"][0]["kind"], "refuse");
     // It fits a layer with room.
-    deploy(&daemon, &onnx::mlp(1024, 2), &["--name", "big", "--layer", "3"]).unwrap();
+    daemon
+        .try_deploy(&onnx::mlp(1024, 2), &["--name", "big", "--layer", "3"])
+        .unwrap();
 }
 
 #[test]
 fn without_a_device_or_layer_the_lowest_allowed_layer_with_room_is_chosen() {
     let (dir, config) = with_layer2_budget("0.01");
     let daemon = Daemon::start_in(dir, &["--config", &config]);
-    let a = deploy(&daemon, &onnx::mlp(64, 1), &["--name", "a"]).unwrap();
+    let a = daemon.try_deploy(&onnx::mlp(64, 1), &["--name", "a"]).unwrap();
     assert_eq!((a["layer"].as_u64(), a["device"].as_u64()), (Some(2), Some(0)));
-    let b = deploy(&daemon, &onnx::mlp(64, 1), &["--name", "b"]).unwrap();
+    let b = daemon.try_deploy(&onnx::mlp(64, 1), &["--name", "b"]).unwrap();
     assert_eq!(
         (b["layer"].as_u64(), b["device"].as_u64()),
         (Some(2), Some(1)),
         "next free device"
     );
     // Too big for layer 2's budget: layer 3.
-    let c = deploy(&daemon, &onnx::mlp(1024, 2), &["--name", "c"]).unwrap();
+    let c = daemon.try_deploy(&onnx::mlp(1024, 2), &["--name", "c"]).unwrap();
     assert_eq!((c["layer"].as_u64(), c["device"].as_u64()), (Some(3), Some(15)));
     // The classification sets the floor.
-    let d = deploy(&daemon, &onnx::mlp(64, 1), &["--name", "d", "--classification", "5"]).unwrap();
+    let d = daemon
+        .try_deploy(&onnx::mlp(64, 1), &["--name", "d", "--classification", "5"])
+        .unwrap();
     assert_eq!(
         (d["layer"].as_u64(), d["device"].as_u64(), d["classification"].as_u64()),
         (Some(5), Some(31), Some(5))
     );
     // A new version stays where the model is.
-    let a2 = deploy(&daemon, &onnx::mlp(64, 1), &["--name", "a"]).unwrap();
+    let a2 = daemon.try_deploy(&onnx::mlp(64, 1), &["--name", "a"]).unwrap();
     assert_eq!((a2["version"].as_u64(), a2["device"].as_u64()), (Some(2), Some(0)));
     // --layer picks a free device in that layer.
-    let e = deploy(&daemon, &onnx::mlp(64, 1), &["--name", "e", "--layer", "3"]).unwrap();
+    let e = daemon
+        .try_deploy(&onnx::mlp(64, 1), &["--name", "e", "--layer", "3"])
+        .unwrap();
     assert_eq!(e["device"], 16);
     let layers = daemon.ctl_json(&["layers"]);
     assert_eq!(layers["layers"][1]["active_deployments"], 2);
@@ -115,8 +103,12 @@ fn a_model_larger_once_loaded_than_estimated_is_unloaded_and_the_previous_versio
     // 0.03 GB = 30.7 MiB; the model's activation is 64 MiB once it runs.
     let (dir, config) = with_layer2_budget("0.03");
     let daemon = Daemon::start_in(dir, &["--config", &config]);
-    deploy(&daemon, &onnx::mlp(16, 1), &["--name", "m", "--device", "3"]).unwrap();
-    let err = deploy(&daemon, &onnx::big_activation(4096), &["--name", "m", "--device", "3"]).unwrap_err();
+    daemon
+        .try_deploy(&onnx::mlp(16, 1), &["--name", "m", "--device", "3"])
+        .unwrap();
+    let err = daemon
+        .try_deploy(&onnx::big_activation(4096), &["--name", "m", "--device", "3"])
+        .unwrap_err();
     assert!(err.contains("ResourceExhausted"), "{err}");
     assert!(
         err.contains("layer 2 (TRAINING) cannot take this deployment") && err.contains("(measured after loading)"),
@@ -135,7 +127,9 @@ fn undeploy_gives_the_memory_back() {
     let daemon = Daemon::start();
     let before = daemon.ctl_json(&["status"])["rss_bytes"].as_u64().unwrap();
     // 4 x 2048 x 2048 floats: 64 MiB of weights.
-    let deployed = deploy(&daemon, &onnx::mlp(2048, 4), &["--name", "big", "--layer", "7"]).unwrap();
+    let deployed = daemon
+        .try_deploy(&onnx::mlp(2048, 4), &["--name", "big", "--layer", "7"])
+        .unwrap();
     let measured = deployed["measured_bytes"].as_u64().unwrap();
     assert!(measured > 48 << 20, "measured {measured}");
     let loaded = daemon.ctl_json(&["status"])["rss_bytes"].as_u64().unwrap();

@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use dsmil_proto::control::{DeployRequest, DeploySpec, deploy_request::Part};
 use dsmil_proto::inference as pb;
-use dsmil_proto::inference::model_infer_request::InferInputTensor;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 
@@ -149,17 +148,7 @@ async fn bad_requests_name_the_tensor_and_what_was_expected() {
     let daemon = Daemon::start();
     daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"]);
     let mut client = daemon.inference().await;
-    let good = || pb::ModelInferRequest {
-        model_name: "digits".into(),
-        inputs: vec![InferInputTensor {
-            name: "pixels".into(),
-            datatype: "FP32".into(),
-            shape: vec![2, 64],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![f32_bytes(&[1.0; 128])],
-        ..Default::default()
-    };
+    let good = || digits_request(2, 1.0);
     client.model_infer(good()).await.unwrap();
 
     type Mutation = Box<dyn Fn(&mut pb::ModelInferRequest)>;

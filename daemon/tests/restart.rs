@@ -4,20 +4,9 @@ mod common;
 
 use common::*;
 use dsmil_proto::inference as pb;
-use dsmil_proto::inference::model_infer_request::InferInputTensor;
 
 fn request() -> pb::ModelInferRequest {
-    pb::ModelInferRequest {
-        model_name: "digits".into(),
-        inputs: vec![InferInputTensor {
-            name: "pixels".into(),
-            datatype: "FP32".into(),
-            shape: vec![1, 64],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![f32_bytes(&[3.0; 64])],
-        ..Default::default()
-    }
+    digits_request(1, 3.0)
 }
 
 /// The deployment list minus the measured footprints, which a restore

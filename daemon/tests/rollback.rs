@@ -4,14 +4,6 @@ mod common;
 
 use common::*;
 
-fn deploy(daemon: &Daemon, bytes: &[u8], args: &[&str]) -> serde_json::Value {
-    let file = daemon.dir.path().join(format!("m-{}.onnx", rand::random::<u32>()));
-    std::fs::write(&file, bytes).unwrap();
-    let mut all = vec!["deploy", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    daemon.ctl_json(&all)
-}
-
 fn serving(daemon: &Daemon, model: &str) -> String {
     daemon.ctl_json(&["infer", model, "--random"])["version"]
         .as_str()
@@ -22,8 +14,8 @@ fn serving(daemon: &Daemon, model: &str) -> String {
 #[test]
 fn rollback_by_model_restores_the_previous_version_through_the_pipeline() {
     let daemon = Daemon::start();
-    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "10"]);
-    deploy(&daemon, &onnx::mlp(8, 2), &["--name", "m", "--device", "10"]);
+    daemon.deploy(&onnx::mlp(8, 1), &["--name", "m", "--device", "10"]);
+    daemon.deploy(&onnx::mlp(8, 2), &["--name", "m", "--device", "10"]);
     assert_eq!(serving(&daemon, "m"), "2");
 
     let r = daemon.ctl_json(&["rollback", "--model", "m", "--reason", "bad answers"]);
@@ -70,15 +62,15 @@ fn rollback_by_model_restores_the_previous_version_through_the_pipeline() {
         "{err}"
     );
     // A rollback creates no version: the next deploy is version 3.
-    assert_eq!(deploy(&daemon, &onnx::mlp(8, 3), &["--name", "m"])["version"], 3);
+    assert_eq!(daemon.deploy(&onnx::mlp(8, 3), &["--name", "m"])["version"], 3);
 }
 
 #[test]
 fn rollback_by_device_and_by_layer_touch_only_what_they_name() {
     let daemon = Daemon::start();
     for (name, device) in [("a", "15"), ("b", "16"), ("c", "23")] {
-        deploy(&daemon, &onnx::mlp(8, 1), &["--name", name, "--device", device]);
-        deploy(&daemon, &onnx::mlp(8, 2), &["--name", name, "--device", device]);
+        daemon.deploy(&onnx::mlp(8, 1), &["--name", name, "--device", device]);
+        daemon.deploy(&onnx::mlp(8, 2), &["--name", name, "--device", device]);
     }
     daemon.ctl_json(&["rollback", "--device", "16"]);
     assert_eq!(
@@ -86,7 +78,7 @@ fn rollback_by_device_and_by_layer_touch_only_what_they_name() {
         ("2".into(), "1".into(), "2".into())
     );
 
-    deploy(&daemon, &onnx::mlp(8, 3), &["--name", "b", "--device", "16"]);
+    daemon.deploy(&onnx::mlp(8, 3), &["--name", "b", "--device", "16"]);
     let r = daemon.ctl_json(&["rollback", "--layer", "3"]);
     let mut back: Vec<(String, u64)> = r["restored"]
         .as_array()
@@ -120,7 +112,7 @@ fn events_wait_for_the_next_one() {
         );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     });
-    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "w"]);
+    daemon.deploy(&onnx::mlp(8, 1), &["--name", "w"]);
     let got = waiter.join().unwrap();
     assert_eq!(got["events"][0]["kind"], "activate");
     assert_eq!(got["events"][0]["model"], "w");

@@ -6,39 +6,6 @@ mod common;
 
 use common::*;
 
-/// The defaults with `replacements` applied (each a whole `key = value` line).
-fn config(replacements: &[(&str, &str)]) -> (tempfile::TempDir, String) {
-    let defaults = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
-        .arg("default-config")
-        .output()
-        .unwrap();
-    let mut text = String::from_utf8(defaults.stdout).unwrap();
-    for (from, to) in replacements {
-        assert!(text.contains(from), "{from} is not in the defaults");
-        text = text.replacen(from, to, 1);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dsmil.toml");
-    std::fs::write(&path, text).unwrap();
-    (dir, path.to_str().unwrap().to_owned())
-}
-
-fn deploy(daemon: &Daemon, bytes: &[u8], args: &[&str]) -> serde_json::Value {
-    let file = daemon.dir.path().join(format!("m-{}.onnx", rand::random::<u32>()));
-    std::fs::write(&file, bytes).unwrap();
-    let mut all = vec!["deploy", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    daemon.ctl_json(&all)
-}
-
-/// Waits (long poll) for the first event of `kind` about `model`.
-fn wait_event(daemon: &Daemon, model: &str, kind: &str) -> serde_json::Value {
-    let got = daemon.ctl_json(&["events", "--model", model, "--kind", kind, "--wait-ms", "60000"]);
-    let event = got["events"][0].clone();
-    assert!(!event.is_null(), "no {kind} event for {model}: {}", daemon.log());
-    event
-}
-
 fn states(daemon: &Daemon, model: &str) -> Vec<(u64, String)> {
     let d = daemon.ctl_json(&["deployments", "--model", model]);
     d["deployments"]
@@ -51,18 +18,18 @@ fn states(daemon: &Daemon, model: &str) -> Vec<(u64, String)> {
 
 #[test]
 fn a_version_too_slow_in_probation_is_rolled_back() {
-    let (dir, config) = config(&[
+    let (dir, config) = config_with(&[
         ("alert_on_latency_p99_ms = 2000", "alert_on_latency_p99_ms = 1"),
         ("probation_requests = 100", "probation_requests = 10"),
     ]);
     let daemon = Daemon::start_in(dir, &["--config", &config]);
-    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
+    daemon.deploy(&onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
     // 4 x 2048x2048 MatMul: milliseconds per request, over the 1 ms p99.
-    deploy(&daemon, &onnx::mlp(2048, 4), &["--name", "m", "--device", "20"]);
+    daemon.deploy(&onnx::mlp(2048, 4), &["--name", "m", "--device", "20"]);
     for _ in 0..10 {
         daemon.ctl_json(&["infer", "m", "--random"]);
     }
-    let rollback = wait_event(&daemon, "m", "rollback");
+    let rollback = daemon.wait_event("m", "rollback", 0);
     assert!(
         rollback["detail"]
             .as_str()
@@ -70,24 +37,14 @@ fn a_version_too_slow_in_probation_is_rolled_back() {
             .contains("probation failed: p99 latency"),
         "{rollback}"
     );
-    let alert = wait_event(&daemon, "m", "alert");
+    let alert = daemon.wait_event("m", "alert", 0);
     assert!(
         alert["detail"].as_str().unwrap().starts_with("probation: p99 latency"),
         "{alert}"
     );
     // The rollback event opens the rollback; its activation closes it.
-    let activated = daemon.ctl_json(&[
-        "events",
-        "--model",
-        "m",
-        "--kind",
-        "activate",
-        "--after",
-        &rollback["seq"].to_string(),
-        "--wait-ms",
-        "60000",
-    ]);
-    assert_eq!(activated["events"][0]["version"], 1);
+    let activated = daemon.wait_event("m", "activate", rollback["seq"].as_u64().unwrap());
+    assert_eq!(activated["version"], 1);
     assert_eq!(daemon.ctl_json(&["infer", "m", "--random"])["version"], "1");
     assert_eq!(states(&daemon, "m")[1], (2, "RolledBack".to_owned()));
 }
@@ -97,7 +54,7 @@ async fn grpc_health_and_model_ready_follow_the_probes() {
     use dsmil_proto::inference::ModelReadyRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     // Every probe fails, and never often enough to trigger a reload.
-    let (dir, config) = config(&[
+    let (dir, config) = config_with(&[
         (
             "health_probe_interval_seconds = 30.0",
             "health_probe_interval_seconds = 0.1",
@@ -105,7 +62,7 @@ async fn grpc_health_and_model_ready_follow_the_probes() {
         ("health_probe_failures = 3", "health_probe_failures = 1000000"),
     ]);
     let daemon = Daemon::start_with_env(dir, &["--config", &config], &[("FAILPOINTS", "probe=return")]);
-    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
+    daemon.deploy(&onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
     let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
     let mut watch = health
         .watch(tonic_health::pb::HealthCheckRequest { service: "m".into() })
@@ -140,7 +97,7 @@ async fn grpc_health_and_model_ready_follow_the_probes() {
 
 #[test]
 fn failing_health_probes_reload_the_version() {
-    let (dir, config) = config(&[
+    let (dir, config) = config_with(&[
         (
             "health_probe_interval_seconds = 30.0",
             "health_probe_interval_seconds = 0.1",
@@ -149,8 +106,8 @@ fn failing_health_probes_reload_the_version() {
     ]);
     // The first three probes fail, then the model is healthy again.
     let daemon = Daemon::start_with_env(dir, &["--config", &config], &[("FAILPOINTS", "probe=3*return")]);
-    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
-    let reload = wait_event(&daemon, "m", "reload");
+    daemon.deploy(&onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
+    let reload = daemon.wait_event("m", "reload", 0);
     assert!(
         reload["detail"]
             .as_str()
@@ -158,18 +115,8 @@ fn failing_health_probes_reload_the_version() {
             .contains("3 health probes failed in a row"),
         "{reload}"
     );
-    let activated = daemon.ctl_json(&[
-        "events",
-        "--model",
-        "m",
-        "--kind",
-        "activate",
-        "--after",
-        &reload["seq"].to_string(),
-        "--wait-ms",
-        "60000",
-    ]);
-    assert_eq!(activated["events"][0]["version"], 1);
+    let activated = daemon.wait_event("m", "activate", reload["seq"].as_u64().unwrap());
+    assert_eq!(activated["version"], 1);
     assert_eq!(
         states(&daemon, "m"),
         vec![(1, "Retired".to_owned()), (1, "Active".to_owned())]
@@ -180,21 +127,21 @@ fn failing_health_probes_reload_the_version() {
 
 #[test]
 fn a_reload_that_fails_rolls_back_to_the_previous_version() {
-    let (dir, config) = config(&[(
+    let (dir, config) = config_with(&[(
         "health_probe_interval_seconds = 30.0",
         "health_probe_interval_seconds = 0.1",
     )]);
     // Versions 1 and 2 first, with no fault injected...
     let daemon = Daemon::start_in(dir, &["--config", &config]);
-    deploy(&daemon, &onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
-    deploy(&daemon, &onnx::mlp(8, 2), &["--name", "m", "--device", "20"]);
+    daemon.deploy(&onnx::mlp(8, 1), &["--name", "m", "--device", "20"]);
+    daemon.deploy(&onnx::mlp(8, 2), &["--name", "m", "--device", "20"]);
     let dir = daemon.stop();
     // ...then a restart in which version 2 (restored without going through
     // the stages) fails three probes, and the reload's warmup (this
     // process's first) fails; the rollback's warmup passes.
     let failpoints = "probe=3*return;stage-WarmingUp=1*return(reload)->off";
     let daemon = Daemon::start_with_env(dir, &["--config", &config], &[("FAILPOINTS", failpoints)]);
-    let rollback = wait_event(&daemon, "m", "rollback");
+    let rollback = daemon.wait_event("m", "rollback", 0);
     assert!(
         rollback["detail"]
             .as_str()
@@ -202,18 +149,8 @@ fn a_reload_that_fails_rolls_back_to_the_previous_version() {
             .contains("reload after failed health probes failed"),
         "{rollback}"
     );
-    let activated = daemon.ctl_json(&[
-        "events",
-        "--model",
-        "m",
-        "--kind",
-        "activate",
-        "--after",
-        &rollback["seq"].to_string(),
-        "--wait-ms",
-        "60000",
-    ]);
-    assert_eq!(activated["events"][0]["version"], 1);
+    let activated = daemon.wait_event("m", "activate", rollback["seq"].as_u64().unwrap());
+    assert_eq!(activated["version"], 1);
     let s = states(&daemon, "m");
     assert_eq!(
         s,

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
-use dsmil_proto::inference as pb;
-use dsmil_proto::inference::model_infer_request::InferInputTensor;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_requests_fail_during_a_version_switch() {
@@ -20,17 +18,7 @@ async fn zero_requests_fail_during_a_version_switch() {
         let mut client = daemon.inference().await;
         let switched = Arc::clone(&switched);
         clients.push(tokio::spawn(async move {
-            let request = pb::ModelInferRequest {
-                model_name: "digits".into(),
-                inputs: vec![InferInputTensor {
-                    name: "pixels".into(),
-                    datatype: "FP32".into(),
-                    shape: vec![1, 64],
-                    ..Default::default()
-                }],
-                raw_input_contents: vec![f32_bytes(&[4.0; 64])],
-                ..Default::default()
-            };
+            let request = digits_request(1, 4.0);
             let (mut versions, mut failures, mut after_switch) = (Vec::new(), Vec::new(), 0);
             // Bounded: at most 20,000 requests per client.
             for _ in 0..20_000 {

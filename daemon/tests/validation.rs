@@ -8,12 +8,10 @@ use common::*;
 
 /// Deploys `bytes` through dsmilctl; returns (success, stderr).
 fn deploy(daemon: &Daemon, bytes: &[u8], args: &[&str]) -> (bool, String) {
-    let file = daemon.dir.path().join(format!("upload-{}.onnx", rand::random::<u32>()));
-    std::fs::write(&file, bytes).unwrap();
-    let mut all = vec!["deploy", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let out = daemon.ctl(&all);
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    match daemon.try_deploy(bytes, args) {
+        Ok(_) => (true, String::new()),
+        Err(e) => (false, e),
+    }
 }
 
 #[test]
@@ -109,19 +107,8 @@ fn external_data_is_refused_whether_it_escapes_or_is_just_absent() {
 
 #[test]
 fn the_layer_parameter_limit_comes_from_config() {
-    let defaults = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
-        .arg("default-config")
-        .output()
-        .unwrap();
-    let text = String::from_utf8(defaults.stdout).unwrap().replacen(
-        "max_parameters = 2_000_000_000",
-        "max_parameters = 1000",
-        1,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("dsmil.toml");
-    std::fs::write(&config, text).unwrap();
-    let daemon = Daemon::start_in(dir, &["--config", config.to_str().unwrap()]);
+    let (dir, config) = config_with(&[("max_parameters = 2_000_000_000", "max_parameters = 1000")]);
+    let daemon = Daemon::start_in(dir, &["--config", &config]);
     // 2 x 32 x 32 = 2048 parameters: too many for layer 2, fine for layer 3.
     let (ok, err) = deploy(&daemon, &onnx::mlp(32, 2), &["--name", "p", "--device", "0"]);
     assert!(!ok);

@@ -200,6 +200,51 @@ impl Daemon {
         ControlClient::new(self.channel().await)
     }
 
+    /// Deploys model bytes through dsmilctl; the deployment as JSON, or the
+    /// error dsmilctl printed.
+    pub fn try_deploy(&self, bytes: &[u8], args: &[&str]) -> Result<serde_json::Value, String> {
+        let file = self.dir.path().join(format!("upload-{}.onnx", rand::random::<u32>()));
+        std::fs::write(&file, bytes).unwrap();
+        let mut all = vec!["--json", "deploy", file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Deploys model bytes; panics if the deploy fails.
+    pub fn deploy(&self, bytes: &[u8], args: &[&str]) -> serde_json::Value {
+        self.try_deploy(bytes, args)
+            .unwrap_or_else(|e| panic!("deploy {args:?} failed: {e}\n{}", self.log()))
+    }
+
+    /// Waits (the event log's long poll) for the first event of `kind` about
+    /// `model` after sequence number `after`.
+    pub fn wait_event(&self, model: &str, kind: &str, after: u64) -> serde_json::Value {
+        let after = after.to_string();
+        let got = self.ctl_json(&[
+            "events",
+            "--model",
+            model,
+            "--kind",
+            kind,
+            "--after",
+            &after,
+            "--wait-ms",
+            "60000",
+        ]);
+        let event = got["events"][0].clone();
+        assert!(
+            !event.is_null(),
+            "no {kind} event for {model} after {after}:\n{}",
+            self.log()
+        );
+        event
+    }
+
     /// Runs dsmilctl against this daemon.
     pub fn ctl(&self, args: &[&str]) -> Output {
         ctl_with_socket(&self.socket(), args)
@@ -226,6 +271,39 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// dsmild's default config with each `(from, to)` text replaced once, as a
+/// file in a fresh directory (to start a daemon in): (dir, path).
+pub fn config_with(replacements: &[(&str, &str)]) -> (TempDir, String) {
+    let defaults = Command::new(env!("CARGO_BIN_EXE_dsmild"))
+        .arg("default-config")
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8(defaults.stdout).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{from:?} is not in the defaults");
+        text = text.replacen(from, to, 1);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dsmil.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path.to_str().unwrap().to_owned())
+}
+
+/// A raw ModelInfer request for the sample model: `rows` rows of `value`.
+pub fn digits_request(rows: i64, value: f32) -> dsmil_proto::inference::ModelInferRequest {
+    dsmil_proto::inference::ModelInferRequest {
+        model_name: "digits".into(),
+        inputs: vec![dsmil_proto::inference::model_infer_request::InferInputTensor {
+            name: "pixels".into(),
+            datatype: "FP32".into(),
+            shape: vec![rows, 64],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![f32_bytes(&vec![value; rows as usize * 64])],
+        ..Default::default()
     }
 }
 
