@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use super::supervisor::Alarm;
 use crate::backend::{Pool, Signature};
 use crate::monitor::probation::Probation;
-use crate::monitor::{self, DeploymentLabels, ModelStats};
+use crate::monitor::{self, DeploymentLabels, DeploymentMetrics, ModelStats};
 use crate::store::DeploymentRecord;
 
 pub struct ActiveModel {
@@ -20,7 +20,7 @@ pub struct ActiveModel {
     pub signature: Signature,
     pub pool: Pool,
     pub stats: ModelStats,
-    pub labels: DeploymentLabels,
+    pub metrics: DeploymentMetrics,
     pub probation: Probation,
     /// The last health probe's result; ModelReady reports it.
     pub healthy: AtomicBool,
@@ -41,7 +41,7 @@ impl ActiveModel {
             signature,
             pool,
             stats: ModelStats::default(),
-            labels,
+            metrics: DeploymentMetrics::new(labels),
             probation,
             healthy: AtomicBool::new(true),
             probe_failures: AtomicU32::new(0),

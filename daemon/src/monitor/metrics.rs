@@ -40,6 +40,41 @@ pub fn record_request(labels: &DeploymentLabels, code: &'static str, duration: D
     .record(duration.as_secs_f64());
 }
 
+/// A deployment's own metric handles, made once when it starts serving, so
+/// a successful request records without building labels or looking its
+/// series up.
+pub struct DeploymentMetrics {
+    labels: DeploymentLabels,
+    ok: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl DeploymentMetrics {
+    pub fn new(labels: DeploymentLabels) -> DeploymentMetrics {
+        let l = &labels;
+        let ok = metrics::counter!(
+            REQUESTS_TOTAL,
+            "model" => l.model.clone(), "version" => l.version.clone(),
+            "device" => l.device.clone(), "layer" => l.layer.clone(), "code" => "OK"
+        );
+        let duration = metrics::histogram!(
+            REQUEST_DURATION,
+            "model" => l.model.clone(), "version" => l.version.clone(),
+            "device" => l.device.clone(), "layer" => l.layer.clone()
+        );
+        DeploymentMetrics { labels, ok, duration }
+    }
+
+    pub fn record(&self, code: &'static str, duration: Duration) {
+        if code == "OK" {
+            self.ok.increment(1);
+            self.duration.record(duration.as_secs_f64());
+        } else {
+            record_request(&self.labels, code, duration);
+        }
+    }
+}
+
 pub fn set_models_loaded(count: usize) {
     metrics::gauge!(MODELS_LOADED).set(count as f64);
 }

@@ -12,5 +12,5 @@ pub mod process;
 mod stats;
 
 pub use exporter::{MetricsEndpoint, install_recorder};
-pub use metrics::{DeploymentLabels, record_request, set_models_loaded};
+pub use metrics::{DeploymentLabels, DeploymentMetrics, record_request, set_models_loaded};
 pub use stats::{ModelStats, StatsSnapshot};

@@ -206,7 +206,7 @@ impl GrpcInferenceService for InferenceService {
         let result = self.infer(&model, &req, deadline).await;
         let elapsed = started.elapsed();
         let code = result.as_ref().map_or_else(infer_code, |_| tonic::Code::Ok);
-        monitor::record_request(&model.labels, code_label(code), elapsed);
+        model.metrics.record(code_label(code), elapsed);
         if result.is_err() {
             model.stats.record_failure(elapsed);
         }
