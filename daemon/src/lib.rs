@@ -3,6 +3,7 @@
 //! per stage of a model's life (see ARCHITECTURE.md at the repository root).
 
 pub mod backend;
+pub mod compress;
 pub mod config;
 mod daemon;
 pub mod deploy;

@@ -22,6 +22,28 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Print the built-in default configuration.
     DefaultConfig,
+    /// Quantize a model to INT8 offline (no daemon): calibrate, rewrite, gate.
+    Quantize(QuantizeArgs),
+}
+
+#[derive(clap::Args)]
+struct QuantizeArgs {
+    input: PathBuf,
+    /// Calibration samples (.npz keyed by input name).
+    #[arg(long)]
+    calib: PathBuf,
+    /// Validation samples for the accuracy gate (.npz; `labels` optional).
+    #[arg(long)]
+    val: Option<PathBuf>,
+    #[arg(long, default_value = "minmax", value_parser = ["minmax", "percentile", "entropy"])]
+    method: String,
+    #[arg(long, default_value_t = 99.999)]
+    percentile: f64,
+    /// Activation type: uint8 (asymmetric) or int8 (symmetric).
+    #[arg(long, default_value = "uint8", value_parser = ["uint8", "int8"])]
+    activations: String,
+    #[arg(short, long)]
+    output: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +102,29 @@ fn real_main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Some(Command::DefaultConfig) => print!("{}", config::DEFAULT_TOML),
+        Some(Command::Quantize(q)) => {
+            use dsmild::compress::{ActivationType, Method, Options, offline};
+            let config = config::load(cli.run.config.as_deref(), &cli.run.overrides())?;
+            let options = Options {
+                method: Method::parse(&q.method, q.percentile).expect("clap checked the name"),
+                activations: if q.activations == "int8" {
+                    ActivationType::I8Symmetric
+                } else {
+                    ActivationType::U8Asymmetric
+                },
+                max_samples: config.quantization.calibration_samples as usize,
+                min_retention: config.quantization.min_accuracy_retention,
+            };
+            let job = offline::Job {
+                input: q.input,
+                calibration: q.calib,
+                validation: q.val,
+                output: q.output,
+                options,
+            };
+            let report = offline::run(&config, &job)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
         Some(Command::CheckConfig { file }) => {
             let config = config::check_file(&file)?;
             println!(

@@ -1,0 +1,217 @@
+//! Activation ranges from calibration data. Every statistic streams: memory
+//! depends on the number of tensors and histogram bins, never on the number
+//! of samples.
+//!
+//! - `minmax`: the smallest and largest value seen.
+//! - `percentile`: the range holding `percentile`% of the values' magnitudes
+//!   (a histogram of |x| over the range found in a first pass).
+//! - `entropy`: the clipping threshold whose 128-level quantized distribution
+//!   is closest, by Kullback–Leibler divergence, to the observed one (the
+//!   method TensorRT popularised), over the same histogram.
+
+use super::Method;
+
+/// Histogram bins for percentile and entropy.
+pub const BINS: usize = 2048;
+
+/// A tensor's calibrated range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub min: f32,
+    pub max: f32,
+}
+
+/// First pass: min and max.
+#[derive(Debug, Clone, Copy)]
+pub struct MinMax {
+    pub min: f32,
+    pub max: f32,
+}
+
+impl Default for MinMax {
+    fn default() -> Self {
+        MinMax {
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+        }
+    }
+}
+
+impl MinMax {
+    pub fn update(&mut self, values: &[f32]) {
+        for &v in values {
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+    }
+
+    pub fn abs_max(&self) -> f32 {
+        self.min.abs().max(self.max.abs())
+    }
+}
+
+/// Second pass: a histogram of |x| over [0, abs_max].
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    pub bins: Vec<u64>,
+    pub width: f32,
+}
+
+impl Histogram {
+    pub fn new(abs_max: f32) -> Histogram {
+        Histogram {
+            bins: vec![0; BINS],
+            width: if abs_max > 0.0 { abs_max / BINS as f32 } else { 1.0 },
+        }
+    }
+
+    pub fn update(&mut self, values: &[f32]) {
+        for &v in values {
+            let i = ((v.abs() / self.width) as usize).min(BINS - 1);
+            self.bins[i] += 1;
+        }
+    }
+
+    /// The |x| below which `percent` of the values lie.
+    pub fn percentile(&self, percent: f64) -> f32 {
+        let total: u64 = self.bins.iter().sum();
+        let target = (total as f64 * percent / 100.0).ceil() as u64;
+        let mut seen = 0;
+        for (i, &count) in self.bins.iter().enumerate() {
+            seen += count;
+            if seen >= target {
+                return (i + 1) as f32 * self.width;
+            }
+        }
+        BINS as f32 * self.width
+    }
+
+    /// The clipping threshold minimising KL(P || Q): P is the histogram up
+    /// to the threshold with everything beyond folded into its last bin; Q is
+    /// the same bins *without* the folded outliers, quantized to 128 levels
+    /// and expanded back. Q must not see the outliers: otherwise the
+    /// narrowest window would quantize losslessly and always win.
+    pub fn entropy_threshold(&self) -> f32 {
+        const LEVELS: usize = 128;
+        let mut best = (f64::INFINITY, BINS);
+        for end in (LEVELS..=BINS).step_by(16) {
+            let clipped: Vec<f64> = self.bins[..end].iter().map(|&c| c as f64).collect();
+            let mut p = clipped.clone();
+            let outliers: u64 = self.bins[end..].iter().sum();
+            p[end - 1] += outliers as f64;
+            let p_total: f64 = p.iter().sum();
+            if p_total == 0.0 {
+                continue;
+            }
+            // Each of the 128 levels spreads its mass evenly over the
+            // non-empty bins it covers.
+            let mut q = vec![0.0; end];
+            let group = end as f64 / LEVELS as f64;
+            for level in 0..LEVELS {
+                let start = (level as f64 * group).floor() as usize;
+                let stop = (((level + 1) as f64 * group).floor() as usize).min(end);
+                let mass: f64 = clipped[start..stop].iter().sum();
+                let nonzero = clipped[start..stop].iter().filter(|&&v| v > 0.0).count();
+                if nonzero > 0 {
+                    for j in start..stop {
+                        if clipped[j] > 0.0 {
+                            q[j] = mass / nonzero as f64;
+                        }
+                    }
+                }
+            }
+            let q_total: f64 = q.iter().sum();
+            if q_total == 0.0 {
+                continue;
+            }
+            // A bin P has and Q lacks (the folded outliers landing on an
+            // empty bin) gets a tiny probability instead of an infinite cost.
+            let kl: f64 = p
+                .iter()
+                .zip(&q)
+                .filter(|(pi, _)| **pi > 0.0)
+                .map(|(pi, qi)| {
+                    let (pn, qn) = (pi / p_total, (qi / q_total).max(1e-9));
+                    pn * (pn / qn).ln()
+                })
+                .sum();
+            if kl < best.0 {
+                best = (kl, end);
+            }
+        }
+        best.1 as f32 * self.width
+    }
+}
+
+/// The range a method settles on, from the first pass and (for percentile
+/// and entropy) the histogram.
+pub fn range(method: Method, minmax: &MinMax, histogram: Option<&Histogram>) -> Range {
+    let clip = match (method, histogram) {
+        (Method::MinMax, _) | (_, None) => {
+            return Range {
+                min: minmax.min,
+                max: minmax.max,
+            };
+        }
+        (Method::Percentile(p), Some(h)) => h.percentile(p),
+        (Method::Entropy, Some(h)) => h.entropy_threshold(),
+    };
+    // Clip symmetric magnitudes back onto the observed signs.
+    Range {
+        min: minmax.min.max(-clip),
+        max: minmax.max.min(clip),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minmax_is_the_extremes() {
+        let mut m = MinMax::default();
+        m.update(&[0.5, -2.0, 3.25]);
+        m.update(&[1.0]);
+        assert_eq!(range(Method::MinMax, &m, None), Range { min: -2.0, max: 3.25 });
+    }
+
+    #[test]
+    fn percentile_cuts_the_tail_by_hand() {
+        // 999 values at 1.0 and one outlier at 100: the 99.9th percentile of
+        // |x| is in the bin holding 1.0.
+        let mut m = MinMax::default();
+        let mut values = vec![1.0f32; 999];
+        values.push(100.0);
+        m.update(&values);
+        let mut h = Histogram::new(m.abs_max());
+        h.update(&values);
+        let r = range(Method::Percentile(99.9), &m, Some(&h));
+        let width = 100.0 / BINS as f32;
+        assert_eq!(r.min, 1.0, "no negative values: the minimum stays");
+        assert!((r.max - ((1.0 / width).floor() + 1.0) * width).abs() < 1e-6, "{r:?}");
+        assert_eq!(range(Method::Percentile(100.0), &m, Some(&h)).max, 100.0);
+    }
+
+    #[test]
+    fn entropy_clips_a_far_outlier_and_keeps_a_uniform_range() {
+        // Uniform on [0, 1] plus one outlier at 1000: the threshold lands
+        // near 1, far below the outlier.
+        let mut values: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
+        values.push(1000.0);
+        let mut m = MinMax::default();
+        m.update(&values);
+        let mut h = Histogram::new(m.abs_max());
+        h.update(&values);
+        let t = h.entropy_threshold();
+        // The narrowest window considered is 128 of the 2048 bins over
+        // [0, 1000]: 62.5. The outlier must fall well outside the threshold.
+        assert!(t <= 62.5 + 1e-3, "threshold {t} should clip the outlier at 1000");
+        // Uniform with no outlier: nothing worth clipping.
+        let values: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
+        let mut m = MinMax::default();
+        m.update(&values);
+        let mut h = Histogram::new(m.abs_max());
+        h.update(&values);
+        assert!(h.entropy_threshold() > 0.9, "{}", h.entropy_threshold());
+    }
+}

@@ -1,0 +1,212 @@
+//! Compression: post-training INT8 quantization of ONNX models (static QDQ),
+//! calibrated on representative data and gated on accuracy.
+//!
+//! The flow: read calibration samples (`data`), run the model with the
+//! activations it needs exposed and gather their ranges (`calibrate`), turn
+//! ranges into quantization parameters (`params`), rewrite the graph into QDQ
+//! form (`qdq`), then evaluate FP32 against INT8 on validation samples
+//! (`gate`). Blocking throughout: runtime calls happen on the caller's
+//! (blocking) thread. This module never touches the store.
+
+pub mod calibrate;
+pub mod data;
+pub mod gate;
+pub mod offline;
+pub mod params;
+pub mod qdq;
+
+use std::collections::{HashMap, HashSet};
+
+use dsmil_proto::onnx::{ModelProto, ValueInfoProto};
+use prost::Message;
+
+pub use data::Samples;
+pub use gate::Evaluation;
+pub use params::ActivationType;
+
+use crate::backend::{Backend, BackendError, DataType, LoadOptions};
+use calibrate::{Histogram, MinMax, Range};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompressError {
+    #[error("{path}: {detail}")]
+    Data { path: String, detail: String },
+    #[error("the model imports opset {0}; INT8 QDQ needs opset 13 or later (per-channel DequantizeLinear)")]
+    Opset(i64),
+    #[error("the model has no graph")]
+    NoGraph,
+    #[error("not an ONNX model: {0}")]
+    Decode(String),
+    #[error("the model has no FP32 output to evaluate")]
+    NoFloatOutput,
+    #[error("calibration")]
+    Backend(#[from] BackendError),
+    #[error(
+        "INT8 accuracy gate failed: {metric} retention {retention:.4} is below {min} \
+         (fp32 {fp32:.4}, int8 {int8:.4}); try another --method or more calibration data"
+    )]
+    GateFailed {
+        metric: &'static str,
+        retention: f64,
+        min: f64,
+        fp32: f64,
+        int8: f64,
+    },
+}
+
+/// How activation ranges are chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    MinMax,
+    /// Keep this percentage of magnitudes, e.g. 99.999.
+    Percentile(f64),
+    Entropy,
+}
+
+impl Method {
+    pub fn parse(name: &str, percentile: f64) -> Option<Method> {
+        match name {
+            "minmax" => Some(Method::MinMax),
+            "percentile" => Some(Method::Percentile(percentile)),
+            "entropy" => Some(Method::Entropy),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Method::MinMax => "minmax".into(),
+            Method::Percentile(p) => format!("percentile({p})"),
+            Method::Entropy => "entropy".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub method: Method,
+    pub activations: ActivationType,
+    /// At most this many calibration samples are used.
+    pub max_samples: usize,
+    /// The gate's threshold on retention (quantization.min_accuracy_retention).
+    pub min_retention: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub method: String,
+    pub calibration_samples: usize,
+    pub size_before: usize,
+    pub size_after: usize,
+    pub quantized_nodes: Vec<String>,
+    pub quantized_activations: usize,
+    pub folded_batch_norms: usize,
+    pub evaluation: Option<Evaluation>,
+}
+
+pub struct Quantized {
+    pub model: Vec<u8>,
+    pub report: Report,
+}
+
+/// Finds activation ranges by running `model` on the samples (two passes for
+/// histogram methods); memory is independent of the number of samples.
+pub fn calibrate(
+    backend: &dyn Backend,
+    model: &ModelProto,
+    samples: &Samples,
+    method: Method,
+) -> Result<HashMap<String, Range>, CompressError> {
+    let graph = model.graph.as_ref().ok_or(CompressError::NoGraph)?;
+    let candidates = qdq::activation_candidates(graph);
+    let mut augmented = model.clone();
+    let g = augmented.graph.as_mut().expect("checked above");
+    let outputs: HashSet<String> = g.output.iter().map(|o| o.name().to_owned()).collect();
+    for name in candidates.iter().filter(|c| !outputs.contains(*c)) {
+        g.output.push(ValueInfoProto {
+            name: Some(name.clone()),
+            ..Default::default()
+        });
+    }
+    let mut runner = backend.load(&augmented.encode_to_vec(), &LoadOptions { intra_op_threads: 0 })?;
+    let wanted: HashSet<&str> = candidates.iter().map(String::as_str).collect();
+    let floats = |t: &crate::backend::Tensor| -> Vec<f32> {
+        t.data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
+    };
+
+    let mut minmax: HashMap<String, MinMax> = HashMap::new();
+    for i in 0..samples.len() {
+        for t in runner.run(&samples.sample(i))? {
+            if t.dtype == DataType::F32 && wanted.contains(t.name.as_str()) {
+                minmax.entry(t.name.clone()).or_default().update(&floats(&t));
+            }
+        }
+    }
+    let mut histograms: HashMap<String, Histogram> = HashMap::new();
+    if method != Method::MinMax {
+        for (name, m) in &minmax {
+            histograms.insert(name.clone(), Histogram::new(m.abs_max()));
+        }
+        for i in 0..samples.len() {
+            for t in runner.run(&samples.sample(i))? {
+                if let Some(h) = histograms.get_mut(&t.name) {
+                    h.update(&floats(&t));
+                }
+            }
+        }
+    }
+    Ok(minmax
+        .iter()
+        .map(|(name, m)| (name.clone(), calibrate::range(method, m, histograms.get(name))))
+        .collect())
+}
+
+/// Quantizes `model` (ONNX bytes) to INT8 QDQ; with validation samples,
+/// evaluates FP32 against INT8 and refuses a result below the gate.
+pub fn quantize_static(
+    backend: &dyn Backend,
+    model: &[u8],
+    calibration: &Samples,
+    validation: Option<&Samples>,
+    options: &Options,
+) -> Result<Quantized, CompressError> {
+    let proto = ModelProto::decode(model).map_err(|e| CompressError::Decode(e.to_string()))?;
+    let ranges = calibrate(backend, &proto, calibration, options.method)?;
+    let (quantized, summary) = qdq::rewrite(&proto, &ranges, options.activations, &HashSet::new())?;
+    let bytes = quantized.encode_to_vec();
+    let evaluation = match validation {
+        Some(val) => {
+            let load = LoadOptions { intra_op_threads: 0 };
+            let mut fp32 = backend.load(model, &load)?;
+            let mut int8 = backend.load(&bytes, &load)?;
+            let e = gate::evaluate(&mut *fp32, &mut *int8, val)?;
+            if e.retention < options.min_retention {
+                return Err(CompressError::GateFailed {
+                    metric: e.metric,
+                    retention: e.retention,
+                    min: options.min_retention,
+                    fp32: e.fp32,
+                    int8: e.int8,
+                });
+            }
+            Some(e)
+        }
+        None => None,
+    };
+    Ok(Quantized {
+        report: Report {
+            method: options.method.name(),
+            calibration_samples: calibration.len(),
+            size_before: model.len(),
+            size_after: bytes.len(),
+            quantized_nodes: summary.quantized_nodes,
+            quantized_activations: summary.quantized_activations,
+            folded_batch_norms: summary.folded_batch_norms,
+            evaluation,
+        },
+        model: bytes,
+    })
+}

@@ -1,0 +1,435 @@
+//! The static QDQ rewrite. Activations feeding or leaving a quantized op get
+//! a QuantizeLinear/DequantizeLinear pair; weights of Conv, ConvTranspose,
+//! MatMul and Gemm become int8 initializers behind a per-channel
+//! DequantizeLinear (axis chosen per op and transposition); biases become
+//! int32 at input scale × weight scale. ONNX Runtime fuses these patterns
+//! into integer kernels, and OpenVINO's ONNX frontend reads them as INT8.
+//! BatchNormalization is folded into the Conv before it first.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
+use dsmil_proto::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto};
+
+use super::CompressError;
+use super::calibrate::Range;
+use super::params::{ActivationType, activation_params, quantize_bias, quantize_per_channel};
+
+/// Ops whose weights are quantized.
+pub const WEIGHT_OPS: [&str; 4] = ["Conv", "ConvTranspose", "MatMul", "Gemm"];
+/// Ops kept in the integer domain between quantized ops (the runtimes have
+/// integer kernels for them, or they only move data).
+pub const PASS_OPS: [&str; 12] = [
+    "Relu",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Add",
+    "Concat",
+    "Reshape",
+    "Transpose",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Clip",
+];
+
+/// The activations whose ranges calibration must find: non-initializer
+/// inputs and outputs of weight and pass-through ops.
+pub fn activation_candidates(graph: &GraphProto) -> Vec<String> {
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    let mut out = BTreeSet::new();
+    for node in &graph.node {
+        let op = node.op_type();
+        if !WEIGHT_OPS.contains(&op) && !PASS_OPS.contains(&op) {
+            continue;
+        }
+        if !node.domain().is_empty() {
+            continue;
+        }
+        let inputs: Vec<&String> = match op {
+            // Conv/Gemm: only the data input is an activation; MatMul may have two.
+            "Conv" | "ConvTranspose" | "Gemm" => node.input.iter().take(1).collect(),
+            "Reshape" => node.input.iter().take(1).collect(),
+            _ => node.input.iter().collect(),
+        };
+        for name in inputs.into_iter().chain(node.output.iter().take(1)) {
+            if !name.is_empty() && !initializers.contains(name.as_str()) {
+                out.insert(name.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn attr_i(node: &NodeProto, name: &str, default: i64) -> i64 {
+    node.attribute
+        .iter()
+        .find(|a| a.name() == name)
+        .and_then(|a| a.i)
+        .unwrap_or(default)
+}
+
+fn attr_f(node: &NodeProto, name: &str, default: f32) -> f32 {
+    node.attribute
+        .iter()
+        .find(|a| a.name() == name)
+        .and_then(|a| a.f)
+        .unwrap_or(default)
+}
+
+/// A float initializer's values.
+pub fn float_values(t: &TensorProto) -> Option<Vec<f32>> {
+    if t.data_type() != OnnxType::Float as i32 {
+        return None;
+    }
+    match &t.raw_data {
+        Some(raw) => Some(
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect(),
+        ),
+        None => Some(t.float_data.clone()),
+    }
+}
+
+fn tensor(name: &str, dims: Vec<i64>, dtype: OnnxType, raw: Vec<u8>) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims,
+        data_type: Some(dtype as i32),
+        raw_data: Some(raw),
+        ..Default::default()
+    }
+}
+
+fn floats(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
+    tensor(
+        name,
+        dims,
+        OnnxType::Float,
+        values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    )
+}
+
+fn node(op: &str, name: &str, inputs: Vec<String>, output: String, axis: Option<i64>) -> NodeProto {
+    NodeProto {
+        name: Some(name.into()),
+        op_type: Some(op.into()),
+        input: inputs,
+        output: vec![output],
+        attribute: axis
+            .map(|a| AttributeProto {
+                name: Some("axis".into()),
+                r#type: Some(attribute_proto::AttributeType::Int as i32),
+                i: Some(a),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Folds BatchNormalization (inference form, constant parameters) into the
+/// Conv that alone feeds it.
+pub fn fold_batch_norms(graph: &mut GraphProto) -> usize {
+    let mut folded = 0;
+    loop {
+        let consumers =
+            |name: &str, g: &GraphProto| g.node.iter().filter(|n| n.input.iter().any(|i| i == name)).count();
+        let init = |g: &GraphProto, name: &str| g.initializer.iter().position(|t| t.name() == name);
+        let found = graph.node.iter().enumerate().find_map(|(bi, bn)| {
+            if bn.op_type() != "BatchNormalization" || bn.input.len() < 5 || bn.output.len() != 1 {
+                return None;
+            }
+            let ci = graph
+                .node
+                .iter()
+                .position(|n| n.op_type() == "Conv" && n.output.first() == bn.input.first())?;
+            let conv = &graph.node[ci];
+            let y = conv.output[0].as_str();
+            if consumers(y, graph) != 1 || graph.output.iter().any(|o| o.name() == y) {
+                return None;
+            }
+            let params: Option<Vec<usize>> = bn.input[1..5].iter().map(|n| init(graph, n)).collect();
+            Some((bi, ci, params?, init(graph, conv.input.get(1)?)?))
+        });
+        let Some((bi, ci, params, wi)) = found else {
+            return folded;
+        };
+        let values: Vec<Vec<f32>> = params
+            .iter()
+            .filter_map(|&i| float_values(&graph.initializer[i]))
+            .collect();
+        let Some(w) = float_values(&graph.initializer[wi]) else {
+            return folded;
+        };
+        if values.len() != 4 {
+            return folded;
+        }
+        let (gamma, beta, mean, var) = (&values[0], &values[1], &values[2], &values[3]);
+        let eps = attr_f(&graph.node[bi], "epsilon", 1e-5);
+        let channels = gamma.len();
+        let factor: Vec<f32> = (0..channels).map(|c| gamma[c] / (var[c] + eps).sqrt()).collect();
+        let per_channel = w.len() / channels;
+        let new_w: Vec<f32> = w.iter().enumerate().map(|(i, v)| v * factor[i / per_channel]).collect();
+        let conv = graph.node[ci].clone();
+        let old_bias = conv
+            .input
+            .get(2)
+            .and_then(|b| init(graph, b))
+            .and_then(|i| float_values(&graph.initializer[i]));
+        let bias: Vec<f32> = (0..channels)
+            .map(|c| (old_bias.as_ref().map_or(0.0, |b| b[c]) - mean[c]) * factor[c] + beta[c])
+            .collect();
+        let w_name = format!("{}_bn_folded", conv.input[1]);
+        let b_name = format!("{}_bias_bn_folded", conv.name());
+        let dims = graph.initializer[wi].dims.clone();
+        graph.initializer.push(floats(&w_name, dims, &new_w));
+        graph.initializer.push(floats(&b_name, vec![channels as i64], &bias));
+        let bn_out = graph.node[bi].output[0].clone();
+        let c = &mut graph.node[ci];
+        c.input.truncate(2);
+        c.input[1] = w_name;
+        c.input.push(b_name);
+        c.output[0] = bn_out;
+        graph.node.remove(bi);
+        folded += 1;
+    }
+}
+
+/// A weight's per-channel axis for its op, or None to leave it in float.
+fn weight_axis(op: &NodeProto, weight: &TensorProto) -> Option<usize> {
+    let rank = weight.dims.len();
+    match op.op_type() {
+        "Conv" if rank >= 3 => Some(0),
+        "ConvTranspose" if rank >= 3 && attr_i(op, "group", 1) == 1 => Some(1),
+        "MatMul" if rank == 2 => Some(1),
+        "Gemm" if rank == 2 => Some(if attr_i(op, "transB", 0) == 1 { 0 } else { 1 }),
+        _ => None,
+    }
+}
+
+/// What the rewrite did, for the report.
+#[derive(Debug, Default, Clone)]
+pub struct RewriteSummary {
+    pub quantized_nodes: Vec<String>,
+    pub quantized_activations: usize,
+    pub folded_batch_norms: usize,
+}
+
+/// Rewrites `model` (float) into QDQ form with the calibrated `ranges`.
+/// Nodes named in `keep_float` keep float weights and inputs (mixed precision).
+pub fn rewrite(
+    model: &ModelProto,
+    ranges: &HashMap<String, Range>,
+    kind: ActivationType,
+    keep_float: &HashSet<String>,
+) -> Result<(ModelProto, RewriteSummary), CompressError> {
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
+        .map_or(0, |o| o.version());
+    if opset < 13 {
+        return Err(CompressError::Opset(opset));
+    }
+    let mut model = model.clone();
+    let graph = model.graph.as_mut().ok_or(CompressError::NoGraph)?;
+    let mut summary = RewriteSummary {
+        folded_batch_norms: fold_batch_norms(graph),
+        ..Default::default()
+    };
+
+    let (act_type, zp_bytes): (OnnxType, fn(i32) -> u8) = match kind {
+        ActivationType::U8Asymmetric => (OnnxType::Uint8, |z| z as u8),
+        ActivationType::I8Symmetric => (OnnxType::Int8, |z| z as i8 as u8),
+    };
+    let excluded: HashSet<String> = graph
+        .node
+        .iter()
+        .filter(|n| keep_float.contains(n.name()))
+        .flat_map(|n| n.input.iter().take(1).chain(n.output.iter().take(1)).cloned())
+        .collect();
+    let activations: Vec<String> = activation_candidates(graph)
+        .into_iter()
+        .filter(|t| ranges.contains_key(t) && !excluded.contains(t))
+        .collect();
+    let act_set: HashSet<&str> = activations.iter().map(String::as_str).collect();
+    let mut new_inits = Vec::new();
+    let mut qdq_after: HashMap<String, Vec<NodeProto>> = HashMap::new();
+    let mut scale_of = HashMap::new();
+    for t in &activations {
+        let p = activation_params(ranges[t], kind);
+        scale_of.insert(t.clone(), p.scale);
+        new_inits.push(floats(&format!("{t}_scale"), vec![], &[p.scale]));
+        new_inits.push(tensor(
+            &format!("{t}_zero_point"),
+            vec![],
+            act_type,
+            vec![zp_bytes(p.zero_point)],
+        ));
+        let q_in = vec![t.clone(), format!("{t}_scale"), format!("{t}_zero_point")];
+        let dq_in = vec![
+            format!("{t}_quantized"),
+            format!("{t}_scale"),
+            format!("{t}_zero_point"),
+        ];
+        qdq_after.insert(
+            t.clone(),
+            vec![
+                node(
+                    "QuantizeLinear",
+                    &format!("{t}_QuantizeLinear"),
+                    q_in,
+                    format!("{t}_quantized"),
+                    None,
+                ),
+                node(
+                    "DequantizeLinear",
+                    &format!("{t}_DequantizeLinear"),
+                    dq_in,
+                    format!("{t}_dequantized"),
+                    None,
+                ),
+            ],
+        );
+    }
+    summary.quantized_activations = activations.len();
+
+    // Weights and biases: per node, which inputs to redirect where.
+    let init_index: HashMap<String, usize> = graph
+        .initializer
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name().to_owned(), i))
+        .collect();
+    let mut redirect: HashMap<(usize, usize), String> = HashMap::new();
+    let mut weight_nodes = Vec::new();
+    let mut done_weights: HashMap<(String, usize), (String, Vec<f32>)> = HashMap::new();
+    for (ni, n) in graph.node.iter().enumerate() {
+        if !WEIGHT_OPS.contains(&n.op_type()) || !n.domain().is_empty() || keep_float.contains(n.name()) {
+            continue;
+        }
+        let Some(wname) = n.input.get(1) else { continue };
+        let Some(&wi) = init_index.get(wname) else { continue };
+        let w = &graph.initializer[wi];
+        let (Some(axis), Some(values)) = (weight_axis(n, w), float_values(w)) else {
+            continue;
+        };
+        let key = (wname.clone(), axis);
+        if !done_weights.contains_key(&key) {
+            let dims: Vec<usize> = w.dims.iter().map(|&d| d.max(0) as usize).collect();
+            let (q, scales) = quantize_per_channel(&values, &dims, axis);
+            let base = format!("{wname}_axis{axis}");
+            new_inits.push(tensor(
+                &format!("{base}_quantized"),
+                w.dims.clone(),
+                OnnxType::Int8,
+                q.iter().map(|&v| v as u8).collect(),
+            ));
+            new_inits.push(floats(&format!("{base}_scale"), vec![scales.len() as i64], &scales));
+            new_inits.push(tensor(
+                &format!("{base}_zero_point"),
+                vec![scales.len() as i64],
+                OnnxType::Int8,
+                vec![0; scales.len()],
+            ));
+            let inputs = vec![
+                format!("{base}_quantized"),
+                format!("{base}_scale"),
+                format!("{base}_zero_point"),
+            ];
+            weight_nodes.push(node(
+                "DequantizeLinear",
+                &format!("{base}_DequantizeLinear"),
+                inputs,
+                format!("{base}_dequantized"),
+                Some(axis as i64),
+            ));
+            done_weights.insert(key.clone(), (format!("{base}_dequantized"), scales));
+        }
+        let (dequantized, scales) = done_weights[&key].clone();
+        redirect.insert((ni, 1), dequantized);
+        summary.quantized_nodes.push(n.name().to_owned());
+
+        // Bias: Conv/ConvTranspose input 2, Gemm C (only with beta = 1), one
+        // value per output channel, and only when the input is quantized.
+        let bias_ok = match n.op_type() {
+            "Gemm" => attr_f(n, "beta", 1.0) == 1.0 && attr_f(n, "alpha", 1.0) == 1.0,
+            "Conv" | "ConvTranspose" => true,
+            _ => false,
+        };
+        let x_scale = n.input.first().and_then(|x| scale_of.get(x)).copied();
+        if let (true, Some(bname), Some(x_scale)) = (bias_ok, n.input.get(2), x_scale)
+            && let Some(&bi) = init_index.get(bname)
+            && let Some(b) = float_values(&graph.initializer[bi])
+            && b.len() == scales.len()
+        {
+            let (q, bscales) = quantize_bias(&b, x_scale, &scales);
+            let base = format!("{bname}_{}", n.name());
+            let len = vec![q.len() as i64];
+            new_inits.push(tensor(
+                &format!("{base}_quantized"),
+                len.clone(),
+                OnnxType::Int32,
+                q.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
+            new_inits.push(floats(&format!("{base}_scale"), len.clone(), &bscales));
+            new_inits.push(tensor(
+                &format!("{base}_zero_point"),
+                len,
+                OnnxType::Int32,
+                vec![0; q.len() * 4],
+            ));
+            let inputs = vec![
+                format!("{base}_quantized"),
+                format!("{base}_scale"),
+                format!("{base}_zero_point"),
+            ];
+            weight_nodes.push(node(
+                "DequantizeLinear",
+                &format!("{base}_DequantizeLinear"),
+                inputs,
+                format!("{base}_dequantized"),
+                Some(0),
+            ));
+            redirect.insert((ni, 2), format!("{base}_dequantized"));
+        }
+    }
+
+    // The new node list, in an order that keeps the graph topologically sorted.
+    let mut nodes = weight_nodes;
+    for input in &graph.input {
+        if let Some(qdq) = qdq_after.remove(input.name()) {
+            nodes.extend(qdq);
+        }
+    }
+    for (ni, n) in graph.node.iter().enumerate() {
+        let mut n = n.clone();
+        for (ii, input) in n.input.iter_mut().enumerate() {
+            if let Some(to) = redirect.get(&(ni, ii)) {
+                *input = to.clone();
+            } else if act_set.contains(input.as_str()) {
+                *input = format!("{input}_dequantized");
+            }
+        }
+        let outputs = n.output.clone();
+        nodes.push(n);
+        for out in outputs {
+            if let Some(qdq) = qdq_after.remove(&out) {
+                nodes.extend(qdq);
+            }
+        }
+    }
+    graph.node = nodes;
+    graph.initializer.extend(new_inits);
+    // Float weights no node reads any more are dropped: that is the size saving.
+    let used: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    let graph_inputs: HashSet<String> = graph.input.iter().map(|i| i.name().to_owned()).collect();
+    graph
+        .initializer
+        .retain(|t| used.contains(t.name()) || graph_inputs.contains(t.name()));
+    Ok((model, summary))
+}

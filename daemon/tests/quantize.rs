@@ -1,0 +1,358 @@
+//! The INT8 quantizer on real ONNX Runtime: calibration, the QDQ rewrite
+//! (per-channel axes checked numerically), BatchNormalization folding, the
+//! accuracy gate, bad data, and `dsmild quantize`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use common::*;
+use dsmil_proto::onnx::{GraphProto, ModelProto, NodeProto, attribute_proto};
+use dsmild::backend::{Backend, LoadOptions, OnnxRuntime, Signature, locate_onnxruntime};
+use dsmild::compress::{self, ActivationType, CompressError, Method, Options, Samples};
+use ndarray::{ArrayD, Dimension, IxDyn};
+use prost::Message;
+
+fn runtime() -> &'static OnnxRuntime {
+    static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
+    RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
+}
+
+fn signature(model: &[u8]) -> Signature {
+    runtime()
+        .load(model, &LoadOptions { intra_op_threads: 0 })
+        .unwrap()
+        .signature()
+        .clone()
+}
+
+fn options(method: Method) -> Options {
+    Options {
+        method,
+        activations: ActivationType::U8Asymmetric,
+        max_samples: 1000,
+        min_retention: 0.95,
+    }
+}
+
+/// Writes an .npz of float arrays (and optional labels) into `dir`.
+fn npz(
+    dir: &std::path::Path,
+    name: &str,
+    arrays: &[(&str, ArrayD<f32>)],
+    labels: Option<Vec<i64>>,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+    for (key, array) in arrays {
+        w.add_array(*key, array).unwrap();
+    }
+    if let Some(l) = labels {
+        w.add_array("labels", &ndarray::Array1::from(l)).unwrap();
+    }
+    w.finish().unwrap();
+    path
+}
+
+fn sample_bytes() -> Vec<u8> {
+    std::fs::read(SAMPLE_MODEL).unwrap()
+}
+
+#[test]
+fn the_sample_keeps_99_percent_of_its_accuracy_and_shrinks() {
+    let model = sample_bytes();
+    let sig = signature(&model);
+    let calibration = Samples::read(std::path::Path::new(SAMPLE_TEST_SET), &sig, 200).unwrap();
+    let validation = Samples::read(std::path::Path::new(SAMPLE_TEST_SET), &sig, usize::MAX).unwrap();
+    assert_eq!(
+        (calibration.len(), validation.len()),
+        (200, 360),
+        "calibration_samples caps the samples"
+    );
+    for method in [Method::MinMax, Method::Percentile(99.999), Method::Entropy] {
+        let q =
+            compress::quantize_static(runtime(), &model, &calibration, Some(&validation), &options(method)).unwrap();
+        let e = q.report.evaluation.as_ref().unwrap();
+        assert_eq!(e.metric, "top-1 accuracy");
+        assert!(
+            e.retention >= 0.99,
+            "{method:?}: retention {} (fp32 {}, int8 {})",
+            e.retention,
+            e.fp32,
+            e.int8
+        );
+        assert!(q.report.size_after * 2 < q.report.size_before, "{:?}", q.report);
+        assert_eq!(q.report.quantized_nodes, vec!["fc1", "fc2"]);
+        let proto = ModelProto::decode(q.model.as_slice()).unwrap();
+        let ops: Vec<&str> = proto.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+        assert!(
+            ops.contains(&"QuantizeLinear") && ops.contains(&"DequantizeLinear"),
+            "{ops:?}"
+        );
+    }
+}
+
+#[test]
+fn the_gate_refuses_a_quantization_that_destroys_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = sample_bytes();
+    let sig = signature(&model);
+    // Calibrating on blank images squeezes every range to almost nothing.
+    let blank = npz(
+        dir.path(),
+        "blank.npz",
+        &[("pixels", ArrayD::zeros(IxDyn(&[20, 64])))],
+        None,
+    );
+    let calibration = Samples::read(&blank, &sig, 1000).unwrap();
+    let validation = Samples::read(std::path::Path::new(SAMPLE_TEST_SET), &sig, usize::MAX).unwrap();
+    let err = compress::quantize_static(
+        runtime(),
+        &model,
+        &calibration,
+        Some(&validation),
+        &options(Method::MinMax),
+    )
+    .err()
+    .expect("the gate must refuse");
+    let CompressError::GateFailed { retention, min, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(*retention < *min, "{err}");
+    assert!(
+        err.to_string()
+            .contains("INT8 accuracy gate failed: top-1 accuracy retention"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_calibration_data_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sig = signature(&sample_bytes());
+    let wrong_name = npz(dir.path(), "a.npz", &[("image", ArrayD::zeros(IxDyn(&[4, 64])))], None);
+    let err = Samples::read(&wrong_name, &sig, 10).err().unwrap().to_string();
+    assert!(
+        err.contains("no array named \"pixels\"") && err.contains("image"),
+        "{err}"
+    );
+    let wrong_shape = npz(dir.path(), "b.npz", &[("pixels", ArrayD::zeros(IxDyn(&[4, 63])))], None);
+    let err = Samples::read(&wrong_shape, &sig, 10).err().unwrap().to_string();
+    assert!(err.contains("has shape [4, 63]; the input is [?,64]"), "{err}");
+    let mut nan = ArrayD::<f32>::zeros(IxDyn(&[4, 64]));
+    nan[[2, 5]] = f32::NAN;
+    let with_nan = npz(dir.path(), "c.npz", &[("pixels", nan)], None);
+    let err = Samples::read(&with_nan, &sig, 10).err().unwrap().to_string();
+    assert!(err.contains("NaN or Inf (element 133)"), "{err}");
+    let not_npz = dir.path().join("d.npz");
+    std::fs::write(&not_npz, b"nope").unwrap();
+    assert!(
+        Samples::read(&not_npz, &sig, 10)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("not an .npz file")
+    );
+}
+
+/// (weight name, op, attributes) → the model x[?,4] -> op -> y.
+fn one_op(op: &str, weight_dims: &[i64], attrs: &[(&str, i64)], x_dims: &[i64], y_dims: &[i64]) -> Vec<u8> {
+    let mut n = onnx::node(op, &["x", "w"], &["y"]);
+    n.attribute = attrs
+        .iter()
+        .map(|(k, v)| dsmil_proto::onnx::AttributeProto {
+            name: Some((*k).into()),
+            r#type: Some(attribute_proto::AttributeType::Int as i32),
+            i: Some(*v),
+            ..Default::default()
+        })
+        .collect();
+    // Channels of very different magnitude, so a per-tensor scale would show.
+    let mut w = onnx::weights("w", weight_dims, 1);
+    let values: Vec<f32> = compress::qdq::float_values(&w)
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (1 + i % 3) as f32 * 10f32.powi((i % 2) as i32))
+        .collect();
+    w.raw_data = Some(values.iter().flat_map(|v| v.to_le_bytes()).collect());
+    onnx::model(
+        GraphProto {
+            name: Some(op.into()),
+            node: vec![n],
+            initializer: vec![w],
+            input: vec![onnx::value("x", x_dims)],
+            output: vec![onnx::value("y", y_dims)],
+            ..Default::default()
+        },
+        &[("", 17)],
+    )
+}
+
+/// Checks the weight's DequantizeLinear axis and that every dequantized
+/// value is within half a step of the original.
+fn check_per_channel(original: &[u8], quantized: &[u8], expected_axis: i64) {
+    let before = ModelProto::decode(original).unwrap();
+    let after = ModelProto::decode(quantized).unwrap();
+    let w = &before.graph.as_ref().unwrap().initializer[0];
+    let values = compress::qdq::float_values(w).unwrap();
+    let g = after.graph.as_ref().unwrap();
+    let dq: &NodeProto = g
+        .node
+        .iter()
+        .find(|n| n.op_type() == "DequantizeLinear" && n.input[0].starts_with("w_"))
+        .unwrap();
+    assert_eq!(dq.attribute[0].i, Some(expected_axis), "axis of {}", dq.name());
+    let init: HashMap<&str, _> = g.initializer.iter().map(|t| (t.name(), t)).collect();
+    let q: Vec<i8> = init[dq.input[0].as_str()]
+        .raw_data
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|&b| b as i8)
+        .collect();
+    let scales = compress::qdq::float_values(init[dq.input[1].as_str()]).unwrap();
+    let dims: Vec<usize> = w.dims.iter().map(|&d| d as usize).collect();
+    let axis = expected_axis as usize;
+    assert_eq!(scales.len(), dims[axis], "one scale per channel");
+    let inner: usize = dims[axis + 1..].iter().product();
+    for (i, (&qi, &wi)) in q.iter().zip(&values).enumerate() {
+        let s = scales[(i / inner) % dims[axis]];
+        assert!(
+            (f32::from(qi) * s - wi).abs() <= s / 2.0 + 1e-6,
+            "element {i}: {} vs {wi}",
+            f32::from(qi) * s
+        );
+    }
+}
+
+fn calibrate_and_rewrite(model: &[u8], x_dims: &[usize]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shape = vec![8];
+    shape.extend_from_slice(&x_dims[1..]);
+    let data = ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
+        (ix.slice().iter().sum::<usize>() % 7) as f32 / 3.0 - 1.0
+    });
+    let path = npz(dir.path(), "c.npz", &[("x", data)], None);
+    let calibration = Samples::read(&path, &signature(model), 1000).unwrap();
+    let q = compress::quantize_static(
+        runtime(),
+        model,
+        &calibration,
+        Some(&calibration),
+        &Options {
+            min_retention: 0.0,
+            ..options(Method::MinMax)
+        },
+    )
+    .unwrap();
+    assert!(
+        q.report.evaluation.unwrap().mean_cosine > 0.99,
+        "INT8 outputs stay close to FP32"
+    );
+    q.model
+}
+
+#[test]
+fn weights_are_quantized_per_output_channel_on_the_right_axis() {
+    let matmul = one_op("MatMul", &[4, 6], &[], &[-1, 4], &[-1, 6]);
+    check_per_channel(&matmul, &calibrate_and_rewrite(&matmul, &[1, 4]), 1);
+    let gemm = one_op("Gemm", &[6, 4], &[("transB", 1)], &[-1, 4], &[-1, 6]);
+    check_per_channel(&gemm, &calibrate_and_rewrite(&gemm, &[1, 4]), 0);
+    let gemm_plain = one_op("Gemm", &[4, 6], &[], &[-1, 4], &[-1, 6]);
+    check_per_channel(&gemm_plain, &calibrate_and_rewrite(&gemm_plain, &[1, 4]), 1);
+    let conv = one_op("Conv", &[3, 2, 3, 3], &[], &[-1, 2, 5, 5], &[-1, 3, 3, 3]);
+    check_per_channel(&conv, &calibrate_and_rewrite(&conv, &[1, 2, 5, 5]), 0);
+}
+
+#[test]
+fn batch_normalization_is_folded_into_the_conv() {
+    let conv = onnx::node("Conv", &["x", "w"], &["c"]);
+    let bn = onnx::node("BatchNormalization", &["c", "gamma", "beta", "mean", "var"], &["y"]);
+    let floats = |name: &str, v: &[f32]| dsmil_proto::onnx::TensorProto {
+        name: Some(name.into()),
+        dims: vec![v.len() as i64],
+        data_type: Some(1),
+        raw_data: Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        ..Default::default()
+    };
+    let model = onnx::model(
+        GraphProto {
+            name: Some("conv_bn".into()),
+            node: vec![conv, bn],
+            initializer: vec![
+                onnx::weights("w", &[3, 2, 3, 3], 2),
+                floats("gamma", &[1.5, 0.5, 2.0]),
+                floats("beta", &[0.1, -0.2, 0.3]),
+                floats("mean", &[0.05, 0.0, -0.1]),
+                floats("var", &[1.0, 4.0, 0.25]),
+            ],
+            input: vec![onnx::value("x", &[-1, 2, 5, 5])],
+            output: vec![onnx::value("y", &[-1, 3, 3, 3])],
+            ..Default::default()
+        },
+        &[("", 17)],
+    );
+    let quantized = calibrate_and_rewrite(&model, &[1, 2, 5, 5]);
+    let proto = ModelProto::decode(quantized.as_slice()).unwrap();
+    let ops: Vec<&str> = proto.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+    assert!(!ops.contains(&"BatchNormalization"), "{ops:?}");
+    let conv = proto
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .find(|n| n.op_type() == "Conv")
+        .unwrap();
+    assert_eq!(conv.input.len(), 3, "the folded Conv has a bias");
+    assert!(
+        conv.input[2].ends_with("_dequantized"),
+        "and the bias is int32 behind a DequantizeLinear: {:?}",
+        conv.input
+    );
+}
+
+#[test]
+fn dsmild_quantize_writes_the_model_and_prints_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("int8.onnx");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
+        .args([
+            "quantize",
+            SAMPLE_MODEL,
+            "--calib",
+            SAMPLE_TEST_SET,
+            "--val",
+            SAMPLE_TEST_SET,
+            "--method",
+            "entropy",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["method"], "entropy");
+    assert!(report["evaluation"]["retention"].as_f64().unwrap() >= 0.99);
+    let written = std::fs::read(&out).unwrap();
+    assert_eq!(written.len() as u64, report["size_after"].as_u64().unwrap());
+    // And the daemon serves it.
+    let daemon = Daemon::start();
+    let deployed = daemon.ctl_json(&["deploy", out.to_str().unwrap(), "--name", "digits8", "--device", "47"]);
+    assert_eq!(deployed["state"], "Active");
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
+        .args(["quantize", SAMPLE_MODEL, "--calib", SAMPLE_MODEL, "-o"])
+        .arg(dir.path().join("x.onnx"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not an .npz file"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
