@@ -22,7 +22,7 @@ python3 scripts/start-dsmild.py target/release/dsmild "$run" --tcp "" --metrics 
 pid=$(cat "$run/dsmild.pid")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 rss_empty=$(rss)
-target/release/dsmilctl --socket "$run/dsmild.sock" deploy fixtures/digits/model.onnx --name digits --device 47 >/dev/null
+target/release/dsmilctl --socket "$run/dsmild.sock" deploy fixtures/digits/model.onnx --allow-fp32 --name digits --device 47 >/dev/null
 rss_loaded=$(rss)
 
 results=()

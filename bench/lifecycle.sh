@@ -15,7 +15,7 @@ python3 scripts/start-dsmild.py target/release/dsmild "$run" --tcp "" --metrics 
 ctl=(target/release/dsmilctl --socket "$run/dsmild.sock" --json)
 
 for _ in $(seq "$deploys"); do
-    "${ctl[@]}" deploy fixtures/digits/model.onnx --name digits --device 47 >/dev/null
+    "${ctl[@]}" deploy fixtures/digits/model.onnx --allow-fp32 --name digits --device 47 >/dev/null
 done
 "${ctl[@]}" deployments --model digits | python3 -c '
 import json, statistics, sys
@@ -38,8 +38,8 @@ print("  " + "total".ljust(15) + f" {total:>6.1f}")
 '
 
 for i in $(seq 1 7); do
-    "${ctl[@]}" deploy fixtures/digits/model.onnx --name "m$i" --layer 7 >/dev/null 2>&1 \
-        || "${ctl[@]}" deploy fixtures/digits/model.onnx --name "m$i" --layer 9 >/dev/null
+    "${ctl[@]}" deploy fixtures/digits/model.onnx --allow-fp32 --name "m$i" --layer 7 >/dev/null 2>&1 \
+        || "${ctl[@]}" deploy fixtures/digits/model.onnx --allow-fp32 --name "m$i" --layer 9 >/dev/null
 done
 echo "deployments serving: $("${ctl[@]}" status | python3 -c 'import json,sys; print(json.load(sys.stdin)["active_deployments"])')"
 kill "$(cat "$run/dsmild.pid")"

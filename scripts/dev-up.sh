@@ -27,7 +27,10 @@ ctl=("$root/target/release/dsmilctl" --socket "$run/dsmild.sock")
 if "${ctl[@]}" --json models | grep -q '"name": "digits"' && "${ctl[@]}" infer digits --random >/dev/null 2>&1; then
     echo "the sample model is already serving"
 else
-    "${ctl[@]}" deploy fixtures/digits/model.onnx --name digits --device 47
+    # INT8, as dsmil serves every model: calibrated and gated on the
+    # sample's held-out set.
+    "${ctl[@]}" deploy fixtures/digits/model.onnx --name digits --device 47 \
+        --calib fixtures/digits/test.npz --val fixtures/digits/test.npz
 fi
 cat <<MSG
 

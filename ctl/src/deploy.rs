@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use dsmil_proto::control::{DeployProgress, DeployRequest, DeploySpec, deploy_request::Part};
+use dsmil_proto::control::{Attachment, DeployProgress, DeployRequest, DeploySpec, deploy_request::Part};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
@@ -18,20 +18,40 @@ pub struct Args<'a> {
     pub layer: Option<u32>,
     pub classification: Option<u32>,
     pub note: String,
+    pub calibration: Option<&'a Path>,
+    pub validation: Option<&'a Path>,
+    pub method: String,
+    pub activations: String,
+    pub allow_fp32: bool,
+}
+
+fn read(path: &Path) -> anyhow::Result<(Vec<u8>, Attachment)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let attachment = Attachment {
+        size_bytes: bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&bytes)),
+    };
+    Ok((bytes, attachment))
 }
 
 pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::Result<()> {
-    let bytes = std::fs::read(args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let (bytes, model) = read(args.file)?;
+    let calibration = args.calibration.map(read).transpose()?;
+    let validation = args.validation.map(read).transpose()?;
     let spec = DeploySpec {
         name: args.name,
         device: args.device,
         layer: args.layer,
         format: "onnx".into(),
-        size_bytes: bytes.len() as u64,
-        sha256,
+        size_bytes: model.size_bytes,
+        sha256: model.sha256,
         classification: args.classification,
         note: args.note,
+        calibration: calibration.as_ref().map(|(_, a)| a.clone()),
+        validation: validation.as_ref().map(|(_, a)| a.clone()),
+        method: args.method,
+        activations: args.activations,
+        allow_fp32: args.allow_fp32,
     };
     let bar = if json {
         ProgressBar::hidden()
@@ -45,6 +65,16 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
     messages.extend(bytes.chunks(CHUNK).map(|c| DeployRequest {
         part: Some(Part::Chunk(c.to_vec())),
     }));
+    if let Some((data, _)) = &calibration {
+        messages.extend(data.chunks(CHUNK).map(|c| DeployRequest {
+            part: Some(Part::CalibrationChunk(c.to_vec())),
+        }));
+    }
+    if let Some((data, _)) = &validation {
+        messages.extend(data.chunks(CHUNK).map(|c| DeployRequest {
+            part: Some(Part::ValidationChunk(c.to_vec())),
+        }));
+    }
     let uploaded = bar.clone();
     let outbound = tokio_stream::iter(messages.into_iter().inspect(move |m| {
         if let Some(Part::Chunk(c)) = &m.part {

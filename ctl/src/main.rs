@@ -45,6 +45,21 @@ enum Command {
         classification: Option<u32>,
         #[arg(long, default_value = "")]
         note: String,
+        /// Calibration data (.npz keyed by input name): quantizes an FP32 model to INT8.
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// Validation data for the accuracy gate (.npz; a `labels` array makes it top-1 accuracy).
+        #[arg(long, requires = "calib")]
+        val: Option<PathBuf>,
+        /// Calibration method: minmax, percentile or entropy (default: the daemon's config).
+        #[arg(long, default_value = "", requires = "calib")]
+        method: String,
+        /// Activation type: uint8 or int8 (default: the daemon's config).
+        #[arg(long, default_value = "", requires = "calib")]
+        activations: String,
+        /// Serve an FP32 model without quantizing it (recorded as an audit event).
+        #[arg(long, conflicts_with = "calib")]
+        allow_fp32: bool,
     },
     /// Stop serving a model and retire its deployment.
     Undeploy { model: String },
@@ -112,6 +127,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -140,6 +156,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             layer,
             classification,
             note,
+            calib,
+            val,
+            method,
+            activations,
+            allow_fp32,
         } => {
             let args = deploy::Args {
                 file: &file,
@@ -148,6 +169,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 layer,
                 classification,
                 note,
+                calibration: calib.as_deref(),
+                validation: val.as_deref(),
+                method,
+                activations,
+                allow_fp32,
             };
             deploy::run(&mut c, args, json).await
         }
@@ -210,5 +236,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`dsmilctl ... |
+/// head`) would panic; like other Unix tools, dsmilctl should just stop.
+fn restore_sigpipe() {
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    unsafe extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    // SAFETY: resetting a signal to its default action has no preconditions.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
     }
 }

@@ -17,6 +17,7 @@ fn spec(name: &str, device: u32, bytes: &[u8]) -> DeployRequest {
             device: Some(device),
             size_bytes: bytes.len() as u64,
             sha256: hex::encode(Sha256::digest(bytes)),
+            allow_fp32: true,
             ..Default::default()
         })),
     }
@@ -25,7 +26,7 @@ fn spec(name: &str, device: u32, bytes: &[u8]) -> DeployRequest {
 /// A daemon serving version 1 of "m" on device 10, restarted with `failpoints`.
 fn serving_v1_then_restart_with(failpoints: Option<&str>) -> Daemon {
     let daemon = Daemon::start();
-    daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "m", "--device", "10"]);
+    daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--allow-fp32", "--name", "m", "--device", "10"]);
     let dir = daemon.stop();
     match failpoints {
         Some(f) => Daemon::start_with_env(dir, &[], &[("FAILPOINTS", f)]),

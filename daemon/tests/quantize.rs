@@ -356,3 +356,122 @@ fn dsmild_quantize_writes_the_model_and_prints_the_report() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+fn stage_detail(deployment: &serde_json::Value, state: &str) -> String {
+    deployment["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["state"] == state)
+        .map(|h| h["detail"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_daemon_serves_int8_and_refuses_fp32_without_calibration() {
+    let daemon = Daemon::start();
+    let out = daemon.ctl(&["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("--calib") && err.contains("--allow-fp32"),
+        "{err}"
+    );
+    assert!(
+        daemon.ctl_json(&["deployments"])["deployments"]
+            .as_array()
+            .is_none_or(|d| d.is_empty())
+    );
+
+    let int8 = ["--calib", SAMPLE_TEST_SET, "--val", SAMPLE_TEST_SET];
+    let mut args = vec![
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "digits",
+        "--device",
+        "47",
+        "--method",
+        "percentile",
+    ];
+    args.extend(int8);
+    let v1 = daemon.ctl_json(&args);
+    let detail = stage_detail(&v1, "Compiling");
+    assert!(
+        detail.contains("INT8 (percentile(99.999), 360 samples): top-1 accuracy") && detail.contains("retention"),
+        "{detail}"
+    );
+    let models = daemon.ctl_json(&["models"]);
+    let uploaded = models["models"][0]["versions"][0]["sha256"].as_str().unwrap();
+    assert_ne!(
+        v1["sha256"].as_str().unwrap(),
+        uploaded,
+        "the deployment serves its own INT8 blob"
+    );
+
+    let served = daemon.ctl_json(&["infer", "digits", "--input", SAMPLE_TEST_SET]);
+    let predicted: Vec<i64> = served["outputs"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let (_, labels) = test_set();
+    let correct = predicted.iter().zip(labels.iter()).filter(|(a, b)| a == b).count();
+    assert!(
+        correct as f64 / labels.len() as f64 >= 0.95,
+        "INT8 accuracy through dsmild: {correct}/{}",
+        labels.len()
+    );
+
+    // A rollback serves version 1's INT8 blob again, without quantizing.
+    let mut args = vec!["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"];
+    args.extend(int8);
+    daemon.ctl_json(&args);
+    let back = daemon.ctl_json(&["rollback", "--model", "digits"]);
+    let restored = &back["restored"][0];
+    assert_eq!(restored["sha256"], v1["sha256"]);
+    let shown = daemon.ctl_json(&["show", &restored["id"].to_string()]);
+    assert_eq!(
+        stage_detail(&shown, "Quantizing"),
+        "the version's served model, quantized when it was first deployed"
+    );
+
+    daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "fp", "--device", "46", "--allow-fp32"]);
+    let audit = daemon.ctl_json(&["events", "--kind", "allow_fp32"]);
+    assert_eq!(audit["events"][0]["model"], "fp");
+}
+
+#[test]
+fn a_failed_gate_fails_the_deployment() {
+    let dir = tempfile::tempdir().unwrap();
+    let blank = npz(
+        dir.path(),
+        "blank.npz",
+        &[("pixels", ArrayD::zeros(IxDyn(&[20, 64])))],
+        None,
+    );
+    let daemon = Daemon::start();
+    let out = daemon.ctl(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "digits",
+        "--device",
+        "47",
+        "--calib",
+        blank.to_str().unwrap(),
+        "--val",
+        SAMPLE_TEST_SET,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("INT8 accuracy gate failed"),
+        "{err}"
+    );
+    let d = daemon.ctl_json(&["deployments"]);
+    assert_eq!(d["deployments"][0]["state"], "Failed");
+    let history = d["deployments"][0]["history"].as_array().unwrap();
+    assert_eq!(history[history.len() - 2]["state"], "Quantizing");
+}

@@ -18,6 +18,7 @@ async fn deploy_raw(daemon: &Daemon, name: &str, device: u32, bytes: Vec<u8>, sh
                 device: Some(device),
                 size_bytes: bytes.len() as u64,
                 sha256,
+                allow_fp32: true,
                 ..Default::default()
             })),
         },
@@ -125,6 +126,7 @@ async fn write_down_is_refused_and_audited() {
     let out = daemon.ctl(&[
         "deploy",
         SAMPLE_MODEL,
+        "--allow-fp32",
         "--name",
         "digits",
         "--layer",
@@ -146,7 +148,15 @@ async fn write_down_is_refused_and_audited() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_name_the_tensor_and_what_was_expected() {
     let daemon = Daemon::start();
-    daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"]);
+    daemon.ctl_json(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--allow-fp32",
+        "--name",
+        "digits",
+        "--device",
+        "47",
+    ]);
     let mut client = daemon.inference().await;
     let good = || digits_request(2, 1.0);
     client.model_infer(good()).await.unwrap();

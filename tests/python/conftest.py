@@ -57,7 +57,8 @@ def daemon(tmp_path_factory):
             )
             return json.loads(out.stdout)
 
-        ctl("deploy", SAMPLE / "model.onnx", "--name", "digits", "--device", "47")
+        # FP32 on purpose: the test compares with onnxruntime's FP32 outputs.
+        ctl("deploy", SAMPLE / "model.onnx", "--allow-fp32", "--name", "digits", "--device", "47")
         yield {"tcp": ctl("status")["tcp_address"], "ctl": ctl}
     finally:
         proc.terminate()

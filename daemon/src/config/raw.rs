@@ -69,6 +69,9 @@ pub struct RawQuantization {
     pub precision: String,
     pub min_accuracy_retention: f64,
     pub calibration_samples: u32,
+    pub method: String,
+    pub percentile: f64,
+    pub activations: String,
 }
 
 #[derive(Debug, Deserialize)]

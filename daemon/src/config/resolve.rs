@@ -42,6 +42,8 @@ pub struct QuantizationConfig {
     pub precision: String,
     pub min_accuracy_retention: f64,
     pub calibration_samples: u32,
+    pub method: crate::compress::Method,
+    pub activations: crate::compress::ActivationType,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +134,21 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         ),
     );
     check(
+        crate::compress::Method::parse(&q.method, q.percentile).is_some(),
+        format!(
+            "quantization.method = {:?}: expected minmax, percentile or entropy",
+            q.method
+        ),
+    );
+    check(
+        q.percentile > 0.0 && q.percentile <= 100.0,
+        format!("quantization.percentile = {} must be in (0, 100]", q.percentile),
+    );
+    check(
+        matches!(q.activations.as_str(), "uint8" | "int8"),
+        format!("quantization.activations = {:?}: expected uint8 or int8", q.activations),
+    );
+    check(
         q.calibration_samples > 0,
         "quantization.calibration_samples must be ≥ 1".to_owned(),
     );
@@ -217,6 +234,12 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             precision: q.precision.clone(),
             min_accuracy_retention: q.min_accuracy_retention,
             calibration_samples: q.calibration_samples,
+            method: crate::compress::Method::parse(&q.method, q.percentile).unwrap_or(crate::compress::Method::MinMax),
+            activations: if q.activations == "int8" {
+                crate::compress::ActivationType::I8Symmetric
+            } else {
+                crate::compress::ActivationType::U8Asymmetric
+            },
         },
         deployment: DeploymentConfig {
             warmup_iterations: d.warmup_iterations,

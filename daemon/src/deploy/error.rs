@@ -65,6 +65,17 @@ pub enum DeployError {
     NoEarlierVersion { model: String, serving: u32 },
     #[error("model {0:?} has no active deployment")]
     NotDeployed(String),
+    #[error(
+        "model {0:?} is FP32 and dsmil serves INT8: give calibration data (dsmilctl deploy --calib calib.npz \
+         [--val val.npz], arrays keyed by input name), or serve it as FP32 explicitly with --allow-fp32 (audited)"
+    )]
+    NeedsCalibration(String),
+    #[error("invalid quantization option: {0}")]
+    InvalidOption(String),
+    #[error("{0:?} was declared in the DeploySpec but not uploaded")]
+    MissingAttachment(&'static str),
+    #[error("quantizing")]
+    Quantization(#[from] crate::compress::CompressError),
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]

@@ -20,7 +20,7 @@ pub mod supervisor;
 use std::sync::{Arc, Mutex};
 
 pub use error::DeployError;
-pub use pipeline::{DeploySpec, Progress, validate_name};
+pub use pipeline::{DeploySpec, Progress, Staged, validate_name};
 pub use registry::{ActiveModel, Registry};
 pub use restore::RestoreReport;
 pub use rollback::RollbackTarget;

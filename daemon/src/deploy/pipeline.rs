@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{ActiveModel, DeployError, DeployState, Deployer, admission, placement};
 use crate::backend::{LoadOptions, LoadedModel, Pool, Signature, Tensor};
+use crate::compress::{Samples, quantize_static};
 use crate::model::{Format, ModelError, check_operators, inspect_onnx};
 use crate::monitor::probation::Probation;
 use crate::monitor::process;
@@ -24,6 +25,44 @@ pub struct DeploySpec {
     pub sha256: String,
     pub classification: Option<u32>,
     pub note: String,
+    /// Declared attachments: (size, sha256).
+    pub calibration: Option<(u64, String)>,
+    pub validation: Option<(u64, String)>,
+    /// Calibration method and activation type; "" for the config's.
+    pub method: String,
+    pub activations: String,
+    pub allow_fp32: bool,
+}
+
+/// An upload: the model and the attachments the spec declared.
+pub struct Staged {
+    pub model: StagedBlob,
+    pub calibration: Option<StagedBlob>,
+    pub validation: Option<StagedBlob>,
+}
+
+/// How a journaled deployment is launched: what the Quantizing stage does,
+/// and the state and detail the deployment it replaces ends with.
+pub(super) struct Plan {
+    pub quantize: Quantize,
+    pub replaced: (DeployState, String),
+}
+
+/// What the Quantizing stage does with a model.
+pub(super) enum Quantize {
+    /// Calibrate and rewrite to INT8, gated on the validation data
+    /// (the calibration data when none was given).
+    Calibrate {
+        calibration: StagedBlob,
+        validation: Option<StagedBlob>,
+        options: crate::compress::Options,
+    },
+    /// The upload is already INT8.
+    AlreadyInt8,
+    /// FP32 by operator override.
+    AllowFp32,
+    /// A rollback or reload: the blob is what this version served before.
+    Served,
 }
 
 /// One step of progress, as streamed to `dsmilctl deploy`.
@@ -56,25 +95,62 @@ impl Deployer {
     pub fn deploy(
         &self,
         spec: DeploySpec,
-        staged: StagedBlob,
+        staged: Staged,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
         validate_name(&spec.name)?;
-        if staged.size != spec.size_bytes {
-            return Err(DeployError::SizeMismatch {
-                declared: spec.size_bytes,
-                received: staged.size,
-            });
-        }
-        if !staged.sha256.eq_ignore_ascii_case(&spec.sha256) {
-            return Err(DeployError::ChecksumMismatch {
-                declared: spec.sha256.clone(),
-                actual: staged.sha256.clone(),
-            });
+        check_upload(&staged.model, spec.size_bytes, &spec.sha256)?;
+        for (declared, blob, what) in [
+            (&spec.calibration, &staged.calibration, "calibration"),
+            (&spec.validation, &staged.validation, "validation"),
+        ] {
+            if let Some((size, sha256)) = declared {
+                check_upload(
+                    blob.as_ref().ok_or(DeployError::MissingAttachment(what))?,
+                    *size,
+                    sha256,
+                )?;
+            }
         }
         let format = Format::parse(&spec.format)?;
-        let bytes = staged.read()?;
+        let bytes = staged.model.read()?;
         let info = inspect_onnx(&bytes)?;
+        let plan = if info.is_quantized() {
+            Quantize::AlreadyInt8
+        } else if let Some(calibration) = staged.calibration {
+            let q = &self.config.quantization;
+            let method = match spec.method.as_str() {
+                "" => q.method,
+                name => crate::compress::Method::parse(name, 99.999).ok_or_else(|| {
+                    DeployError::InvalidOption(format!("method {name:?}: expected minmax, percentile or entropy"))
+                })?,
+            };
+            let activations = match spec.activations.as_str() {
+                "" => q.activations,
+                "uint8" => crate::compress::ActivationType::U8Asymmetric,
+                "int8" => crate::compress::ActivationType::I8Symmetric,
+                other => {
+                    return Err(DeployError::InvalidOption(format!(
+                        "activations {other:?}: expected uint8 or int8"
+                    )));
+                }
+            };
+            let options = crate::compress::Options {
+                method,
+                activations,
+                max_samples: q.calibration_samples as usize,
+                min_retention: q.min_accuracy_retention,
+            };
+            Quantize::Calibrate {
+                calibration,
+                validation: staged.validation,
+                options,
+            }
+        } else if spec.allow_fp32 {
+            Quantize::AllowFp32
+        } else {
+            return Err(DeployError::NeedsCalibration(spec.name.clone()));
+        };
         let estimate = admission::estimate(&info, self.config.serving.workers_per_deployment);
 
         // One deploy at a time: placement and activation read and change the
@@ -122,8 +198,8 @@ impl Deployer {
         let effective = self.runtimes.effective_target(wanted);
         let backend = self.runtimes.backend_for(effective)?;
 
-        let sha256 = staged.sha256.clone();
-        staged.commit(&self.blobs)?;
+        let sha256 = staged.model.sha256.clone();
+        staged.model.commit(&self.blobs)?;
         let record = self.journal.create_deployment(NewDeployment {
             model: spec.name.clone(),
             sha256,
@@ -143,7 +219,17 @@ impl Deployer {
             DeployState::Retired,
             format!("replaced by version {}", record.1.version),
         );
-        self.launch(record.1, &bytes, &info, &*backend, replaced, progress)
+        self.launch(
+            record.1,
+            &bytes,
+            &info,
+            &*backend,
+            Plan {
+                quantize: plan,
+                replaced,
+            },
+            progress,
+        )
     }
 
     /// Runs a journaled deployment through its stages and activates it; the
@@ -155,9 +241,10 @@ impl Deployer {
         bytes: &[u8],
         info: &crate::model::ModelInfo,
         backend: &dyn crate::backend::Backend,
-        replaced: (DeployState, String),
+        plan: Plan,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
+        let Plan { quantize, replaced } = plan;
         let layer = self.config.topology.layer(u32::from(record.layer))?;
         let fallback = if record.effective_target != record.target {
             format!(" (fallback: no {} on this host)", record.target)
@@ -186,8 +273,9 @@ impl Deployer {
             since: Instant::now(),
             rss_before: 0,
             replaced,
+            quantized: None,
         };
-        match run.stages(bytes, info, layer, backend) {
+        match run.stages(bytes, info, layer, backend, quantize) {
             Ok((signature, models)) => run.activate(record, signature, models),
             Err(e) => {
                 run.fail(&e);
@@ -206,6 +294,8 @@ struct StageRunner<'a, 'p> {
     rss_before: u64,
     /// The state and detail the deployment this one replaces ends with.
     replaced: (DeployState, String),
+    /// The quantizer's summary, once it has run.
+    quantized: Option<String>,
 }
 
 impl StageRunner<'_, '_> {
@@ -230,6 +320,7 @@ impl StageRunner<'_, '_> {
         info: &crate::model::ModelInfo,
         layer: &crate::topology::Layer,
         backend: &dyn crate::backend::Backend,
+        plan: Quantize,
     ) -> Result<(Signature, Vec<Box<dyn LoadedModel>>), DeployError> {
         let config = &self.deployer.config;
         self.enter(
@@ -285,15 +376,64 @@ impl StageRunner<'_, '_> {
         check_outputs(&signature, &outputs).map_err(DeployError::DryRun)?;
         drop(probe);
 
-        self.enter(
-            DeployState::Quantizing,
-            "pass-through: the INT8 quantizer is not wired in yet".into(),
-        )?;
+        self.enter(DeployState::Quantizing, plan.describe())?;
+        let served: std::borrow::Cow<[u8]> = match plan {
+            Quantize::Calibrate {
+                calibration,
+                validation,
+                options,
+            } => {
+                let samples = Samples::read(calibration.path(), &signature, options.max_samples)?;
+                let validation = match &validation {
+                    Some(v) => Some(Samples::read(v.path(), &signature, usize::MAX)?),
+                    None => None,
+                };
+                let q = quantize_static(
+                    backend,
+                    bytes,
+                    &samples,
+                    Some(validation.as_ref().unwrap_or(&samples)),
+                    &options,
+                )?;
+                let sha256 = self.deployer.blobs.put(&q.model)?;
+                self.deployer.journal.set_served(self.id, &sha256)?;
+                let e = q.report.evaluation.as_ref().expect("quantize_static evaluated");
+                self.quantized = Some(format!(
+                    "INT8 ({}, {} samples): {} {:.4} vs {:.4} FP32, retention {:.4}; {} → {} bytes",
+                    q.report.method,
+                    q.report.calibration_samples,
+                    e.metric,
+                    e.int8,
+                    e.fp32,
+                    e.retention,
+                    q.report.size_before,
+                    q.report.size_after
+                ));
+                std::borrow::Cow::Owned(q.model)
+            }
+            Quantize::AllowFp32 => {
+                let record = self.deployer.journal.deployment(self.id)?;
+                self.deployer.audit(EventRecord {
+                    kind: "allow_fp32".into(),
+                    model: record.model,
+                    version: record.version,
+                    device: Some(record.device),
+                    layer: Some(record.layer),
+                    deployment_id: self.id,
+                    detail: "served in FP32 by operator override (--allow-fp32)".into(),
+                    ..EventRecord::default()
+                });
+                std::borrow::Cow::Borrowed(bytes)
+            }
+            Quantize::AlreadyInt8 | Quantize::Served => std::borrow::Cow::Borrowed(bytes),
+        };
+        let bytes: &[u8] = &served;
 
-        self.enter(
-            DeployState::Compiling,
-            format!("building the {} session", backend.name()),
-        )?;
+        let compiling = match self.quantized.take() {
+            Some(q) => format!("{q}; building the {} session", backend.name()),
+            None => format!("building the {} session", backend.name()),
+        };
+        self.enter(DeployState::Compiling, compiling)?;
         process::release_free_memory();
         self.rss_before = process::rss_bytes();
         let started = Instant::now();
@@ -506,6 +646,45 @@ impl StageRunner<'_, '_> {
         }
         tracing::warn!(deployment = self.id, error = %detail, "deployment failed");
     }
+}
+
+impl Quantize {
+    fn describe(&self) -> String {
+        match self {
+            Quantize::Calibrate {
+                options, validation, ..
+            } => format!(
+                "calibrating ({}) and rewriting to INT8, gated on {} data (retention ≥ {})",
+                options.method.name(),
+                if validation.is_some() {
+                    "validation"
+                } else {
+                    "the calibration"
+                },
+                options.min_retention
+            ),
+            Quantize::AlreadyInt8 => "already INT8 (QDQ or integer operators): passes through".into(),
+            Quantize::AllowFp32 => "FP32 kept by operator override (--allow-fp32)".into(),
+            Quantize::Served => "the version's served model, quantized when it was first deployed".into(),
+        }
+    }
+}
+
+/// Checks an upload against its declared size and sha256.
+fn check_upload(blob: &StagedBlob, size: u64, sha256: &str) -> Result<(), DeployError> {
+    if blob.size != size {
+        return Err(DeployError::SizeMismatch {
+            declared: size,
+            received: blob.size,
+        });
+    }
+    if !blob.sha256.eq_ignore_ascii_case(sha256) {
+        return Err(DeployError::ChecksumMismatch {
+            declared: sha256.to_owned(),
+            actual: blob.sha256.clone(),
+        });
+    }
+    Ok(())
 }
 
 fn ms(d: Duration) -> f64 {

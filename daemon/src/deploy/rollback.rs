@@ -85,8 +85,7 @@ impl Deployer {
         let restored = format!("rolled back to version {}: {reason}", previous.version);
         tracing::warn!(model, from = serving, to = previous.version, reason, "rolling back");
         self.relaunch(
-            model,
-            previous.version,
+            &previous,
             "rollback",
             &format!("from version {serving}: {reason}"),
             (DeployState::RolledBack, restored),
@@ -97,27 +96,31 @@ impl Deployer {
     /// Deploys `version` of the serving `model` again, on its device, through
     /// every stage; the serving deployment ends in `replaced`. Called with
     /// `deploy_lock` held.
+    /// Deploys again the version that `from` served, from the blob it served
+    /// (its quantized model), on the model's current device, through every
+    /// stage; the serving deployment ends in `replaced`. Called with
+    /// `deploy_lock` held.
     pub(super) fn relaunch(
         &self,
-        model: &str,
-        version: u32,
+        from: &DeploymentRecord,
         kind: &'static str,
         reason: &str,
         replaced: (DeployState, String),
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
+        let model = from.model.as_str();
         let current = self
             .registry
             .get(model)
             .ok_or_else(|| DeployError::NotDeployed(model.to_owned()))?;
         let version = self
             .journal
-            .version(model, version)?
+            .version(model, from.version)?
             .ok_or_else(|| DeployError::NoEarlierVersion {
                 model: model.to_owned(),
                 serving: current.record.version,
             })?;
-        let bytes = self.blobs.read(&version.sha256)?;
+        let bytes = self.blobs.read(&from.sha256)?;
         let info = inspect_onnx(&bytes)?;
         let estimate = admission::estimate(&info, self.config.serving.workers_per_deployment);
         let layer = self.config.topology.layer(u32::from(current.record.layer))?;
@@ -128,8 +131,8 @@ impl Deployer {
         let backend = self.runtimes.backend_for(effective)?;
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),
-            sha256: version.sha256.clone(),
-            size_bytes: version.size_bytes,
+            sha256: from.sha256.clone(),
+            size_bytes: bytes.len() as u64,
             format: version.format.clone(),
             classification: version.classification,
             note: version.note.clone(),
@@ -145,6 +148,10 @@ impl Deployer {
                 reason: reason.to_owned(),
             }),
         })?;
-        self.launch(record, &bytes, &info, &*backend, replaced, progress)
+        let plan = super::pipeline::Plan {
+            quantize: super::pipeline::Quantize::Served,
+            replaced,
+        };
+        self.launch(record, &bytes, &info, &*backend, plan, progress)
     }
 }

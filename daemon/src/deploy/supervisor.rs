@@ -62,6 +62,7 @@ impl Deployer {
             return;
         };
         let (version, device, layer) = (current.record.version, current.record.device, current.record.layer);
+        let serving = current.record.clone();
         drop(current);
         tracing::warn!(
             model,
@@ -95,7 +96,7 @@ impl Deployer {
                     DeployState::Retired,
                     format!("reloaded after failed health probes: {reason}"),
                 );
-                let reloaded = self.relaunch(model, version, "reload", reason, replaced, &mut |_| {});
+                let reloaded = self.relaunch(&serving, "reload", reason, replaced, &mut |_| {});
                 drop(_serial);
                 match reloaded {
                     Ok(_) => Ok(()),

@@ -206,6 +206,20 @@ pub(super) fn elem_width(elem: i32) -> u64 {
     }
 }
 
+impl ModelInfo {
+    /// Whether the model already runs in integer arithmetic (QDQ, QLinear*,
+    /// integer MatMul/Conv): such a model passes the Quantizing stage as is.
+    pub fn is_quantized(&self) -> bool {
+        self.operators.iter().any(|(domain, op)| {
+            (domain.is_empty() || domain == "ai.onnx" || domain == "com.microsoft")
+                && (matches!(
+                    op.as_str(),
+                    "QuantizeLinear" | "DequantizeLinear" | "MatMulInteger" | "ConvInteger" | "DynamicQuantizeLinear"
+                ) || op.starts_with("QLinear"))
+        })
+    }
+}
+
 fn node_label(index: usize, name: &str, op: &str) -> String {
     if name.is_empty() {
         format!("node #{index} ({op})")

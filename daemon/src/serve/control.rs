@@ -11,7 +11,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use crate::deploy::{DeployError, DeploySpec, Deployer, Progress, RollbackTarget};
+use crate::deploy::{DeployError, DeploySpec, Deployer, Progress, RollbackTarget, Staged};
 use crate::topology::format_id_list;
 
 /// Facts about the running server that status reports.
@@ -73,23 +73,51 @@ impl Control for ControlService {
         if spec.size_bytes > limit {
             return Err(DeployError::TooLarge { limit_mb: limit >> 20 }.into());
         }
-        let mut upload = self.deployer.blobs().begin_upload().await.map_err(DeployError::from)?;
+        // One upload per file: the model, and the attachments the spec declares.
+        let blobs = self.deployer.blobs();
+        let mut model = blobs.begin_upload().await.map_err(DeployError::from)?;
+        let mut calibration = match &spec.calibration {
+            Some(_) => Some(blobs.begin_upload().await.map_err(DeployError::from)?),
+            None => None,
+        };
+        let mut validation = match &spec.validation {
+            Some(_) => Some(blobs.begin_upload().await.map_err(DeployError::from)?),
+            None => None,
+        };
         while let Some(message) = inbound.message().await? {
-            match message.part {
-                Some(pb::deploy_request::Part::Chunk(chunk)) => {
-                    if upload.size() + chunk.len() as u64 > limit {
-                        return Err(DeployError::TooLarge { limit_mb: limit >> 20 }.into());
-                    }
-                    upload.write(&chunk).await.map_err(DeployError::from)?;
-                }
-                Some(pb::deploy_request::Part::Spec(_)) | None => {
+            use pb::deploy_request::Part;
+            let (upload, chunk) = match message.part {
+                Some(Part::Chunk(chunk)) => (Some(&mut model), chunk),
+                Some(Part::CalibrationChunk(chunk)) => (calibration.as_mut(), chunk),
+                Some(Part::ValidationChunk(chunk)) => (validation.as_mut(), chunk),
+                Some(Part::Spec(_)) | None => {
                     return Err(Status::invalid_argument(
                         "only the first message may carry a DeploySpec",
                     ));
                 }
+            };
+            let upload = upload.ok_or_else(|| {
+                Status::invalid_argument(
+                    "a calibration or validation chunk arrived that the DeploySpec did not declare",
+                )
+            })?;
+            if upload.size() + chunk.len() as u64 > limit {
+                return Err(DeployError::TooLarge { limit_mb: limit >> 20 }.into());
             }
+            upload.write(&chunk).await.map_err(DeployError::from)?;
         }
-        let staged = upload.finish().await.map_err(DeployError::from)?;
+        let staged = Staged {
+            model: model.finish().await.map_err(DeployError::from)?,
+            calibration: match calibration {
+                Some(u) => Some(u.finish().await.map_err(DeployError::from)?),
+                None => None,
+            },
+            validation: match validation {
+                Some(u) => Some(u.finish().await.map_err(DeployError::from)?),
+                None => None,
+            },
+        };
+        let attachment = |a: Option<pb::Attachment>| a.map(|a| (a.size_bytes, a.sha256));
         let spec = DeploySpec {
             name: spec.name,
             device: spec.device,
@@ -99,6 +127,11 @@ impl Control for ControlService {
             sha256: spec.sha256,
             classification: spec.classification,
             note: spec.note,
+            calibration: attachment(spec.calibration),
+            validation: attachment(spec.validation),
+            method: spec.method,
+            activations: spec.activations,
+            allow_fp32: spec.allow_fp32,
         };
 
         let (tx, mut from_pipeline) = tokio::sync::mpsc::channel(16);

@@ -17,15 +17,22 @@ use crate::deploy::Registry;
 pub async fn sync(registry: Arc<Registry>, health: HealthReporter, shutdown: CancellationToken) {
     let mut known = BTreeSet::new();
     loop {
-        let serving = registry.all();
-        let names: BTreeSet<String> = serving.iter().map(|m| m.record.model.clone()).collect();
-        for model in &serving {
-            let status = if model.healthy.load(Ordering::Acquire) {
+        // Copy out what is needed before awaiting: holding the deployments
+        // across an await would keep an undeployed model (and its memory)
+        // alive until this pass ends.
+        let serving: Vec<(String, bool)> = registry
+            .all()
+            .iter()
+            .map(|m| (m.record.model.clone(), m.healthy.load(Ordering::Acquire)))
+            .collect();
+        let names: BTreeSet<String> = serving.iter().map(|(name, _)| name.clone()).collect();
+        for (name, healthy) in &serving {
+            let status = if *healthy {
                 ServingStatus::Serving
             } else {
                 ServingStatus::NotServing
             };
-            health.set_service_status(&model.record.model, status).await;
+            health.set_service_status(name, status).await;
         }
         for gone in known.difference(&names) {
             health.set_service_status(gone, ServingStatus::NotServing).await;

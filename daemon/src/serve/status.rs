@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 
 use super::InferError;
 use crate::backend::{BackendError, PoolError};
+use crate::compress::CompressError;
 use crate::deploy::DeployError;
 use crate::store::StoreError;
 use crate::topology::TopologyError;
@@ -51,6 +52,18 @@ pub fn deploy_code(err: &DeployError) -> Code {
             Code::NotFound
         }
         DeployError::NoEarlierVersion { .. } => Code::FailedPrecondition,
+        DeployError::NeedsCalibration(_) | DeployError::MissingAttachment(_) | DeployError::InvalidOption(_) => {
+            Code::InvalidArgument
+        }
+        DeployError::Quantization(q) => match q {
+            CompressError::GateFailed { .. } => Code::FailedPrecondition,
+            CompressError::Data { .. }
+            | CompressError::Opset(_)
+            | CompressError::Decode(_)
+            | CompressError::NoGraph
+            | CompressError::NoFloatOutput => Code::InvalidArgument,
+            CompressError::Backend(b) => backend_code(b),
+        },
         DeployError::Backend(b) => backend_code(b),
         DeployError::Store(s) => store_code(s),
         DeployError::Threads(_) => Code::ResourceExhausted,

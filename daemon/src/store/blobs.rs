@@ -69,6 +69,32 @@ impl BlobStore {
         Ok(bytes)
     }
 
+    /// Stores bytes the daemon made (a quantized model), atomically like an
+    /// upload; returns their sha256. Blocking.
+    pub fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
+        use std::io::Write;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        if self.contains(&sha256) {
+            return Ok(sha256);
+        }
+        let tmp = self.tmp_dir().join(format!(
+            "put-{}-{}",
+            std::process::id(),
+            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let guard = TempFile(Some(tmp.clone()));
+        let mut file = std::fs::File::create(&tmp).map_err(|e| StoreError::io("creating", &tmp, e))?;
+        file.write_all(bytes).map_err(|e| StoreError::io("writing", &tmp, e))?;
+        file.sync_all().map_err(|e| StoreError::io("syncing", &tmp, e))?;
+        let staged = StagedBlob {
+            sha256: sha256.clone(),
+            size: bytes.len() as u64,
+            guard,
+        };
+        staged.commit(self)?;
+        Ok(sha256)
+    }
+
     /// Starts an upload into a fresh temp file.
     pub async fn begin_upload(&self) -> Result<Upload, StoreError> {
         let path = self.tmp_dir().join(format!(

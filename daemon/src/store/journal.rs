@@ -309,13 +309,23 @@ impl Journal {
 
     /// Records a deployment's measured memory footprint.
     pub fn set_measured(&self, id: u64, bytes: u64) -> Result<DeploymentRecord, StoreError> {
+        self.update(id, |r| r.measured_bytes = bytes)
+    }
+
+    /// Records the blob a deployment serves (its quantized model).
+    pub fn set_served(&self, id: u64, sha256: &str) -> Result<DeploymentRecord, StoreError> {
+        self.update(id, |r| r.sha256 = sha256.to_owned())
+    }
+
+    /// Changes fields of a deployment that are not its state.
+    fn update(&self, id: u64, change: impl Fn(&mut DeploymentRecord)) -> Result<DeploymentRecord, StoreError> {
         let key = id.to_be_bytes();
         let result = self.deployments.transaction(|deployments| {
             let mut record: DeploymentRecord = match deployments.get(key)? {
                 Some(v) => decode(&v, &format!("deployments/{id}")).map_err(abort)?,
                 None => return Err(abort(StoreError::UnknownDeployment(id))),
             };
-            record.measured_bytes = bytes;
+            change(&mut record);
             deployments.insert(&key, encode(&record))?;
             Ok(record)
         });

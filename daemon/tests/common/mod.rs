@@ -207,6 +207,10 @@ impl Daemon {
         std::fs::write(&file, bytes).unwrap();
         let mut all = vec!["--json", "deploy", file.to_str().unwrap()];
         all.extend_from_slice(args);
+        // Test models are FP32; serving them as such is the explicit override.
+        if !args.contains(&"--calib") && !args.contains(&"--allow-fp32") {
+            all.push("--allow-fp32");
+        }
         let out = self.ctl(&all);
         if out.status.success() {
             Ok(serde_json::from_slice(&out.stdout).unwrap())
