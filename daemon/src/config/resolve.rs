@@ -43,6 +43,8 @@ pub struct QuantizationConfig {
     pub min_accuracy_retention: f64,
     pub calibration_samples: u32,
     pub method: crate::compress::Method,
+    /// For the percentile method, also when a deploy names it.
+    pub percentile: f64,
     pub activations: crate::compress::ActivationType,
 }
 
@@ -235,6 +237,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             min_accuracy_retention: q.min_accuracy_retention,
             calibration_samples: q.calibration_samples,
             method: crate::compress::Method::parse(&q.method, q.percentile).unwrap_or(crate::compress::Method::MinMax),
+            percentile: q.percentile,
             activations: if q.activations == "int8" {
                 crate::compress::ActivationType::I8Symmetric
             } else {

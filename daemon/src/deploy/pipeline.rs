@@ -121,7 +121,7 @@ impl Deployer {
             let q = &self.config.quantization;
             let method = match spec.method.as_str() {
                 "" => q.method,
-                name => crate::compress::Method::parse(name, 99.999).ok_or_else(|| {
+                name => crate::compress::Method::parse(name, q.percentile).ok_or_else(|| {
                     DeployError::InvalidOption(format!("method {name:?}: expected minmax, percentile or entropy"))
                 })?,
             };
