@@ -76,6 +76,8 @@ enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// The INT8 quantization report of MODEL or MODEL@VERSION.
+    Report { model: String },
     /// Models with their versions.
     Models,
     /// Deployments with their state.
@@ -193,6 +195,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             views::rollback(&mut c, target, reason, json).await
         }
+        Command::Report { model } => views::report(&mut c, &model, json).await,
         Command::Models => views::models(&mut c, json).await,
         Command::Deployments { model } => views::deployments(&mut c, model, json).await,
         Command::Show { id } => views::show(&mut c, id, json).await,

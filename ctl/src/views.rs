@@ -314,3 +314,64 @@ pub async fn rollback(
     }
     Ok(())
 }
+
+pub async fn report(c: &mut Clients, target: &str, json: bool) -> anyhow::Result<()> {
+    let (model, version) = match target.split_once('@') {
+        Some((m, v)) => (
+            m.to_owned(),
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("{v:?} is not a version number"))?,
+        ),
+        None => (target.to_owned(), 0),
+    };
+    let r = c
+        .control
+        .report(pb::ReportRequest { model, version })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&r);
+    }
+    let ratio = if r.size_after > 0 {
+        r.size_before as f64 / r.size_after as f64
+    } else {
+        0.0
+    };
+    println!(
+        "{} version {}: INT8 by {} ({} activations), {} calibration samples",
+        r.model, r.version, r.method, r.activations, r.calibration_samples
+    );
+    let mut t = Table::new(&["", "FP32", "INT8", ""]);
+    t.row(vec![
+        "size".into(),
+        bytes(r.size_before),
+        bytes(r.size_after),
+        format!("{ratio:.2}x smaller"),
+    ]);
+    t.row(vec![
+        r.metric.clone(),
+        format!("{:.4}", r.fp32),
+        format!("{:.4}", r.int8),
+        format!("retention {:.4} over {} samples", r.retention, r.validation_samples),
+    ]);
+    t.row(vec![
+        "latency p50".into(),
+        format!("{:.3} ms", r.fp32_p50_ms),
+        format!("{:.3} ms", r.int8_p50_ms),
+        String::new(),
+    ]);
+    t.row(vec![
+        "latency p95".into(),
+        format!("{:.3} ms", r.fp32_p95_ms),
+        format!("{:.3} ms", r.int8_p95_ms),
+        String::new(),
+    ]);
+    t.print();
+    println!("output cosine similarity (mean): {:.5}", r.mean_cosine);
+    let mut layers = Table::new(&["LAYER", "OP", "PRECISION"]);
+    for l in &r.layers {
+        layers.row(vec![l.node.clone(), l.op.clone(), l.precision.clone()]);
+    }
+    layers.print();
+    Ok(())
+}

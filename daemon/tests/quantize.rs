@@ -440,6 +440,35 @@ fn the_daemon_serves_int8_and_refuses_fp32_without_calibration() {
     daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "fp", "--device", "46", "--allow-fp32"]);
     let audit = daemon.ctl_json(&["events", "--kind", "allow_fp32"]);
     assert_eq!(audit["events"][0]["model"], "fp");
+
+    // The quantization report of version 1, stored with the version.
+    let report = daemon.ctl_json(&["report", "digits@1"]);
+    assert_eq!(report["method"], "percentile(99.999)");
+    assert_eq!(report["metric"], "top-1 accuracy");
+    assert!(report["retention"].as_f64().unwrap() >= 0.99, "{report}");
+    assert_eq!(report["validation_samples"], 360);
+    assert!(report["size_after"].as_u64().unwrap() * 2 < report["size_before"].as_u64().unwrap());
+    assert!(report["fp32_p50_ms"].as_f64().unwrap() > 0.0 && report["int8_p50_ms"].as_f64().unwrap() > 0.0);
+    let layers: Vec<(&str, &str)> = report["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["node"].as_str().unwrap(), l["precision"].as_str().unwrap()))
+        .collect();
+    assert_eq!(layers, vec![("fc1", "int8"), ("fc2", "int8")]);
+    let table = daemon.ctl(&["report", "digits"]);
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("retention"),
+        "{}",
+        String::from_utf8_lossy(&table.stdout)
+    );
+    let none = daemon.ctl(&["report", "fp"]);
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("--allow-fp32"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
 }
 
 #[test]

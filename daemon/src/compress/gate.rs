@@ -7,15 +7,24 @@ use super::CompressError;
 use super::data::Samples;
 use crate::backend::{DataType, LoadedModel, Tensor};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// "top-1 accuracy" or "top-1 agreement".
-    pub metric: &'static str,
+    pub metric: String,
     pub fp32: f64,
     pub int8: f64,
     pub retention: f64,
     pub mean_cosine: f64,
     pub samples: usize,
+    /// One-sample latency of each model on this host, in ms.
+    pub fp32_p50_ms: f64,
+    pub fp32_p95_ms: f64,
+    pub int8_p50_ms: f64,
+    pub int8_p95_ms: f64,
+}
+
+fn percentile_ms(samples: &mut [std::time::Duration], q: f64) -> f64 {
+    crate::monitor::probation::percentile(samples, q).as_secs_f64() * 1e3
 }
 
 /// The first FP32 output, as rows of scores (the classifier's).
@@ -61,10 +70,17 @@ pub fn evaluate(
 ) -> Result<Evaluation, CompressError> {
     let (mut right_fp32, mut right_int8, mut agree, mut cos_sum, mut rows) = (0usize, 0usize, 0usize, 0.0f64, 0usize);
     let labels = samples.labels();
+    let (mut t_fp32, mut t_int8) = (Vec::new(), Vec::new());
     for i in 0..samples.len() {
         let inputs = samples.sample(i);
-        let (a, width) = scores(&fp32.run(&inputs)?)?;
-        let (b, _) = scores(&int8.run(&inputs)?)?;
+        let started = std::time::Instant::now();
+        let out_a = fp32.run(&inputs)?;
+        t_fp32.push(started.elapsed());
+        let started = std::time::Instant::now();
+        let out_b = int8.run(&inputs)?;
+        t_int8.push(started.elapsed());
+        let (a, width) = scores(&out_a)?;
+        let (b, _) = scores(&out_b)?;
         for (r, (ra, rb)) in a.chunks(width).zip(b.chunks(width)).enumerate() {
             let (pa, pb) = (argmax(ra), argmax(rb));
             agree += usize::from(pa == pb);
@@ -80,6 +96,8 @@ pub fn evaluate(
     }
     let n = samples.len() as f64;
     let mean_cosine = cos_sum / rows.max(1) as f64;
+    let (fp32_p50_ms, fp32_p95_ms) = (percentile_ms(&mut t_fp32, 0.5), percentile_ms(&mut t_fp32, 0.95));
+    let (int8_p50_ms, int8_p95_ms) = (percentile_ms(&mut t_int8, 0.5), percentile_ms(&mut t_int8, 0.95));
     Ok(match labels {
         Some(_) => {
             let (fp32, int8) = (right_fp32 as f64 / n, right_int8 as f64 / n);
@@ -89,23 +107,31 @@ pub fn evaluate(
                 f64::from(u8::from(int8 == 0.0))
             };
             Evaluation {
-                metric: "top-1 accuracy",
+                metric: "top-1 accuracy".into(),
                 fp32,
                 int8,
                 retention,
                 mean_cosine,
                 samples: samples.len(),
+                fp32_p50_ms,
+                fp32_p95_ms,
+                int8_p50_ms,
+                int8_p95_ms,
             }
         }
         None => {
             let agreement = agree as f64 / rows.max(1) as f64;
             Evaluation {
-                metric: "top-1 agreement",
+                metric: "top-1 agreement".into(),
                 fp32: 1.0,
                 int8: agreement,
                 retention: agreement,
                 mean_cosine,
                 samples: samples.len(),
+                fp32_p50_ms,
+                fp32_p95_ms,
+                int8_p50_ms,
+                int8_p95_ms,
             }
         }
     })

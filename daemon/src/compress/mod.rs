@@ -46,7 +46,7 @@ pub enum CompressError {
          (fp32 {fp32:.4}, int8 {int8:.4}); try another --method or more calibration data"
     )]
     GateFailed {
-        metric: &'static str,
+        metric: String,
         retention: f64,
         min: f64,
         fp32: f64,
@@ -92,9 +92,10 @@ pub struct Options {
     pub min_retention: f64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub method: String,
+    pub activations: String,
     pub calibration_samples: usize,
     pub size_before: usize,
     pub size_after: usize,
@@ -102,6 +103,16 @@ pub struct Report {
     pub quantized_activations: usize,
     pub folded_batch_norms: usize,
     pub evaluation: Option<Evaluation>,
+    /// Every weight op (Conv, ConvTranspose, MatMul, Gemm) and its precision.
+    pub layers: Vec<LayerPrecision>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct LayerPrecision {
+    pub node: String,
+    pub op: String,
+    /// "int8" or "fp32".
+    pub precision: String,
 }
 
 pub struct Quantized {
@@ -198,6 +209,26 @@ pub fn quantize_static(
     };
     Ok(Quantized {
         report: Report {
+            layers: proto
+                .graph
+                .iter()
+                .flat_map(|g| &g.node)
+                .filter(|n| qdq::WEIGHT_OPS.contains(&n.op_type()))
+                .map(|n| LayerPrecision {
+                    node: n.name().to_owned(),
+                    op: n.op_type().to_owned(),
+                    precision: if summary.quantized_nodes.iter().any(|q| q == n.name()) {
+                        "int8"
+                    } else {
+                        "fp32"
+                    }
+                    .into(),
+                })
+                .collect(),
+            activations: match options.activations {
+                ActivationType::U8Asymmetric => "uint8".into(),
+                ActivationType::I8Symmetric => "int8".into(),
+            },
             method: options.method.name(),
             calibration_samples: calibration.len(),
             size_before: model.len(),

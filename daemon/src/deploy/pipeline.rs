@@ -396,7 +396,10 @@ impl StageRunner<'_, '_> {
                     &options,
                 )?;
                 let sha256 = self.deployer.blobs.put(&q.model)?;
-                self.deployer.journal.set_served(self.id, &sha256)?;
+                let record = self.deployer.journal.set_served(self.id, &sha256)?;
+                self.deployer
+                    .journal
+                    .put_report(&record.model, record.version, &q.report)?;
                 let e = q.report.evaluation.as_ref().expect("quantize_static evaluated");
                 self.quantized = Some(format!(
                     "INT8 ({}, {} samples): {} {:.4} vs {:.4} FP32, retention {:.4}; {} → {} bytes",

@@ -398,6 +398,35 @@ impl Control for ControlService {
         }))
     }
 
+    async fn report(&self, request: Request<pb::ReportRequest>) -> Result<Response<pb::QuantizationReport>, Status> {
+        let req = request.into_inner();
+        let deployer = Arc::clone(&self.deployer);
+        let report = blocking(move || {
+            let journal = deployer.journal();
+            let version = match req.version {
+                0 => match deployer.registry().get(&req.model) {
+                    Some(serving) => serving.record.version,
+                    None => journal
+                        .versions(&req.model)?
+                        .last()
+                        .map(|v| v.version)
+                        .ok_or_else(|| Status::not_found(format!("model {:?} has no versions", req.model)))?,
+                },
+                v => v,
+            };
+            let report = journal.report(&req.model, version)?.ok_or_else(|| {
+                Status::not_found(format!(
+                    "{} version {version} has no quantization report (it was uploaded already INT8, or served FP32 \
+                     with --allow-fp32)",
+                    req.model
+                ))
+            })?;
+            Ok(convert::report(&req.model, version, report))
+        })
+        .await?;
+        Ok(Response::new(report))
+    }
+
     async fn events(&self, request: Request<pb::EventsRequest>) -> Result<Response<pb::EventsResponse>, Status> {
         let req = request.into_inner();
         let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(req.wait_ms));

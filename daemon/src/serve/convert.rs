@@ -283,6 +283,50 @@ pub fn event(e: &EventRecord) -> pb::Event {
     }
 }
 
+pub fn report(model: &str, version: u32, r: crate::compress::Report) -> pb::QuantizationReport {
+    let e = r.evaluation.unwrap_or(crate::compress::Evaluation {
+        metric: String::new(),
+        fp32: 0.0,
+        int8: 0.0,
+        retention: 0.0,
+        mean_cosine: 0.0,
+        samples: 0,
+        fp32_p50_ms: 0.0,
+        fp32_p95_ms: 0.0,
+        int8_p50_ms: 0.0,
+        int8_p95_ms: 0.0,
+    });
+    pb::QuantizationReport {
+        model: model.to_owned(),
+        version,
+        method: r.method,
+        activations: r.activations,
+        calibration_samples: r.calibration_samples as u32,
+        size_before: r.size_before as u64,
+        size_after: r.size_after as u64,
+        metric: e.metric,
+        fp32: e.fp32,
+        int8: e.int8,
+        retention: e.retention,
+        mean_cosine: e.mean_cosine,
+        validation_samples: e.samples as u32,
+        fp32_p50_ms: e.fp32_p50_ms,
+        fp32_p95_ms: e.fp32_p95_ms,
+        int8_p50_ms: e.int8_p50_ms,
+        int8_p95_ms: e.int8_p95_ms,
+        layers: r
+            .layers
+            .into_iter()
+            .map(|l| pb::LayerPrecision {
+                node: l.node,
+                op: l.op,
+                precision: l.precision,
+            })
+            .collect(),
+        quantized_nodes: r.quantized_nodes,
+    }
+}
+
 #[cfg(test)]
 #[path = "convert_tests.rs"]
 mod tests;

@@ -1,6 +1,6 @@
 //! The sled journal.
 //!
-//! # Layout (schema version 1)
+//! # Layout (schema version 2)
 //!
 //! ```text
 //! tree "meta"         "schema_version"      -> u32 BE
@@ -10,6 +10,7 @@
 //! tree "versions"     <name> 0x00 <u32 BE>  -> VersionRecord (JSON)
 //! tree "deployments"  <u64 BE id>           -> DeploymentRecord (JSON)
 //! tree "events"       <u64 BE seq>          -> EventRecord (JSON), append-only
+//! tree "reports"      <name> 0x00 <u32 BE>  -> compress::Report (JSON)   (since v2)
 //! ```
 //!
 //! Big-endian integer keys keep sled's byte order equal to numeric order, so
@@ -32,12 +33,12 @@ use super::StoreError;
 use super::records::{DeploymentRecord, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms};
 use crate::deploy::DeployState;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 type Migration = fn(&Db) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` moves a journal from version i to i + 1.
-const MIGRATIONS: [Migration; 1] = [migrate_0_to_1];
+const MIGRATIONS: [Migration; 2] = [migrate_0_to_1, migrate_1_to_2];
 
 /// Version 0 is an empty database: create the trees and the counters.
 fn migrate_0_to_1(db: &Db) -> Result<(), StoreError> {
@@ -47,6 +48,12 @@ fn migrate_0_to_1(db: &Db) -> Result<(), StoreError> {
     let meta = db.open_tree("meta")?;
     meta.insert("next_deployment_id", &1u64.to_be_bytes())?;
     meta.insert("next_event_seq", &1u64.to_be_bytes())?;
+    Ok(())
+}
+
+/// Version 2 adds the quantization reports, one per model version.
+fn migrate_1_to_2(db: &Db) -> Result<(), StoreError> {
+    db.open_tree("reports")?;
     Ok(())
 }
 
@@ -60,6 +67,7 @@ pub struct Journal {
     versions: Tree,
     deployments: Tree,
     events: Tree,
+    reports: Tree,
 }
 
 /// What a deploy records before its pipeline starts.
@@ -120,9 +128,23 @@ impl Journal {
             versions: db.open_tree("versions")?,
             deployments: db.open_tree("deployments")?,
             events,
+            reports: db.open_tree("reports")?,
             meta,
             db,
         })
+    }
+
+    /// Stores the quantization report of a model version.
+    pub fn put_report(&self, model: &str, version: u32, report: &crate::compress::Report) -> Result<(), StoreError> {
+        self.reports.insert(version_key(model, version), encode(report))?;
+        self.flush()
+    }
+
+    pub fn report(&self, model: &str, version: u32) -> Result<Option<crate::compress::Report>, StoreError> {
+        self.reports
+            .get(version_key(model, version))?
+            .map(|v| decode(&v, &format!("reports/{model}/{version}")))
+            .transpose()
     }
 
     /// A receiver that changes whenever an event is appended.

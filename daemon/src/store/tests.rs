@@ -41,6 +41,46 @@ fn migration_0_to_1_creates_the_trees_and_counters() {
 }
 
 #[test]
+fn migration_1_to_2_adds_the_reports_tree_and_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A version-1 journal with a deployment in it.
+        let db = sled::open(dir.path()).unwrap();
+        run_migration(&db, 0).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    {
+        // Write a deployment as version 1 would have: through the trees only.
+        let db = sled::open(dir.path()).unwrap();
+        assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"reports"));
+        db.open_tree("deployments")
+            .unwrap()
+            .insert(1u64.to_be_bytes(), b"{}".to_vec())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let journal = Journal::open(dir.path()).unwrap();
+    assert_eq!(journal.schema_version().unwrap(), 2);
+    assert!(
+        journal.report("m", 1).unwrap().is_none(),
+        "the reports tree exists and is empty"
+    );
+    drop(journal);
+    let db = sled::open(dir.path()).unwrap();
+    assert!(db.tree_names().iter().any(|n| n.as_ref() == b"reports"));
+    assert!(
+        db.open_tree("deployments")
+            .unwrap()
+            .get(1u64.to_be_bytes())
+            .unwrap()
+            .is_some(),
+        "data kept"
+    );
+}
+
+#[test]
 fn a_fresh_journal_is_at_the_current_schema_and_a_newer_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(dir.path()).unwrap();
