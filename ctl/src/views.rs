@@ -368,9 +368,22 @@ pub async fn report(c: &mut Clients, target: &str, json: bool) -> anyhow::Result
     ]);
     t.print();
     println!("output cosine similarity (mean): {:.5}", r.mean_cosine);
-    let mut layers = Table::new(&["LAYER", "OP", "PRECISION"]);
+    println!("MACs in INT8: {:.1}%", r.int8_mac_share * 100.0);
+    if !r.fp32_fallback.is_empty() {
+        println!(
+            "kept in FP32 by the mixed-precision fallback: {} ({} evaluations)",
+            r.fp32_fallback.join(", "),
+            r.evaluations
+        );
+    }
+    let mut layers = Table::new(&["LAYER", "OP", "PRECISION", "MACS"]);
     for l in &r.layers {
-        layers.row(vec![l.node.clone(), l.op.clone(), l.precision.clone()]);
+        layers.row(vec![
+            l.node.clone(),
+            l.op.clone(),
+            l.precision.clone(),
+            l.macs.to_string(),
+        ]);
     }
     layers.print();
     Ok(())

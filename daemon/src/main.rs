@@ -113,6 +113,7 @@ fn real_main() -> anyhow::Result<()> {
                     ActivationType::U8Asymmetric
                 },
                 max_samples: config.quantization.calibration_samples as usize,
+                fallback_evaluations: config.quantization.fallback_evaluations as usize,
                 min_retention: config.quantization.min_accuracy_retention,
             };
             let job = offline::Job {

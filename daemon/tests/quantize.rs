@@ -32,6 +32,7 @@ fn options(method: Method) -> Options {
         method,
         activations: ActivationType::U8Asymmetric,
         max_samples: 1000,
+        fallback_evaluations: 16,
         min_retention: 0.95,
     }
 }
@@ -456,6 +457,12 @@ fn the_daemon_serves_int8_and_refuses_fp32_without_calibration() {
         .map(|l| (l["node"].as_str().unwrap(), l["precision"].as_str().unwrap()))
         .collect();
     assert_eq!(layers, vec![("fc1", "int8"), ("fc2", "int8")]);
+    assert_eq!(report["int8_mac_share"], 1.0, "full INT8: every MAC");
+    assert_eq!(
+        report["layers"][0]["macs"],
+        64 * 64,
+        "fc1: 64x64 weights, one row per sample"
+    );
     let table = daemon.ctl(&["report", "digits"]);
     assert!(
         String::from_utf8_lossy(&table.stdout).contains("retention"),
@@ -503,4 +510,72 @@ fn a_failed_gate_fails_the_deployment() {
     assert_eq!(d["deployments"][0]["state"], "Failed");
     let history = d["deployments"][0]["history"].as_array().unwrap();
     assert_eq!(history[history.len() - 2]["state"], "Quantizing");
+}
+
+#[test]
+fn the_fallback_keeps_the_one_sensitive_layer_in_fp32() {
+    // x[?,8] -> MatMul(w1) -> Relu -> MatMul(w2) -> y. Row 7 of w1 is zero,
+    // so feature 7 never reaches the output; but calibration sees it at
+    // 1000, which makes x's per-tensor scale crush every other feature.
+    let mut w1 = onnx::weights("w1", &[8, 8], 3);
+    let mut v = compress::qdq::float_values(&w1).unwrap();
+    v[56..64].iter_mut().for_each(|x| *x = 0.0);
+    w1.raw_data = Some(v.iter().flat_map(|x| x.to_le_bytes()).collect());
+    let mut fc1 = onnx::node("MatMul", &["x", "w1"], &["h"]);
+    fc1.name = Some("fc1".into());
+    let mut fc2 = onnx::node("MatMul", &["r", "w2"], &["y"]);
+    fc2.name = Some("fc2".into());
+    let model = onnx::model(
+        GraphProto {
+            name: Some("sensitive".into()),
+            node: vec![fc1, onnx::node("Relu", &["h"], &["r"]), fc2],
+            initializer: vec![w1, onnx::weights("w2", &[8, 8], 4)],
+            input: vec![onnx::value("x", &[-1, 8])],
+            output: vec![onnx::value("y", &[-1, 8])],
+            ..Default::default()
+        },
+        &[("", 17)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut calib = ArrayD::from_shape_fn(IxDyn(&[33, 8]), |ix| ((ix[0] * 7 + ix[1] * 3) % 11) as f32 / 11.0);
+    calib[[32, 7]] = 1000.0;
+    let val = ArrayD::from_shape_fn(IxDyn(&[64, 8]), |ix| ((ix[0] * 5 + ix[1] * 7) % 13) as f32 / 13.0);
+    let sig = signature(&model);
+    let calibration = Samples::read(&npz(dir.path(), "c.npz", &[("x", calib)], None), &sig, 1000).unwrap();
+    let validation = Samples::read(&npz(dir.path(), "v.npz", &[("x", val)], None), &sig, 1000).unwrap();
+
+    // Full INT8 alone fails the gate...
+    let strict = Options {
+        fallback_evaluations: 1,
+        ..options(Method::MinMax)
+    };
+    let err = compress::quantize_static(runtime(), &model, &calibration, Some(&validation), &strict)
+        .err()
+        .unwrap();
+    assert!(matches!(err, CompressError::GateFailed { .. }), "{err}");
+    // ...the fallback finds that keeping fc1 (only) in FP32 passes.
+    let q = compress::quantize_static(
+        runtime(),
+        &model,
+        &calibration,
+        Some(&validation),
+        &options(Method::MinMax),
+    )
+    .unwrap();
+    let r = &q.report;
+    assert_eq!(r.fp32_fallback, vec!["fc1"]);
+    let precision: Vec<(&str, &str)> = r
+        .layers
+        .iter()
+        .map(|l| (l.node.as_str(), l.precision.as_str()))
+        .collect();
+    assert_eq!(precision, vec![("fc1", "fp32"), ("fc2", "int8")]);
+    assert_eq!(
+        r.layers.iter().map(|l| l.macs).collect::<Vec<_>>(),
+        vec![64, 64],
+        "8x8 weights, one row per sample"
+    );
+    assert!((r.int8_mac_share - 0.5).abs() < 1e-9, "{}", r.int8_mac_share);
+    assert!(r.evaluation.as_ref().unwrap().retention >= 0.95);
+    assert!(r.evaluations <= 16);
 }

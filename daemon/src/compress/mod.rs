@@ -90,6 +90,8 @@ pub struct Options {
     pub max_samples: usize,
     /// The gate's threshold on retention (quantization.min_accuracy_retention).
     pub min_retention: f64,
+    /// The mixed-precision fallback's budget of evaluations.
+    pub fallback_evaluations: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -105,6 +107,12 @@ pub struct Report {
     pub evaluation: Option<Evaluation>,
     /// Every weight op (Conv, ConvTranspose, MatMul, Gemm) and its precision.
     pub layers: Vec<LayerPrecision>,
+    /// Share of the weight ops' multiply-accumulates that run in INT8.
+    pub int8_mac_share: f64,
+    /// Layers kept in FP32 by the fallback (empty: full INT8).
+    pub fp32_fallback: Vec<String>,
+    /// Evaluations the gate and the fallback spent.
+    pub evaluations: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -113,6 +121,8 @@ pub struct LayerPrecision {
     pub op: String,
     /// "int8" or "fp32".
     pub precision: String,
+    /// Multiply-accumulates per sample (from the shapes seen in calibration).
+    pub macs: u64,
 }
 
 pub struct Quantized {
@@ -122,12 +132,19 @@ pub struct Quantized {
 
 /// Finds activation ranges by running `model` on the samples (two passes for
 /// histogram methods); memory is independent of the number of samples.
+/// What calibration learns: each activation's range, and the shape each
+/// had on the first sample (for counting multiply-accumulates).
+pub struct Calibration {
+    pub ranges: HashMap<String, Range>,
+    pub shapes: HashMap<String, Vec<i64>>,
+}
+
 pub fn calibrate(
     backend: &dyn Backend,
     model: &ModelProto,
     samples: &Samples,
     method: Method,
-) -> Result<HashMap<String, Range>, CompressError> {
+) -> Result<Calibration, CompressError> {
     let graph = model.graph.as_ref().ok_or(CompressError::NoGraph)?;
     let candidates = qdq::activation_candidates(graph);
     let mut augmented = model.clone();
@@ -149,10 +166,12 @@ pub fn calibrate(
     };
 
     let mut minmax: HashMap<String, MinMax> = HashMap::new();
+    let mut shapes = HashMap::new();
     for i in 0..samples.len() {
         for t in runner.run(&samples.sample(i))? {
             if t.dtype == DataType::F32 && wanted.contains(t.name.as_str()) {
                 minmax.entry(t.name.clone()).or_default().update(&floats(&t));
+                shapes.entry(t.name.clone()).or_insert_with(|| t.shape.clone());
             }
         }
     }
@@ -169,14 +188,18 @@ pub fn calibrate(
             }
         }
     }
-    Ok(minmax
+    let ranges = minmax
         .iter()
         .map(|(name, m)| (name.clone(), calibrate::range(method, m, histograms.get(name))))
-        .collect())
+        .collect();
+    Ok(Calibration { ranges, shapes })
 }
 
-/// Quantizes `model` (ONNX bytes) to INT8 QDQ; with validation samples,
-/// evaluates FP32 against INT8 and refuses a result below the gate.
+/// Quantizes `model` (ONNX bytes) to INT8 QDQ. With validation samples,
+/// evaluates FP32 against INT8; if full INT8 fails the gate, measures each
+/// quantized layer's sensitivity (retention with only that layer in FP32)
+/// and returns the most sensitive layers to FP32, one at a time, until the
+/// gate passes or `fallback_evaluations` run out.
 pub fn quantize_static(
     backend: &dyn Backend,
     model: &[u8],
@@ -185,46 +208,89 @@ pub fn quantize_static(
     options: &Options,
 ) -> Result<Quantized, CompressError> {
     let proto = ModelProto::decode(model).map_err(|e| CompressError::Decode(e.to_string()))?;
-    let ranges = calibrate(backend, &proto, calibration, options.method)?;
-    let (quantized, summary) = qdq::rewrite(&proto, &ranges, options.activations, &HashSet::new())?;
-    let bytes = quantized.encode_to_vec();
+    let calibrated = calibrate(backend, &proto, calibration, options.method)?;
+    let rewrite = |keep: &HashSet<String>| qdq::rewrite(&proto, &calibrated.ranges, options.activations, keep);
+    let (mut quantized, mut summary) = rewrite(&HashSet::new())?;
+    let mut keep = HashSet::new();
+    // Counted in a Cell: the evaluation closure and the budget checks share it.
+    let evaluations = std::cell::Cell::new(0usize);
     let evaluation = match validation {
+        None => None,
         Some(val) => {
             let load = LoadOptions { intra_op_threads: 0 };
             let mut fp32 = backend.load(model, &load)?;
-            let mut int8 = backend.load(&bytes, &load)?;
-            let e = gate::evaluate(&mut *fp32, &mut *int8, val)?;
-            if e.retention < options.min_retention {
+            let mut evaluate = |candidate: &ModelProto| -> Result<Evaluation, CompressError> {
+                evaluations.set(evaluations.get() + 1);
+                let mut int8 = backend.load(&candidate.encode_to_vec(), &load)?;
+                gate::evaluate(&mut *fp32, &mut *int8, val)
+            };
+            let mut best = evaluate(&quantized)?;
+            if best.retention < options.min_retention && options.fallback_evaluations > 1 {
+                // Sensitivity: how much each layer's return to FP32 alone recovers.
+                let mut sensitivity = Vec::new();
+                for node in summary.quantized_nodes.clone() {
+                    if evaluations.get() >= options.fallback_evaluations {
+                        break;
+                    }
+                    let (candidate, _) = rewrite(&HashSet::from([node.clone()]))?;
+                    sensitivity.push((evaluate(&candidate)?.retention, node));
+                }
+                sensitivity.sort_by(|a, b| b.0.total_cmp(&a.0));
+                for (_, node) in sensitivity {
+                    if evaluations.get() >= options.fallback_evaluations {
+                        break;
+                    }
+                    keep.insert(node);
+                    let (candidate, candidate_summary) = rewrite(&keep)?;
+                    let e = evaluate(&candidate)?;
+                    if e.retention > best.retention || e.retention >= options.min_retention {
+                        (quantized, summary, best) = (candidate, candidate_summary, e);
+                    }
+                    if best.retention >= options.min_retention {
+                        break;
+                    }
+                }
+            }
+            if best.retention < options.min_retention {
                 return Err(CompressError::GateFailed {
-                    metric: e.metric,
-                    retention: e.retention,
+                    metric: best.metric,
+                    retention: best.retention,
                     min: options.min_retention,
-                    fp32: e.fp32,
-                    int8: e.int8,
+                    fp32: best.fp32,
+                    int8: best.int8,
                 });
             }
-            Some(e)
+            Some(best)
         }
-        None => None,
     };
+    let bytes = quantized.encode_to_vec();
+    let layers: Vec<LayerPrecision> = proto
+        .graph
+        .iter()
+        .flat_map(|g| g.node.iter().map(move |n| (g, n)))
+        .filter(|(_, n)| qdq::WEIGHT_OPS.contains(&n.op_type()))
+        .map(|(g, n)| LayerPrecision {
+            node: n.name().to_owned(),
+            op: n.op_type().to_owned(),
+            precision: if summary.quantized_nodes.iter().any(|q| q == n.name()) {
+                "int8"
+            } else {
+                "fp32"
+            }
+            .into(),
+            macs: qdq::macs(g, n, &calibrated.shapes),
+        })
+        .collect();
+    let total: u64 = layers.iter().map(|l| l.macs).sum();
+    let int8: u64 = layers.iter().filter(|l| l.precision == "int8").map(|l| l.macs).sum();
+    let mut fp32_fallback: Vec<String> = keep.into_iter().collect();
+    fp32_fallback.sort();
     Ok(Quantized {
         report: Report {
-            layers: proto
-                .graph
-                .iter()
-                .flat_map(|g| &g.node)
-                .filter(|n| qdq::WEIGHT_OPS.contains(&n.op_type()))
-                .map(|n| LayerPrecision {
-                    node: n.name().to_owned(),
-                    op: n.op_type().to_owned(),
-                    precision: if summary.quantized_nodes.iter().any(|q| q == n.name()) {
-                        "int8"
-                    } else {
-                        "fp32"
-                    }
-                    .into(),
-                })
-                .collect(),
+            layers,
+            int8_mac_share: if total > 0 { int8 as f64 / total as f64 } else { 0.0 },
+            fp32_fallback,
+            evaluations: evaluations.get(),
             activations: match options.activations {
                 ActivationType::U8Asymmetric => "uint8".into(),
                 ActivationType::I8Symmetric => "int8".into(),

@@ -211,6 +211,26 @@ fn weight_axis(op: &NodeProto, weight: &TensorProto) -> Option<usize> {
     }
 }
 
+/// Multiply-accumulates per sample of a weight op: its weight elements times
+/// the output positions per output channel (from the output shape seen in
+/// calibration). 0 when the weight is not a constant or the shape unknown.
+pub fn macs(graph: &GraphProto, node: &NodeProto, shapes: &HashMap<String, Vec<i64>>) -> u64 {
+    let Some(w) = node
+        .input
+        .get(1)
+        .and_then(|w| graph.initializer.iter().find(|t| t.name() == w))
+    else {
+        return 0;
+    };
+    let (Some(axis), Some(out)) = (weight_axis(node, w), node.output.first().and_then(|o| shapes.get(o))) else {
+        return 0;
+    };
+    let weights: u64 = w.dims.iter().map(|&d| d.max(0) as u64).product();
+    let outputs: u64 = out.iter().map(|&d| d.max(0) as u64).product();
+    let channels = w.dims.get(axis).copied().unwrap_or(1).max(1) as u64;
+    weights * (outputs / channels)
+}
+
 /// What the rewrite did, for the report.
 #[derive(Debug, Default, Clone)]
 pub struct RewriteSummary {

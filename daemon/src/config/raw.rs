@@ -72,6 +72,7 @@ pub struct RawQuantization {
     pub method: String,
     pub percentile: f64,
     pub activations: String,
+    pub fallback_evaluations: u32,
 }
 
 #[derive(Debug, Deserialize)]

@@ -46,6 +46,7 @@ pub struct QuantizationConfig {
     /// For the percentile method, also when a deploy names it.
     pub percentile: f64,
     pub activations: crate::compress::ActivationType,
+    pub fallback_evaluations: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -238,6 +239,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             calibration_samples: q.calibration_samples,
             method: crate::compress::Method::parse(&q.method, q.percentile).unwrap_or(crate::compress::Method::MinMax),
             percentile: q.percentile,
+            fallback_evaluations: q.fallback_evaluations,
             activations: if q.activations == "int8" {
                 crate::compress::ActivationType::I8Symmetric
             } else {

@@ -139,6 +139,7 @@ impl Deployer {
                 method,
                 activations,
                 max_samples: q.calibration_samples as usize,
+                fallback_evaluations: q.fallback_evaluations as usize,
                 min_retention: q.min_accuracy_retention,
             };
             Quantize::Calibrate {

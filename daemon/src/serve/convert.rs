@@ -321,9 +321,13 @@ pub fn report(model: &str, version: u32, r: crate::compress::Report) -> pb::Quan
                 node: l.node,
                 op: l.op,
                 precision: l.precision,
+                macs: l.macs,
             })
             .collect(),
         quantized_nodes: r.quantized_nodes,
+        int8_mac_share: r.int8_mac_share,
+        fp32_fallback: r.fp32_fallback,
+        evaluations: r.evaluations as u32,
     }
 }
 
