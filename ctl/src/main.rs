@@ -4,6 +4,7 @@
 
 mod client;
 mod deploy;
+mod html;
 mod infer;
 mod table;
 mod tensors;
@@ -77,7 +78,12 @@ enum Command {
         reason: String,
     },
     /// The INT8 quantization report of MODEL or MODEL@VERSION.
-    Report { model: String },
+    Report {
+        model: String,
+        /// Also write it as a self-contained HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
     /// Models with their versions.
     Models,
     /// Deployments with their state.
@@ -195,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             views::rollback(&mut c, target, reason, json).await
         }
-        Command::Report { model } => views::report(&mut c, &model, json).await,
+        Command::Report { model, html } => views::report(&mut c, &model, html.as_deref(), json).await,
         Command::Models => views::models(&mut c, json).await,
         Command::Deployments { model } => views::deployments(&mut c, model, json).await,
         Command::Show { id } => views::show(&mut c, id, json).await,

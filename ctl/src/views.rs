@@ -315,7 +315,7 @@ pub async fn rollback(
     Ok(())
 }
 
-pub async fn report(c: &mut Clients, target: &str, json: bool) -> anyhow::Result<()> {
+pub async fn report(c: &mut Clients, target: &str, html: Option<&std::path::Path>, json: bool) -> anyhow::Result<()> {
     let (model, version) = match target.split_once('@') {
         Some((m, v)) => (
             m.to_owned(),
@@ -329,6 +329,10 @@ pub async fn report(c: &mut Clients, target: &str, json: bool) -> anyhow::Result
         .report(pb::ReportRequest { model, version })
         .await?
         .into_inner();
+    if let Some(path) = html {
+        std::fs::write(path, crate::html::render(&r))
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
     if json {
         return print_json(&r);
     }

@@ -463,6 +463,18 @@ fn the_daemon_serves_int8_and_refuses_fp32_without_calibration() {
         64 * 64,
         "fc1: 64x64 weights, one row per sample"
     );
+    let page = daemon.dir.path().join("report.html");
+    let written = daemon.ctl(&["report", "digits@1", "--html", page.to_str().unwrap()]);
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    let page = std::fs::read_to_string(page).unwrap();
+    assert!(
+        page.starts_with("<!doctype html>") && page.contains("<svg") && page.contains("retention"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>fc1</td>") && !page.contains("<script"),
+        "self-contained, no scripts"
+    );
     let table = daemon.ctl(&["report", "digits"]);
     assert!(
         String::from_utf8_lossy(&table.stdout).contains("retention"),
