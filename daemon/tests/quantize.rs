@@ -591,3 +591,62 @@ fn the_fallback_keeps_the_one_sensitive_layer_in_fp32() {
     assert!(r.evaluation.as_ref().unwrap().retention >= 0.95);
     assert!(r.evaluations <= 16);
 }
+
+#[test]
+fn dynamic_mode_quantizes_matmul_weights_and_activations_at_run_time() {
+    let model = onnx::mlp(64, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let val = ArrayD::from_shape_fn(IxDyn(&[32, 64]), |ix| {
+        ((ix[0] * 13 + ix[1] * 7) % 17) as f32 / 17.0 - 0.5
+    });
+    let val_path = npz(dir.path(), "v.npz", &[("x", val)], None);
+    let validation = Samples::read(&val_path, &signature(&model), 1000).unwrap();
+    let q = compress::quantize_dynamic(runtime(), &model, Some(&validation), 0.95).unwrap();
+    let proto = ModelProto::decode(q.model.as_slice()).unwrap();
+    let ops: Vec<&str> = proto.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+    assert!(
+        ops.contains(&"DynamicQuantizeLinear") && ops.contains(&"MatMulInteger"),
+        "{ops:?}"
+    );
+    assert!(
+        !ops.contains(&"MatMul"),
+        "every constant-weight MatMul is rewritten: {ops:?}"
+    );
+    assert_eq!(q.report.quantized_nodes.len(), 3);
+    let e = q.report.evaluation.as_ref().unwrap();
+    assert!(e.mean_cosine > 0.99 && e.retention >= 0.95, "{e:?}");
+    assert!(
+        q.report.size_after * 3 < q.report.size_before,
+        "{} vs {}",
+        q.report.size_after,
+        q.report.size_before
+    );
+
+    // Offline, no calibration data needed.
+    let input = dir.path().join("mlp.onnx");
+    std::fs::write(&input, &model).unwrap();
+    let out = dir.path().join("mlp.dyn.onnx");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
+        .args([
+            "quantize",
+            input.to_str().unwrap(),
+            "--method",
+            "dynamic",
+            "--val",
+            val_path.to_str().unwrap(),
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["method"], "dynamic");
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
+        .args(["quantize", input.to_str().unwrap(), "-o"])
+        .arg(dir.path().join("x.onnx"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("needs calibration data"));
+}

@@ -10,6 +10,7 @@
 
 pub mod calibrate;
 pub mod data;
+pub mod dynamic;
 pub mod gate;
 pub mod offline;
 pub mod params;
@@ -193,6 +194,73 @@ pub fn calibrate(
         .map(|(name, m)| (name.clone(), calibrate::range(method, m, histograms.get(name))))
         .collect();
     Ok(Calibration { ranges, shapes })
+}
+
+/// Dynamic quantization (weights int8 now, activations at run time), gated
+/// on the validation samples when given.
+pub fn quantize_dynamic(
+    backend: &dyn Backend,
+    model: &[u8],
+    validation: Option<&Samples>,
+    min_retention: f64,
+) -> Result<Quantized, CompressError> {
+    let proto = ModelProto::decode(model).map_err(|e| CompressError::Decode(e.to_string()))?;
+    let (quantized, rewritten) = dynamic::rewrite(&proto)?;
+    let bytes = quantized.encode_to_vec();
+    let evaluation = match validation {
+        Some(val) => {
+            let load = LoadOptions { intra_op_threads: 0 };
+            let mut fp32 = backend.load(model, &load)?;
+            let mut int8 = backend.load(&bytes, &load)?;
+            let e = gate::evaluate(&mut *fp32, &mut *int8, val)?;
+            if e.retention < min_retention {
+                return Err(CompressError::GateFailed {
+                    metric: e.metric,
+                    retention: e.retention,
+                    min: min_retention,
+                    fp32: e.fp32,
+                    int8: e.int8,
+                });
+            }
+            Some(e)
+        }
+        None => None,
+    };
+    let layers: Vec<LayerPrecision> = proto
+        .graph
+        .iter()
+        .flat_map(|g| &g.node)
+        .filter(|n| qdq::WEIGHT_OPS.contains(&n.op_type()))
+        .map(|n| LayerPrecision {
+            node: n.name().to_owned(),
+            op: n.op_type().to_owned(),
+            precision: if rewritten.iter().any(|r| r == n.name()) {
+                "int8"
+            } else {
+                "fp32"
+            }
+            .into(),
+            macs: 0,
+        })
+        .collect();
+    Ok(Quantized {
+        report: Report {
+            method: "dynamic".into(),
+            activations: "uint8 (at run time)".into(),
+            calibration_samples: 0,
+            size_before: model.len(),
+            size_after: bytes.len(),
+            quantized_nodes: rewritten,
+            quantized_activations: 0,
+            folded_batch_norms: 0,
+            evaluation,
+            layers,
+            int8_mac_share: 0.0,
+            fp32_fallback: Vec::new(),
+            evaluations: usize::from(validation.is_some()),
+        },
+        model: bytes,
+    })
 }
 
 /// Quantizes `model` (ONNX bytes) to INT8 QDQ. With validation samples,

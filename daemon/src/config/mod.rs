@@ -8,11 +8,13 @@
 //!
 //! This module reads files; it never opens sockets or the store.
 
+mod flags;
 mod raw;
 mod resolve;
 
 use std::path::{Path, PathBuf};
 
+pub use flags::Flags;
 pub use resolve::{
     Config, DeploymentConfig, HardwareConfig, ListenerConfig, MemoryConfig, MonitoringConfig, PathsConfig,
     QuantizationConfig, RuntimesConfig, ServingConfig,

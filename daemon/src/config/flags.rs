@@ -1,0 +1,42 @@
+//! The daemon's command-line flags: the top layer of configuration, above
+//! the file and the built-in defaults.
+
+use std::path::PathBuf;
+
+use super::Override;
+
+#[derive(clap::Args)]
+pub struct Flags {
+    /// Config file layered over the built-in defaults.
+    #[arg(long, short, env = "DSMIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub state_dir: Option<String>,
+    #[arg(long)]
+    pub cache_dir: Option<String>,
+    #[arg(long)]
+    pub socket: Option<String>,
+    /// gRPC TCP listener address; "" turns it off.
+    #[arg(long)]
+    pub tcp: Option<String>,
+    /// Prometheus listener address; "" turns it off.
+    #[arg(long)]
+    pub metrics: Option<String>,
+}
+
+impl Flags {
+    /// The flags given, as overrides of config keys.
+    pub fn overrides(&self) -> Vec<Override> {
+        let s = |v: &Option<String>| v.clone().map(toml::Value::String);
+        [
+            ("paths.state_dir", s(&self.state_dir)),
+            ("paths.cache_dir", s(&self.cache_dir)),
+            ("listeners.unix_socket", s(&self.socket)),
+            ("listeners.tcp", s(&self.tcp)),
+            ("listeners.metrics", s(&self.metrics)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+    }
+}
