@@ -73,15 +73,7 @@ fn a_missing_runtime_is_reported_with_how_to_get_it() {
 #[test]
 fn dsmilctl_reaches_the_daemon_over_tcp() {
     let daemon = Daemon::start();
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     let tcp = daemon.ctl_json(&["status"])["tcp_address"].as_str().unwrap().to_owned();
     let out = Command::new(ctl_binary())
         .args(["--addr", &tcp, "--json", "infer", "digits", "--random"])

@@ -26,7 +26,7 @@ fn spec(name: &str, device: u32, bytes: &[u8]) -> DeployRequest {
 /// A daemon serving version 1 of "m" on device 10, restarted with `failpoints`.
 fn serving_v1_then_restart_with(failpoints: Option<&str>) -> Daemon {
     let daemon = Daemon::start();
-    daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--allow-fp32", "--name", "m", "--device", "10"]);
+    daemon.deploy_sample(&["--name", "m", "--device", "10"]);
     let dir = daemon.stop();
     match failpoints {
         Some(f) => Daemon::start_with_env(dir, &[], &[("FAILPOINTS", f)]),

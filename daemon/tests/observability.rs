@@ -32,15 +32,7 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_requests_by_code_and_pass_promtool() {
     let daemon = Daemon::start();
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     let mut client = daemon.inference().await;
     let request = |rows: i64, values: usize| pb::ModelInferRequest {
         model_name: "digits".into(),
@@ -112,15 +104,7 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
 #[test]
 fn dsmilctl_shows_devices_layers_status_and_infers() {
     let daemon = Daemon::start();
-    let deployed = daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    let deployed = daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     assert_eq!(
         deployed["effective_target"], "cpu",
         "no GPU here: the configured fallback applies"

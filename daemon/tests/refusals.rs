@@ -148,15 +148,7 @@ async fn write_down_is_refused_and_audited() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_name_the_tensor_and_what_was_expected() {
     let daemon = Daemon::start();
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     let mut client = daemon.inference().await;
     let good = || digits_request(2, 1.0);
     client.model_infer(good()).await.unwrap();

@@ -26,24 +26,8 @@ async fn serving_version(daemon: &Daemon) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clean_stop_flushes_unlinks_the_socket_and_a_restart_restores() {
     let daemon = Daemon::start();
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     let socket = daemon.socket();
     let dir = daemon.stop();
     assert!(!socket.exists(), "a clean exit removes the socket");
@@ -57,33 +41,9 @@ async fn a_clean_stop_flushes_unlinks_the_socket_and_a_restart_restores() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_while_serving_loses_no_deployment() {
     let daemon = Daemon::start();
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "other",
-        "--layer",
-        "3",
-    ]);
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
+    daemon.deploy_sample(&["--name", "other", "--layer", "3"]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     let before = without_measurements(daemon.ctl_json(&["deployments"]));
     let mut client = daemon.inference().await;
     // Requests in flight when the process dies.
@@ -120,15 +80,7 @@ async fn kill_9_while_serving_loses_no_deployment() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployment_that_cannot_be_restored_keeps_the_server_not_ready() {
     let daemon = Daemon::start();
-    let deployed = daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    let deployed = daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     let sha = deployed["sha256"].as_str().unwrap().to_owned();
     let dir = daemon.stop();
     // The blob vanishes while the daemon is down.

@@ -34,15 +34,7 @@ fn raw_request(model: &str, version: &str, pixels: &[f32], rows: usize) -> pb::M
 #[tokio::test(flavor = "multi_thread")]
 async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
     let daemon = Daemon::start();
-    let deployed = daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    let deployed = daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     assert_eq!(deployed["state"], "Active");
     assert_eq!(deployed["version"], 1);
     assert_eq!(deployed["device"], 47);
@@ -135,24 +127,8 @@ async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_deploy_makes_version_2_and_undeploy_stops_serving() {
     let daemon = Daemon::start();
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
-    let second = daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
+    let second = daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     assert_eq!(second["version"], 2);
 
     let mut client = daemon.inference().await;
@@ -256,15 +232,7 @@ async fn triton_config_statistics_and_grpc_health_answer() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--layer",
-        "7",
-    ]);
+    daemon.deploy_sample(&["--name", "digits", "--layer", "7"]);
     let mut client = daemon.inference().await;
     let live = client.server_live(pb::ServerLiveRequest {}).await.unwrap().into_inner();
     let ready = client

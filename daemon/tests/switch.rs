@@ -11,15 +11,7 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_requests_fail_during_a_version_switch() {
     let daemon = Daemon::start();
-    daemon.ctl_json(&[
-        "deploy",
-        SAMPLE_MODEL,
-        "--allow-fp32",
-        "--name",
-        "digits",
-        "--device",
-        "47",
-    ]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
     let switched = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..4 {

@@ -225,6 +225,14 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("deploy {args:?} failed: {e}\n{}", self.log()))
     }
 
+    /// Deploys the FP32 sample model as it is (`--allow-fp32`) with `args`
+    /// (name, placement); the deployment as JSON.
+    pub fn deploy_sample(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["deploy", SAMPLE_MODEL, "--allow-fp32"];
+        all.extend_from_slice(args);
+        self.ctl_json(&all)
+    }
+
     /// Waits (the event log's long poll) for the first event of `kind` about
     /// `model` after sequence number `after`.
     pub fn wait_event(&self, model: &str, kind: &str, after: u64) -> serde_json::Value {
