@@ -18,7 +18,12 @@ fn names(specs: &[TensorSpec]) -> String {
 }
 
 /// The request's inputs as tensors, in the signature's order.
-pub fn request_inputs(model: &str, req: &ModelInferRequest, signature: &Signature) -> Result<Vec<Tensor>, InferError> {
+/// The raw buffers are moved out of `req`, not copied: they can be large.
+pub fn request_inputs(
+    model: &str,
+    req: &mut ModelInferRequest,
+    signature: &Signature,
+) -> Result<Vec<Tensor>, InferError> {
     let raw = !req.raw_input_contents.is_empty();
     if raw && req.raw_input_contents.len() != req.inputs.len() {
         return Err(InferError::RawCount {
@@ -44,7 +49,7 @@ pub fn request_inputs(model: &str, req: &ModelInferRequest, signature: &Signatur
                 return Err(InferError::MixedContents(input.name.clone()));
             }
             check_header(spec, input)?;
-            let bytes = &req.raw_input_contents[i];
+            let bytes = std::mem::take(&mut req.raw_input_contents[i]);
             let expected = byte_len(spec, &input.shape);
             if bytes.len() != expected {
                 return Err(InferError::ByteSize {
@@ -55,7 +60,7 @@ pub fn request_inputs(model: &str, req: &ModelInferRequest, signature: &Signatur
                     dtype: spec.dtype.to_string(),
                 });
             }
-            bytes.clone()
+            bytes
         } else {
             check_header(spec, input)?;
             typed_to_bytes(spec, input)?

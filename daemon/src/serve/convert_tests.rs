@@ -53,7 +53,7 @@ fn raw_request() -> ModelInferRequest {
 
 #[test]
 fn raw_inputs_come_back_in_signature_order() {
-    let tensors = request_inputs("m", &raw_request(), &signature()).unwrap();
+    let tensors = request_inputs("m", &mut raw_request(), &signature()).unwrap();
     assert_eq!(tensors[0].name, "x");
     assert_eq!(tensors[0].shape, vec![3, 2]);
     assert_eq!(tensors[0].data.len(), 24);
@@ -77,7 +77,7 @@ fn typed_contents_are_encoded_and_range_checked() {
         ..Default::default()
     });
     req.inputs = vec![x, k.clone()];
-    let tensors = request_inputs("m", &req, &signature()).unwrap();
+    let tensors = request_inputs("m", &mut req, &signature()).unwrap();
     assert_eq!(
         tensors[0].data,
         [0.5f32, -1.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()
@@ -88,13 +88,13 @@ fn typed_contents_are_encoded_and_range_checked() {
         int_contents: vec![300],
         ..Default::default()
     });
-    let err = request_inputs("m", &req, &signature()).unwrap_err().to_string();
+    let err = request_inputs("m", &mut req, &signature()).unwrap_err().to_string();
     assert!(err.contains("does not fit INT8"), "{err}");
     req.inputs[1].contents = Some(InferTensorContents {
         int_contents: vec![1, 2],
         ..Default::default()
     });
-    let err = request_inputs("m", &req, &signature()).unwrap_err().to_string();
+    let err = request_inputs("m", &mut req, &signature()).unwrap_err().to_string();
     assert!(
         err.contains("input \"k\": 2 values in contents, but shape [1] needs 1"),
         "{err}"
@@ -107,7 +107,7 @@ fn each_mismatch_names_the_tensor_and_what_was_expected() {
     let check = |mutate: &dyn Fn(&mut ModelInferRequest), needle: &str| {
         let mut req = raw_request();
         mutate(&mut req);
-        let err = request_inputs("m", &req, &sig).unwrap_err().to_string();
+        let err = request_inputs("m", &mut req, &sig).unwrap_err().to_string();
         assert!(err.contains(needle), "expected {needle:?} in {err:?}");
     };
     check(

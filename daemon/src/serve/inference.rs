@@ -48,11 +48,11 @@ impl InferenceService {
     async fn infer(
         &self,
         model: &ActiveModel,
-        req: &pb::ModelInferRequest,
+        req: &mut pb::ModelInferRequest,
         deadline: Option<Instant>,
     ) -> Result<pb::ModelInferResponse, InferError> {
         let started = Instant::now();
-        let inputs = convert::request_inputs(&req.model_name, req, &model.signature)?;
+        let inputs = convert::request_inputs(&model.record.model, req, &model.signature)?;
         let items = inputs
             .first()
             .and_then(|t| t.shape.first())
@@ -189,7 +189,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&request);
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         let model = match self.resolve(&req.model_name, &req.model_version) {
             Ok(model) => model,
             Err(e) => {
@@ -203,7 +203,7 @@ impl GrpcInferenceService for InferenceService {
                 return Err(e.into());
             }
         };
-        let result = self.infer(&model, &req, deadline).await;
+        let result = self.infer(&model, &mut req, deadline).await;
         let elapsed = started.elapsed();
         let code = result.as_ref().map_or_else(infer_code, |_| tonic::Code::Ok);
         model.metrics.record(code_label(code), elapsed);
