@@ -9,41 +9,18 @@
 
 use std::collections::HashSet;
 
+use dsmil_proto::onnx::ModelProto;
 use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
-use dsmil_proto::onnx::{AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto};
 
 use super::CompressError;
+use super::graph::{cast_to_float, default_opset, floats, node, tensor};
 use super::params::quantize_per_channel;
 use super::qdq::float_values;
-
-fn node(op: &str, name: String, inputs: Vec<String>, outputs: Vec<String>) -> NodeProto {
-    NodeProto {
-        name: Some(name),
-        op_type: Some(op.into()),
-        input: inputs,
-        output: outputs,
-        ..Default::default()
-    }
-}
-
-fn tensor(name: &str, dims: Vec<i64>, dtype: OnnxType, raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims,
-        data_type: Some(dtype as i32),
-        raw_data: Some(raw),
-        ..Default::default()
-    }
-}
 
 /// Rewrites every MatMul with a constant rank-2 weight; returns the model and
 /// the names of the rewritten nodes.
 pub fn rewrite(model: &ModelProto) -> Result<(ModelProto, Vec<String>), CompressError> {
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
-        .map_or(0, |o| o.version());
+    let opset = default_opset(model);
     if opset < 11 {
         return Err(CompressError::Opset(opset));
     }
@@ -82,56 +59,45 @@ pub fn rewrite(model: &ModelProto) -> Result<(ModelProto, Vec<String>), Compress
             OnnxType::Int8,
             vec![0; dims[1]],
         ));
-        inits.push(tensor(
-            &format!("{wn}_dq_scale"),
-            columns,
-            OnnxType::Float,
-            scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-        ));
+        inits.push(floats(&format!("{wn}_dq_scale"), columns, &scales));
         if quantized_inputs.insert(x.clone()) {
+            let outputs = vec![format!("{x}_dq"), format!("{x}_dq_scale"), format!("{x}_dq_zero_point")];
             nodes.push(node(
                 "DynamicQuantizeLinear",
-                format!("{x}_DynamicQuantizeLinear"),
+                &format!("{x}_DynamicQuantizeLinear"),
                 vec![x.clone()],
-                vec![format!("{x}_dq"), format!("{x}_dq_scale"), format!("{x}_dq_zero_point")],
+                outputs,
+                None,
             ));
         }
+        let int_inputs = vec![
+            format!("{x}_dq"),
+            format!("{wn}_dq_quantized"),
+            format!("{x}_dq_zero_point"),
+            format!("{wn}_dq_zero_point"),
+        ];
         nodes.push(node(
             "MatMulInteger",
-            format!("{name}_MatMulInteger"),
-            vec![
-                format!("{x}_dq"),
-                format!("{wn}_dq_quantized"),
-                format!("{x}_dq_zero_point"),
-                format!("{wn}_dq_zero_point"),
-            ],
+            &format!("{name}_MatMulInteger"),
+            int_inputs,
             vec![format!("{name}_int32")],
+            None,
         ));
-        let mut cast = node(
-            "Cast",
-            format!("{name}_Cast"),
-            vec![format!("{name}_int32")],
-            vec![format!("{name}_float")],
-        );
-        cast.attribute.push(AttributeProto {
-            name: Some("to".into()),
-            r#type: Some(attribute_proto::AttributeType::Int as i32),
-            i: Some(OnnxType::Float as i64),
-            ..Default::default()
-        });
-        nodes.push(cast);
+        nodes.push(cast_to_float(
+            &format!("{name}_Cast"),
+            format!("{name}_int32"),
+            format!("{name}_float"),
+        ));
+        let scales_in = vec![format!("{x}_dq_scale"), format!("{wn}_dq_scale")];
         nodes.push(node(
             "Mul",
-            format!("{name}_scales"),
-            vec![format!("{x}_dq_scale"), format!("{wn}_dq_scale")],
+            &format!("{name}_scales"),
+            scales_in,
             vec![format!("{name}_scale")],
+            None,
         ));
-        nodes.push(node(
-            "Mul",
-            format!("{name}_rescale"),
-            vec![format!("{name}_float"), format!("{name}_scale")],
-            vec![y],
-        ));
+        let rescale_in = vec![format!("{name}_float"), format!("{name}_scale")];
+        nodes.push(node("Mul", &format!("{name}_rescale"), rescale_in, vec![y], None));
         rewritten.push(name);
     }
     graph.node = nodes;

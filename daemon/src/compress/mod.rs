@@ -12,6 +12,7 @@ pub mod calibrate;
 pub mod data;
 pub mod dynamic;
 pub mod gate;
+mod graph;
 pub mod offline;
 pub mod params;
 pub mod qdq;
@@ -213,36 +214,11 @@ pub fn quantize_dynamic(
             let mut fp32 = backend.load(model, &load)?;
             let mut int8 = backend.load(&bytes, &load)?;
             let e = gate::evaluate(&mut *fp32, &mut *int8, val)?;
-            if e.retention < min_retention {
-                return Err(CompressError::GateFailed {
-                    metric: e.metric,
-                    retention: e.retention,
-                    min: min_retention,
-                    fp32: e.fp32,
-                    int8: e.int8,
-                });
-            }
-            Some(e)
+            Some(gate_verdict(e, min_retention)?)
         }
         None => None,
     };
-    let layers: Vec<LayerPrecision> = proto
-        .graph
-        .iter()
-        .flat_map(|g| &g.node)
-        .filter(|n| qdq::WEIGHT_OPS.contains(&n.op_type()))
-        .map(|n| LayerPrecision {
-            node: n.name().to_owned(),
-            op: n.op_type().to_owned(),
-            precision: if rewritten.iter().any(|r| r == n.name()) {
-                "int8"
-            } else {
-                "fp32"
-            }
-            .into(),
-            macs: 0,
-        })
-        .collect();
+    let layers = layer_precisions(&proto, &rewritten, &HashMap::new());
     Ok(Quantized {
         report: Report {
             method: "dynamic".into(),
@@ -319,36 +295,11 @@ pub fn quantize_static(
                     }
                 }
             }
-            if best.retention < options.min_retention {
-                return Err(CompressError::GateFailed {
-                    metric: best.metric,
-                    retention: best.retention,
-                    min: options.min_retention,
-                    fp32: best.fp32,
-                    int8: best.int8,
-                });
-            }
-            Some(best)
+            Some(gate_verdict(best, options.min_retention)?)
         }
     };
     let bytes = quantized.encode_to_vec();
-    let layers: Vec<LayerPrecision> = proto
-        .graph
-        .iter()
-        .flat_map(|g| g.node.iter().map(move |n| (g, n)))
-        .filter(|(_, n)| qdq::WEIGHT_OPS.contains(&n.op_type()))
-        .map(|(g, n)| LayerPrecision {
-            node: n.name().to_owned(),
-            op: n.op_type().to_owned(),
-            precision: if summary.quantized_nodes.iter().any(|q| q == n.name()) {
-                "int8"
-            } else {
-                "fp32"
-            }
-            .into(),
-            macs: qdq::macs(g, n, &calibrated.shapes),
-        })
-        .collect();
+    let layers = layer_precisions(&proto, &summary.quantized_nodes, &calibrated.shapes);
     let total: u64 = layers.iter().map(|l| l.macs).sum();
     let int8: u64 = layers.iter().filter(|l| l.precision == "int8").map(|l| l.macs).sum();
     let mut fp32_fallback: Vec<String> = keep.into_iter().collect();
@@ -374,4 +325,40 @@ pub fn quantize_static(
         },
         model: bytes,
     })
+}
+
+/// The evaluation if it passes the gate, else the refusal.
+fn gate_verdict(e: Evaluation, min_retention: f64) -> Result<Evaluation, CompressError> {
+    if e.retention >= min_retention {
+        return Ok(e);
+    }
+    Err(CompressError::GateFailed {
+        metric: e.metric,
+        retention: e.retention,
+        min: min_retention,
+        fp32: e.fp32,
+        int8: e.int8,
+    })
+}
+
+/// Every weight op of the original model, with its precision (INT8 if named
+/// in `int8`) and MACs per sample (from the shapes seen in calibration).
+fn layer_precisions(model: &ModelProto, int8: &[String], shapes: &HashMap<String, Vec<i64>>) -> Vec<LayerPrecision> {
+    model
+        .graph
+        .iter()
+        .flat_map(|g| g.node.iter().map(move |n| (g, n)))
+        .filter(|(_, n)| qdq::WEIGHT_OPS.contains(&n.op_type()))
+        .map(|(g, n)| LayerPrecision {
+            node: n.name().to_owned(),
+            op: n.op_type().to_owned(),
+            precision: if int8.iter().any(|q| q == n.name()) {
+                "int8"
+            } else {
+                "fp32"
+            }
+            .into(),
+            macs: qdq::macs(g, n, shapes),
+        })
+        .collect()
 }

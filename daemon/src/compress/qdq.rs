@@ -9,10 +9,11 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
-use dsmil_proto::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto};
+use dsmil_proto::onnx::{GraphProto, ModelProto, NodeProto, TensorProto};
 
 use super::CompressError;
 use super::calibrate::Range;
+use super::graph::{default_opset, dequantized_constant, floats, node, tensor};
 use super::params::{ActivationType, activation_params, quantize_bias, quantize_per_channel};
 
 /// Ops whose weights are quantized.
@@ -90,44 +91,6 @@ pub fn float_values(t: &TensorProto) -> Option<Vec<f32>> {
                 .collect(),
         ),
         None => Some(t.float_data.clone()),
-    }
-}
-
-fn tensor(name: &str, dims: Vec<i64>, dtype: OnnxType, raw: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims,
-        data_type: Some(dtype as i32),
-        raw_data: Some(raw),
-        ..Default::default()
-    }
-}
-
-fn floats(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
-    tensor(
-        name,
-        dims,
-        OnnxType::Float,
-        values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    )
-}
-
-fn node(op: &str, name: &str, inputs: Vec<String>, output: String, axis: Option<i64>) -> NodeProto {
-    NodeProto {
-        name: Some(name.into()),
-        op_type: Some(op.into()),
-        input: inputs,
-        output: vec![output],
-        attribute: axis
-            .map(|a| AttributeProto {
-                name: Some("axis".into()),
-                r#type: Some(attribute_proto::AttributeType::Int as i32),
-                i: Some(a),
-                ..Default::default()
-            })
-            .into_iter()
-            .collect(),
-        ..Default::default()
     }
 }
 
@@ -247,11 +210,7 @@ pub fn rewrite(
     kind: ActivationType,
     keep_float: &HashSet<String>,
 ) -> Result<(ModelProto, RewriteSummary), CompressError> {
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
-        .map_or(0, |o| o.version());
+    let opset = default_opset(model);
     if opset < 13 {
         return Err(CompressError::Opset(opset));
     }
@@ -303,14 +262,14 @@ pub fn rewrite(
                     "QuantizeLinear",
                     &format!("{t}_QuantizeLinear"),
                     q_in,
-                    format!("{t}_quantized"),
+                    vec![format!("{t}_quantized")],
                     None,
                 ),
                 node(
                     "DequantizeLinear",
                     &format!("{t}_DequantizeLinear"),
                     dq_in,
-                    format!("{t}_dequantized"),
+                    vec![format!("{t}_dequantized")],
                     None,
                 ),
             ],
@@ -342,33 +301,19 @@ pub fn rewrite(
         if !done_weights.contains_key(&key) {
             let dims: Vec<usize> = w.dims.iter().map(|&d| d.max(0) as usize).collect();
             let (q, scales) = quantize_per_channel(&values, &dims, axis);
+            let raw = q.iter().map(|&v| v as u8).collect();
             let base = format!("{wname}_axis{axis}");
-            new_inits.push(tensor(
-                &format!("{base}_quantized"),
+            let (dq, dequantized) = dequantized_constant(
+                &base,
                 w.dims.clone(),
                 OnnxType::Int8,
-                q.iter().map(|&v| v as u8).collect(),
-            ));
-            new_inits.push(floats(&format!("{base}_scale"), vec![scales.len() as i64], &scales));
-            new_inits.push(tensor(
-                &format!("{base}_zero_point"),
-                vec![scales.len() as i64],
-                OnnxType::Int8,
-                vec![0; scales.len()],
-            ));
-            let inputs = vec![
-                format!("{base}_quantized"),
-                format!("{base}_scale"),
-                format!("{base}_zero_point"),
-            ];
-            weight_nodes.push(node(
-                "DequantizeLinear",
-                &format!("{base}_DequantizeLinear"),
-                inputs,
-                format!("{base}_dequantized"),
-                Some(axis as i64),
-            ));
-            done_weights.insert(key.clone(), (format!("{base}_dequantized"), scales));
+                raw,
+                &scales,
+                axis as i64,
+                &mut new_inits,
+            );
+            weight_nodes.push(dq);
+            done_weights.insert(key.clone(), (dequantized, scales));
         }
         let (dequantized, scales) = done_weights[&key].clone();
         redirect.insert((ni, 1), dequantized);
@@ -388,34 +333,19 @@ pub fn rewrite(
             && b.len() == scales.len()
         {
             let (q, bscales) = quantize_bias(&b, x_scale, &scales);
+            let raw = q.iter().flat_map(|v| v.to_le_bytes()).collect();
             let base = format!("{bname}_{}", n.name());
-            let len = vec![q.len() as i64];
-            new_inits.push(tensor(
-                &format!("{base}_quantized"),
-                len.clone(),
+            let (dq, dequantized) = dequantized_constant(
+                &base,
+                vec![q.len() as i64],
                 OnnxType::Int32,
-                q.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ));
-            new_inits.push(floats(&format!("{base}_scale"), len.clone(), &bscales));
-            new_inits.push(tensor(
-                &format!("{base}_zero_point"),
-                len,
-                OnnxType::Int32,
-                vec![0; q.len() * 4],
-            ));
-            let inputs = vec![
-                format!("{base}_quantized"),
-                format!("{base}_scale"),
-                format!("{base}_zero_point"),
-            ];
-            weight_nodes.push(node(
-                "DequantizeLinear",
-                &format!("{base}_DequantizeLinear"),
-                inputs,
-                format!("{base}_dequantized"),
-                Some(0),
-            ));
-            redirect.insert((ni, 2), format!("{base}_dequantized"));
+                raw,
+                &bscales,
+                0,
+                &mut new_inits,
+            );
+            weight_nodes.push(dq);
+            redirect.insert((ni, 2), dequantized);
         }
     }
 
