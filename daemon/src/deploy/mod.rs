@@ -98,16 +98,11 @@ impl Deployer {
         let first = &active[0];
         let retired = self.journal.apply(
             &changes,
-            Some(EventRecord {
-                kind: "undeploy".into(),
-                model: model.to_owned(),
-                version: first.version,
-                device: Some(first.device),
-                layer: Some(first.layer),
-                deployment_id: first.id,
-                detail: format!("version {} retired from device {}", first.version, first.device),
-                ..EventRecord::default()
-            }),
+            Some(EventRecord::about(
+                "undeploy",
+                first,
+                format!("version {} retired from device {}", first.version, first.device),
+            )),
         )?;
         if let Some(old) = self.registry.remove(model) {
             unload(old);

@@ -417,16 +417,8 @@ impl StageRunner<'_, '_> {
             }
             Quantize::AllowFp32 => {
                 let record = self.deployer.journal.deployment(self.id)?;
-                self.deployer.audit(EventRecord {
-                    kind: "allow_fp32".into(),
-                    model: record.model,
-                    version: record.version,
-                    device: Some(record.device),
-                    layer: Some(record.layer),
-                    deployment_id: self.id,
-                    detail: "served in FP32 by operator override (--allow-fp32)".into(),
-                    ..EventRecord::default()
-                });
+                let detail = "served in FP32 by operator override (--allow-fp32)";
+                self.deployer.audit(EventRecord::about("allow_fp32", &record, detail));
                 std::borrow::Cow::Borrowed(bytes)
             }
             Quantize::AlreadyInt8 | Quantize::Served => std::borrow::Cow::Borrowed(bytes),
@@ -498,19 +490,11 @@ impl StageRunner<'_, '_> {
         if let Some(prev) = &previous {
             changes.push((prev.record.id, self.replaced.0, self.replaced.1.as_str()));
         }
-        let event = EventRecord {
-            kind: "activate".into(),
-            model: record.model.clone(),
-            version: record.version,
-            device: Some(record.device),
-            layer: Some(record.layer),
-            deployment_id: record.id,
-            detail: match &previous {
-                Some(p) => format!("version {} replaces version {}", record.version, p.record.version),
-                None => format!("version {} serving", record.version),
-            },
-            ..EventRecord::default()
+        let activated = match &previous {
+            Some(p) => format!("version {} replaces version {}", record.version, p.record.version),
+            None => format!("version {} serving", record.version),
         };
+        let event = EventRecord::about("activate", &record, activated);
         // Serve first, then commit. Whoever sees the activate event (in the
         // journal) can rely on the new version serving; a crash in between
         // restarts on what the journal says, the previous version.
@@ -617,21 +601,15 @@ impl StageRunner<'_, '_> {
     /// Ends the deployment Failed (best effort: the journal may be what failed).
     fn fail(&mut self, error: &DeployError) {
         let detail = error.to_string();
-        let event = EventRecord {
-            kind: "fail".into(),
-            deployment_id: self.id,
-            detail: detail.clone(),
-            ..EventRecord::default()
-        };
         let event = match self.deployer.journal.deployment(self.id) {
-            Ok(r) => EventRecord {
-                model: r.model,
-                version: r.version,
-                device: Some(r.device),
-                layer: Some(r.layer),
-                ..event
+            Ok(record) => EventRecord::about("fail", &record, detail.clone()),
+            // The journal itself may be what failed: say at least which deployment.
+            Err(_) => EventRecord {
+                kind: "fail".into(),
+                deployment_id: self.id,
+                detail: detail.clone(),
+                ..EventRecord::default()
             },
-            Err(_) => event,
         };
         match self
             .deployer

@@ -32,34 +32,20 @@ impl Deployer {
             let detail = format!("interrupted during {} by a daemon restart", record.state);
             self.journal.apply(
                 &[(record.id, DeployState::Failed, "interrupted")],
-                Some(EventRecord {
-                    kind: "interrupted".into(),
-                    model: record.model.clone(),
-                    version: record.version,
-                    device: Some(record.device),
-                    layer: Some(record.layer),
-                    deployment_id: record.id,
-                    detail,
-                    ..EventRecord::default()
-                }),
+                Some(EventRecord::about("interrupted", record, detail)),
             )?;
             report.interrupted.push(record.id);
         }
         for record in all.into_iter().filter(|d| d.state == DeployState::Active) {
-            let (id, model, version) = (record.id, record.model.clone(), record.version);
-            match self.load_active(record) {
-                Ok(()) => report.restored.push((model, version)),
+            match self.load_active(record.clone()) {
+                Ok(()) => report.restored.push((record.model, record.version)),
                 Err(why) => {
-                    tracing::error!(deployment = id, model, version, error = %why, "could not restore a deployment");
-                    self.audit(EventRecord {
-                        kind: "restore_failed".into(),
-                        model,
-                        version,
-                        deployment_id: id,
-                        detail: why.clone(),
-                        ..EventRecord::default()
-                    });
-                    report.failed.push((id, why));
+                    tracing::error!(
+                        deployment = record.id, model = %record.model, version = record.version, error = %why,
+                        "could not restore a deployment"
+                    );
+                    self.audit(EventRecord::about("restore_failed", &record, why.clone()));
+                    report.failed.push((record.id, why));
                 }
             }
         }

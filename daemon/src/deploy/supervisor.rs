@@ -61,26 +61,16 @@ impl Deployer {
             );
             return;
         };
-        let (version, device, layer) = (current.record.version, current.record.device, current.record.layer);
         let serving = current.record.clone();
         drop(current);
         tracing::warn!(
             model,
-            version,
+            version = serving.version,
             deployment = deployment_id,
             reason,
             "alert: {kind} failed"
         );
-        self.audit(EventRecord {
-            kind: "alert".into(),
-            model: model.clone(),
-            version,
-            device: Some(device),
-            layer: Some(layer),
-            deployment_id,
-            detail: format!("{kind}: {reason}"),
-            ..EventRecord::default()
-        });
+        self.audit(EventRecord::about("alert", &serving, format!("{kind}: {reason}")));
         let auto = self.config.deployment.auto_rollback_on_failure;
         let outcome = match alarm {
             Alarm::ProbationFailed { .. } if auto => self
@@ -113,14 +103,7 @@ impl Deployer {
         };
         if let Err(e) = outcome {
             tracing::error!(model, error = %e, "could not recover from the alert");
-            self.audit(EventRecord {
-                kind: "alert".into(),
-                model: model.clone(),
-                version,
-                deployment_id,
-                detail: format!("could not recover: {e}"),
-                ..EventRecord::default()
-            });
+            self.audit(EventRecord::about("alert", &serving, format!("could not recover: {e}")));
         }
     }
 }

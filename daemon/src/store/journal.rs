@@ -255,13 +255,7 @@ impl Journal {
             let event = EventRecord {
                 seq,
                 at_ms: now,
-                kind: kind.into(),
-                model: new.model.clone(),
-                version: version.version,
-                device: Some(new.device),
-                layer: Some(new.layer),
-                deployment_id: id,
-                detail,
+                ..EventRecord::about(kind, &deployment, detail)
             };
             events.insert(&seq.to_be_bytes(), encode(&event))?;
             Ok((version, deployment))

@@ -72,6 +72,22 @@ impl DeploymentRecord {
     }
 }
 
+impl EventRecord {
+    /// An event about a deployment: its model, version, device, layer and id.
+    pub fn about(kind: &str, deployment: &DeploymentRecord, detail: impl Into<String>) -> EventRecord {
+        EventRecord {
+            kind: kind.into(),
+            model: deployment.model.clone(),
+            version: deployment.version,
+            device: Some(deployment.device),
+            layer: Some(deployment.layer),
+            deployment_id: deployment.id,
+            detail: detail.into(),
+            ..EventRecord::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct EventRecord {
     /// Assigned by the journal.
