@@ -56,6 +56,14 @@ fn npz(
     path
 }
 
+/// Runs the dsmild binary (for `dsmild quantize`).
+fn dsmild(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn sample_bytes() -> Vec<u8> {
     std::fs::read(SAMPLE_MODEL).unwrap()
 }
@@ -319,21 +327,19 @@ fn batch_normalization_is_folded_into_the_conv() {
 fn dsmild_quantize_writes_the_model_and_prints_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("int8.onnx");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
-        .args([
-            "quantize",
-            SAMPLE_MODEL,
-            "--calib",
-            SAMPLE_TEST_SET,
-            "--val",
-            SAMPLE_TEST_SET,
-            "--method",
-            "entropy",
-            "-o",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let out_path = out.to_str().unwrap();
+    let run = dsmild(&[
+        "quantize",
+        SAMPLE_MODEL,
+        "--calib",
+        SAMPLE_TEST_SET,
+        "--val",
+        SAMPLE_TEST_SET,
+        "--method",
+        "entropy",
+        "-o",
+        out_path,
+    ]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(report["method"], "entropy");
@@ -345,11 +351,15 @@ fn dsmild_quantize_writes_the_model_and_prints_the_report() {
     let deployed = daemon.ctl_json(&["deploy", out.to_str().unwrap(), "--name", "digits8", "--device", "47"]);
     assert_eq!(deployed["state"], "Active");
 
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
-        .args(["quantize", SAMPLE_MODEL, "--calib", SAMPLE_MODEL, "-o"])
-        .arg(dir.path().join("x.onnx"))
-        .output()
-        .unwrap();
+    let bad_out = dir.path().join("x.onnx");
+    let bad = dsmild(&[
+        "quantize",
+        SAMPLE_MODEL,
+        "--calib",
+        SAMPLE_MODEL,
+        "-o",
+        bad_out.to_str().unwrap(),
+    ]);
     assert!(!bad.status.success());
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("not an .npz file"),
@@ -626,27 +636,17 @@ fn dynamic_mode_quantizes_matmul_weights_and_activations_at_run_time() {
     let input = dir.path().join("mlp.onnx");
     std::fs::write(&input, &model).unwrap();
     let out = dir.path().join("mlp.dyn.onnx");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
-        .args([
-            "quantize",
-            input.to_str().unwrap(),
-            "--method",
-            "dynamic",
-            "--val",
-            val_path.to_str().unwrap(),
-            "-o",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
+    let (input, val, out) = (
+        input.to_str().unwrap(),
+        val_path.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let run = dsmild(&["quantize", input, "--method", "dynamic", "--val", val, "-o", out]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(report["method"], "dynamic");
-    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_dsmild"))
-        .args(["quantize", input.to_str().unwrap(), "-o"])
-        .arg(dir.path().join("x.onnx"))
-        .output()
-        .unwrap();
+    let missing_out = dir.path().join("x.onnx");
+    let missing = dsmild(&["quantize", input, "-o", missing_out.to_str().unwrap()]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("needs calibration data"));
 }

@@ -221,14 +221,8 @@ async fn a_second_deploy_makes_version_2_and_undeploy_stops_serving() {
 #[tokio::test(flavor = "multi_thread")]
 async fn triton_config_statistics_and_grpc_health_answer() {
     let daemon = Daemon::start();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(daemon.channel().await);
-    let check = health
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        check.status,
+        daemon.health_check("").await,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 

@@ -192,6 +192,15 @@ impl Daemon {
             .expect("connect to dsmild's socket")
     }
 
+    /// grpc.health.v1 Check of `service` ("" for the whole server).
+    pub async fn health_check(&self, service: &str) -> i32 {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel().await);
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
+        health.check(request).await.unwrap().into_inner().status
+    }
+
     pub async fn inference(&self) -> GrpcInferenceServiceClient<Channel> {
         GrpcInferenceServiceClient::new(self.channel().await).max_decoding_message_size(64 << 20)
     }
