@@ -25,7 +25,8 @@ pub struct Args<'a> {
     pub allow_fp32: bool,
 }
 
-fn read(path: &Path) -> anyhow::Result<(Vec<u8>, Attachment)> {
+/// A file's bytes and its declared size and sha256.
+pub fn read(path: &Path) -> anyhow::Result<(Vec<u8>, Attachment)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let attachment = Attachment {
         size_bytes: bytes.len() as u64,
@@ -59,22 +60,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         ProgressBar::new(bytes.len() as u64)
     };
     bar.set_style(ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}").expect("static template"));
-    let mut messages = vec![DeployRequest {
-        part: Some(Part::Spec(spec)),
-    }];
-    messages.extend(bytes.chunks(CHUNK).map(|c| DeployRequest {
-        part: Some(Part::Chunk(c.to_vec())),
-    }));
-    if let Some((data, _)) = &calibration {
-        messages.extend(data.chunks(CHUNK).map(|c| DeployRequest {
-            part: Some(Part::CalibrationChunk(c.to_vec())),
-        }));
-    }
-    if let Some((data, _)) = &validation {
-        messages.extend(data.chunks(CHUNK).map(|c| DeployRequest {
-            part: Some(Part::ValidationChunk(c.to_vec())),
-        }));
-    }
+    let messages = upload(spec, &bytes, calibration.as_ref(), validation.as_ref());
     let uploaded = bar.clone();
     let outbound = tokio_stream::iter(messages.into_iter().inspect(move |m| {
         if let Some(Part::Chunk(c)) = &m.part {
@@ -107,4 +93,31 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         );
     }
     Ok(())
+}
+
+/// The upload Deploy and Quantize share: the spec, then the model's chunks,
+/// then each attachment's.
+pub fn upload(
+    spec: DeploySpec,
+    model: &[u8],
+    calibration: Option<&(Vec<u8>, Attachment)>,
+    validation: Option<&(Vec<u8>, Attachment)>,
+) -> Vec<DeployRequest> {
+    let mut messages = vec![DeployRequest {
+        part: Some(Part::Spec(spec)),
+    }];
+    messages.extend(model.chunks(CHUNK).map(|c| DeployRequest {
+        part: Some(Part::Chunk(c.to_vec())),
+    }));
+    if let Some((data, _)) = calibration {
+        messages.extend(data.chunks(CHUNK).map(|c| DeployRequest {
+            part: Some(Part::CalibrationChunk(c.to_vec())),
+        }));
+    }
+    if let Some((data, _)) = validation {
+        messages.extend(data.chunks(CHUNK).map(|c| DeployRequest {
+            part: Some(Part::ValidationChunk(c.to_vec())),
+        }));
+    }
+    messages
 }

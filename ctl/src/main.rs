@@ -6,6 +6,7 @@ mod client;
 mod deploy;
 mod html;
 mod infer;
+mod quantize;
 mod table;
 mod tensors;
 mod views;
@@ -50,17 +51,36 @@ enum Command {
         #[arg(long)]
         calib: Option<PathBuf>,
         /// Validation data for the accuracy gate (.npz; a `labels` array makes it top-1 accuracy).
-        #[arg(long, requires = "calib")]
+        #[arg(long)]
         val: Option<PathBuf>,
-        /// Calibration method: minmax, percentile or entropy (default: the daemon's config).
-        #[arg(long, default_value = "", requires = "calib")]
+        /// Method: minmax, percentile, entropy (calibrated), or dynamic (default: the daemon's config).
+        #[arg(long, default_value = "")]
         method: String,
         /// Activation type: uint8 or int8 (default: the daemon's config).
-        #[arg(long, default_value = "", requires = "calib")]
+        #[arg(long, default_value = "")]
         activations: String,
         /// Serve an FP32 model without quantizing it (recorded as an audit event).
-        #[arg(long, conflicts_with = "calib")]
+        #[arg(long, conflicts_with_all = ["calib", "val"])]
         allow_fp32: bool,
+    },
+    /// Quantize a model to INT8 on the daemon without deploying it; writes
+    /// the INT8 model and prints the report.
+    Quantize {
+        file: PathBuf,
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        #[arg(long)]
+        val: Option<PathBuf>,
+        /// minmax, percentile, entropy or dynamic (default: the daemon's config).
+        #[arg(long, default_value = "")]
+        method: String,
+        #[arg(long, default_value = "")]
+        activations: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the report as a self-contained HTML page.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
     /// Stop serving a model and retire its deployment.
     Undeploy { model: String },
@@ -184,6 +204,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_fp32,
             };
             deploy::run(&mut c, args, json).await
+        }
+        Command::Quantize {
+            file,
+            calib,
+            val,
+            method,
+            activations,
+            output,
+            html,
+        } => {
+            let args = quantize::Args {
+                file: &file,
+                calibration: calib.as_deref(),
+                validation: val.as_deref(),
+                method,
+                activations,
+                output: &output,
+            };
+            let report = quantize::run(&mut c, args).await?;
+            if !json {
+                println!("wrote {}", output.display());
+            }
+            views::print_report(&report, html.as_deref(), json)
         }
         Command::Undeploy { model } => views::undeploy(&mut c, model, json).await,
         Command::Rollback {

@@ -329,21 +329,29 @@ pub async fn report(c: &mut Clients, target: &str, html: Option<&std::path::Path
         .report(pb::ReportRequest { model, version })
         .await?
         .into_inner();
+    print_report(&r, html, json)
+}
+
+/// A quantization report as a table (or JSON), and optionally as HTML.
+pub fn print_report(r: &pb::QuantizationReport, html: Option<&std::path::Path>, json: bool) -> anyhow::Result<()> {
     if let Some(path) = html {
-        std::fs::write(path, crate::html::render(&r))
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        std::fs::write(path, crate::html::render(r)).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
     if json {
-        return print_json(&r);
+        return print_json(r);
     }
     let ratio = if r.size_after > 0 {
         r.size_before as f64 / r.size_after as f64
     } else {
         0.0
     };
+    let what = match r.version {
+        0 => r.model.clone(),
+        v => format!("{} version {v}", r.model),
+    };
     println!(
-        "{} version {}: INT8 by {} ({} activations), {} calibration samples",
-        r.model, r.version, r.method, r.activations, r.calibration_samples
+        "{what}: INT8 by {} ({} activations), {} calibration samples",
+        r.method, r.activations, r.calibration_samples
     );
     let mut t = Table::new(&["", "FP32", "INT8", ""]);
     t.row(vec![

@@ -49,7 +49,7 @@ fn real_main() -> anyhow::Result<()> {
         Some(Command::DefaultConfig) => print!("{}", config::DEFAULT_TOML),
         Some(Command::Quantize(args)) => {
             let config = config::load(cli.run.config.as_deref(), &cli.run.overrides())?;
-            let report = dsmild::compress::offline::run(&config, &args.into_job(&config))?;
+            let report = dsmild::compress::offline::run(&config, &args.into_job(&config)?)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Some(Command::CheckConfig { file }) => {

@@ -650,3 +650,137 @@ fn dynamic_mode_quantizes_matmul_weights_and_activations_at_run_time() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("needs calibration data"));
 }
+
+#[test]
+fn a_deploy_can_quantize_dynamically_gated_on_validation_data() {
+    let daemon = Daemon::start();
+    let dynamic = [
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "digits",
+        "--device",
+        "47",
+        "--method",
+        "dynamic",
+    ];
+    let refused = daemon.ctl(&dynamic);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("dynamic quantization needs data for the accuracy gate"),
+        "{err}"
+    );
+
+    let mut args = dynamic.to_vec();
+    args.extend(["--val", SAMPLE_TEST_SET]);
+    let deployed = daemon.ctl_json(&args);
+    assert_eq!(deployed["state"], "Active");
+    assert!(
+        stage_detail(&deployed, "Quantizing").starts_with("dynamic quantization (activations at run time) to INT8"),
+        "{deployed}"
+    );
+    let report = daemon.ctl_json(&["report", "digits"]);
+    assert_eq!(report["method"], "dynamic");
+    assert_eq!(report["calibration_samples"], 0);
+    assert_eq!(report["metric"], "top-1 accuracy");
+    assert!(report["retention"].as_f64().unwrap() >= 0.99, "{report}");
+
+    let served = daemon.ctl_json(&["infer", "digits", "--input", SAMPLE_TEST_SET]);
+    let (_, labels) = test_set();
+    let correct = served["outputs"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(labels.iter())
+        .filter(|(p, l)| p.as_i64() == Some(**l))
+        .count();
+    assert!(
+        correct as f64 / labels.len() as f64 >= 0.95,
+        "{correct}/{}",
+        labels.len()
+    );
+
+    let bogus = daemon.ctl(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "x",
+        "--method",
+        "bogus",
+        "--val",
+        SAMPLE_TEST_SET,
+    ]);
+    assert!(!bogus.status.success());
+    let err = String::from_utf8_lossy(&bogus.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("method \"bogus\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn dsmilctl_quantize_runs_the_quantizer_on_the_daemon_and_stores_nothing() {
+    let daemon = Daemon::start();
+    let out = daemon.dir.path().join("digits.int8.onnx");
+    let out_path = out.to_str().unwrap();
+    let page = daemon.dir.path().join("q.html");
+    let report = daemon.ctl_json(&[
+        "quantize",
+        SAMPLE_MODEL,
+        "--calib",
+        SAMPLE_TEST_SET,
+        "--val",
+        SAMPLE_TEST_SET,
+        "--method",
+        "entropy",
+        "-o",
+        out_path,
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert_eq!(report["model"], "model", "named after the file");
+    assert_eq!(report["method"], "entropy");
+    assert!(report["retention"].as_f64().unwrap() >= 0.99, "{report}");
+    let written = std::fs::read(&out).unwrap();
+    assert_eq!(written.len() as u64, report["size_after"].as_u64().unwrap());
+    let proto = ModelProto::decode(written.as_slice()).unwrap();
+    assert!(
+        proto
+            .graph
+            .unwrap()
+            .node
+            .iter()
+            .any(|n| n.op_type() == "QuantizeLinear"),
+        "a QDQ model"
+    );
+    assert!(std::fs::read_to_string(&page).unwrap().contains("retention"));
+    assert!(
+        daemon.ctl_json(&["models"])["models"]
+            .as_array()
+            .is_none_or(|m| m.is_empty()),
+        "quantizing records no model"
+    );
+    // The written model deploys as already INT8.
+    let deployed = daemon.ctl_json(&["deploy", out_path, "--name", "digits8", "--device", "47"]);
+    assert!(
+        stage_detail(&deployed, "Quantizing").starts_with("already INT8"),
+        "{deployed}"
+    );
+
+    let missing = daemon.ctl(&["quantize", SAMPLE_MODEL, "--method", "minmax", "-o", out_path]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("needs calibration data"),
+        "{err}"
+    );
+    let broken = daemon.ctl(&["quantize", SAMPLE_TEST_SET, "--method", "dynamic", "-o", out_path]);
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("InvalidArgument"));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        written,
+        "a failed quantize leaves the old output"
+    );
+}

@@ -147,7 +147,7 @@ impl Histogram {
 /// and entropy) the histogram.
 pub fn range(method: Method, minmax: &MinMax, histogram: Option<&Histogram>) -> Range {
     let clip = match (method, histogram) {
-        (Method::MinMax, _) | (_, None) => {
+        (Method::MinMax | Method::Dynamic, _) | (_, None) => {
             return Range {
                 min: minmax.min,
                 max: minmax.max,

@@ -39,6 +39,10 @@ pub enum CompressError {
     NoGraph,
     #[error("not an ONNX model: {0}")]
     Decode(String),
+    #[error("the {0} method calibrates activation ranges from samples: give calibration data (or use dynamic)")]
+    NeedsCalibration(String),
+    #[error("invalid quantization option: {0}")]
+    InvalidOption(String),
     #[error("the model has no FP32 output to evaluate")]
     NoFloatOutput,
     #[error("calibration")]
@@ -56,13 +60,16 @@ pub enum CompressError {
     },
 }
 
-/// How activation ranges are chosen.
+/// How activation ranges are chosen: from calibration samples (static QDQ),
+/// or by the runtime for each input (dynamic).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Method {
     MinMax,
     /// Keep this percentage of magnitudes, e.g. 99.999.
     Percentile(f64),
     Entropy,
+    /// Weight-only int8 MatMul; activations quantized at run time.
+    Dynamic,
 }
 
 impl Method {
@@ -71,6 +78,7 @@ impl Method {
             "minmax" => Some(Method::MinMax),
             "percentile" => Some(Method::Percentile(percentile)),
             "entropy" => Some(Method::Entropy),
+            "dynamic" => Some(Method::Dynamic),
             _ => None,
         }
     }
@@ -80,7 +88,13 @@ impl Method {
             Method::MinMax => "minmax".into(),
             Method::Percentile(p) => format!("percentile({p})"),
             Method::Entropy => "entropy".into(),
+            Method::Dynamic => "dynamic".into(),
         }
+    }
+
+    /// Whether the method needs calibration samples.
+    pub fn is_static(self) -> bool {
+        self != Method::Dynamic
     }
 }
 
@@ -94,6 +108,42 @@ pub struct Options {
     pub min_retention: f64,
     /// The mixed-precision fallback's budget of evaluations.
     pub fallback_evaluations: usize,
+}
+
+impl Options {
+    /// The options a request names by `method` and `activations` ("" = the
+    /// config's choice), with the config's sample cap, gate and budget.
+    pub fn resolve(
+        q: &crate::config::QuantizationConfig,
+        method: &str,
+        activations: &str,
+    ) -> Result<Options, CompressError> {
+        let method = match method {
+            "" => q.method,
+            name => Method::parse(name, q.percentile).ok_or_else(|| {
+                CompressError::InvalidOption(format!(
+                    "method {name:?}: expected minmax, percentile, entropy or dynamic"
+                ))
+            })?,
+        };
+        let activations = match activations {
+            "" => q.activations,
+            "uint8" => ActivationType::U8Asymmetric,
+            "int8" => ActivationType::I8Symmetric,
+            other => {
+                return Err(CompressError::InvalidOption(format!(
+                    "activations {other:?}: expected uint8 or int8"
+                )));
+            }
+        };
+        Ok(Options {
+            method,
+            activations,
+            max_samples: q.calibration_samples as usize,
+            min_retention: q.min_accuracy_retention,
+            fallback_evaluations: q.fallback_evaluations as usize,
+        })
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -195,6 +245,24 @@ pub fn calibrate(
         .map(|(name, m)| (name.clone(), calibrate::range(method, m, histograms.get(name))))
         .collect();
     Ok(Calibration { ranges, shapes })
+}
+
+/// Quantizes `model` by `options.method`: static QDQ from the calibration
+/// samples, or dynamic. The gate evaluates on the validation samples, else
+/// on the calibration samples; with neither (dynamic only) it is skipped.
+pub fn quantize(
+    backend: &dyn Backend,
+    model: &[u8],
+    calibration: Option<&Samples>,
+    validation: Option<&Samples>,
+    options: &Options,
+) -> Result<Quantized, CompressError> {
+    let gate_data = validation.or(calibration);
+    match (options.method, calibration) {
+        (Method::Dynamic, _) => quantize_dynamic(backend, model, gate_data, options.min_retention),
+        (_, Some(calibration)) => quantize_static(backend, model, calibration, gate_data, options),
+        (method, None) => Err(CompressError::NeedsCalibration(method.name())),
+    }
 }
 
 /// Dynamic quantization (weights int8 now, activations at run time), gated

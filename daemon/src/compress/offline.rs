@@ -3,10 +3,10 @@
 //! quantizes on the CPU runtime, writes the INT8 model atomically, and
 //! returns the report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::{CompressError, Options, Report, Samples, quantize_static};
-use crate::backend::Runtimes;
+use super::{CompressError, Options, Quantized, Report, Samples, quantize};
+use crate::backend::{Backend, Runtimes};
 use crate::config::Config;
 use crate::topology::Target;
 
@@ -33,35 +33,23 @@ pub struct QuantizeArgs {
 
 impl QuantizeArgs {
     /// The job, with the gate's threshold and sample cap from `config`.
-    pub fn into_job(self, config: &Config) -> Job {
-        let q = &config.quantization;
-        Job {
-            dynamic: self.method == "dynamic",
-            options: Options {
-                method: super::Method::parse(&self.method, self.percentile).unwrap_or(super::Method::MinMax),
-                activations: if self.activations == "int8" {
-                    super::ActivationType::I8Symmetric
-                } else {
-                    super::ActivationType::U8Asymmetric
-                },
-                max_samples: q.calibration_samples as usize,
-                min_retention: q.min_accuracy_retention,
-                fallback_evaluations: q.fallback_evaluations as usize,
-            },
+    pub fn into_job(self, config: &Config) -> Result<Job, CompressError> {
+        let mut q = config.quantization.clone();
+        q.percentile = self.percentile;
+        Ok(Job {
+            options: Options::resolve(&q, &self.method, &self.activations)?,
             input: self.input,
             calibration: self.calib,
             validation: self.val,
             output: self.output,
-        }
+        })
     }
 }
 
 pub struct Job {
     pub input: PathBuf,
-    /// Required unless `dynamic`.
+    /// Required unless the method is dynamic.
     pub calibration: Option<PathBuf>,
-    /// Dynamic quantization (weights now, activations at run time).
-    pub dynamic: bool,
     pub validation: Option<PathBuf>,
     pub output: PathBuf,
     pub options: Options,
@@ -82,33 +70,59 @@ pub enum OfflineError {
     Compress(#[from] CompressError),
 }
 
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OfflineError {
+    let path = path.to_owned();
+    move |source| OfflineError::Io { action, path, source }
+}
+
+/// Quantizes the model at `job.input`; writes the result to `job.output`
+/// (atomically: a temp file renamed into place).
 pub fn run(config: &Config, job: &Job) -> Result<Report, OfflineError> {
-    let io = |action, path: &PathBuf| {
-        let path = path.clone();
-        move |source| OfflineError::Io { action, path, source }
-    };
-    let model = std::fs::read(&job.input).map_err(io("reading", &job.input))?;
     let runtimes = Runtimes::load(config);
     let backend = runtimes.backend_for(Target::Cpu).map_err(CompressError::from)?;
+    let quantized = quantize_files(
+        &*backend,
+        &job.input,
+        job.calibration.as_deref(),
+        job.validation.as_deref(),
+        &job.options,
+    )?;
+    let tmp = job.output.with_extension("onnx.tmp");
+    std::fs::write(&tmp, &quantized.model).map_err(io("writing", &tmp))?;
+    std::fs::rename(&tmp, &job.output).map_err(io("renaming into", &job.output))?;
+    Ok(quantized.report)
+}
+
+/// The quantizer on files, on the CPU runtime: what `dsmild quantize` and
+/// the daemon's Quantize RPC (on staged uploads) both run.
+pub fn quantize_files(
+    backend: &dyn Backend,
+    input: &Path,
+    calibration: Option<&Path>,
+    validation: Option<&Path>,
+    options: &Options,
+) -> Result<Quantized, OfflineError> {
+    let model = std::fs::read(input).map_err(io("reading", input))?;
     // The model's own signature decides how the .npz arrays are read.
     let probe = backend
         .load(&model, &crate::backend::LoadOptions { intra_op_threads: 0 })
         .map_err(CompressError::from)?;
     let signature = probe.signature().clone();
     drop(probe);
-    let validation = match &job.validation {
+    let validation = match validation {
         Some(path) => Some(Samples::read(path, &signature, usize::MAX)?),
         None => None,
     };
-    let quantized = if job.dynamic {
-        super::quantize_dynamic(&*backend, &model, validation.as_ref(), job.options.min_retention)?
-    } else {
-        let path = job.calibration.as_ref().ok_or(OfflineError::NeedsCalibration)?;
-        let calibration = Samples::read(path, &signature, job.options.max_samples)?;
-        quantize_static(&*backend, &model, &calibration, validation.as_ref(), &job.options)?
+    let calibration = match calibration {
+        Some(path) => Some(Samples::read(path, &signature, options.max_samples)?),
+        None if options.method.is_static() => return Err(OfflineError::NeedsCalibration),
+        None => None,
     };
-    let tmp = job.output.with_extension("onnx.tmp");
-    std::fs::write(&tmp, &quantized.model).map_err(io("writing", &tmp))?;
-    std::fs::rename(&tmp, &job.output).map_err(io("renaming into", &job.output))?;
-    Ok(quantized.report)
+    Ok(quantize(
+        backend,
+        &model,
+        calibration.as_ref(),
+        validation.as_ref(),
+        options,
+    )?)
 }

@@ -139,7 +139,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     check(
         crate::compress::Method::parse(&q.method, q.percentile).is_some(),
         format!(
-            "quantization.method = {:?}: expected minmax, percentile or entropy",
+            "quantization.method = {:?}: expected minmax, percentile, entropy or dynamic",
             q.method
         ),
     );

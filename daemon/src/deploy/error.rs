@@ -70,8 +70,11 @@ pub enum DeployError {
          [--val val.npz], arrays keyed by input name), or serve it as FP32 explicitly with --allow-fp32 (audited)"
     )]
     NeedsCalibration(String),
-    #[error("invalid quantization option: {0}")]
-    InvalidOption(String),
+    #[error(
+        "model {0:?} is FP32: dynamic quantization needs data for the accuracy gate (dsmilctl deploy --method \
+         dynamic --val val.npz), or serve it as FP32 explicitly with --allow-fp32 (audited)"
+    )]
+    NeedsValidation(String),
     #[error("{0:?} was declared in the DeploySpec but not uploaded")]
     MissingAttachment(&'static str),
     #[error("quantizing")]

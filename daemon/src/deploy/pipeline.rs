@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{ActiveModel, DeployError, DeployState, Deployer, admission, placement};
 use crate::backend::{LoadOptions, LoadedModel, Pool, Signature, Tensor};
-use crate::compress::{Samples, quantize_static};
+use crate::compress::{Samples, quantize};
 use crate::model::{Format, ModelError, check_operators, inspect_onnx};
 use crate::monitor::probation::Probation;
 use crate::monitor::process;
@@ -41,6 +41,26 @@ pub struct Staged {
     pub validation: Option<StagedBlob>,
 }
 
+impl Staged {
+    /// Checks each upload against the size and sha256 the spec declared.
+    pub fn check(&self, spec: &DeploySpec) -> Result<(), DeployError> {
+        check_upload(&self.model, spec.size_bytes, &spec.sha256)?;
+        for (declared, blob, what) in [
+            (&spec.calibration, &self.calibration, "calibration"),
+            (&spec.validation, &self.validation, "validation"),
+        ] {
+            if let Some((size, sha256)) = declared {
+                check_upload(
+                    blob.as_ref().ok_or(DeployError::MissingAttachment(what))?,
+                    *size,
+                    sha256,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// How a journaled deployment is launched: what the Quantizing stage does,
 /// and the state and detail the deployment it replaces ends with.
 pub(super) struct Plan {
@@ -50,10 +70,11 @@ pub(super) struct Plan {
 
 /// What the Quantizing stage does with a model.
 pub(super) enum Quantize {
-    /// Calibrate and rewrite to INT8, gated on the validation data
-    /// (the calibration data when none was given).
-    Calibrate {
-        calibration: StagedBlob,
+    /// Rewrite to INT8 by `options.method` (static methods calibrate on the
+    /// calibration data), gated on the validation data, else the calibration
+    /// data; at least one of the two is there.
+    Int8 {
+        calibration: Option<StagedBlob>,
         validation: Option<StagedBlob>,
         options: crate::compress::Options,
     },
@@ -99,58 +120,33 @@ impl Deployer {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
         validate_name(&spec.name)?;
-        check_upload(&staged.model, spec.size_bytes, &spec.sha256)?;
-        for (declared, blob, what) in [
-            (&spec.calibration, &staged.calibration, "calibration"),
-            (&spec.validation, &staged.validation, "validation"),
-        ] {
-            if let Some((size, sha256)) = declared {
-                check_upload(
-                    blob.as_ref().ok_or(DeployError::MissingAttachment(what))?,
-                    *size,
-                    sha256,
-                )?;
-            }
-        }
+        staged.check(&spec)?;
         let format = Format::parse(&spec.format)?;
         let bytes = staged.model.read()?;
         let info = inspect_onnx(&bytes)?;
+        let options = crate::compress::Options::resolve(&self.config.quantization, &spec.method, &spec.activations)?;
+        let method = options.method;
+        // Static methods calibrate on the calibration data; dynamic needs
+        // only data for the gate (either file).
+        let has_data = match method.is_static() {
+            true => staged.calibration.is_some(),
+            false => staged.calibration.is_some() || staged.validation.is_some(),
+        };
         let plan = if info.is_quantized() {
             Quantize::AlreadyInt8
-        } else if let Some(calibration) = staged.calibration {
-            let q = &self.config.quantization;
-            let method = match spec.method.as_str() {
-                "" => q.method,
-                name => crate::compress::Method::parse(name, q.percentile).ok_or_else(|| {
-                    DeployError::InvalidOption(format!("method {name:?}: expected minmax, percentile or entropy"))
-                })?,
-            };
-            let activations = match spec.activations.as_str() {
-                "" => q.activations,
-                "uint8" => crate::compress::ActivationType::U8Asymmetric,
-                "int8" => crate::compress::ActivationType::I8Symmetric,
-                other => {
-                    return Err(DeployError::InvalidOption(format!(
-                        "activations {other:?}: expected uint8 or int8"
-                    )));
-                }
-            };
-            let options = crate::compress::Options {
-                method,
-                activations,
-                max_samples: q.calibration_samples as usize,
-                fallback_evaluations: q.fallback_evaluations as usize,
-                min_retention: q.min_accuracy_retention,
-            };
-            Quantize::Calibrate {
-                calibration,
+        } else if has_data {
+            Quantize::Int8 {
+                calibration: staged.calibration,
                 validation: staged.validation,
                 options,
             }
         } else if spec.allow_fp32 {
             Quantize::AllowFp32
         } else {
-            return Err(DeployError::NeedsCalibration(spec.name.clone()));
+            return Err(match method.is_static() {
+                true => DeployError::NeedsCalibration(spec.name.clone()),
+                false => DeployError::NeedsValidation(spec.name.clone()),
+            });
         };
         let estimate = admission::estimate(&info, self.config.serving.workers_per_deployment);
 
@@ -379,29 +375,26 @@ impl StageRunner<'_, '_> {
 
         self.enter(DeployState::Quantizing, plan.describe())?;
         let served: std::borrow::Cow<[u8]> = match plan {
-            Quantize::Calibrate {
+            Quantize::Int8 {
                 calibration,
                 validation,
                 options,
             } => {
-                let samples = Samples::read(calibration.path(), &signature, options.max_samples)?;
+                let calibration = match &calibration {
+                    Some(c) => Some(Samples::read(c.path(), &signature, options.max_samples)?),
+                    None => None,
+                };
                 let validation = match &validation {
                     Some(v) => Some(Samples::read(v.path(), &signature, usize::MAX)?),
                     None => None,
                 };
-                let q = quantize_static(
-                    backend,
-                    bytes,
-                    &samples,
-                    Some(validation.as_ref().unwrap_or(&samples)),
-                    &options,
-                )?;
+                let q = quantize(backend, bytes, calibration.as_ref(), validation.as_ref(), &options)?;
                 let sha256 = self.deployer.blobs.put(&q.model)?;
                 let record = self.deployer.journal.set_served(self.id, &sha256)?;
                 self.deployer
                     .journal
                     .put_report(&record.model, record.version, &q.report)?;
-                let e = q.report.evaluation.as_ref().expect("quantize_static evaluated");
+                let e = q.report.evaluation.as_ref().expect("the plan guarantees gate data");
                 self.quantized = Some(format!(
                     "INT8 ({}, {} samples): {} {:.4} vs {:.4} FP32, retention {:.4}; {} → {} bytes",
                     q.report.method,
@@ -633,11 +626,14 @@ impl StageRunner<'_, '_> {
 impl Quantize {
     fn describe(&self) -> String {
         match self {
-            Quantize::Calibrate {
+            Quantize::Int8 {
                 options, validation, ..
             } => format!(
-                "calibrating ({}) and rewriting to INT8, gated on {} data (retention ≥ {})",
-                options.method.name(),
+                "{} to INT8, gated on {} data (retention ≥ {})",
+                match options.method {
+                    crate::compress::Method::Dynamic => "dynamic quantization (activations at run time)".to_owned(),
+                    m => format!("calibrating ({}) and rewriting", m.name()),
+                },
                 if validation.is_some() {
                     "validation"
                 } else {

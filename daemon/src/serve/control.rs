@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use dsmil_proto::control as pb;
 use dsmil_proto::control::control_server::Control;
+use sha2::Digest;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -47,33 +48,29 @@ impl ControlService {
     }
 }
 
-/// Runs blocking work (journal reads, deploys) off the tokio workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Status::internal(format!("worker thread failed: {e}")))?
-}
-
-type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::DeployProgress, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl Control for ControlService {
-    type DeployStream = ProgressStream;
-
-    async fn deploy(&self, request: Request<Streaming<pb::DeployRequest>>) -> Result<Response<ProgressStream>, Status> {
-        let mut inbound = request.into_inner();
+/// The Deploy and Quantize uploads: a DeploySpec, then the model's and the
+/// declared attachments' chunks, each staged in its own temp blob.
+impl ControlService {
+    async fn read_spec(&self, inbound: &mut Streaming<pb::DeployRequest>) -> Result<pb::DeploySpec, Status> {
         let spec = match inbound.message().await? {
             Some(pb::DeployRequest {
                 part: Some(pb::deploy_request::Part::Spec(spec)),
             }) => spec,
             _ => return Err(DeployError::MissingSpec.into()),
         };
-        crate::deploy::validate_name(&spec.name)?;
         let limit = self.deployer.config().deployment.max_model_bytes;
         if spec.size_bytes > limit {
             return Err(DeployError::TooLarge { limit_mb: limit >> 20 }.into());
         }
-        // One upload per file: the model, and the attachments the spec declares.
+        Ok(spec)
+    }
+
+    async fn receive(
+        &self,
+        inbound: &mut Streaming<pb::DeployRequest>,
+        spec: pb::DeploySpec,
+    ) -> Result<(DeploySpec, Staged), Status> {
+        let limit = self.deployer.config().deployment.max_model_bytes;
         let blobs = self.deployer.blobs();
         let mut model = blobs.begin_upload().await.map_err(DeployError::from)?;
         let mut calibration = match &spec.calibration {
@@ -133,6 +130,28 @@ impl Control for ControlService {
             activations: spec.activations,
             allow_fp32: spec.allow_fp32,
         };
+        Ok((spec, staged))
+    }
+}
+
+/// Runs blocking work (journal reads, deploys) off the tokio workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("worker thread failed: {e}")))?
+}
+
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::DeployProgress, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    type DeployStream = ProgressStream;
+
+    async fn deploy(&self, request: Request<Streaming<pb::DeployRequest>>) -> Result<Response<ProgressStream>, Status> {
+        let mut inbound = request.into_inner();
+        let spec = self.read_spec(&mut inbound).await?;
+        crate::deploy::validate_name(&spec.name)?;
+        let (spec, staged) = self.receive(&mut inbound, spec).await?;
 
         let (tx, mut from_pipeline) = tokio::sync::mpsc::channel(16);
         let deployer = Arc::clone(&self.deployer);
@@ -425,6 +444,54 @@ impl Control for ControlService {
         })
         .await?;
         Ok(Response::new(report))
+    }
+
+    type QuantizeStream = Pin<Box<dyn Stream<Item = Result<pb::QuantizeResponse, Status>> + Send>>;
+
+    async fn quantize(
+        &self,
+        request: Request<Streaming<pb::DeployRequest>>,
+    ) -> Result<Response<Self::QuantizeStream>, Status> {
+        use pb::quantize_response::Part;
+        let mut inbound = request.into_inner();
+        let spec = self.read_spec(&mut inbound).await?;
+        let (spec, staged) = self.receive(&mut inbound, spec).await?;
+        let deployer = Arc::clone(&self.deployer);
+        let (model, result) = blocking(move || {
+            staged.check(&spec)?;
+            let config = deployer.config();
+            let options = crate::compress::Options::resolve(&config.quantization, &spec.method, &spec.activations)?;
+            // Quantization calibrates and gates on the CPU runtime.
+            let backend = deployer
+                .runtimes()
+                .backend_for(crate::topology::Target::Cpu)
+                .map_err(DeployError::from)?;
+            let quantized = crate::compress::offline::quantize_files(
+                &*backend,
+                staged.model.path(),
+                staged.calibration.as_ref().map(|b| b.path()),
+                staged.validation.as_ref().map(|b| b.path()),
+                &options,
+            )?;
+            let result = pb::QuantizeResult {
+                size_bytes: quantized.model.len() as u64,
+                sha256: hex::encode(sha2::Sha256::digest(&quantized.model)),
+                report: Some(convert::report(&spec.name, 0, quantized.report)),
+            };
+            Ok((quantized.model, result))
+        })
+        .await?;
+        let mut parts = vec![Ok(pb::QuantizeResponse {
+            part: Some(Part::Result(result)),
+        })];
+        parts.extend(model.chunks(1 << 20).map(|c| {
+            Ok(pb::QuantizeResponse {
+                part: Some(Part::Chunk(c.to_vec())),
+            })
+        }));
+        Ok(Response::new(
+            Box::pin(tokio_stream::iter(parts)) as Self::QuantizeStream
+        ))
     }
 
     async fn events(&self, request: Request<pb::EventsRequest>) -> Result<Response<pb::EventsResponse>, Status> {

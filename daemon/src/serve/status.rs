@@ -6,6 +6,7 @@ use tonic::{Code, Status};
 use super::InferError;
 use crate::backend::{BackendError, PoolError};
 use crate::compress::CompressError;
+use crate::compress::offline::OfflineError;
 use crate::deploy::DeployError;
 use crate::store::StoreError;
 use crate::topology::TopologyError;
@@ -52,21 +53,27 @@ pub fn deploy_code(err: &DeployError) -> Code {
             Code::NotFound
         }
         DeployError::NoEarlierVersion { .. } => Code::FailedPrecondition,
-        DeployError::NeedsCalibration(_) | DeployError::MissingAttachment(_) | DeployError::InvalidOption(_) => {
+        DeployError::NeedsCalibration(_) | DeployError::NeedsValidation(_) | DeployError::MissingAttachment(_) => {
             Code::InvalidArgument
         }
-        DeployError::Quantization(q) => match q {
-            CompressError::GateFailed { .. } => Code::FailedPrecondition,
-            CompressError::Data { .. }
-            | CompressError::Opset(_)
-            | CompressError::Decode(_)
-            | CompressError::NoGraph
-            | CompressError::NoFloatOutput => Code::InvalidArgument,
-            CompressError::Backend(b) => backend_code(b),
-        },
+        DeployError::Quantization(q) => compress_code(q),
         DeployError::Backend(b) => backend_code(b),
         DeployError::Store(s) => store_code(s),
         DeployError::Threads(_) => Code::ResourceExhausted,
+    }
+}
+
+pub fn compress_code(err: &CompressError) -> Code {
+    match err {
+        CompressError::GateFailed { .. } => Code::FailedPrecondition,
+        CompressError::Data { .. }
+        | CompressError::Opset(_)
+        | CompressError::Decode(_)
+        | CompressError::NoGraph
+        | CompressError::NeedsCalibration(_)
+        | CompressError::InvalidOption(_)
+        | CompressError::NoFloatOutput => Code::InvalidArgument,
+        CompressError::Backend(b) => backend_code(b),
     }
 }
 
@@ -121,6 +128,23 @@ pub fn infer_code(err: &InferError) -> Code {
 impl From<DeployError> for Status {
     fn from(err: DeployError) -> Status {
         Status::new(deploy_code(&err), message(&err))
+    }
+}
+
+impl From<CompressError> for Status {
+    fn from(err: CompressError) -> Status {
+        Status::new(compress_code(&err), message(&err))
+    }
+}
+
+impl From<OfflineError> for Status {
+    fn from(err: OfflineError) -> Status {
+        let code = match &err {
+            OfflineError::Compress(c) => compress_code(c),
+            OfflineError::NeedsCalibration => Code::InvalidArgument,
+            OfflineError::Io { .. } => Code::Internal,
+        };
+        Status::new(code, message(&err))
     }
 }
 

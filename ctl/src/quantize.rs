@@ -1,0 +1,72 @@
+//! `dsmilctl quantize`: the daemon's quantizer without a deploy. Uploads
+//! the model and its data like `deploy`, receives the report and the INT8
+//! model, checks the model's sha256 and writes it atomically.
+
+use std::path::Path;
+
+use anyhow::Context;
+use dsmil_proto::control::{DeploySpec, QuantizationReport, quantize_response::Part};
+use sha2::{Digest, Sha256};
+
+use crate::client::Clients;
+use crate::deploy::{read, upload};
+
+pub struct Args<'a> {
+    pub file: &'a Path,
+    pub calibration: Option<&'a Path>,
+    pub validation: Option<&'a Path>,
+    pub method: String,
+    pub activations: String,
+    pub output: &'a Path,
+}
+
+pub async fn run(clients: &mut Clients, args: Args<'_>) -> anyhow::Result<QuantizationReport> {
+    let (bytes, model) = read(args.file)?;
+    let calibration = args.calibration.map(read).transpose()?;
+    let validation = args.validation.map(read).transpose()?;
+    let name = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let spec = DeploySpec {
+        name,
+        format: "onnx".into(),
+        size_bytes: model.size_bytes,
+        sha256: model.sha256,
+        calibration: calibration.as_ref().map(|(_, a)| a.clone()),
+        validation: validation.as_ref().map(|(_, a)| a.clone()),
+        method: args.method,
+        activations: args.activations,
+        ..Default::default()
+    };
+    let messages = upload(spec, &bytes, calibration.as_ref(), validation.as_ref());
+    let mut answer = clients
+        .control
+        .quantize(tokio_stream::iter(messages))
+        .await?
+        .into_inner();
+    let result = match answer.message().await?.and_then(|m| m.part) {
+        Some(Part::Result(r)) => r,
+        _ => anyhow::bail!("dsmild's answer did not start with the quantization result"),
+    };
+    let mut quantized = Vec::with_capacity(result.size_bytes as usize);
+    while let Some(message) = answer.message().await? {
+        if let Some(Part::Chunk(c)) = message.part {
+            quantized.extend_from_slice(&c);
+        }
+    }
+    let sha256 = hex::encode(Sha256::digest(&quantized));
+    if quantized.len() as u64 != result.size_bytes || sha256 != result.sha256 {
+        anyhow::bail!(
+            "the INT8 model arrived damaged ({} bytes, sha256 {sha256}; dsmild sent {} bytes, sha256 {})",
+            quantized.len(),
+            result.size_bytes,
+            result.sha256
+        );
+    }
+    let tmp = args.output.with_extension("onnx.tmp");
+    std::fs::write(&tmp, &quantized).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, args.output).with_context(|| format!("renaming into {}", args.output.display()))?;
+    result.report.context("dsmild's result carried no report")
+}
