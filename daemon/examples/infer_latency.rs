@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     // The served model's signature decides the input: one row, values 1.0.
     let bytes = std::fs::read(file)?;
     let runtime = OnnxRuntime::load(&locate_onnxruntime(None)?)?;
-    let mut local = runtime.load(&bytes, &LoadOptions { intra_op_threads: 0 })?;
+    let mut local = runtime.load(&bytes, &LoadOptions::default())?;
     let inputs: Vec<Tensor> = local
         .signature()
         .inputs

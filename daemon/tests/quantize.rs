@@ -21,7 +21,7 @@ fn runtime() -> &'static OnnxRuntime {
 
 fn signature(model: &[u8]) -> Signature {
     runtime()
-        .load(model, &LoadOptions { intra_op_threads: 0 })
+        .load(model, &LoadOptions::default())
         .unwrap()
         .signature()
         .clone()
@@ -783,4 +783,60 @@ fn dsmilctl_quantize_runs_the_quantizer_on_the_daemon_and_stores_nothing() {
         written,
         "a failed quantize leaves the old output"
     );
+}
+
+#[test]
+fn bias_adds_and_relus_fold_into_the_integer_kernels() {
+    // The sample: Mul, MatMul + Add (bias), Relu, MatMul + Add, Softmax, ArgMax.
+    let model = sample_bytes();
+    let sig = signature(&model);
+    let calibration = Samples::read(std::path::Path::new(SAMPLE_TEST_SET), &sig, 100).unwrap();
+    let quantize = |activations| {
+        let options = Options {
+            activations,
+            ..options(Method::MinMax)
+        };
+        let q = compress::quantize_static(runtime(), &model, &calibration, Some(&calibration), &options).unwrap();
+        let proto = ModelProto::decode(q.model.as_slice()).unwrap();
+        let graph = proto.graph.unwrap();
+        let float_ops: Vec<(String, String)> = graph
+            .node
+            .iter()
+            .filter(|n| !n.op_type().ends_with("QuantizeLinear"))
+            .map(|n| (n.op_type().to_owned(), n.name().to_owned()))
+            .collect();
+        let quantized_outputs: Vec<String> = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type() == "QuantizeLinear")
+            .map(|n| n.input[0].clone())
+            .collect();
+        (q.report, float_ops, quantized_outputs)
+    };
+
+    let (report, ops, quantized) = quantize(ActivationType::U8Asymmetric);
+    let gemms: Vec<&str> = ops
+        .iter()
+        .filter(|(op, _)| op == "Gemm")
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert_eq!(
+        gemms,
+        vec!["fc1", "fc2"],
+        "MatMul + bias Add became Gemm, named as the MatMul: {ops:?}"
+    );
+    assert!(
+        !ops.iter().any(|(op, _)| op == "Relu" || op == "Add" || op == "MatMul"),
+        "the Relu is absorbed by the uint8 quantization of fc1's output: {ops:?}"
+    );
+    assert!(
+        !quantized.iter().any(|t| t == "probabilities" || t == "label"),
+        "graph outputs stay float: {quantized:?}"
+    );
+    assert_eq!(report.quantized_nodes, vec!["fc1", "fc2"]);
+    assert!(report.evaluation.unwrap().retention >= 0.99);
+
+    // Symmetric int8 activations can hold negatives: the Relu must stay.
+    let (_, ops, _) = quantize(ActivationType::I8Symmetric);
+    assert!(ops.iter().any(|(op, _)| op == "Relu"), "{ops:?}");
 }

@@ -78,9 +78,7 @@ async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
 
     // The same bytes through ONNX Runtime in this process.
     let bytes = std::fs::read(SAMPLE_MODEL).unwrap();
-    let mut local = in_process_runtime()
-        .load(&bytes, &LoadOptions { intra_op_threads: 0 })
-        .unwrap();
+    let mut local = in_process_runtime().load(&bytes, &LoadOptions::default()).unwrap();
     let input = Tensor {
         name: "pixels".into(),
         dtype: DataType::F32,

@@ -13,7 +13,7 @@ mod tensor;
 pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
 pub use pool::{Pool, PoolError, RunOutcome};
 pub use runtimes::{RuntimeStatus, Runtimes};
-pub use tensor::{DataType, Signature, Tensor, TensorSpec, format_shape};
+pub use tensor::{DataType, Signature, Tensor, TensorSpec, TensorView, format_shape};
 
 use crate::topology::Target;
 
@@ -39,10 +39,14 @@ pub enum BackendError {
 }
 
 /// How to load a model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Threads inside the runtime; 0 lets it choose.
     pub intra_op_threads: usize,
+    /// Loaded to read intermediate tensors (calibration): graph optimizations
+    /// off, as fusions would drop the exposed tensors and layout changes
+    /// would cost a copy back for each.
+    pub inspect: bool,
 }
 
 /// An inference runtime.
@@ -61,4 +65,19 @@ pub trait LoadedModel: Send {
     fn signature(&self) -> &Signature;
     /// Runs the model. Inputs have been checked against the signature.
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError>;
+
+    /// Runs the model and shows each output to `visit` in the runtime's own
+    /// buffer, without copying it out: for calibration, which reads every
+    /// intermediate tensor of every sample and keeps only statistics.
+    fn run_visit(&mut self, inputs: &[Tensor], visit: &mut dyn FnMut(&TensorView)) -> Result<(), BackendError> {
+        for t in self.run(inputs)? {
+            visit(&TensorView {
+                name: &t.name,
+                dtype: t.dtype,
+                shape: &t.shape,
+                data: &t.data,
+            });
+        }
+        Ok(())
+    }
 }

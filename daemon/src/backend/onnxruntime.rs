@@ -10,7 +10,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynTensor, DynTensorValueType, TensorElementType, ValueType};
 
-use super::{Backend, BackendError, DataType, LoadOptions, LoadedModel, Signature, Tensor, TensorSpec};
+use super::{Backend, BackendError, DataType, LoadOptions, LoadedModel, Signature, Tensor, TensorSpec, TensorView};
 
 const LIB_NAME: &str = "libonnxruntime.so";
 
@@ -90,7 +90,10 @@ impl Backend for OnnxRuntime {
         let load = |e: ort::Error| BackendError::Load(e.to_string());
         let mut builder = Session::builder(&self.environment)
             .map_err(load)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .with_optimization_level(match options.inspect {
+                true => GraphOptimizationLevel::Disable,
+                false => GraphOptimizationLevel::Level3,
+            })
             .map_err(|e| BackendError::Load(e.to_string()))?;
         if options.intra_op_threads > 0 {
             builder = builder
@@ -177,6 +180,19 @@ impl LoadedModel for OrtModel {
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+        let mut result = Vec::with_capacity(self.signature.outputs.len());
+        self.run_visit(inputs, &mut |t| {
+            result.push(Tensor {
+                name: t.name.to_owned(),
+                dtype: t.dtype,
+                shape: t.shape.to_vec(),
+                data: t.data.to_vec(),
+            })
+        })?;
+        Ok(result)
+    }
+
+    fn run_visit(&mut self, inputs: &[Tensor], visit: &mut dyn FnMut(&TensorView)) -> Result<(), BackendError> {
         let run_err = |e: ort::Error| BackendError::Run(e.to_string());
         let mut values = Vec::with_capacity(inputs.len());
         for input in inputs {
@@ -201,7 +217,6 @@ impl LoadedModel for OrtModel {
             values.push((input.name.clone(), value));
         }
         let mut outputs = self.session.run(values).map_err(run_err)?;
-        let mut result = Vec::with_capacity(self.signature.outputs.len());
         for spec in &self.signature.outputs {
             let value = outputs
                 .remove(&spec.name)
@@ -217,20 +232,20 @@ impl LoadedModel for OrtModel {
                 detail: format!("element type {:?} is not served", value.data_type()),
             })?;
             let len = Tensor::element_count(&shape).unwrap_or(0) * dtype.byte_size();
-            let data = if len == 0 {
-                Vec::new()
+            let data: &[u8] = if len == 0 {
+                &[]
             } else {
                 // SAFETY: ONNX Runtime owns a contiguous buffer of `len` bytes
-                // for this tensor, alive while `outputs` is; we copy it out.
-                unsafe { std::slice::from_raw_parts(value.data_ptr().cast::<u8>(), len).to_vec() }
+                // for this tensor, alive while `value` is (through the visit).
+                unsafe { std::slice::from_raw_parts(value.data_ptr().cast::<u8>(), len) }
             };
-            result.push(Tensor {
-                name: spec.name.clone(),
+            visit(&TensorView {
+                name: &spec.name,
                 dtype,
-                shape,
+                shape: &shape,
                 data,
             });
         }
-        Ok(result)
+        Ok(())
     }
 }

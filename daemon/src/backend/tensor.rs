@@ -77,6 +77,15 @@ impl fmt::Display for DataType {
     }
 }
 
+/// An output borrowed from the runtime (see `LoadedModel::run_visit`).
+pub struct TensorView<'a> {
+    pub name: &'a str,
+    pub dtype: DataType,
+    pub shape: &'a [i64],
+    /// Little-endian element bytes.
+    pub data: &'a [u8],
+}
+
 /// A model input or output as declared: -1 marks a dimension chosen per request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorSpec {

@@ -28,6 +28,23 @@ pub struct MinMax {
     pub max: f32,
 }
 
+/// Calls `f` with a tensor's bytes as floats: in place when they are
+/// aligned (the runtimes' buffers are), else through a decoded copy.
+fn with_floats<R>(raw: &[u8], f: impl FnOnce(&[f32]) -> R) -> R {
+    // SAFETY: every bit pattern is a valid f32, and align_to only
+    // reinterprets the aligned middle. Tensor bytes are in the host's
+    // (little-endian) order.
+    let (head, middle, tail) = unsafe { raw.align_to::<f32>() };
+    if head.is_empty() && tail.is_empty() {
+        return f(middle);
+    }
+    let decoded: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    f(&decoded)
+}
+
 impl Default for MinMax {
     fn default() -> Self {
         MinMax {
@@ -38,11 +55,29 @@ impl Default for MinMax {
 }
 
 impl MinMax {
-    pub fn update(&mut self, values: &[f32]) {
-        for &v in values {
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
-        }
+    /// Takes a tensor's f32 bytes as the runtime returned them: no float
+    /// copy per tensor, and 16 independent lanes, which the compiler turns
+    /// into vector min/max (this loop sees every activation of every
+    /// calibration sample).
+    pub fn update(&mut self, raw: &[u8]) {
+        const LANES: usize = 16;
+        let (mut lo, mut hi) = ([self.min; LANES], [self.max; LANES]);
+        with_floats(raw, |floats| {
+            let mut chunks = floats.chunks_exact(LANES);
+            for chunk in &mut chunks {
+                for j in 0..LANES {
+                    let v = chunk[j];
+                    lo[j] = if v < lo[j] { v } else { lo[j] };
+                    hi[j] = if v > hi[j] { v } else { hi[j] };
+                }
+            }
+            for &v in chunks.remainder() {
+                lo[0] = lo[0].min(v);
+                hi[0] = hi[0].max(v);
+            }
+        });
+        self.min = lo.into_iter().fold(f32::INFINITY, f32::min);
+        self.max = hi.into_iter().fold(f32::NEG_INFINITY, f32::max);
     }
 
     pub fn abs_max(&self) -> f32 {
@@ -65,11 +100,15 @@ impl Histogram {
         }
     }
 
-    pub fn update(&mut self, values: &[f32]) {
-        for &v in values {
-            let i = ((v.abs() / self.width) as usize).min(BINS - 1);
-            self.bins[i] += 1;
-        }
+    /// A tensor's f32 bytes, as for [`MinMax::update`].
+    pub fn update(&mut self, raw: &[u8]) {
+        let per_bin = 1.0 / self.width;
+        with_floats(raw, |floats| {
+            for v in floats {
+                let i = ((v.abs() * per_bin) as usize).min(BINS - 1);
+                self.bins[i] += 1;
+            }
+        });
     }
 
     /// The |x| below which `percent` of the values lie.
@@ -167,11 +206,15 @@ pub fn range(method: Method, minmax: &MinMax, histogram: Option<&Histogram>) -> 
 mod tests {
     use super::*;
 
+    fn le(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
     #[test]
     fn minmax_is_the_extremes() {
         let mut m = MinMax::default();
-        m.update(&[0.5, -2.0, 3.25]);
-        m.update(&[1.0]);
+        m.update(&le(&[0.5, -2.0, 3.25]));
+        m.update(&le(&[1.0]));
         assert_eq!(range(Method::MinMax, &m, None), Range { min: -2.0, max: 3.25 });
     }
 
@@ -182,9 +225,9 @@ mod tests {
         let mut m = MinMax::default();
         let mut values = vec![1.0f32; 999];
         values.push(100.0);
-        m.update(&values);
+        m.update(&le(&values));
         let mut h = Histogram::new(m.abs_max());
-        h.update(&values);
+        h.update(&le(&values));
         let r = range(Method::Percentile(99.9), &m, Some(&h));
         let width = 100.0 / BINS as f32;
         assert_eq!(r.min, 1.0, "no negative values: the minimum stays");
@@ -199,9 +242,9 @@ mod tests {
         let mut values: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
         values.push(1000.0);
         let mut m = MinMax::default();
-        m.update(&values);
+        m.update(&le(&values));
         let mut h = Histogram::new(m.abs_max());
-        h.update(&values);
+        h.update(&le(&values));
         let t = h.entropy_threshold();
         // The narrowest window considered is 128 of the 2048 bins over
         // [0, 1000]: 62.5. The outlier must fall well outside the threshold.
@@ -209,9 +252,9 @@ mod tests {
         // Uniform with no outlier: nothing worth clipping.
         let values: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
         let mut m = MinMax::default();
-        m.update(&values);
+        m.update(&le(&values));
         let mut h = Histogram::new(m.abs_max());
-        h.update(&values);
+        h.update(&le(&values));
         assert!(h.entropy_threshold() > 0.9, "{}", h.entropy_threshold());
     }
 }

@@ -208,24 +208,22 @@ pub fn calibrate(
             ..Default::default()
         });
     }
-    let mut runner = backend.load(&augmented.encode_to_vec(), &LoadOptions { intra_op_threads: 0 })?;
-    let wanted: HashSet<&str> = candidates.iter().map(String::as_str).collect();
-    let floats = |t: &crate::backend::Tensor| -> Vec<f32> {
-        t.data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect()
+    let inspect = LoadOptions {
+        inspect: true,
+        ..Default::default()
     };
+    let mut runner = backend.load(&augmented.encode_to_vec(), &inspect)?;
+    let wanted: HashSet<&str> = candidates.iter().map(String::as_str).collect();
 
     let mut minmax: HashMap<String, MinMax> = HashMap::new();
     let mut shapes = HashMap::new();
     for i in 0..samples.len() {
-        for t in runner.run(&samples.sample(i))? {
-            if t.dtype == DataType::F32 && wanted.contains(t.name.as_str()) {
-                minmax.entry(t.name.clone()).or_default().update(&floats(&t));
-                shapes.entry(t.name.clone()).or_insert_with(|| t.shape.clone());
+        runner.run_visit(&samples.sample(i), &mut |t| {
+            if t.dtype == DataType::F32 && wanted.contains(t.name) {
+                minmax.entry(t.name.to_owned()).or_default().update(t.data);
+                shapes.entry(t.name.to_owned()).or_insert_with(|| t.shape.to_vec());
             }
-        }
+        })?;
     }
     let mut histograms: HashMap<String, Histogram> = HashMap::new();
     if method != Method::MinMax {
@@ -233,11 +231,11 @@ pub fn calibrate(
             histograms.insert(name.clone(), Histogram::new(m.abs_max()));
         }
         for i in 0..samples.len() {
-            for t in runner.run(&samples.sample(i))? {
-                if let Some(h) = histograms.get_mut(&t.name) {
-                    h.update(&floats(&t));
+            runner.run_visit(&samples.sample(i), &mut |t| {
+                if let Some(h) = histograms.get_mut(t.name) {
+                    h.update(t.data);
                 }
-            }
+            })?;
         }
     }
     let ranges = minmax
@@ -278,7 +276,7 @@ pub fn quantize_dynamic(
     let bytes = quantized.encode_to_vec();
     let evaluation = match validation {
         Some(val) => {
-            let load = LoadOptions { intra_op_threads: 0 };
+            let load = LoadOptions::default();
             let mut fp32 = backend.load(model, &load)?;
             let mut int8 = backend.load(&bytes, &load)?;
             let e = gate::evaluate(&mut *fp32, &mut *int8, val)?;
@@ -319,9 +317,16 @@ pub fn quantize_static(
     validation: Option<&Samples>,
     options: &Options,
 ) -> Result<Quantized, CompressError> {
+    let started = std::time::Instant::now();
     let proto = ModelProto::decode(model).map_err(|e| CompressError::Decode(e.to_string()))?;
     let calibrated = calibrate(backend, &proto, calibration, options.method)?;
-    let rewrite = |keep: &HashSet<String>| qdq::rewrite(&proto, &calibrated.ranges, options.activations, keep);
+    tracing::info!(
+        samples = calibration.len(),
+        method = %options.method.name(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "calibrated"
+    );
+    let rewrite = |keep: &HashSet<String>| qdq::rewrite(&proto, &calibrated, options.activations, keep);
     let (mut quantized, mut summary) = rewrite(&HashSet::new())?;
     let mut keep = HashSet::new();
     // Counted in a Cell: the evaluation closure and the budget checks share it.
@@ -329,7 +334,7 @@ pub fn quantize_static(
     let evaluation = match validation {
         None => None,
         Some(val) => {
-            let load = LoadOptions { intra_op_threads: 0 };
+            let load = LoadOptions::default();
             let mut fp32 = backend.load(model, &load)?;
             let mut evaluate = |candidate: &ModelProto| -> Result<Evaluation, CompressError> {
                 evaluations.set(evaluations.get() + 1);
@@ -363,6 +368,12 @@ pub fn quantize_static(
                     }
                 }
             }
+            tracing::info!(
+                evaluations = evaluations.get(),
+                retention = best.retention,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "accuracy gate evaluated"
+            );
             Some(gate_verdict(best, options.min_retention)?)
         }
     };

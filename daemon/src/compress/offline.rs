@@ -105,7 +105,7 @@ pub fn quantize_files(
     let model = std::fs::read(input).map_err(io("reading", input))?;
     // The model's own signature decides how the .npz arrays are read.
     let probe = backend
-        .load(&model, &crate::backend::LoadOptions { intra_op_threads: 0 })
+        .load(&model, &crate::backend::LoadOptions::default())
         .map_err(CompressError::from)?;
     let signature = probe.signature().clone();
     drop(probe);

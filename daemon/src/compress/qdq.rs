@@ -11,10 +11,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
 use dsmil_proto::onnx::{GraphProto, ModelProto, NodeProto, TensorProto};
 
-use super::CompressError;
 use super::calibrate::Range;
 use super::graph::{default_opset, dequantized_constant, floats, node, tensor};
 use super::params::{ActivationType, activation_params, quantize_bias, quantize_per_channel};
+use super::{Calibration, CompressError};
 
 /// Ops whose weights are quantized.
 pub const WEIGHT_OPS: [&str; 4] = ["Conv", "ConvTranspose", "MatMul", "Gemm"];
@@ -200,16 +200,208 @@ pub struct RewriteSummary {
     pub quantized_nodes: Vec<String>,
     pub quantized_activations: usize,
     pub folded_batch_norms: usize,
+    /// Relu/Clip nodes absorbed by the quantization of their input.
+    pub fused_activations: usize,
+    /// MatMul + Add(bias) pairs made one Gemm.
+    pub fused_biases: usize,
+}
+
+/// Makes MatMul(A, W) + B one Gemm(A, W, B) where A is a matrix (rank 2 in
+/// calibration), W a constant matrix and B a constant row of biases. The
+/// bias then becomes int32 inside the integer kernel instead of a separate
+/// Add on a requantized product: one rounding step fewer, and faster. The
+/// Gemm keeps the MatMul's name, so reports and mixed precision still name
+/// the layer as the model does.
+fn fuse_matmul_bias(graph: &mut GraphProto, shapes: &HashMap<String, Vec<i64>>, keep_float: &HashSet<String>) -> usize {
+    let mut fused = 0;
+    let mut i = 0;
+    while i < graph.node.len() {
+        let m = &graph.node[i];
+        let init = |name: &str| graph.initializer.iter().find(|t| t.name() == name);
+        let matrix_input = m
+            .input
+            .first()
+            .and_then(|a| shapes.get(a))
+            .is_some_and(|s| s.len() == 2);
+        let columns = m
+            .input
+            .get(1)
+            .and_then(|w| init(w))
+            .filter(|w| w.dims.len() == 2 && w.data_type() == OnnxType::Float as i32)
+            .map(|w| w.dims[1]);
+        let eligible =
+            m.op_type() == "MatMul" && m.domain().is_empty() && matrix_input && !keep_float.contains(m.name());
+        let (Some(columns), true) = (columns, eligible) else {
+            i += 1;
+            continue;
+        };
+        let y = m.output[0].clone();
+        let consumers: Vec<usize> = (0..graph.node.len())
+            .filter(|&j| graph.node[j].input.contains(&y))
+            .collect();
+        let add = match consumers.as_slice() {
+            [j] if graph.node[*j].op_type() == "Add" && graph.node[*j].domain().is_empty() => *j,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let bias = graph.node[add].input.iter().find(|b| **b != y).cloned();
+        let bias_ok = bias.as_deref().and_then(init).is_some_and(|b| {
+            let elements: i64 = b.dims.iter().product();
+            b.data_type() == OnnxType::Float as i32 && elements == columns && b.dims.last() == Some(&columns)
+        });
+        if !bias_ok || graph.output.iter().any(|o| o.name() == y) {
+            i += 1;
+            continue;
+        }
+        let out = graph.node[add].output[0].clone();
+        let gemm = &mut graph.node[i];
+        gemm.op_type = Some("Gemm".into());
+        gemm.input.push(bias.expect("checked"));
+        gemm.output[0] = out;
+        graph.node.remove(add);
+        fused += 1;
+        i += 1;
+    }
+    fused
+}
+
+/// A float constant quantized per tensor with the activations' type and
+/// its own range; returns its DequantizeLinear and that node's output.
+fn quantized_operand(
+    name: &str,
+    dims: Vec<i64>,
+    values: &[f32],
+    kind: ActivationType,
+    inits: &mut Vec<TensorProto>,
+) -> (NodeProto, String) {
+    let range = values.iter().fold(Range { min: 0.0, max: 0.0 }, |r, &v| Range {
+        min: r.min.min(v),
+        max: r.max.max(v),
+    });
+    let p = activation_params(range, kind);
+    let (dtype, lo, hi) = match kind {
+        ActivationType::U8Asymmetric => (OnnxType::Uint8, 0.0, 255.0),
+        ActivationType::I8Symmetric => (OnnxType::Int8, -127.0, 127.0),
+    };
+    let raw = values
+        .iter()
+        .map(|&v| ((v / p.scale).round() + p.zero_point as f32).clamp(lo, hi) as i32 as u8)
+        .collect();
+    let base = format!("{name}_operand");
+    let names = [
+        format!("{base}_quantized"),
+        format!("{base}_scale"),
+        format!("{base}_zero_point"),
+    ];
+    inits.push(tensor(&names[0], dims, dtype, raw));
+    inits.push(floats(&names[1], vec![], &[p.scale]));
+    inits.push(tensor(&names[2], vec![], dtype, vec![p.zero_point as u8]));
+    let output = format!("{base}_dequantized");
+    let dq = node(
+        "DequantizeLinear",
+        &format!("{base}_DequantizeLinear"),
+        names.to_vec(),
+        vec![output.clone()],
+        None,
+    );
+    (dq, output)
+}
+
+/// Ops that only move or select values: their output reuses their input's
+/// range, so the runtimes can run them on the integers with no requantizing.
+const MOVE_OPS: [&str; 6] = ["Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "MaxPool"];
+
+/// `ranges` with each data-movement op's output given its input's range
+/// (in graph order, so chains of them share one).
+fn shared_ranges(graph: &GraphProto, ranges: &HashMap<String, Range>) -> HashMap<String, Range> {
+    let mut shared = ranges.clone();
+    for n in &graph.node {
+        if !MOVE_OPS.contains(&n.op_type()) || !n.domain().is_empty() {
+            continue;
+        }
+        if let (Some(x), Some(y)) = (n.input.first(), n.output.first())
+            && let Some(&r) = shared.get(x)
+            && shared.contains_key(y)
+        {
+            shared.insert(y.clone(), r);
+        }
+    }
+    shared
+}
+
+/// Removes each Relu, and each Clip from 0, that alone consumes the output
+/// of a quantized weight op or Add: with uint8 activations whose range
+/// starts at 0 (zero point 0), the QuantizeLinear after the producer clamps
+/// exactly as they would, so the producer can write their output directly.
+/// This saves a float op and a QDQ pair each, and (more important for
+/// accuracy) the producer's output is quantized over [0, max] instead of
+/// spending levels on negative values the activation discards.
+fn fuse_activations(
+    graph: &mut GraphProto,
+    ranges: &HashMap<String, Range>,
+    excluded: &HashSet<String>,
+    keep_float: &HashSet<String>,
+) -> usize {
+    let constant = |g: &GraphProto, name: Option<&String>| -> Option<f32> {
+        let t = g.initializer.iter().find(|t| Some(&t.name().to_owned()) == name)?;
+        float_values(t).filter(|v| v.len() == 1).map(|v| v[0])
+    };
+    let mut fused = 0;
+    let mut i = 0;
+    while i < graph.node.len() {
+        let n = &graph.node[i];
+        let (Some(x), Some(y)) = (n.input.first(), n.output.first()) else {
+            i += 1;
+            continue;
+        };
+        let clamps = match n.op_type() {
+            "Relu" => true,
+            // Clip(x, 0, max), with the calibrated range inside [0, max].
+            "Clip" => {
+                constant(graph, n.input.get(1)) == Some(0.0)
+                    && constant(graph, n.input.get(2)).is_some_and(|max| ranges.get(y).is_some_and(|r| r.max <= max))
+            }
+            _ => false,
+        };
+        let starts_at_zero = ranges.get(y).is_some_and(|r| r.min >= 0.0);
+        let consumers = graph.node.iter().filter(|c| c.input.iter().any(|v| v == x)).count();
+        let producer = graph.node.iter().position(|p| {
+            p.output.first() == Some(x)
+                && p.domain().is_empty()
+                && (WEIGHT_OPS.contains(&p.op_type()) || p.op_type() == "Add")
+                && !keep_float.contains(p.name())
+        });
+        let fusable = clamps
+            && starts_at_zero
+            && n.domain().is_empty()
+            && consumers == 1
+            && !excluded.contains(y)
+            && !excluded.contains(x)
+            && !graph.output.iter().any(|o| o.name() == x);
+        match producer {
+            Some(p) if fusable => {
+                let y = y.clone();
+                graph.node[p].output[0] = y;
+                graph.node.remove(i);
+                fused += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    fused
 }
 
 /// Rewrites `model` (float) into QDQ form with the calibrated `ranges`.
 /// Nodes named in `keep_float` keep float weights and inputs (mixed precision).
 pub fn rewrite(
     model: &ModelProto,
-    ranges: &HashMap<String, Range>,
+    calibration: &Calibration,
     kind: ActivationType,
     keep_float: &HashSet<String>,
 ) -> Result<(ModelProto, RewriteSummary), CompressError> {
+    let ranges = &calibration.ranges;
     let opset = default_opset(model);
     if opset < 13 {
         return Err(CompressError::Opset(opset));
@@ -218,6 +410,7 @@ pub fn rewrite(
     let graph = model.graph.as_mut().ok_or(CompressError::NoGraph)?;
     let mut summary = RewriteSummary {
         folded_batch_norms: fold_batch_norms(graph),
+        fused_biases: fuse_matmul_bias(graph, &calibration.shapes, keep_float),
         ..Default::default()
     };
 
@@ -231,9 +424,16 @@ pub fn rewrite(
         .filter(|n| keep_float.contains(n.name()))
         .flat_map(|n| n.input.iter().take(1).chain(n.output.iter().take(1)).cloned())
         .collect();
+    if kind == ActivationType::U8Asymmetric {
+        summary.fused_activations = fuse_activations(graph, ranges, &excluded, keep_float);
+    }
+    let ranges = &shared_ranges(graph, ranges);
+    // Graph outputs stay float: the last op dequantizes into them directly,
+    // and the caller gets full precision.
+    let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name()).collect();
     let activations: Vec<String> = activation_candidates(graph)
         .into_iter()
-        .filter(|t| ranges.contains_key(t) && !excluded.contains(t))
+        .filter(|t| ranges.contains_key(t) && !excluded.contains(t) && !outputs.contains(t.as_str()))
         .collect();
     let act_set: HashSet<&str> = activations.iter().map(String::as_str).collect();
     let mut new_inits = Vec::new();
@@ -346,6 +546,29 @@ pub fn rewrite(
             );
             weight_nodes.push(dq);
             redirect.insert((ni, 2), dequantized);
+        }
+    }
+
+    // Constant operands of Add (biases after MatMul, mostly): quantized per
+    // tensor like an activation, so the runtime can add on integers.
+    let mut done_operands: HashMap<String, String> = HashMap::new();
+    for (ni, n) in graph.node.iter().enumerate() {
+        let quantized_peer = n.input.iter().any(|i| act_set.contains(i.as_str()));
+        let output_quantized = n.output.first().is_some_and(|o| act_set.contains(o.as_str()));
+        if n.op_type() != "Add" || !n.domain().is_empty() || !quantized_peer || !output_quantized {
+            continue;
+        }
+        for (ii, name) in n.input.iter().enumerate() {
+            let Some(values) = init_index.get(name).and_then(|&i| float_values(&graph.initializer[i])) else {
+                continue;
+            };
+            if !done_operands.contains_key(name) {
+                let dims = graph.initializer[init_index[name]].dims.clone();
+                let (dq, out) = quantized_operand(name, dims, &values, kind, &mut new_inits);
+                weight_nodes.push(dq);
+                done_operands.insert(name.clone(), out);
+            }
+            redirect.insert((ni, ii), done_operands[name].clone());
         }
     }
 

@@ -362,6 +362,7 @@ impl StageRunner<'_, '_> {
         // of the declared shapes (dynamic dimensions = 1).
         let options = LoadOptions {
             intra_op_threads: config.serving.intra_op_threads,
+            ..Default::default()
         };
         let mut probe = backend
             .load(bytes, &options)

@@ -63,6 +63,7 @@ impl Deployer {
         let backend = self.runtimes.backend_for(target).map_err(|e| e.to_string())?;
         let options = LoadOptions {
             intra_op_threads: self.config.serving.intra_op_threads,
+            ..Default::default()
         };
         crate::monitor::process::release_free_memory();
         let rss_before = crate::monitor::process::rss_bytes();
