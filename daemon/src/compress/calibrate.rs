@@ -182,6 +182,9 @@ impl Histogram {
     }
 }
 
+/// The entropy method's bound: the share of values (%) it may never clip.
+const ENTROPY_MAX_CLIPPED: f64 = 99.9;
+
 /// The range a method settles on, from the first pass and (for percentile
 /// and entropy) the histogram.
 pub fn range(method: Method, minmax: &MinMax, histogram: Option<&Histogram>) -> Range {
@@ -193,7 +196,10 @@ pub fn range(method: Method, minmax: &MinMax, histogram: Option<&Histogram>) -> 
             };
         }
         (Method::Percentile(p), Some(h)) => h.percentile(p),
-        (Method::Entropy, Some(h)) => h.entropy_threshold(),
+        // KL divergence weighs the shape of what is kept, not how much is
+        // cut: on saturating activations (Relu6's spike at 6) it clips the
+        // spike away. Entropy may clip at most 0.1% of the values.
+        (Method::Entropy, Some(h)) => h.entropy_threshold().max(h.percentile(ENTROPY_MAX_CLIPPED)),
     };
     // Clip symmetric magnitudes back onto the observed signs.
     Range {
@@ -256,5 +262,30 @@ mod tests {
         let mut h = Histogram::new(m.abs_max());
         h.update(&le(&values));
         assert!(h.entropy_threshold() > 0.9, "{}", h.entropy_threshold());
+    }
+
+    #[test]
+    fn entropy_keeps_the_saturation_spike_of_a_clipped_activation() {
+        // Relu6-like: half zeros, most of the rest small (a geometric
+        // spread below 1), and 1% saturated at 6. KL alone clips at the
+        // small values; the range must still reach 6.
+        let values: Vec<f32> = (0..10_000)
+            .map(|i| match i % 100 {
+                0 => 6.0,
+                k if k < 50 => 0.0,
+                k => 0.9f32.powi(k - 50) * ((i / 100) % 10) as f32 / 10.0,
+            })
+            .collect();
+        let mut m = MinMax::default();
+        m.update(&le(&values));
+        let mut h = Histogram::new(m.abs_max());
+        h.update(&le(&values));
+        assert!(
+            h.entropy_threshold() < 3.0,
+            "KL alone clips the spike: {}",
+            h.entropy_threshold()
+        );
+        let r = range(Method::Entropy, &m, Some(&h));
+        assert!(r.max >= 5.99, "{r:?}");
     }
 }

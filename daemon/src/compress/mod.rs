@@ -165,6 +165,12 @@ pub struct Report {
     pub fp32_fallback: Vec<String>,
     /// Evaluations the gate and the fallback spent.
     pub evaluations: usize,
+    /// Wall time of the quantization proper (calibration and rewrite) and
+    /// of the accuracy gate (with the fallback's evaluations), in ms.
+    #[serde(default)]
+    pub quantize_ms: u64,
+    #[serde(default)]
+    pub gate_ms: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -271,9 +277,11 @@ pub fn quantize_dynamic(
     validation: Option<&Samples>,
     min_retention: f64,
 ) -> Result<Quantized, CompressError> {
+    let started = std::time::Instant::now();
     let proto = ModelProto::decode(model).map_err(|e| CompressError::Decode(e.to_string()))?;
     let (quantized, rewritten) = dynamic::rewrite(&proto)?;
     let bytes = quantized.encode_to_vec();
+    let quantize_ms = started.elapsed().as_millis() as u64;
     let evaluation = match validation {
         Some(val) => {
             let load = LoadOptions::default();
@@ -300,6 +308,8 @@ pub fn quantize_dynamic(
             int8_mac_share: 0.0,
             fp32_fallback: Vec::new(),
             evaluations: usize::from(validation.is_some()),
+            quantize_ms,
+            gate_ms: started.elapsed().as_millis() as u64 - quantize_ms,
         },
         model: bytes,
     })
@@ -328,6 +338,7 @@ pub fn quantize_static(
     );
     let rewrite = |keep: &HashSet<String>| qdq::rewrite(&proto, &calibrated, options.activations, keep);
     let (mut quantized, mut summary) = rewrite(&HashSet::new())?;
+    let quantize_ms = started.elapsed().as_millis() as u64;
     let mut keep = HashSet::new();
     // Counted in a Cell: the evaluation closure and the budget checks share it.
     let evaluations = std::cell::Cell::new(0usize);
@@ -389,6 +400,8 @@ pub fn quantize_static(
             int8_mac_share: if total > 0 { int8 as f64 / total as f64 } else { 0.0 },
             fp32_fallback,
             evaluations: evaluations.get(),
+            quantize_ms,
+            gate_ms: started.elapsed().as_millis() as u64 - quantize_ms,
             activations: match options.activations {
                 ActivationType::U8Asymmetric => "uint8".into(),
                 ActivationType::I8Symmetric => "int8".into(),
