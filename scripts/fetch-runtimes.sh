@@ -4,13 +4,17 @@
 # downloaded), and extracts their shared libraries into runtimes/ (git-ignored):
 #
 #   runtimes/onnxruntime/libonnxruntime.so   ONNX Runtime (CPU)
+#   runtimes/openvino/libopenvino_c.so       OpenVINO: C API, CPU/GPU/NPU
+#                                            plugins, ONNX/IR/TFLite frontends
 #
-# dsmild finds them through config (runtimes.onnxruntime_library), the
-# ORT_DYLIB_PATH environment variable, or this folder. Idempotent: a runtime
+# dsmild finds them through config (runtimes.onnxruntime_library,
+# runtimes.openvino_library), the ORT_DYLIB_PATH / OPENVINO_LIB_DIR
+# environment variables, or this folder. Idempotent: a runtime
 # already in place is kept.
 set -euo pipefail
 
 ORT_VERSION=1.31.1
+OV_VERSION=2025.3.0
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest="$root/runtimes"
@@ -44,3 +48,30 @@ PY
 fi
 ln -sf "libonnxruntime.so.$ORT_VERSION" "$ort_dir/libonnxruntime.so"
 echo "onnxruntime library: $ort_dir/libonnxruntime.so"
+
+# OpenVINO's wheel ships its libraries under versioned names only
+# (libopenvino_c.so.2530); the bindings look for the plain names.
+ov_dir="$dest/openvino"
+if [ -f "$ov_dir/VERSION" ] && [ "$(cat "$ov_dir/VERSION")" = "$OV_VERSION" ]; then
+    echo "openvino $OV_VERSION: already in $ov_dir"
+else
+    echo "openvino $OV_VERSION: fetching the official wheel"
+    wheel=$(fetch_wheel openvino "$OV_VERSION")
+    rm -rf "$ov_dir"
+    mkdir -p "$ov_dir"
+    python3 - "$wheel" "$ov_dir" <<'PY'
+import sys, zipfile, pathlib
+wheel, out = sys.argv[1], pathlib.Path(sys.argv[2])
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith("openvino/libs/") and not name.endswith("/"):
+            (out / name.rsplit("/", 1)[-1]).write_bytes(z.read(name))
+PY
+    rm -rf "$(dirname "$wheel")"
+    echo "$OV_VERSION" > "$ov_dir/VERSION"
+fi
+for lib in "$ov_dir"/lib*.so.*; do
+    plain="${lib%%.so.*}.so"
+    [ -e "$plain" ] || ln -s "$(basename "$lib")" "$plain"
+done
+echo "openvino library: $ov_dir/libopenvino_c.so"

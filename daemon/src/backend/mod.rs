@@ -6,11 +6,13 @@
 //! inference on the [`pool`]'s dedicated threads.
 
 mod onnxruntime;
+mod openvino;
 pub mod pool;
 mod runtimes;
 mod tensor;
 
 pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
+pub use openvino::{OpenVino, OpenVinoBackend, OpenVinoDevice, locate_openvino};
 pub use pool::{Pool, PoolError, RunOutcome};
 pub use runtimes::{RuntimeStatus, Runtimes};
 pub use tensor::{DataType, Signature, Tensor, TensorSpec, TensorView, format_shape};

@@ -125,4 +125,6 @@ pub struct RawPaths {
 #[serde(deny_unknown_fields)]
 pub struct RawRuntimes {
     pub onnxruntime_library: String,
+    pub openvino_library: String,
+    pub openvino_inference_precision: String,
 }

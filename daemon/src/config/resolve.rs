@@ -94,6 +94,11 @@ pub struct PathsConfig {
 pub struct RuntimesConfig {
     /// None: search ($ORT_DYLIB_PATH, the workspace's runtimes/, system dirs).
     pub onnxruntime_library: Option<PathBuf>,
+    /// None: search ($OPENVINO_LIB_DIR, the workspace's runtimes/, system dirs).
+    pub openvino_library: Option<PathBuf>,
+    /// OpenVINO's INFERENCE_PRECISION_HINT ("f32", "bf16", "f16"); the
+    /// accuracy gate evaluates with it, and each deployment records it.
+    pub openvino_inference_precision: String,
 }
 
 pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigError> {
@@ -146,6 +151,16 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     check(
         q.percentile > 0.0 && q.percentile <= 100.0,
         format!("quantization.percentile = {} must be in (0, 100]", q.percentile),
+    );
+    check(
+        matches!(
+            raw.runtimes.openvino_inference_precision.as_str(),
+            "f32" | "bf16" | "f16"
+        ),
+        format!(
+            "runtimes.openvino_inference_precision = {:?}: expected f32, bf16 or f16",
+            raw.runtimes.openvino_inference_precision
+        ),
     );
     check(
         matches!(q.activations.as_str(), "uint8" | "int8"),
@@ -280,6 +295,9 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         runtimes: RuntimesConfig {
             onnxruntime_library: (!raw.runtimes.onnxruntime_library.is_empty())
                 .then(|| PathBuf::from(&raw.runtimes.onnxruntime_library)),
+            openvino_library: (!raw.runtimes.openvino_library.is_empty())
+                .then(|| PathBuf::from(&raw.runtimes.openvino_library)),
+            openvino_inference_precision: raw.runtimes.openvino_inference_precision.clone(),
         },
     })
 }
