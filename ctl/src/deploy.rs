@@ -23,6 +23,7 @@ pub struct Args<'a> {
     pub method: String,
     pub activations: String,
     pub allow_fp32: bool,
+    pub backend: String,
 }
 
 /// A file's bytes and its declared size and sha256.
@@ -53,6 +54,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         method: args.method,
         activations: args.activations,
         allow_fp32: args.allow_fp32,
+        backend: args.backend,
     };
     let bar = if json {
         ProgressBar::hidden()

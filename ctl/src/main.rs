@@ -62,6 +62,9 @@ enum Command {
         /// Serve an FP32 model without quantizing it (recorded as an audit event).
         #[arg(long, conflicts_with_all = ["calib", "val"])]
         allow_fp32: bool,
+        /// Runtime for a cpu device: onnxruntime or openvino (default: the device's configured one).
+        #[arg(long, default_value = "")]
+        backend: String,
     },
     /// Quantize a model to INT8 on the daemon without deploying it; writes
     /// the INT8 model and prints the report.
@@ -189,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             method,
             activations,
             allow_fp32,
+            backend,
         } => {
             let args = deploy::Args {
                 file: &file,
@@ -202,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 method,
                 activations,
                 allow_fp32,
+                backend,
             };
             deploy::run(&mut c, args, json).await
         }

@@ -40,6 +40,31 @@ pub enum BackendError {
     Panicked(String),
 }
 
+/// The runtimes dsmild can serve with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    OnnxRuntime,
+    OpenVino,
+}
+
+impl BackendKind {
+    pub fn parse(name: &str) -> Option<BackendKind> {
+        match name {
+            "onnxruntime" => Some(BackendKind::OnnxRuntime),
+            "openvino" => Some(BackendKind::OpenVino),
+            _ => None,
+        }
+    }
+
+    /// The name deployments and metrics carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::OnnxRuntime => "onnxruntime",
+            BackendKind::OpenVino => "openvino",
+        }
+    }
+}
+
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -55,6 +80,12 @@ pub struct LoadOptions {
 pub trait Backend: Send + Sync {
     /// A short name recorded on deployments and metrics: "onnxruntime".
     fn name(&self) -> &'static str;
+
+    /// What a load will compile for, as the deploy's history records it
+    /// (device, hints, precision).
+    fn describe(&self) -> String {
+        self.name().to_owned()
+    }
     /// Whether this runtime implements an operator (the model's opset has
     /// already been checked against the ONNX standard).
     fn supports_operator(&self, domain: &str, op: &str) -> bool;

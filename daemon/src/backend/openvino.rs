@@ -129,6 +129,13 @@ impl Backend for OpenVinoBackend {
         "openvino"
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "openvino {} (performance hint LATENCY, inference precision {})",
+            self.device, self.runtime.precision
+        )
+    }
+
     /// OpenVINO's ONNX frontend covers the standard domain; custom domains
     /// need extensions dsmild does not load.
     fn supports_operator(&self, domain: &str, _op: &str) -> bool {

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{Backend, BackendError, OnnxRuntime, OpenVino, OpenVinoBackend, locate_onnxruntime, locate_openvino};
+use super::{
+    Backend, BackendError, BackendKind, OnnxRuntime, OpenVino, OpenVinoBackend, locate_onnxruntime, locate_openvino,
+};
 use crate::config::Config;
 use crate::topology::Target;
 
@@ -92,7 +94,16 @@ impl Runtimes {
         if self.has_target(wanted) { wanted } else { self.fallback }
     }
 
-    /// The backend serving `target` (already resolved by `effective_target`).
+    /// The backend of `kind` serving `target` (already resolved by
+    /// `effective_target`); NPU and GPU are OpenVINO's whatever `kind` says.
+    pub fn backend(&self, target: Target, kind: BackendKind) -> Result<Arc<dyn Backend>, BackendError> {
+        match (target, kind) {
+            (Target::Cpu, BackendKind::OnnxRuntime) => self.backend_for(target),
+            _ => self.openvino_for(target),
+        }
+    }
+
+    /// The default backend serving `target`: ONNX Runtime on the CPU.
     pub fn backend_for(&self, target: Target) -> Result<Arc<dyn Backend>, BackendError> {
         match target {
             Target::Cpu => match &self.onnxruntime {

@@ -41,6 +41,7 @@ pub struct RawLayer {
     pub memory_budget_gb: Option<f64>,
     pub target: Option<String>,
     pub max_parameters: Option<u64>,
+    pub cpu_backend: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,12 +49,14 @@ pub struct RawLayer {
 pub struct RawDevice {
     pub target: Option<String>,
     pub role: Option<String>,
+    pub cpu_backend: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHardware {
     pub fallback_target: String,
+    pub cpu_backend: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! From the raw document to a [`Config`]: every value checked, every problem
 //! collected (not only the first) and named by its key.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::raw::RawConfig;
+use crate::backend::BackendKind;
 use crate::topology::{DeviceSpec, LayerSpec, Target, Topology};
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -29,6 +31,21 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct HardwareConfig {
     pub fallback_target: Target,
+    /// Which runtime serves CPU deployments: the device's setting, else its
+    /// layer's, else `default_cpu_backend`.
+    pub default_cpu_backend: BackendKind,
+    pub layer_cpu_backend: HashMap<u8, BackendKind>,
+    pub device_cpu_backend: HashMap<u32, BackendKind>,
+}
+
+impl HardwareConfig {
+    pub fn cpu_backend(&self, device: u32, layer: u8) -> BackendKind {
+        self.device_cpu_backend
+            .get(&device)
+            .or_else(|| self.layer_cpu_backend.get(&layer))
+            .copied()
+            .unwrap_or(self.default_cpu_backend)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +130,31 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         }
     };
 
+    let mut backend = |value: &str, key: String| {
+        BackendKind::parse(value).unwrap_or_else(|| {
+            check(false, format!("{key} = {value:?}: expected onnxruntime or openvino"));
+            BackendKind::OnnxRuntime
+        })
+    };
+    let default_cpu_backend = backend(&raw.hardware.cpu_backend, "hardware.cpu_backend".into());
+    let layer_cpu_backend: HashMap<u8, BackendKind> = raw
+        .layers
+        .iter()
+        .filter_map(|l| {
+            Some((
+                l.id,
+                backend(l.cpu_backend.as_deref()?, format!("layers[id={}].cpu_backend", l.id)),
+            ))
+        })
+        .collect();
+    let device_cpu_backend: HashMap<u32, BackendKind> = raw
+        .devices
+        .iter()
+        .filter_map(|(key, d)| {
+            let kind = backend(d.cpu_backend.as_deref()?, format!("devices.{key}.cpu_backend"));
+            Some((key.parse().ok()?, kind))
+        })
+        .collect();
     let fallback_target = parse_target(&raw.hardware.fallback_target, "hardware.fallback_target").unwrap_or_else(|e| {
         check(false, e);
         Target::Cpu
@@ -243,7 +285,12 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     let available_bytes = (raw.memory.available_gb * GIB) as u64;
     Ok(Config {
         topology,
-        hardware: HardwareConfig { fallback_target },
+        hardware: HardwareConfig {
+            fallback_target,
+            default_cpu_backend,
+            layer_cpu_backend,
+            device_cpu_backend,
+        },
         memory: MemoryConfig {
             total_bytes: (raw.memory.total_gb * GIB) as u64,
             available_bytes,

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::{ActiveModel, DeployError, DeployState, Deployer, admission, placement};
-use crate::backend::{LoadOptions, LoadedModel, Pool, Signature, Tensor};
+use crate::backend::{BackendKind, LoadOptions, LoadedModel, Pool, Signature, Tensor};
 use crate::compress::{Samples, quantize};
 use crate::model::{Format, ModelError, check_operators, inspect_onnx};
 use crate::monitor::probation::Probation;
@@ -32,6 +32,8 @@ pub struct DeploySpec {
     pub method: String,
     pub activations: String,
     pub allow_fp32: bool,
+    /// "onnxruntime", "openvino" or "" (the device's configured backend).
+    pub backend: String,
 }
 
 /// An upload: the model and the attachments the spec declared.
@@ -193,7 +195,11 @@ impl Deployer {
         }
         let wanted = device.target.expect("hosting devices have a target");
         let effective = self.runtimes.effective_target(wanted);
-        let backend = self.runtimes.backend_for(effective)?;
+        let kind = match spec.backend.as_str() {
+            "" => self.config.hardware.cpu_backend(device.id, layer.id),
+            name => BackendKind::parse(name).ok_or_else(|| DeployError::UnknownBackend(name.to_owned()))?,
+        };
+        let backend = self.runtimes.backend(effective, kind)?;
 
         let sha256 = staged.model.sha256.clone();
         staged.model.commit(&self.blobs)?;
@@ -420,8 +426,8 @@ impl StageRunner<'_, '_> {
         let bytes: &[u8] = &served;
 
         let compiling = match self.quantized.take() {
-            Some(q) => format!("{q}; building the {} session", backend.name()),
-            None => format!("building the {} session", backend.name()),
+            Some(q) => format!("{q}; building the {} session", backend.describe()),
+            None => format!("building the {} session", backend.describe()),
         };
         self.enter(DeployState::Compiling, compiling)?;
         process::release_free_memory();

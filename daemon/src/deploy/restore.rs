@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::{ActiveModel, DeployState, Deployer};
-use crate::backend::{LoadOptions, Pool};
+use crate::backend::{BackendKind, LoadOptions, Pool};
 use crate::monitor::probation::Probation;
 use crate::store::{DeploymentRecord, EventRecord};
 
@@ -60,7 +60,9 @@ impl Deployer {
             .effective_target
             .parse()
             .map_err(|_| format!("unknown target {:?} in the journal", record.effective_target))?;
-        let backend = self.runtimes.backend_for(target).map_err(|e| e.to_string())?;
+        let kind = BackendKind::parse(&record.backend)
+            .ok_or_else(|| format!("unknown backend {:?} in the journal", record.backend))?;
+        let backend = self.runtimes.backend(target, kind).map_err(|e| e.to_string())?;
         let options = LoadOptions {
             intra_op_threads: self.config.serving.intra_op_threads,
             ..Default::default()

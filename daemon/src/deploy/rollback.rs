@@ -128,7 +128,10 @@ impl Deployer {
         let device = self.config.topology.device(current.record.device)?;
         let wanted = device.target.expect("hosting devices have a target");
         let effective = self.runtimes.effective_target(wanted);
-        let backend = self.runtimes.backend_for(effective)?;
+        // The restored version runs where the current one does.
+        let runtime = crate::backend::BackendKind::parse(&current.record.backend)
+            .unwrap_or(self.config.hardware.cpu_backend(device.id, layer.id));
+        let backend = self.runtimes.backend(effective, runtime)?;
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),
             sha256: from.sha256.clone(),

@@ -129,6 +129,7 @@ impl ControlService {
             method: spec.method,
             activations: spec.activations,
             allow_fp32: spec.allow_fp32,
+            backend: spec.backend,
         };
         Ok((spec, staged))
     }

@@ -53,9 +53,10 @@ pub fn deploy_code(err: &DeployError) -> Code {
             Code::NotFound
         }
         DeployError::NoEarlierVersion { .. } => Code::FailedPrecondition,
-        DeployError::NeedsCalibration(_) | DeployError::NeedsValidation(_) | DeployError::MissingAttachment(_) => {
-            Code::InvalidArgument
-        }
+        DeployError::NeedsCalibration(_)
+        | DeployError::NeedsValidation(_)
+        | DeployError::MissingAttachment(_)
+        | DeployError::UnknownBackend(_) => Code::InvalidArgument,
         DeployError::Quantization(q) => compress_code(q),
         DeployError::Backend(b) => backend_code(b),
         DeployError::Store(s) => store_code(s),

@@ -1,0 +1,119 @@
+//! Deployments served by OpenVINO's CPU plugin through dsmild: the same
+//! answers as ONNX Runtime's, restored after a restart from the compiled
+//! cache, and the choice of backend per deploy.
+
+mod common;
+
+use common::*;
+
+fn stage_detail(deployment: &serde_json::Value, state: &str) -> String {
+    deployment["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["state"] == state)
+        .map(|h| h["detail"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// Each row's probabilities and label from `dsmilctl infer`.
+fn answers(daemon: &Daemon, model: &str) -> (Vec<f64>, Vec<i64>) {
+    let out = daemon.ctl_json(&["infer", model, "--input", SAMPLE_TEST_SET]);
+    let outputs = out["outputs"].as_array().unwrap();
+    let by_name = |name: &str| outputs.iter().find(|o| o["name"] == name).unwrap()["data"].clone();
+    let probabilities = by_name("probabilities")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let labels = by_name("label")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    (probabilities, labels)
+}
+
+#[test]
+fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
+    let daemon = Daemon::start();
+    let status = daemon.ctl_json(&["status"]);
+    let openvino = status["runtimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "openvino")
+        .cloned()
+        .unwrap();
+    assert_eq!(openvino["available"], true, "{status}");
+    assert!(openvino["detail"].as_str().unwrap().contains("CPU ("), "{openvino}");
+
+    let int8 = ["--calib", SAMPLE_TEST_SET, "--val", SAMPLE_TEST_SET];
+    let mut args = vec!["deploy", SAMPLE_MODEL, "--name", "digits-ort", "--device", "46"];
+    args.extend(int8);
+    let ort = daemon.ctl_json(&args);
+    let mut args = vec![
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "digits-ov",
+        "--device",
+        "47",
+        "--backend",
+        "openvino",
+    ];
+    args.extend(int8);
+    let ov = daemon.ctl_json(&args);
+    assert_eq!(ort["backend"], "onnxruntime");
+    assert_eq!(ov["backend"], "openvino");
+    assert_eq!(ov["effective_target"], "cpu", "no GPU here: the fallback is visible");
+    let compiling = stage_detail(&ov, "Compiling");
+    assert!(
+        compiling.contains("openvino CPU (performance hint LATENCY, inference precision f32)"),
+        "{compiling}"
+    );
+    assert_eq!(ov["sha256"], ort["sha256"], "the same INT8 model on both");
+
+    let (p_ort, l_ort) = answers(&daemon, "digits-ort");
+    let (p_ov, l_ov) = answers(&daemon, "digits-ov");
+    let worst = p_ort.iter().zip(&p_ov).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 0.05, "probabilities differ by up to {worst}");
+    let agree = l_ort.iter().zip(&l_ov).filter(|(a, b)| a == b).count();
+    assert!(
+        agree * 100 >= l_ort.len() * 98,
+        "labels agree on {agree}/{}",
+        l_ort.len()
+    );
+
+    let dir = daemon.stop();
+    let blobs = |dir: &std::path::Path| {
+        std::fs::read_dir(dir.join("cache/openvino"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "blob"))
+            .count()
+    };
+    assert!(blobs(dir.path()) >= 1, "the compiled model is in the daemon's cache");
+    let daemon = Daemon::start_in(dir, &[]);
+    let restored = daemon.ctl_json(&["deployments", "--model", "digits-ov"]);
+    assert_eq!(restored["deployments"][0]["backend"], "openvino");
+    let (p_again, _) = answers(&daemon, "digits-ov");
+    assert_eq!(p_again, p_ov, "restored on OpenVINO, same answers");
+
+    let bogus = daemon.ctl(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "x",
+        "--allow-fp32",
+        "--backend",
+        "tensorrt",
+    ]);
+    assert!(!bogus.status.success());
+    let err = String::from_utf8_lossy(&bogus.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("expected onnxruntime or openvino"),
+        "{err}"
+    );
+}
