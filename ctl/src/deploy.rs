@@ -24,6 +24,7 @@ pub struct Args<'a> {
     pub activations: String,
     pub allow_fp32: bool,
     pub backend: String,
+    pub performance_hint: String,
 }
 
 /// A file's bytes and its declared size and sha256.
@@ -55,6 +56,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         activations: args.activations,
         allow_fp32: args.allow_fp32,
         backend: args.backend,
+        performance_hint: args.performance_hint,
     };
     let bar = if json {
         ProgressBar::hidden()

@@ -65,6 +65,9 @@ enum Command {
         /// Runtime for a cpu device: onnxruntime or openvino (default: the device's configured one).
         #[arg(long, default_value = "")]
         backend: String,
+        /// OpenVINO performance hint: latency (default) or throughput.
+        #[arg(long, default_value = "")]
+        performance_hint: String,
     },
     /// Quantize a model to INT8 on the daemon without deploying it; writes
     /// the INT8 model and prints the report.
@@ -193,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             activations,
             allow_fp32,
             backend,
+            performance_hint,
         } => {
             let args = deploy::Args {
                 file: &file,
@@ -207,6 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 activations,
                 allow_fp32,
                 backend,
+                performance_hint,
             };
             deploy::run(&mut c, args, json).await
         }

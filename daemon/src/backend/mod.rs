@@ -66,10 +66,23 @@ impl BackendKind {
 }
 
 /// How to load a model.
+impl LoadOptions {
+    /// The options a deployment's workers load with.
+    pub fn serving(config: &crate::config::Config, record: &crate::store::DeploymentRecord) -> LoadOptions {
+        LoadOptions {
+            intra_op_threads: config.serving.intra_op_threads,
+            throughput: record.performance_hint == "throughput",
+            inspect: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Threads inside the runtime; 0 lets it choose.
     pub intra_op_threads: usize,
+    /// OpenVINO's THROUGHPUT performance hint instead of LATENCY.
+    pub throughput: bool,
     /// Loaded to read intermediate tensors (calibration): graph optimizations
     /// off, as fusions would drop the exposed tensors and layout changes
     /// would cost a copy back for each.
@@ -83,7 +96,7 @@ pub trait Backend: Send + Sync {
 
     /// What a load will compile for, as the deploy's history records it
     /// (device, hints, precision).
-    fn describe(&self) -> String {
+    fn describe(&self, _options: &LoadOptions) -> String {
         self.name().to_owned()
     }
     /// Whether this runtime implements an operator (the model's opset has

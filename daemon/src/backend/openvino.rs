@@ -5,10 +5,13 @@
 //! of the same model on the same device loads the compiled blob instead of
 //! compiling again.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
-use openvino::{Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape};
+use sha2::{Digest, Sha256};
+
+use openvino::{CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape};
 
 use super::{Backend, BackendError, DataType, LoadOptions, LoadedModel, Signature, Tensor, TensorSpec, TensorView};
 
@@ -54,9 +57,16 @@ pub struct OpenVinoDevice {
     pub full_name: String,
 }
 
+/// A compiled model shared by the infer requests of a deployment's workers.
+type Shared = Arc<Mutex<CompiledModel>>;
+
 /// The loaded library and its one `Core`.
 pub struct OpenVino {
     core: Mutex<Core>,
+    /// Compiled models by (model sha256, device, options): a deployment's
+    /// workers each get an infer request on one compiled model, so the
+    /// weights are held once. Weak: the last worker to go frees it.
+    compiled: Mutex<HashMap<String, Weak<Mutex<CompiledModel>>>>,
     library: PathBuf,
     devices: Vec<OpenVinoDevice>,
     precision: String,
@@ -86,6 +96,7 @@ impl OpenVino {
         }
         Ok(OpenVino {
             core: Mutex::new(core),
+            compiled: Mutex::new(HashMap::new()),
             library: library.to_owned(),
             devices,
             precision: precision.to_owned(),
@@ -129,10 +140,12 @@ impl Backend for OpenVinoBackend {
         "openvino"
     }
 
-    fn describe(&self) -> String {
+    fn describe(&self, options: &LoadOptions) -> String {
         format!(
-            "openvino {} (performance hint LATENCY, inference precision {})",
-            self.device, self.runtime.precision
+            "openvino {} (performance hint {}, inference precision {})",
+            self.device,
+            hint(options),
+            self.runtime.precision
         )
     }
 
@@ -144,22 +157,25 @@ impl Backend for OpenVinoBackend {
 
     fn load(&self, model: &[u8], options: &LoadOptions) -> Result<Box<dyn LoadedModel>, BackendError> {
         let load = |e: openvino::InferenceError| BackendError::Load(format!("OpenVINO {}: {e}", self.device));
-        let device = DeviceType::from(self.device);
-        // The Core is shared; reads and compiles are serialised on it (the
-        // compiled model and its requests are independent afterwards).
-        let mut core = self.runtime.core.lock().unwrap_or_else(|p| p.into_inner());
-        let read = core.read_model_from_buffer(model, None).map_err(load)?;
-        let mut properties = vec![
-            (RwPropertyKey::HintPerformanceMode, "LATENCY"),
-            (RwPropertyKey::HintInferencePrecision, self.runtime.precision.as_str()),
-        ];
-        let threads = options.intra_op_threads.to_string();
-        if options.intra_op_threads > 0 && self.device == "CPU" {
-            properties.push((RwPropertyKey::InferenceNumThreads, threads.as_str()));
-        }
-        core.set_properties(&device, properties).map_err(load)?;
-        let mut compiled = core.compile_model(&read, device).map_err(load)?;
-        drop(core);
+        let key = format!(
+            "{}/{}/{}/{}",
+            hex::encode(Sha256::digest(model)),
+            self.device,
+            hint(options),
+            options.intra_op_threads
+        );
+        let mut compiled_models = self.runtime.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = match compiled_models.get(&key).and_then(Weak::upgrade) {
+            Some(shared) => shared,
+            None => {
+                let shared: Shared = Arc::new(Mutex::new(self.compile(model, options)?));
+                compiled_models.retain(|_, w| w.strong_count() > 0);
+                compiled_models.insert(key, Arc::downgrade(&shared));
+                shared
+            }
+        };
+        drop(compiled_models);
+        let mut compiled = shared.lock().unwrap_or_else(|p| p.into_inner());
         let spec = |node: openvino::Node| -> Result<TensorSpec, BackendError> {
             let name = node.get_name().map_err(load)?;
             let ty = node.get_element_type().map_err(load)?;
@@ -182,11 +198,34 @@ impl Backend for OpenVinoBackend {
             .map(|i| spec(compiled.get_output_by_index(i).map_err(load)?))
             .collect::<Result<_, _>>()?;
         let request = compiled.create_infer_request().map_err(load)?;
+        drop(compiled);
         Ok(Box::new(OvModel {
             request,
             signature: Signature { inputs, outputs },
-            _compiled: compiled,
+            _compiled: shared,
         }))
+    }
+}
+
+impl OpenVinoBackend {
+    /// Reads and compiles `model` for this device (from the model cache
+    /// when it holds this model already).
+    fn compile(&self, model: &[u8], options: &LoadOptions) -> Result<CompiledModel, BackendError> {
+        let load = |e: openvino::InferenceError| BackendError::Load(format!("OpenVINO {}: {e}", self.device));
+        let device = DeviceType::from(self.device);
+        // The Core is shared; reads and compiles are serialised on it.
+        let mut core = self.runtime.core.lock().unwrap_or_else(|p| p.into_inner());
+        let read = core.read_model_from_buffer(model, None).map_err(load)?;
+        let mut properties = vec![
+            (RwPropertyKey::HintPerformanceMode, hint(options)),
+            (RwPropertyKey::HintInferencePrecision, self.runtime.precision.as_str()),
+        ];
+        let threads = options.intra_op_threads.to_string();
+        if options.intra_op_threads > 0 && self.device == "CPU" {
+            properties.push((RwPropertyKey::InferenceNumThreads, threads.as_str()));
+        }
+        core.set_properties(&device, properties).map_err(load)?;
+        core.compile_model(&read, device).map_err(load)
     }
 }
 
@@ -194,7 +233,7 @@ struct OvModel {
     request: InferRequest,
     signature: Signature,
     // Declared last: dropped after the request that belongs to it.
-    _compiled: openvino::CompiledModel,
+    _compiled: Shared,
 }
 
 impl LoadedModel for OvModel {
@@ -250,6 +289,10 @@ impl LoadedModel for OvModel {
         }
         Ok(())
     }
+}
+
+fn hint(options: &LoadOptions) -> &'static str {
+    if options.throughput { "THROUGHPUT" } else { "LATENCY" }
 }
 
 fn from_ov(ty: ElementType) -> Option<DataType> {

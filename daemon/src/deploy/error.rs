@@ -75,6 +75,8 @@ pub enum DeployError {
          dynamic --val val.npz), or serve it as FP32 explicitly with --allow-fp32 (audited)"
     )]
     NeedsValidation(String),
+    #[error("performance hint {0:?}: expected latency or throughput")]
+    UnknownHint(String),
     #[error("backend {0:?}: expected onnxruntime or openvino")]
     UnknownBackend(String),
     #[error("{0:?} was declared in the DeploySpec but not uploaded")]

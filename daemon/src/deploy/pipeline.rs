@@ -34,6 +34,8 @@ pub struct DeploySpec {
     pub allow_fp32: bool,
     /// "onnxruntime", "openvino" or "" (the device's configured backend).
     pub backend: String,
+    /// OpenVINO's performance hint: "latency" (or "") or "throughput".
+    pub performance_hint: String,
 }
 
 /// An upload: the model and the attachments the spec declared.
@@ -200,6 +202,11 @@ impl Deployer {
             name => BackendKind::parse(name).ok_or_else(|| DeployError::UnknownBackend(name.to_owned()))?,
         };
         let backend = self.runtimes.backend(effective, kind)?;
+        let hint = match spec.performance_hint.as_str() {
+            "" | "latency" => "latency",
+            "throughput" => "throughput",
+            other => return Err(DeployError::UnknownHint(other.to_owned())),
+        };
 
         let sha256 = staged.model.sha256.clone();
         staged.model.commit(&self.blobs)?;
@@ -215,6 +222,7 @@ impl Deployer {
             target: wanted.to_string(),
             effective_target: effective.to_string(),
             backend: backend.name().to_owned(),
+            performance_hint: hint.to_owned(),
             estimated_bytes: estimate,
             existing: None,
         })?;
@@ -278,7 +286,8 @@ impl Deployer {
             replaced,
             quantized: None,
         };
-        match run.stages(bytes, info, layer, backend, quantize) {
+        let options = LoadOptions::serving(&self.config, &record);
+        match run.stages(bytes, info, layer, backend, &options, quantize) {
             Ok((signature, models)) => run.activate(record, signature, models),
             Err(e) => {
                 run.fail(&e);
@@ -323,6 +332,7 @@ impl StageRunner<'_, '_> {
         info: &crate::model::ModelInfo,
         layer: &crate::topology::Layer,
         backend: &dyn crate::backend::Backend,
+        options: &LoadOptions,
         plan: Quantize,
     ) -> Result<(Signature, Vec<Box<dyn LoadedModel>>), DeployError> {
         let config = &self.deployer.config;
@@ -366,12 +376,8 @@ impl StageRunner<'_, '_> {
         }
         // The compatibility test: a throwaway instance runs synthetic inputs
         // of the declared shapes (dynamic dimensions = 1).
-        let options = LoadOptions {
-            intra_op_threads: config.serving.intra_op_threads,
-            ..Default::default()
-        };
         let mut probe = backend
-            .load(bytes, &options)
+            .load(bytes, options)
             .map_err(|e| DeployError::DryRun(e.to_string()))?;
         let signature = probe.signature().clone();
         let outputs = probe
@@ -426,15 +432,15 @@ impl StageRunner<'_, '_> {
         let bytes: &[u8] = &served;
 
         let compiling = match self.quantized.take() {
-            Some(q) => format!("{q}; building the {} session", backend.describe()),
-            None => format!("building the {} session", backend.describe()),
+            Some(q) => format!("{q}; building the {} session", backend.describe(options)),
+            None => format!("building the {} session", backend.describe(options)),
         };
         self.enter(DeployState::Compiling, compiling)?;
         process::release_free_memory();
         self.rss_before = process::rss_bytes();
         let started = Instant::now();
         let first = backend
-            .load(bytes, &options)
+            .load(bytes, options)
             .map_err(|e| DeployError::stage(DeployState::Compiling, e))?;
         let signature = first.signature().clone();
         let compile_ms = started.elapsed().as_millis();
@@ -448,7 +454,7 @@ impl StageRunner<'_, '_> {
         for _ in 1..workers {
             models.push(
                 backend
-                    .load(bytes, &options)
+                    .load(bytes, options)
                     .map_err(|e| DeployError::stage(DeployState::Loading, e))?,
             );
         }

@@ -63,10 +63,7 @@ impl Deployer {
         let kind = BackendKind::parse(&record.backend)
             .ok_or_else(|| format!("unknown backend {:?} in the journal", record.backend))?;
         let backend = self.runtimes.backend(target, kind).map_err(|e| e.to_string())?;
-        let options = LoadOptions {
-            intra_op_threads: self.config.serving.intra_op_threads,
-            ..Default::default()
-        };
+        let options = LoadOptions::serving(&self.config, &record);
         crate::monitor::process::release_free_memory();
         let rss_before = crate::monitor::process::rss_bytes();
         let mut models = Vec::new();

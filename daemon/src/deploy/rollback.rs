@@ -144,6 +144,7 @@ impl Deployer {
             target: wanted.to_string(),
             effective_target: effective.to_string(),
             backend: backend.name().to_owned(),
+            performance_hint: current.record.performance_hint.clone(),
             estimated_bytes: estimate,
             existing: Some(Existing {
                 version: version.version,

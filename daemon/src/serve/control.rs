@@ -130,6 +130,7 @@ impl ControlService {
             activations: spec.activations,
             allow_fp32: spec.allow_fp32,
             backend: spec.backend,
+            performance_hint: spec.performance_hint,
         };
         Ok((spec, staged))
     }

@@ -56,7 +56,8 @@ pub fn deploy_code(err: &DeployError) -> Code {
         DeployError::NeedsCalibration(_)
         | DeployError::NeedsValidation(_)
         | DeployError::MissingAttachment(_)
-        | DeployError::UnknownBackend(_) => Code::InvalidArgument,
+        | DeployError::UnknownBackend(_)
+        | DeployError::UnknownHint(_) => Code::InvalidArgument,
         DeployError::Quantization(q) => compress_code(q),
         DeployError::Backend(b) => backend_code(b),
         DeployError::Store(s) => store_code(s),

@@ -83,6 +83,7 @@ pub struct NewDeployment {
     pub target: String,
     pub effective_target: String,
     pub backend: String,
+    pub performance_hint: String,
     pub estimated_bytes: u64,
     /// Re-deploy an existing version (a rollback or a reload) instead of
     /// recording a new one.
@@ -224,6 +225,7 @@ impl Journal {
                 target: new.target.clone(),
                 effective_target: new.effective_target.clone(),
                 backend: new.backend.clone(),
+                performance_hint: new.performance_hint.clone(),
                 sha256: new.sha256.clone(),
                 state: DeployState::Uploaded,
                 history: vec![StateChange {

@@ -55,6 +55,9 @@ pub struct DeploymentRecord {
     pub target: String,
     pub effective_target: String,
     pub backend: String,
+    /// OpenVINO's performance hint: "latency" or "throughput".
+    #[serde(default = "latency")]
+    pub performance_hint: String,
     pub sha256: String,
     pub state: DeployState,
     pub history: Vec<StateChange>,
@@ -64,6 +67,10 @@ pub struct DeploymentRecord {
     pub estimated_bytes: u64,
     #[serde(default)]
     pub measured_bytes: u64,
+}
+
+fn latency() -> String {
+    "latency".into()
 }
 
 impl DeploymentRecord {

@@ -15,6 +15,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         target: "gpu".into(),
         effective_target: "cpu".into(),
         backend: "onnxruntime".into(),
+        performance_hint: "latency".into(),
         estimated_bytes: 1 << 20,
         existing: None,
     }
