@@ -18,6 +18,8 @@ pub struct Args<'a> {
     pub layer: Option<u32>,
     pub classification: Option<u32>,
     pub note: String,
+    /// An OpenVINO IR's .bin (default: beside the .xml).
+    pub weights: Option<&'a Path>,
     pub calibration: Option<&'a Path>,
     pub validation: Option<&'a Path>,
     pub method: String,
@@ -25,6 +27,16 @@ pub struct Args<'a> {
     pub allow_fp32: bool,
     pub backend: String,
     pub performance_hint: String,
+}
+
+/// The upload format, from the file name: .xml is OpenVINO IR, .tflite is
+/// TensorFlow Lite, anything else ONNX.
+fn format_of(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("xml") => "ir",
+        Some("tflite") => "tflite",
+        _ => "onnx",
+    }
 }
 
 /// A file's bytes and its declared size and sha256.
@@ -39,13 +51,23 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<u8>, Attachment)> {
 
 pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::Result<()> {
     let (bytes, model) = read(args.file)?;
+    let format = format_of(args.file);
+    // An IR's .bin: as given, else beside the .xml with the same stem. A
+    // missing .bin is the daemon's to refuse, with the fix in its message.
+    let weights_path = match (format, args.weights) {
+        (_, Some(path)) => Some(path.to_owned()),
+        ("ir", None) => Some(args.file.with_extension("bin")).filter(|p| p.is_file()),
+        _ => None,
+    };
+    let weights = weights_path.as_deref().map(read).transpose()?;
     let calibration = args.calibration.map(read).transpose()?;
     let validation = args.validation.map(read).transpose()?;
     let spec = DeploySpec {
         name: args.name,
         device: args.device,
         layer: args.layer,
-        format: "onnx".into(),
+        format: format.into(),
+        weights: weights.as_ref().map(|(_, a)| a.clone()),
         size_bytes: model.size_bytes,
         sha256: model.sha256,
         classification: args.classification,
@@ -64,7 +86,12 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         ProgressBar::new(bytes.len() as u64)
     };
     bar.set_style(ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}").expect("static template"));
-    let messages = upload(spec, &bytes, calibration.as_ref(), validation.as_ref());
+    let mut messages = upload(spec, &bytes, calibration.as_ref(), validation.as_ref());
+    if let Some((data, _)) = &weights {
+        messages.extend(data.chunks(CHUNK).map(|c| DeployRequest {
+            part: Some(Part::WeightsChunk(c.to_vec())),
+        }));
+    }
     let uploaded = bar.clone();
     let outbound = tokio_stream::iter(messages.into_iter().inspect(move |m| {
         if let Some(Part::Chunk(c)) = &m.part {

@@ -47,6 +47,9 @@ enum Command {
         classification: Option<u32>,
         #[arg(long, default_value = "")]
         note: String,
+        /// An OpenVINO IR's .bin (default: the .xml's name with .bin).
+        #[arg(long)]
+        weights: Option<PathBuf>,
         /// Calibration data (.npz keyed by input name): quantizes an FP32 model to INT8.
         #[arg(long)]
         calib: Option<PathBuf>,
@@ -190,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             layer,
             classification,
             note,
+            weights,
             calib,
             val,
             method,
@@ -205,6 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 layer,
                 classification,
                 note,
+                weights: weights.as_deref(),
                 calibration: calib.as_deref(),
                 validation: val.as_deref(),
                 method,

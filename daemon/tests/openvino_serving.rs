@@ -117,3 +117,108 @@ fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
         "{err}"
     );
 }
+
+const SAMPLE_IR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/ir/model.xml");
+
+#[test]
+fn an_openvino_ir_deploys_with_its_weights_onto_openvino_only() {
+    let daemon = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The .xml alone: the .bin is not beside it.
+    let lonely = dir.path().join("model.xml");
+    std::fs::copy(SAMPLE_IR, &lonely).unwrap();
+    let out = daemon.ctl(&[
+        "deploy",
+        lonely.to_str().unwrap(),
+        "--name",
+        "ir",
+        "--allow-fp32",
+        "--backend",
+        "openvino",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("the .bin is missing"),
+        "{err}"
+    );
+
+    let on_ort = daemon.ctl(&["deploy", SAMPLE_IR, "--name", "ir", "--allow-fp32", "--device", "46"]);
+    assert!(!on_ort.status.success());
+    let err = String::from_utf8_lossy(&on_ort.stderr);
+    assert!(
+        err.contains("FailedPrecondition")
+            && err.contains("runs only on OpenVINO")
+            && err.contains("--backend openvino"),
+        "{err}"
+    );
+    let fp32 = daemon.ctl(&["deploy", SAMPLE_IR, "--name", "ir", "--backend", "openvino"]);
+    assert!(!fp32.status.success());
+    let err = String::from_utf8_lossy(&fp32.stderr);
+    assert!(
+        err.contains("quantizes ONNX models only") && err.contains("--allow-fp32"),
+        "{err}"
+    );
+    assert!(
+        daemon.ctl_json(&["deployments"])["deployments"]
+            .as_array()
+            .is_none_or(|d| d.is_empty()),
+        "refusals record nothing"
+    );
+
+    let ir = daemon.ctl_json(&[
+        "deploy",
+        SAMPLE_IR,
+        "--name",
+        "ir",
+        "--allow-fp32",
+        "--backend",
+        "openvino",
+        "--device",
+        "47",
+    ]);
+    assert_eq!(ir["state"], "Active");
+    assert_eq!(ir["backend"], "openvino");
+    assert!(stage_detail(&ir, "Validating").starts_with("OpenVINO IR,"), "{ir}");
+    let onnx = daemon.ctl_json(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "onnx",
+        "--allow-fp32",
+        "--device",
+        "46",
+    ]);
+    assert_eq!(onnx["backend"], "onnxruntime");
+    let (p_ir, l_ir) = answers(&daemon, "ir");
+    let (p_onnx, l_onnx) = answers(&daemon, "onnx");
+    let worst = p_ir.iter().zip(&p_onnx).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-4, "the IR answers like its ONNX original: {worst}");
+    assert_eq!(l_ir, l_onnx);
+    let models = daemon.ctl_json(&["models"]);
+    let ir_model = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "ir")
+        .unwrap()
+        .clone();
+    assert_eq!(ir_model["versions"][0]["format"], "ir");
+
+    let fake = dir.path().join("fake.tflite");
+    std::fs::write(&fake, b"this is no flatbuffer").unwrap();
+    let out = daemon.ctl(&[
+        "deploy",
+        fake.to_str().unwrap(),
+        "--name",
+        "t",
+        "--allow-fp32",
+        "--backend",
+        "openvino",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains("not a TensorFlow Lite model"),
+        "{err}"
+    );
+}

@@ -149,10 +149,11 @@ impl Backend for OpenVinoBackend {
         )
     }
 
-    /// OpenVINO's ONNX frontend covers the standard domain; custom domains
-    /// need extensions dsmild does not load.
+    /// OpenVINO's ONNX frontend covers the standard domain, and an IR's
+    /// layers are OpenVINO's own; custom domains need extensions dsmild does
+    /// not load.
     fn supports_operator(&self, domain: &str, _op: &str) -> bool {
-        matches!(domain, "" | "ai.onnx")
+        matches!(domain, "" | "ai.onnx" | "openvino")
     }
 
     fn load(&self, model: &[u8], options: &LoadOptions) -> Result<Box<dyn LoadedModel>, BackendError> {
@@ -215,7 +216,17 @@ impl OpenVinoBackend {
         let device = DeviceType::from(self.device);
         // The Core is shared; reads and compiles are serialised on it.
         let mut core = self.runtime.core.lock().unwrap_or_else(|p| p.into_inner());
-        let read = core.read_model_from_buffer(model, None).map_err(load)?;
+        let read = match crate::model::unpack_ir(model) {
+            Some((xml, bin)) => {
+                let mut weights =
+                    openvino::Tensor::new(ElementType::U8, &Shape::new(&[bin.len() as i64]).map_err(load)?)
+                        .map_err(load)?;
+                weights.get_raw_data_mut().map_err(load)?.copy_from_slice(bin);
+                core.read_model_from_buffer(xml, Some(&weights)).map_err(load)?
+            }
+            // ONNX and TFLite: the frontends tell them apart by their bytes.
+            None => core.read_model_from_buffer(model, None).map_err(load)?,
+        };
         let mut properties = vec![
             (RwPropertyKey::HintPerformanceMode, hint(options)),
             (RwPropertyKey::HintInferencePrecision, self.runtime.precision.as_str()),

@@ -75,6 +75,24 @@ pub enum DeployError {
          dynamic --val val.npz), or serve it as FP32 explicitly with --allow-fp32 (audited)"
     )]
     NeedsValidation(String),
+    #[error(
+        "an OpenVINO IR upload is the .xml and its .bin: the .bin is missing (dsmilctl deploy model.xml --weights model.bin)"
+    )]
+    IrWithoutWeights,
+    #[error(
+        "a {0} model is FP32 as far as dsmil can tell, and dsmil quantizes ONNX models only: upload an INT8 model \
+         (for IR: with FakeQuantize layers, e.g. from OpenVINO's NNCF), the ONNX original with --calib, or serve it \
+         as FP32 explicitly with --allow-fp32 (audited)"
+    )]
+    CannotQuantize(crate::model::Format),
+    #[error(
+        "a {format} model runs only on OpenVINO, and this device would serve it with {backend}: deploy with \
+         --backend openvino (or onto an npu/gpu device)"
+    )]
+    NeedsOpenVino {
+        format: crate::model::Format,
+        backend: &'static str,
+    },
     #[error("performance hint {0:?}: expected latency or throughput")]
     UnknownHint(String),
     #[error("backend {0:?}: expected onnxruntime or openvino")]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{ActiveModel, DeployError, DeployState, Deployer, admission, placement};
 use crate::backend::{BackendKind, LoadOptions, LoadedModel, Pool, Signature, Tensor};
 use crate::compress::{Samples, quantize};
-use crate::model::{Format, ModelError, check_operators, inspect_onnx};
+use crate::model::{Format, ModelError, check_operators};
 use crate::monitor::probation::Probation;
 use crate::monitor::process;
 use crate::store::{DeploymentRecord, EventRecord, NewDeployment, StagedBlob};
@@ -26,6 +26,7 @@ pub struct DeploySpec {
     pub classification: Option<u32>,
     pub note: String,
     /// Declared attachments: (size, sha256).
+    pub weights: Option<(u64, String)>,
     pub calibration: Option<(u64, String)>,
     pub validation: Option<(u64, String)>,
     /// Calibration method and activation type; "" for the config's.
@@ -41,6 +42,8 @@ pub struct DeploySpec {
 /// An upload: the model and the attachments the spec declared.
 pub struct Staged {
     pub model: StagedBlob,
+    /// An IR's .bin.
+    pub weights: Option<StagedBlob>,
     pub calibration: Option<StagedBlob>,
     pub validation: Option<StagedBlob>,
 }
@@ -50,6 +53,7 @@ impl Staged {
     pub fn check(&self, spec: &DeploySpec) -> Result<(), DeployError> {
         check_upload(&self.model, spec.size_bytes, &spec.sha256)?;
         for (declared, blob, what) in [
+            (&spec.weights, &self.weights, "weights"),
             (&spec.calibration, &self.calibration, "calibration"),
             (&spec.validation, &self.validation, "validation"),
         ] {
@@ -126,8 +130,13 @@ impl Deployer {
         validate_name(&spec.name)?;
         staged.check(&spec)?;
         let format = Format::parse(&spec.format)?;
-        let bytes = staged.model.read()?;
-        let info = inspect_onnx(&bytes)?;
+        // An IR is its .xml and .bin, stored packed as one blob.
+        let bytes = match (format, &staged.weights) {
+            (Format::Ir, Some(weights)) => crate::model::pack_ir(&staged.model.read()?, &weights.read()?),
+            (Format::Ir, None) => return Err(DeployError::IrWithoutWeights),
+            _ => staged.model.read()?,
+        };
+        let info = crate::model::inspect(format, &bytes)?;
         let options = crate::compress::Options::resolve(&self.config.quantization, &spec.method, &spec.activations)?;
         let method = options.method;
         // Static methods calibrate on the calibration data; dynamic needs
@@ -138,6 +147,9 @@ impl Deployer {
         };
         let plan = if info.is_quantized() {
             Quantize::AlreadyInt8
+        } else if format.needs_openvino() && !spec.allow_fp32 {
+            // The quantizer rewrites ONNX graphs only.
+            return Err(DeployError::CannotQuantize(format));
         } else if has_data {
             Quantize::Int8 {
                 calibration: staged.calibration,
@@ -202,14 +214,26 @@ impl Deployer {
             name => BackendKind::parse(name).ok_or_else(|| DeployError::UnknownBackend(name.to_owned()))?,
         };
         let backend = self.runtimes.backend(effective, kind)?;
+        if format.needs_openvino() && backend.name() != "openvino" {
+            return Err(DeployError::NeedsOpenVino {
+                format,
+                backend: backend.name(),
+            });
+        }
         let hint = match spec.performance_hint.as_str() {
             "" | "latency" => "latency",
             "throughput" => "throughput",
             other => return Err(DeployError::UnknownHint(other.to_owned())),
         };
 
-        let sha256 = staged.model.sha256.clone();
-        staged.model.commit(&self.blobs)?;
+        let sha256 = match format {
+            Format::Ir => self.blobs.put(&bytes)?,
+            _ => {
+                let sha256 = staged.model.sha256.clone();
+                staged.model.commit(&self.blobs)?;
+                sha256
+            }
+        };
         let record = self.journal.create_deployment(NewDeployment {
             model: spec.name.clone(),
             sha256,
@@ -336,8 +360,7 @@ impl StageRunner<'_, '_> {
         plan: Quantize,
     ) -> Result<(Signature, Vec<Box<dyn LoadedModel>>), DeployError> {
         let config = &self.deployer.config;
-        self.enter(
-            DeployState::Validating,
+        let described = if info.format == Format::Onnx {
             format!(
                 "ONNX IR {}, opsets {}, {} nodes, {} operators, {} parameters",
                 info.ir_version,
@@ -349,8 +372,17 @@ impl StageRunner<'_, '_> {
                 info.node_count,
                 info.operators.len(),
                 info.parameter_count
-            ),
-        )?;
+            )
+        } else {
+            format!(
+                "{}, {} layers, {} operator types, {} bytes of weights",
+                info.producer,
+                info.node_count,
+                info.operators.len(),
+                info.weight_bytes
+            )
+        };
+        self.enter(DeployState::Validating, described)?;
         if let Some(limit) = layer.max_parameters.filter(|&l| info.parameter_count > l) {
             return Err(DeployError::TooManyParameters {
                 parameters: info.parameter_count,
@@ -359,7 +391,11 @@ impl StageRunner<'_, '_> {
                 limit,
             });
         }
-        let mut problems = check_operators(info, &config.deployment.allowed_operator_domains);
+        // The ONNX operator checks; other formats' layers are OpenVINO's own.
+        let mut problems = match info.format == Format::Onnx {
+            true => check_operators(info, &config.deployment.allowed_operator_domains),
+            false => Vec::new(),
+        };
         problems.extend(
             info.operators
                 .iter()

@@ -6,7 +6,6 @@
 //! its reason.
 
 use super::{DeployError, DeployState, Deployer, Progress, admission};
-use crate::model::inspect_onnx;
 use crate::store::{DeploymentRecord, Existing, NewDeployment};
 
 /// What to roll back.
@@ -121,7 +120,7 @@ impl Deployer {
                 serving: current.record.version,
             })?;
         let bytes = self.blobs.read(&from.sha256)?;
-        let info = inspect_onnx(&bytes)?;
+        let info = crate::model::inspect(crate::model::Format::parse(&version.format)?, &bytes)?;
         let estimate = admission::estimate(&info, self.config.serving.workers_per_deployment);
         let layer = self.config.topology.layer(u32::from(current.record.layer))?;
         admission::admit(&self.config, &self.registry, layer, model, estimate, "estimated")?;

@@ -7,11 +7,23 @@
 
 mod onnx;
 mod onnx_ops;
+mod openvino_formats;
 mod operators;
 mod security;
 
 pub use onnx::{ModelInfo, OperatorRef, inspect_onnx};
+pub use openvino_formats::{pack_ir, unpack_ir};
 pub use operators::check_operators;
+
+/// Describes a stored model of `format` (an IR is stored packed, see
+/// [`pack_ir`]).
+pub fn inspect(format: Format, bytes: &[u8]) -> Result<ModelInfo, ModelError> {
+    match format {
+        Format::Onnx => inspect_onnx(bytes),
+        Format::Ir => openvino_formats::inspect_ir(bytes),
+        Format::Tflite => openvino_formats::inspect_tflite(bytes),
+    }
+}
 
 use std::fmt;
 
@@ -19,12 +31,18 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Onnx,
+    /// OpenVINO IR: the .xml, with its .bin uploaded as the weights.
+    Ir,
+    /// TensorFlow Lite flatbuffer.
+    Tflite,
 }
 
 impl Format {
     pub fn parse(name: &str) -> Result<Format, ModelError> {
         match name {
             "" | "onnx" => Ok(Format::Onnx),
+            "ir" => Ok(Format::Ir),
+            "tflite" => Ok(Format::Tflite),
             other => Err(ModelError::UnsupportedFormat(other.to_owned())),
         }
     }
@@ -32,7 +50,14 @@ impl Format {
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Onnx => "onnx",
+            Format::Ir => "ir",
+            Format::Tflite => "tflite",
         }
+    }
+
+    /// Only OpenVINO's frontends read IR and TFLite; ONNX Runtime reads ONNX.
+    pub fn needs_openvino(self) -> bool {
+        self != Format::Onnx
     }
 }
 
@@ -44,8 +69,12 @@ impl fmt::Display for Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("model format {0:?} is not supported (supported: onnx)")]
+    #[error("model format {0:?} is not supported (supported: onnx, ir, tflite)")]
     UnsupportedFormat(String),
+    #[error("not an OpenVINO IR: {0}")]
+    NotIr(String),
+    #[error("not a TensorFlow Lite model: {0}")]
+    NotTflite(String),
     #[error("not an ONNX model (the bytes do not decode as onnx.ModelProto: {0}); is the file truncated?")]
     NotOnnx(String),
     #[error("invalid ONNX model, {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]

@@ -19,6 +19,7 @@ pub type OperatorRef = (String, String);
 
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
+    pub format: super::Format,
     pub ir_version: i64,
     /// (domain, version); "" is the default ONNX domain.
     pub opsets: Vec<(String, i64)>,
@@ -35,6 +36,9 @@ pub struct ModelInfo {
     /// where the shapes are declared.
     pub io_bytes: u64,
     pub operators: BTreeSet<OperatorRef>,
+    /// Integer already by what the format says (an IR's FakeQuantize
+    /// layers); ONNX models are judged by their operators.
+    pub int8: bool,
 }
 
 /// Decodes `bytes` as an ONNX model and checks its structure.
@@ -183,6 +187,8 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
         node_count: graph.node.len(),
         parameter_count,
         operators,
+        int8: false,
+        format: super::Format::Onnx,
     })
 }
 
@@ -210,13 +216,18 @@ impl ModelInfo {
     /// Whether the model already runs in integer arithmetic (QDQ, QLinear*,
     /// integer MatMul/Conv): such a model passes the Quantizing stage as is.
     pub fn is_quantized(&self) -> bool {
-        self.operators.iter().any(|(domain, op)| {
-            (domain.is_empty() || domain == "ai.onnx" || domain == "com.microsoft")
-                && (matches!(
-                    op.as_str(),
-                    "QuantizeLinear" | "DequantizeLinear" | "MatMulInteger" | "ConvInteger" | "DynamicQuantizeLinear"
-                ) || op.starts_with("QLinear"))
-        })
+        self.int8
+            || self.operators.iter().any(|(domain, op)| {
+                (domain.is_empty() || domain == "ai.onnx" || domain == "com.microsoft")
+                    && (matches!(
+                        op.as_str(),
+                        "QuantizeLinear"
+                            | "DequantizeLinear"
+                            | "MatMulInteger"
+                            | "ConvInteger"
+                            | "DynamicQuantizeLinear"
+                    ) || op.starts_with("QLinear"))
+            })
     }
 }
 

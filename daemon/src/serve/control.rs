@@ -73,6 +73,10 @@ impl ControlService {
         let limit = self.deployer.config().deployment.max_model_bytes;
         let blobs = self.deployer.blobs();
         let mut model = blobs.begin_upload().await.map_err(DeployError::from)?;
+        let mut weights = match &spec.weights {
+            Some(_) => Some(blobs.begin_upload().await.map_err(DeployError::from)?),
+            None => None,
+        };
         let mut calibration = match &spec.calibration {
             Some(_) => Some(blobs.begin_upload().await.map_err(DeployError::from)?),
             None => None,
@@ -87,6 +91,7 @@ impl ControlService {
                 Some(Part::Chunk(chunk)) => (Some(&mut model), chunk),
                 Some(Part::CalibrationChunk(chunk)) => (calibration.as_mut(), chunk),
                 Some(Part::ValidationChunk(chunk)) => (validation.as_mut(), chunk),
+                Some(Part::WeightsChunk(chunk)) => (weights.as_mut(), chunk),
                 Some(Part::Spec(_)) | None => {
                     return Err(Status::invalid_argument(
                         "only the first message may carry a DeploySpec",
@@ -95,7 +100,7 @@ impl ControlService {
             };
             let upload = upload.ok_or_else(|| {
                 Status::invalid_argument(
-                    "a calibration or validation chunk arrived that the DeploySpec did not declare",
+                    "a weights, calibration or validation chunk arrived that the DeploySpec did not declare",
                 )
             })?;
             if upload.size() + chunk.len() as u64 > limit {
@@ -105,6 +110,10 @@ impl ControlService {
         }
         let staged = Staged {
             model: model.finish().await.map_err(DeployError::from)?,
+            weights: match weights {
+                Some(u) => Some(u.finish().await.map_err(DeployError::from)?),
+                None => None,
+            },
             calibration: match calibration {
                 Some(u) => Some(u.finish().await.map_err(DeployError::from)?),
                 None => None,
@@ -124,6 +133,7 @@ impl ControlService {
             sha256: spec.sha256,
             classification: spec.classification,
             note: spec.note,
+            weights: attachment(spec.weights),
             calibration: attachment(spec.calibration),
             validation: attachment(spec.validation),
             method: spec.method,

@@ -57,7 +57,10 @@ pub fn deploy_code(err: &DeployError) -> Code {
         | DeployError::NeedsValidation(_)
         | DeployError::MissingAttachment(_)
         | DeployError::UnknownBackend(_)
-        | DeployError::UnknownHint(_) => Code::InvalidArgument,
+        | DeployError::UnknownHint(_)
+        | DeployError::IrWithoutWeights
+        | DeployError::CannotQuantize(_) => Code::InvalidArgument,
+        DeployError::NeedsOpenVino { .. } => Code::FailedPrecondition,
         DeployError::Quantization(q) => compress_code(q),
         DeployError::Backend(b) => backend_code(b),
         DeployError::Store(s) => store_code(s),
