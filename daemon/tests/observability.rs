@@ -54,7 +54,7 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
 
     let status = daemon.ctl_json(&["status"]);
     let text = scrape(status["metrics_address"].as_str().unwrap());
-    let labels = r#"model="digits",version="1",device="47",layer="7""#;
+    let labels = r#"model="digits",version="1",device="47",layer="7",backend="onnxruntime""#;
     assert_eq!(
         sample(
             &text,

@@ -35,6 +35,7 @@ impl ActiveModel {
             version: record.version.to_string(),
             device: record.device.to_string(),
             layer: record.layer.to_string(),
+            backend: record.backend.clone(),
         };
         ActiveModel {
             record,

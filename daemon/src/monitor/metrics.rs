@@ -13,31 +13,47 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// The labels every per-deployment metric carries.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DeploymentLabels {
     pub model: String,
     pub version: String,
     pub device: String,
     pub layer: String,
+    /// The runtime serving it: "onnxruntime" or "openvino".
+    pub backend: String,
+}
+
+impl DeploymentLabels {
+    /// For requests that named no served model: only the name asked for.
+    pub fn unknown(model: &str) -> DeploymentLabels {
+        DeploymentLabels {
+            model: model.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    fn to_labels(&self) -> Vec<metrics::Label> {
+        vec![
+            metrics::Label::new("model", self.model.clone()),
+            metrics::Label::new("version", self.version.clone()),
+            metrics::Label::new("device", self.device.clone()),
+            metrics::Label::new("layer", self.layer.clone()),
+            metrics::Label::new("backend", self.backend.clone()),
+        ]
+    }
+
+    fn with_code(&self, code: &'static str) -> Vec<metrics::Label> {
+        let mut labels = self.to_labels();
+        labels.push(metrics::Label::new("code", code));
+        labels
+    }
 }
 
 /// One inference request: its gRPC code ("OK", "INVALID_ARGUMENT", ...) and
-/// its end-to-end duration. Requests for unknown models carry the name asked
-/// for and empty version/device/layer.
+/// its end-to-end duration.
 pub fn record_request(labels: &DeploymentLabels, code: &'static str, duration: Duration) {
-    let l = labels;
-    metrics::counter!(
-        REQUESTS_TOTAL,
-        "model" => l.model.clone(), "version" => l.version.clone(),
-        "device" => l.device.clone(), "layer" => l.layer.clone(), "code" => code
-    )
-    .increment(1);
-    metrics::histogram!(
-        REQUEST_DURATION,
-        "model" => l.model.clone(), "version" => l.version.clone(),
-        "device" => l.device.clone(), "layer" => l.layer.clone()
-    )
-    .record(duration.as_secs_f64());
+    metrics::counter!(REQUESTS_TOTAL, labels.with_code(code)).increment(1);
+    metrics::histogram!(REQUEST_DURATION, labels.to_labels()).record(duration.as_secs_f64());
 }
 
 /// A deployment's own metric handles, made once when it starts serving, so
@@ -51,17 +67,8 @@ pub struct DeploymentMetrics {
 
 impl DeploymentMetrics {
     pub fn new(labels: DeploymentLabels) -> DeploymentMetrics {
-        let l = &labels;
-        let ok = metrics::counter!(
-            REQUESTS_TOTAL,
-            "model" => l.model.clone(), "version" => l.version.clone(),
-            "device" => l.device.clone(), "layer" => l.layer.clone(), "code" => "OK"
-        );
-        let duration = metrics::histogram!(
-            REQUEST_DURATION,
-            "model" => l.model.clone(), "version" => l.version.clone(),
-            "device" => l.device.clone(), "layer" => l.layer.clone()
-        );
+        let ok = metrics::counter!(REQUESTS_TOTAL, labels.with_code("OK"));
+        let duration = metrics::histogram!(REQUEST_DURATION, labels.to_labels());
         DeploymentMetrics { labels, ok, duration }
     }
 

@@ -193,12 +193,7 @@ impl GrpcInferenceService for InferenceService {
         let model = match self.resolve(&req.model_name, &req.model_version) {
             Ok(model) => model,
             Err(e) => {
-                let labels = DeploymentLabels {
-                    model: req.model_name.clone(),
-                    version: String::new(),
-                    device: String::new(),
-                    layer: String::new(),
-                };
+                let labels = DeploymentLabels::unknown(&req.model_name);
                 monitor::record_request(&labels, code_label(infer_code(&e)), started.elapsed());
                 return Err(e.into());
             }
