@@ -213,6 +213,14 @@ pub async fn status(c: &mut Clients, json: bool) -> anyhow::Result<()> {
             r.detail
         );
     }
+    for d in &s.openvino_devices {
+        println!("openvino device {}: {}", d.name, d.full_name);
+        let mut properties: Vec<_> = d.properties.iter().collect();
+        properties.sort();
+        for (key, value) in properties {
+            println!("    {key}: {value}");
+        }
+    }
     for w in &s.warnings {
         println!("warning: {w}");
     }

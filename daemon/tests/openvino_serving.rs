@@ -49,6 +49,12 @@ fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
         .unwrap();
     assert_eq!(openvino["available"], true, "{status}");
     assert!(openvino["detail"].as_str().unwrap().contains("CPU ("), "{openvino}");
+    let cpu = &status["openvino_devices"][0];
+    assert_eq!(cpu["name"], "CPU");
+    assert!(
+        cpu["properties"]["OPTIMIZATION_CAPABILITIES"].as_str().unwrap().contains("FP32"),
+        "{cpu}"
+    );
 
     let int8 = ["--calib", SAMPLE_TEST_SET, "--val", SAMPLE_TEST_SET];
     let mut args = vec!["deploy", SAMPLE_MODEL, "--name", "digits-ort", "--device", "46"];

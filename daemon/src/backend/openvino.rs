@@ -55,6 +55,8 @@ pub struct OpenVinoDevice {
     /// "CPU", "GPU", "GPU.1", "NPU".
     pub name: String,
     pub full_name: String,
+    /// Read-only properties worth showing (capabilities, request ranges).
+    pub properties: Vec<(String, String)>,
 }
 
 /// A compiled model shared by the infer requests of a deployment's workers.
@@ -87,6 +89,15 @@ impl OpenVino {
             .map(|d| OpenVinoDevice {
                 name: d.as_ref().to_owned(),
                 full_name: core.get_property(d, &PropertyKey::DeviceFullName).unwrap_or_default(),
+                properties: [
+                    PropertyKey::DeviceCapabilities,
+                    PropertyKey::OptimalNumberOfInferRequests,
+                    PropertyKey::RangeForAsyncInferRequests,
+                    PropertyKey::RangeForStreams,
+                ]
+                .into_iter()
+                .filter_map(|key| Some((key.as_ref().to_owned(), core.get_property(d, &key).ok()?)))
+                .collect(),
             })
             .collect::<Vec<_>>();
         for d in &devices {

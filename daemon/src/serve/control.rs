@@ -425,6 +425,18 @@ impl Control for ControlService {
             metrics_address: self.info.metrics_address.clone(),
             warnings,
             rss_bytes: crate::monitor::process::rss_bytes(),
+            openvino_devices: deployer
+                .runtimes()
+                .openvino()
+                .map(|ov| ov.devices())
+                .unwrap_or_default()
+                .iter()
+                .map(|d| pb::AcceleratorDevice {
+                    name: d.name.clone(),
+                    full_name: d.full_name.clone(),
+                    properties: d.properties.iter().cloned().collect(),
+                })
+                .collect(),
             state_dir: self.info.state_dir.clone(),
         }))
     }
