@@ -84,8 +84,19 @@ fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
         "{compiling}"
     );
     assert_eq!(ov["sha256"], ort["sha256"], "the same INT8 model on both");
-    let npu = daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "on-npu", "--device", "3", "--allow-fp32"]);
-    assert_eq!((npu["target"].as_str(), npu["effective_target"].as_str()), (Some("npu"), Some("cpu")));
+    let npu = daemon.ctl_json(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "on-npu",
+        "--device",
+        "3",
+        "--allow-fp32",
+    ]);
+    assert_eq!(
+        (npu["target"].as_str(), npu["effective_target"].as_str()),
+        (Some("npu"), Some("cpu"))
+    );
     let warnings = daemon.ctl_json(&["status"])["warnings"].to_string();
     assert!(
         warnings.contains("on-npu v1 on device 3 wants npu (absent on this host); running on cpu"),
