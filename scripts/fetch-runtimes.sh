@@ -14,7 +14,7 @@
 set -euo pipefail
 
 ORT_VERSION=1.31.1
-OV_VERSION=2025.3.0
+OV_VERSION=2026.4.1
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest="$root/runtimes"

@@ -190,6 +190,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         };
         notifier.send(&format!("READY=1\nSTATUS={status}"));
         tasks.spawn(crate::deploy::probes::run(Arc::clone(&deployer), token.clone()));
+        if let Some(period) = notifier.watchdog_period() {
+            tracing::info!(period_ms = period.as_millis() as u64, "systemd watchdog on");
+            tasks.spawn(crate::systemd::watchdog::run(
+                Arc::clone(&registry),
+                notifier.clone(),
+                period,
+                token.clone(),
+            ));
+        }
     }
 
     let served = server.await?;

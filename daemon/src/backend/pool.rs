@@ -9,8 +9,9 @@
 //! and exit.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -65,11 +66,27 @@ struct Job {
     reply: Reply,
 }
 
+impl Job {
+    /// An application's request (not warmup, a health check or a probe).
+    fn external(&self) -> bool {
+        matches!(self.reply, Reply::Async(_))
+    }
+}
+
 pub struct Pool {
     label: String,
     capacity: usize,
     queue: SyncSender<Job>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// Per worker: when its current run started (µs since `epoch()`, plus
+    /// one), 0 while idle. The watchdog reads it to find a wedged runtime.
+    busy: Arc<Vec<AtomicU64>>,
+}
+
+/// The process's reference instant for `busy` stamps.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl Pool {
@@ -77,14 +94,16 @@ impl Pool {
     pub fn start(label: &str, models: Vec<Box<dyn LoadedModel>>, capacity: usize) -> std::io::Result<Pool> {
         let (queue, jobs) = sync_channel::<Job>(capacity);
         let jobs = Arc::new(Mutex::new(jobs));
+        let busy: Arc<Vec<AtomicU64>> = Arc::new(models.iter().map(|_| AtomicU64::new(0)).collect());
         let mut workers = Vec::new();
         for (i, model) in models.into_iter().enumerate() {
             let jobs = Arc::clone(&jobs);
             let label = label.to_owned();
+            let busy = Arc::clone(&busy);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("infer-{label}-{i}"))
-                    .spawn(move || worker(&label, model, &jobs))?,
+                    .spawn(move || worker(&label, model, &jobs, &busy[i]))?,
             );
         }
         Ok(Pool {
@@ -92,7 +111,24 @@ impl Pool {
             capacity,
             queue,
             workers,
+            busy,
         })
+    }
+
+    /// How long the longest run in progress has been running; None when
+    /// every worker is idle.
+    pub fn longest_run(&self) -> Option<Duration> {
+        let now = epoch().elapsed().as_micros() as u64 + 1;
+        self.busy
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .filter(|&started| started > 0)
+            .map(|started| Duration::from_micros(now.saturating_sub(started)))
+            .max()
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Queues a run; the answer arrives on the returned receiver.
@@ -150,7 +186,7 @@ impl Pool {
     }
 }
 
-fn worker(label: &str, mut model: Box<dyn LoadedModel>, jobs: &Mutex<Receiver<Job>>) {
+fn worker(label: &str, mut model: Box<dyn LoadedModel>, jobs: &Mutex<Receiver<Job>>, busy: &AtomicU64) {
     loop {
         // The lock is held only while waiting for the next job, so idle
         // workers queue up on it and one busy worker never blocks another.
@@ -170,7 +206,13 @@ fn worker(label: &str, mut model: Box<dyn LoadedModel>, jobs: &Mutex<Receiver<Jo
             continue;
         }
         let started = Instant::now();
+        busy.store(epoch().elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
+        if job.external() {
+            // The watchdog tests wedge an application's request here.
+            crate::failpoint::hit("infer-external");
+        }
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&job.inputs)));
+        busy.store(0, Ordering::Relaxed);
         let compute = started.elapsed();
         let result = match result {
             Ok(Ok(outputs)) => Ok(RunOutcome {

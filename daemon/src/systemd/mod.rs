@@ -3,5 +3,6 @@
 //! Outside systemd (no `$NOTIFY_SOCKET`) every call is a no-op.
 
 mod notify;
+pub mod watchdog;
 
 pub use notify::{Notifier, notify};

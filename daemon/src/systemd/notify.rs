@@ -21,6 +21,18 @@ impl Notifier {
         self.target.is_some()
     }
 
+    /// The watchdog period systemd expects pings within (`WatchdogSec=`,
+    /// passed as `$WATCHDOG_USEC`), when it is meant for this process.
+    pub fn watchdog_period(&self) -> Option<std::time::Duration> {
+        self.target.as_ref()?;
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        let for_us = std::env::var("WATCHDOG_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_none_or(|pid| pid == std::process::id());
+        (for_us && usec > 0).then(|| std::time::Duration::from_micros(usec))
+    }
+
     /// Sends newline-separated `KEY=VALUE` assignments. Failures are logged,
     /// never fatal: the daemon serves whether or not systemd listens.
     pub fn send(&self, state: &str) {

@@ -152,6 +152,25 @@ impl Daemon {
     }
 
     /// kill -9: no chance to flush or clean up. Returns the state for a restart.
+    /// Every notice that arrives within `window` (for checking that one
+    /// does not come: the watchdog's silence).
+    pub fn notices_within(&mut self, window: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + window;
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            self.notify
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                self.notices.push(message.clone());
+                seen.push(message);
+            }
+        }
+        seen
+    }
+
     pub fn kill9(mut self) -> TempDir {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
