@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing dsmil needs, idempotently:
 #   - Debian packages: promtool (package prometheus), for the metrics tests;
+#     systemd-analyze (package systemd), for the unit file tests;
 #   - .venv/ with the pinned Python packages (scripts/requirements.txt);
 #   - the native runtimes (scripts/fetch-runtimes.sh).
 # Rust itself (cargo, rustc) is expected on the machine.
@@ -18,6 +19,16 @@ if ! command -v promtool >/dev/null 2>&1; then
         (systemctl stop prometheus 2>/dev/null || service prometheus stop 2>/dev/null || true) >/dev/null 2>&1
     else
         echo "promtool is missing: install it (Debian/Ubuntu: apt-get install prometheus)" >&2
+        exit 1
+    fi
+fi
+
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing systemd-analyze (Debian package systemd), for the unit tests"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+    else
+        echo "systemd-analyze is missing: install it (Debian/Ubuntu: apt-get install systemd)" >&2
         exit 1
     fi
 fi

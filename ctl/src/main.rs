@@ -113,6 +113,8 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Re-read dsmild's configuration file (as SIGHUP does); prints what changed.
+    Reload,
     /// Models with their versions.
     Models,
     /// Deployments with their state.
@@ -260,6 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             views::rollback(&mut c, target, reason, json).await
         }
         Command::Report { model, html } => views::report(&mut c, &model, html.as_deref(), json).await,
+        Command::Reload => views::reload(&mut c, json).await,
         Command::Models => views::models(&mut c, json).await,
         Command::Deployments { model } => views::deployments(&mut c, model, json).await,
         Command::Show { id } => views::show(&mut c, id, json).await,

@@ -408,3 +408,20 @@ pub fn print_report(r: &pb::QuantizationReport, html: Option<&std::path::Path>, 
     layers.print();
     Ok(())
 }
+
+pub async fn reload(c: &mut Clients, json: bool) -> anyhow::Result<()> {
+    let r = c.control.reload(pb::ReloadRequest {}).await?.into_inner();
+    if json {
+        return print_json(&r);
+    }
+    if r.changes.is_empty() {
+        println!("reloaded: no change");
+    }
+    for change in &r.changes {
+        println!("changed: {change}");
+    }
+    for warning in &r.warnings {
+        println!("warning: {warning}");
+    }
+    Ok(())
+}

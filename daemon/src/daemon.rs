@@ -16,6 +16,7 @@ use crate::backend::Runtimes;
 use crate::config::Config;
 use crate::deploy::{DeployError, Deployer, Registry};
 use crate::monitor::{MetricsEndpoint, install_recorder};
+use crate::reload::{ConfigSource, Reloader};
 use crate::serve::socket::{SocketError, bind_unix};
 use crate::serve::{ControlService, InferenceService, ServerInfo, Services};
 use crate::store::{BlobStore, Journal, StoreError};
@@ -60,7 +61,11 @@ async fn bind_tcp(what: &'static str, addr: Option<SocketAddr>) -> Result<Option
 }
 
 /// Runs the daemon until `shutdown` completes (or a listener fails).
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    source: ConfigSource,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
     let notifier = Notifier::from_env();
     notifier.send("STATUS=starting");
     let token = CancellationToken::new();
@@ -141,9 +146,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
+    let reloader = Arc::new(Reloader::new(source, Arc::clone(&deployer)));
+    tasks.spawn(crate::reload::watch(Arc::clone(&reloader), token.clone()));
     let services = Services {
         inference: InferenceService::new(Arc::clone(&registry)),
-        control: ControlService::new(Arc::clone(&deployer), info, health.clone()),
+        control: ControlService::new(Arc::clone(&deployer), Arc::clone(&reloader), info, health.clone()),
         health: health_service,
     };
     let server = tokio::spawn(crate::serve::serve(services, unix, tcp, token.clone(), DRAIN));

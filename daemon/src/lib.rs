@@ -10,9 +10,11 @@ pub mod deploy;
 pub mod failpoint;
 pub mod model;
 pub mod monitor;
+pub mod reload;
 pub mod serve;
 pub mod store;
 pub mod systemd;
 pub mod topology;
 
 pub use daemon::{DaemonError, run};
+pub use reload::ConfigSource;

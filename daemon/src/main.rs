@@ -77,7 +77,11 @@ fn real_main() -> anyhow::Result<()> {
                     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
                     tracing::info!("shutdown requested");
                 };
-                dsmild::run(config, shutdown)
+                let source = dsmild::ConfigSource {
+                    file: cli.run.config.clone(),
+                    overrides: cli.run.overrides(),
+                };
+                dsmild::run(config, source, shutdown)
                     .await
                     .context("dsmild stopped on an error")
             })?;

@@ -6,7 +6,7 @@
 //! Everything here blocks (journal fsyncs, runtime loads, warmup runs): call
 //! it from `spawn_blocking` or a dedicated thread, never from a tokio worker.
 
-mod admission;
+pub mod admission;
 mod error;
 mod pipeline;
 mod placement;
@@ -31,7 +31,8 @@ use crate::config::Config;
 use crate::store::{BlobStore, DeploymentRecord, EventRecord, Journal};
 
 pub struct Deployer {
-    config: Arc<Config>,
+    /// Swapped whole by a reload; each operation works on one snapshot.
+    config: std::sync::RwLock<Arc<Config>>,
     journal: Journal,
     blobs: BlobStore,
     runtimes: Arc<Runtimes>,
@@ -48,7 +49,7 @@ impl Deployer {
         registry: Arc<Registry>,
     ) -> Deployer {
         Deployer {
-            config,
+            config: std::sync::RwLock::new(config),
             journal,
             blobs,
             runtimes,
@@ -57,8 +58,14 @@ impl Deployer {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration now in force (a snapshot: a reload swaps it).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts `config` in force for every operation that starts from now on.
+    pub fn set_config(&self, config: Arc<Config>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     pub fn journal(&self) -> &Journal {

@@ -127,6 +127,7 @@ impl Deployer {
         staged: Staged,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
+        let config = self.config();
         validate_name(&spec.name)?;
         staged.check(&spec)?;
         let format = Format::parse(&spec.format)?;
@@ -137,7 +138,7 @@ impl Deployer {
             _ => staged.model.read()?,
         };
         let info = crate::model::inspect(format, &bytes)?;
-        let options = crate::compress::Options::resolve(&self.config.quantization, &spec.method, &spec.activations)?;
+        let options = crate::compress::Options::resolve(&config.quantization, &spec.method, &spec.activations)?;
         let method = options.method;
         // Static methods calibrate on the calibration data; dynamic needs
         // only data for the gate (either file).
@@ -164,12 +165,12 @@ impl Deployer {
                 false => DeployError::NeedsValidation(spec.name.clone()),
             });
         };
-        let estimate = admission::estimate(&info, self.config.serving.workers_per_deployment);
+        let estimate = admission::estimate(&info, config.serving.workers_per_deployment);
 
         // One deploy at a time: placement and activation read and change the
         // registry, and must not interleave with another deploy's.
         let _serial = self.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let topology = &self.config.topology;
+        let topology = &config.topology;
         let request = placement::Request {
             model: &spec.name,
             device: spec.device,
@@ -177,7 +178,7 @@ impl Deployer {
             classification: spec.classification,
             need: estimate,
         };
-        let device = match placement::choose(&self.config, &self.registry, &request) {
+        let device = match placement::choose(&config, &self.registry, &request) {
             Ok(device) => device,
             Err(e) => {
                 // Policy refusals are audited; malformed requests are not.
@@ -210,7 +211,7 @@ impl Deployer {
         let wanted = device.target.expect("hosting devices have a target");
         let effective = self.runtimes.effective_target(wanted);
         let kind = match spec.backend.as_str() {
-            "" => self.config.hardware.cpu_backend(device.id, layer.id),
+            "" => config.hardware.cpu_backend(device.id, layer.id),
             name => BackendKind::parse(name).ok_or_else(|| DeployError::UnknownBackend(name.to_owned()))?,
         };
         let backend = self.runtimes.backend(effective, kind)?;
@@ -279,8 +280,9 @@ impl Deployer {
         plan: Plan,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
+        let config = self.config();
         let Plan { quantize, replaced } = plan;
-        let layer = self.config.topology.layer(u32::from(record.layer))?;
+        let layer = config.topology.layer(u32::from(record.layer))?;
         let fallback = if record.effective_target != record.target {
             format!(" (fallback: no {} on this host)", record.target)
         } else {
@@ -310,7 +312,7 @@ impl Deployer {
             replaced,
             quantized: None,
         };
-        let options = LoadOptions::serving(&self.config, &record);
+        let options = LoadOptions::serving(&config, &record);
         match run.stages(bytes, info, layer, backend, &options, quantize) {
             Ok((signature, models)) => run.activate(record, signature, models),
             Err(e) => {
@@ -359,7 +361,7 @@ impl StageRunner<'_, '_> {
         options: &LoadOptions,
         plan: Quantize,
     ) -> Result<(Signature, Vec<Box<dyn LoadedModel>>), DeployError> {
-        let config = &self.deployer.config;
+        let config = &self.deployer.config();
         let described = if info.format == Format::Onnx {
             format!(
                 "ONNX IR {}, opsets {}, {} nodes, {} operators, {} parameters",
@@ -508,7 +510,7 @@ impl StageRunner<'_, '_> {
     ) -> Result<DeploymentRecord, DeployError> {
         let deployer = self.deployer;
         let label = format!("{}-v{}", record.model, record.version);
-        let pool = match Pool::start(&label, models, deployer.config.serving.queue_capacity) {
+        let pool = match Pool::start(&label, models, deployer.config().serving.queue_capacity) {
             Ok(p) => p,
             Err(e) => {
                 let e = DeployError::Threads(e);
@@ -544,9 +546,9 @@ impl StageRunner<'_, '_> {
         serving.state = DeployState::Active;
         serving.measured_bytes = measured;
         let probation = Probation::new(
-            deployer.config.deployment.probation_requests,
-            deployer.config.deployment.probation,
-            Duration::from_millis(deployer.config.monitoring.alert_on_latency_p99_ms),
+            deployer.config().deployment.probation_requests,
+            deployer.config().deployment.probation,
+            Duration::from_millis(deployer.config().monitoring.alert_on_latency_p99_ms),
         );
         let displaced = deployer
             .registry
@@ -594,7 +596,7 @@ impl StageRunner<'_, '_> {
         pool: &Pool,
     ) -> Result<(u64, f64), DeployError> {
         let deployer = self.deployer;
-        let config = &deployer.config;
+        let config = &deployer.config();
         let iterations = config.deployment.warmup_iterations;
         self.enter(DeployState::WarmingUp, format!("{iterations} synthetic inference(s)"))?;
         let timeout = config.deployment.health_check_timeout;

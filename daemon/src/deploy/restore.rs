@@ -63,16 +63,16 @@ impl Deployer {
         let kind = BackendKind::parse(&record.backend)
             .ok_or_else(|| format!("unknown backend {:?} in the journal", record.backend))?;
         let backend = self.runtimes.backend(target, kind).map_err(|e| e.to_string())?;
-        let options = LoadOptions::serving(&self.config, &record);
+        let options = LoadOptions::serving(&self.config(), &record);
         crate::monitor::process::release_free_memory();
         let rss_before = crate::monitor::process::rss_bytes();
         let mut models = Vec::new();
-        for _ in 0..self.config.serving.workers_per_deployment {
+        for _ in 0..self.config().serving.workers_per_deployment {
             models.push(backend.load(&bytes, &options).map_err(|e| e.to_string())?);
         }
         let signature = models[0].signature().clone();
         let label = format!("{}-v{}", record.model, record.version);
-        let pool = Pool::start(&label, models, self.config.serving.queue_capacity).map_err(|e| e.to_string())?;
+        let pool = Pool::start(&label, models, self.config().serving.queue_capacity).map_err(|e| e.to_string())?;
         tracing::info!(model = %record.model, version = record.version, device = record.device, "deployment restored");
         drop(bytes);
         crate::monitor::process::release_free_memory();

@@ -23,6 +23,7 @@ impl Deployer {
         reason: &str,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<DeploymentRecord>, DeployError> {
+        let config = self.config();
         let _serial = self.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());
         let models: Vec<String> = match target {
             RollbackTarget::Model(name) => {
@@ -32,12 +33,12 @@ impl Deployer {
                 vec![name.clone()]
             }
             RollbackTarget::Device(id) => {
-                self.config.topology.hosting_device(*id)?;
+                config.topology.hosting_device(*id)?;
                 let m = self.registry.on_device(*id).ok_or(DeployError::NothingOnDevice(*id))?;
                 vec![m.record.model.clone()]
             }
             RollbackTarget::Layer(id) => {
-                let layer = self.config.topology.hosting_layer(*id)?;
+                let layer = config.topology.hosting_layer(*id)?;
                 let here: Vec<String> = self
                     .registry
                     .all()
@@ -107,6 +108,7 @@ impl Deployer {
         replaced: (DeployState, String),
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
+        let config = self.config();
         let model = from.model.as_str();
         let current = self
             .registry
@@ -121,15 +123,15 @@ impl Deployer {
             })?;
         let bytes = self.blobs.read(&from.sha256)?;
         let info = crate::model::inspect(crate::model::Format::parse(&version.format)?, &bytes)?;
-        let estimate = admission::estimate(&info, self.config.serving.workers_per_deployment);
-        let layer = self.config.topology.layer(u32::from(current.record.layer))?;
-        admission::admit(&self.config, &self.registry, layer, model, estimate, "estimated")?;
-        let device = self.config.topology.device(current.record.device)?;
+        let estimate = admission::estimate(&info, config.serving.workers_per_deployment);
+        let layer = config.topology.layer(u32::from(current.record.layer))?;
+        admission::admit(&config, &self.registry, layer, model, estimate, "estimated")?;
+        let device = config.topology.device(current.record.device)?;
         let wanted = device.target.expect("hosting devices have a target");
         let effective = self.runtimes.effective_target(wanted);
         // The restored version runs where the current one does.
         let runtime = crate::backend::BackendKind::parse(&current.record.backend)
-            .unwrap_or(self.config.hardware.cpu_backend(device.id, layer.id));
+            .unwrap_or(config.hardware.cpu_backend(device.id, layer.id));
         let backend = self.runtimes.backend(effective, runtime)?;
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),

@@ -71,7 +71,7 @@ impl Deployer {
             "alert: {kind} failed"
         );
         self.audit(EventRecord::about("alert", &serving, format!("{kind}: {reason}")));
-        let auto = self.config.deployment.auto_rollback_on_failure;
+        let auto = self.config().deployment.auto_rollback_on_failure;
         let outcome = match alarm {
             Alarm::ProbationFailed { .. } if auto => self
                 .rollback(

@@ -29,6 +29,7 @@ pub struct ControlService {
     deployer: Arc<Deployer>,
     info: Arc<ServerInfo>,
     started: Instant,
+    reloader: Arc<crate::reload::Reloader>,
     /// Per-model grpc.health status, set before a deploy or undeploy answers.
     health: tonic_health::server::HealthReporter,
 }
@@ -36,11 +37,13 @@ pub struct ControlService {
 impl ControlService {
     pub fn new(
         deployer: Arc<Deployer>,
+        reloader: Arc<crate::reload::Reloader>,
         info: ServerInfo,
         health: tonic_health::server::HealthReporter,
     ) -> ControlService {
         ControlService {
             deployer,
+            reloader,
             info: Arc::new(info),
             started: Instant::now(),
             health,
@@ -468,6 +471,15 @@ impl Control for ControlService {
         })
         .await?;
         Ok(Response::new(report))
+    }
+
+    async fn reload(&self, _: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadResponse>, Status> {
+        let reloader = Arc::clone(&self.reloader);
+        let outcome = blocking(move || reloader.reload("dsmilctl reload").map_err(Status::from)).await?;
+        Ok(Response::new(pb::ReloadResponse {
+            changes: outcome.changes,
+            warnings: outcome.warnings,
+        }))
     }
 
     type QuantizeStream = Pin<Box<dyn Stream<Item = Result<pb::QuantizeResponse, Status>> + Send>>;

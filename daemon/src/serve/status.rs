@@ -153,6 +153,16 @@ impl From<OfflineError> for Status {
     }
 }
 
+impl From<crate::reload::ReloadError> for Status {
+    fn from(err: crate::reload::ReloadError) -> Status {
+        let code = match &err {
+            crate::reload::ReloadError::Config(_) => Code::InvalidArgument,
+            crate::reload::ReloadError::Incompatible(_) => Code::FailedPrecondition,
+        };
+        Status::new(code, message(&err))
+    }
+}
+
 impl From<InferError> for Status {
     fn from(err: InferError) -> Status {
         Status::new(infer_code(&err), message(&err))

@@ -1,0 +1,271 @@
+//! Live reconfiguration. A change to the config file (watched with
+//! `notify`), SIGHUP and `dsmilctl reload` all come here. The file is read
+//! and validated whole, then compared with what serves: a configuration
+//! that would move a serving device to another layer, or out of service, is
+//! refused; otherwise it is put in force for every operation that starts
+//! from then on. A refusal is logged and journaled as an event, and the
+//! running configuration stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigError, Override};
+use crate::deploy::{Deployer, admission};
+use crate::store::EventRecord;
+
+/// Where the configuration comes from: the file given at startup (if any)
+/// and the command-line overrides, which stay on top through reloads.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    pub overrides: Vec<Override>,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        config::load(self.file.as_deref(), &self.overrides)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the new configuration does not fit what serves:\n  - {}", .0.join("\n  - "))]
+    Incompatible(Vec<String>),
+}
+
+/// What a reload changed, and what it could not apply live.
+#[derive(Debug, Default)]
+pub struct ReloadOutcome {
+    pub changes: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+pub struct Reloader {
+    source: ConfigSource,
+    deployer: Arc<Deployer>,
+    /// One reload at a time (a SIGHUP and a file event may coincide).
+    serial: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(source: ConfigSource, deployer: Arc<Deployer>) -> Reloader {
+        Reloader {
+            source,
+            deployer,
+            serial: Mutex::new(()),
+        }
+    }
+
+    pub fn source(&self) -> &ConfigSource {
+        &self.source
+    }
+
+    /// Re-reads the configuration and puts it in force, or refuses it.
+    /// `trigger` says why, for the log and the event. Blocking.
+    pub fn reload(&self, trigger: &str) -> Result<ReloadOutcome, ReloadError> {
+        let _serial = self.serial.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.source.load().map_err(ReloadError::from).and_then(|new| {
+            let old = self.deployer.config();
+            let outcome = compare(&old, &new, &self.deployer)?;
+            self.deployer.set_config(Arc::new(new));
+            Ok(outcome)
+        });
+        match &result {
+            Ok(outcome) => {
+                let detail = match outcome.changes.is_empty() {
+                    true => format!("{trigger}: no change"),
+                    false => format!("{trigger}: {}", outcome.changes.join("; ")),
+                };
+                tracing::info!(trigger, changes = ?outcome.changes, warnings = ?outcome.warnings, "configuration reloaded");
+                for w in &outcome.warnings {
+                    tracing::warn!(trigger, "{w}");
+                }
+                self.deployer.audit(EventRecord {
+                    kind: "config_reload".into(),
+                    detail,
+                    ..EventRecord::default()
+                });
+            }
+            Err(e) => {
+                tracing::error!(trigger, error = %e, "configuration refused; the running one stays");
+                self.deployer.audit(EventRecord {
+                    kind: "config_refused".into(),
+                    detail: format!("{trigger}: {e}"),
+                    ..EventRecord::default()
+                });
+            }
+        }
+        result
+    }
+}
+
+/// What changes from `old` to `new`, refusing what cannot change under the
+/// deployments serving now.
+fn compare(old: &Config, new: &Config, deployer: &Deployer) -> Result<ReloadOutcome, ReloadError> {
+    let mut outcome = ReloadOutcome::default();
+    let mut problems = Vec::new();
+    let registry = deployer.registry();
+    for m in registry.all() {
+        let r = &m.record;
+        match new.topology.device(r.device) {
+            Err(e) => problems.push(format!("{} v{} serves on device {}: {e}", r.model, r.version, r.device)),
+            Ok(d) if d.layer != r.layer => problems.push(format!(
+                "{} v{} serves on device {}, which would move from layer {} to layer {}: undeploy it first",
+                r.model, r.version, r.device, r.layer, d.layer
+            )),
+            Ok(d) if d.target.is_none() => problems.push(format!(
+                "{} v{} serves on device {}, which would become reserved: undeploy it first",
+                r.model, r.version, r.device
+            )),
+            Ok(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ReloadError::Incompatible(problems));
+    }
+    for layer in new.topology.layers() {
+        let before = old.topology.layers().iter().find(|l| l.id == layer.id);
+        let gb = |l: Option<&crate::topology::Layer>| l.and_then(|l| l.budget_gb);
+        if gb(before) != layer.budget_gb {
+            outcome.changes.push(format!(
+                "layer {} budget {} → {} GB",
+                layer.id,
+                gb(before).map_or("none".into(), |g| g.to_string()),
+                layer.budget_gb.map_or("none".into(), |g| g.to_string())
+            ));
+        }
+        let (used, _) = admission::usage(registry, layer.id, "");
+        if let Some(budget) = layer.budget_bytes.filter(|&b| used > b) {
+            outcome.warnings.push(format!(
+                "layer {} already uses {} over its new budget {}: new deploys there are refused until it fits",
+                layer.id,
+                admission::human(used),
+                admission::human(budget)
+            ));
+        }
+    }
+    let retargeted = new
+        .topology
+        .devices()
+        .iter()
+        .filter(|d| old.topology.device(d.id).ok().map(|o| o.target) != Some(d.target))
+        .count();
+    if retargeted > 0 {
+        outcome
+            .changes
+            .push(format!("{retargeted} device(s) change target (new deployments use it)"));
+    }
+    // Sections compared whole: their values apply to what starts next
+    // (deploys, probes, probation, alerts).
+    let sections: [(&str, String, String); 5] = [
+        ("hardware", format!("{:?}", old.hardware), format!("{:?}", new.hardware)),
+        ("memory", format!("{:?}", old.memory), format!("{:?}", new.memory)),
+        (
+            "quantization",
+            format!("{:?}", old.quantization),
+            format!("{:?}", new.quantization),
+        ),
+        (
+            "deployment",
+            format!("{:?}", old.deployment),
+            format!("{:?}", new.deployment),
+        ),
+        (
+            "monitoring",
+            format!("{:?}", old.monitoring),
+            format!("{:?}", new.monitoring),
+        ),
+    ];
+    for (name, before, after) in sections {
+        if before != after {
+            outcome.changes.push(format!("[{name}] changed"));
+        }
+    }
+    // Bound at startup: these need a restart.
+    let fixed: [(&str, String, String); 4] = [
+        (
+            "listeners",
+            format!("{:?}", old.listeners),
+            format!("{:?}", new.listeners),
+        ),
+        ("paths", format!("{:?}", old.paths), format!("{:?}", new.paths)),
+        ("runtimes", format!("{:?}", old.runtimes), format!("{:?}", new.runtimes)),
+        ("serving", format!("{:?}", old.serving), format!("{:?}", new.serving)),
+    ];
+    for (name, before, after) in fixed {
+        if before != after {
+            outcome.warnings.push(format!(
+                "[{name}] changed: it takes effect at the next restart (listeners, paths, runtimes and worker \
+                 pools are set up at startup)"
+            ));
+        }
+    }
+    Ok(outcome)
+}
+
+/// Reloads on SIGHUP and when the config file changes, until `token`.
+pub async fn watch(reloader: Arc<Reloader>, token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot handle SIGHUP; reload with `dsmilctl reload`");
+            return;
+        }
+    };
+    let (tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
+    // Kept alive for the loop; None without a config file to watch.
+    let _watcher = reloader.source().file.as_deref().and_then(|file| watch_file(file, tx));
+    loop {
+        let trigger = tokio::select! {
+            _ = token.cancelled() => return,
+            _ = hangup.recv() => "SIGHUP",
+            Some(()) = changed.recv() => {
+                // Editors write in several steps (truncate, write, rename):
+                // let them finish, and reload once.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while changed.try_recv().is_ok() {}
+                "the config file changed"
+            }
+        };
+        let reloader = Arc::clone(&reloader);
+        // The outcome is logged and journaled by `reload` itself.
+        let _ = tokio::task::spawn_blocking(move || reloader.reload(trigger)).await;
+    }
+}
+
+/// Watches the config file's folder (editors replace the file by renaming a
+/// new one over it) and signals `tx` when the file is touched.
+fn watch_file(file: &Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = file.file_name()?.to_owned();
+    let handler = move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let ours = event.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()));
+        if ours && !event.kind.is_access() {
+            let _ = tx.try_send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP or `dsmilctl reload`");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config folder; reload with SIGHUP");
+        return None;
+    }
+    tracing::info!(file = %file.display(), "watching the config file");
+    Some(watcher)
+}
