@@ -8,6 +8,7 @@ pub mod config;
 mod daemon;
 pub mod deploy;
 pub mod failpoint;
+pub mod logging;
 pub mod model;
 pub mod monitor;
 pub mod reload;

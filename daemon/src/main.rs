@@ -41,13 +41,10 @@ fn real_main() -> anyhow::Result<()> {
     dsmild::monitor::process::configure_allocator();
     let _failpoints = dsmild::failpoint::setup();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     match cli.command {
         Some(Command::DefaultConfig) => print!("{}", config::DEFAULT_TOML),
         Some(Command::Quantize(args)) => {
+            dsmild::logging::init_human();
             let config = config::load(cli.run.config.as_deref(), &cli.run.overrides())?;
             let report = dsmild::compress::offline::run(&config, &args.into_job(&config)?)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -63,6 +60,8 @@ fn real_main() -> anyhow::Result<()> {
         }
         None => {
             let config = config::load(cli.run.config.as_deref(), &cli.run.overrides())?;
+            let destination = dsmild::logging::init(&config.logging);
+            tracing::info!(version = env!("CARGO_PKG_VERSION"), log = %destination, "dsmild starting");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("dsmild-io")

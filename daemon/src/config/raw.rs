@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub deployment: RawDeployment,
     pub serving: RawServing,
     pub monitoring: RawMonitoring,
+    pub logging: RawLogging,
     pub listeners: RawListeners,
     pub paths: RawPaths,
     pub runtimes: RawRuntimes,
@@ -130,4 +131,12 @@ pub struct RawRuntimes {
     pub onnxruntime_library: String,
     pub openvino_library: String,
     pub openvino_inference_precision: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    pub format: String,
+    pub level: String,
+    pub journal_socket: String,
 }

@@ -23,9 +23,18 @@ pub struct Config {
     pub deployment: DeploymentConfig,
     pub serving: ServingConfig,
     pub monitoring: MonitoringConfig,
+    pub logging: LoggingConfig,
     pub listeners: ListenerConfig,
     pub paths: PathsConfig,
     pub runtimes: RuntimesConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    /// auto, journal, human or json.
+    pub format: String,
+    pub level: String,
+    pub journal_socket: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +204,17 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         format!("quantization.percentile = {} must be in (0, 100]", q.percentile),
     );
     check(
+        matches!(raw.logging.format.as_str(), "auto" | "journal" | "human" | "json"),
+        format!(
+            "logging.format = {:?}: expected auto, journal, human or json",
+            raw.logging.format
+        ),
+    );
+    check(
+        tracing_subscriber::EnvFilter::try_new(&raw.logging.level).is_ok(),
+        format!("logging.level = {:?} is not a tracing filter", raw.logging.level),
+    );
+    check(
         matches!(
             raw.runtimes.openvino_inference_precision.as_str(),
             "f32" | "bf16" | "f16"
@@ -338,6 +358,11 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             state_dir: PathBuf::from(&raw.paths.state_dir),
             cache_dir: PathBuf::from(&raw.paths.cache_dir),
             runtime_dir: PathBuf::from(&raw.paths.runtime_dir),
+        },
+        logging: LoggingConfig {
+            format: raw.logging.format.clone(),
+            level: raw.logging.level.clone(),
+            journal_socket: PathBuf::from(&raw.logging.journal_socket),
         },
         runtimes: RuntimesConfig {
             onnxruntime_library: (!raw.runtimes.onnxruntime_library.is_empty())

@@ -1,0 +1,66 @@
+//! Audit events (deploy, activate, undeploy, rollback, refusals, config
+//! reloads, ...) go to the sled event log first; this task follows the log
+//! and repeats each event to the tracing log (hence journald), with its
+//! structured fields and the MESSAGE_ID of its kind.
+
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{EventRecord, Journal};
+
+/// A stable 128-bit id (32 hex digits, journald's MESSAGE_ID form) for an
+/// event kind: derived from the name, so it never changes between releases.
+pub fn message_id(kind: &str) -> String {
+    hex::encode(&Sha256::digest(format!("dsmil event {kind}"))[..16])
+}
+
+fn emit(e: &EventRecord) {
+    let device = e.device.map(|d| d.to_string()).unwrap_or_default();
+    let layer = e.layer.map(|l| l.to_string()).unwrap_or_default();
+    let refused = e.kind.contains("refuse") || e.kind == "fail" || e.kind.contains("rollback");
+    macro_rules! log {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "dsmil::audit",
+                event = %e.kind,
+                message_id = %message_id(&e.kind),
+                model = %e.model,
+                version = e.version,
+                device = %device,
+                layer = %layer,
+                deployment = e.deployment_id,
+                seq = e.seq,
+                "{}: {}", e.kind, e.detail
+            )
+        };
+    }
+    if refused {
+        log!(warn);
+    } else {
+        log!(info);
+    }
+}
+
+/// Follows the event log from its current end until `token`.
+pub async fn run(journal: Journal, token: CancellationToken) {
+    let mut appended = journal.subscribe_events();
+    let mut last = *appended.borrow_and_update();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            changed = appended.changed() => if changed.is_err() { return },
+        }
+        let reader = journal.clone();
+        let events = tokio::task::spawn_blocking(move || reader.events(last, None, 0)).await;
+        match events {
+            Ok(Ok(events)) => {
+                for e in &events {
+                    emit(e);
+                    last = e.seq;
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "could not read the event log"),
+            Err(e) => tracing::error!(error = %e, "the event log reader failed"),
+        }
+    }
+}
