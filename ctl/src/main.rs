@@ -113,6 +113,29 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Live p50/p95/p99, throughput and memory per deployment (refreshes
+    /// until interrupted; --json or --once print one sample).
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2)]
+        every: u64,
+        #[arg(long)]
+        once: bool,
+    },
+    /// Output and accuracy drift: baseline against live, per deployment.
+    Drift {
+        #[arg(default_value = "")]
+        model: String,
+    },
+    /// Report an outcome (what the model predicted, what was true) for
+    /// accuracy drift.
+    Feedback {
+        model: String,
+        #[arg(long)]
+        predicted: i64,
+        #[arg(long)]
+        actual: i64,
+    },
     /// Re-read dsmild's configuration file (as SIGHUP does); prints what changed.
     Reload,
     /// Models with their versions.
@@ -263,6 +286,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Report { model, html } => views::report(&mut c, &model, html.as_deref(), json).await,
         Command::Reload => views::reload(&mut c, json).await,
+        Command::Drift { model } => views::drift(&mut c, model, json).await,
+        Command::Feedback {
+            model,
+            predicted,
+            actual,
+        } => views::feedback(&mut c, model, predicted, actual, json).await,
+        Command::Top { every, once } => views::top(&mut c, every, once || json, json).await,
         Command::Models => views::models(&mut c, json).await,
         Command::Deployments { model } => views::deployments(&mut c, model, json).await,
         Command::Show { id } => views::show(&mut c, id, json).await,

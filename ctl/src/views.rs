@@ -425,3 +425,108 @@ pub async fn reload(c: &mut Clients, json: bool) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub async fn top(c: &mut Clients, every: u64, once: bool, json: bool) -> anyhow::Result<()> {
+    loop {
+        let r = c.control.top(pb::TopRequest {}).await?.into_inner();
+        if json {
+            return print_json(&r);
+        }
+        if !once {
+            // Clear the screen and go home, as top(1) does.
+            print!("\x1b[2J\x1b[H");
+        }
+        println!(
+            "dsmild: RSS {}; latency and rate over the last {} s",
+            bytes(r.rss_bytes),
+            r.span_seconds
+        );
+        let mut t = Table::new(&[
+            "MODEL", "VER", "DEVICE", "LAYER", "BACKEND", "P50", "P95", "P99", "REQ/S", "OK", "FAILED", "MEMORY",
+            "ALERT",
+        ]);
+        for d in &r.deployments {
+            t.row(vec![
+                d.model.clone(),
+                d.version.to_string(),
+                d.device.to_string(),
+                d.layer.to_string(),
+                d.backend.clone(),
+                format!("{:.3} ms", d.p50_ms),
+                format!("{:.3} ms", d.p95_ms),
+                format!("{:.3} ms", d.p99_ms),
+                format!("{:.1}", d.requests_per_second),
+                d.successes.to_string(),
+                d.failures.to_string(),
+                bytes(if d.measured_bytes > 0 {
+                    d.measured_bytes
+                } else {
+                    d.estimated_bytes
+                }),
+                if d.latency_alert { "p99".into() } else { String::new() },
+            ]);
+        }
+        t.print();
+        if once {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(every.max(1))).await;
+    }
+}
+
+pub async fn drift(c: &mut Clients, model: String, json: bool) -> anyhow::Result<()> {
+    let r = c.control.drift(pb::DriftRequest { model }).await?.into_inner();
+    if json {
+        return print_json(&r);
+    }
+    for m in &r.models {
+        println!(
+            "{} v{}: drift score {:.4} (PSI {:.4}, mean confidence {:.4} → {:.4}, {:+.2}%), threshold {:.4}{}{}",
+            m.model,
+            m.version,
+            m.score,
+            m.psi,
+            m.baseline_confidence,
+            m.live_confidence,
+            m.confidence_change * 100.0,
+            m.threshold,
+            if m.alert { " — ALERT" } else { "" },
+            if m.ready { "" } else { " (not enough rows yet)" }
+        );
+        println!("  baseline {} rows, live window {} rows", m.baseline_rows, m.live_rows);
+        if let (Some(acc), true) = (m.live_accuracy, m.reported > 0) {
+            let drop = m
+                .accuracy_drop
+                .map(|d| format!(", {:.2}% below validated", d * 100.0))
+                .unwrap_or_default();
+            println!("  live accuracy {acc:.4} over {} reported outcomes{drop}", m.reported);
+        }
+        let mut t = Table::new(&["BIN", "BASELINE", "LIVE"]);
+        for (i, bin) in m.bins.iter().enumerate() {
+            t.row(vec![
+                bin.clone(),
+                format!("{:.1}%", m.baseline_share.get(i).copied().unwrap_or_default() * 100.0),
+                format!("{:.1}%", m.live_share.get(i).copied().unwrap_or_default() * 100.0),
+            ]);
+        }
+        t.print();
+    }
+    Ok(())
+}
+
+pub async fn feedback(c: &mut Clients, model: String, predicted: i64, actual: i64, json: bool) -> anyhow::Result<()> {
+    let r = c
+        .control
+        .report_outcome(pb::ReportOutcomeRequest {
+            model,
+            predicted,
+            actual,
+        })
+        .await?
+        .into_inner();
+    if json {
+        return print_json(&r);
+    }
+    println!("{} outcomes reported; live accuracy {:.4}", r.reported, r.live_accuracy);
+    Ok(())
+}

@@ -147,6 +147,7 @@ pub async fn run(
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let reloader = Arc::new(Reloader::new(source, Arc::clone(&deployer)));
+    tasks.spawn(crate::monitor::sampler::run(Arc::clone(&deployer), token.clone()));
     tasks.spawn(crate::logging::audit_to_log(journal.clone(), token.clone()));
     tasks.spawn(crate::reload::watch(Arc::clone(&reloader), token.clone()));
     let services = Services {

@@ -78,6 +78,27 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
         Some(9.0)
     );
     assert_eq!(sample(&text, "dsmil_models_loaded"), Some(1.0));
+    for stage in ["queue", "compute"] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("dsmil_inference_{stage}_duration_seconds_count{{{labels}}}")
+            ),
+            Some(7.0),
+            "{stage}: the successful requests"
+        );
+    }
+    assert_eq!(
+        sample(&text, &format!("dsmil_inference_in_flight_requests{{{labels}}}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, r#"dsmil_layer_memory_budget_bytes{layer="7"}"#),
+        Some(40.0 * (1u64 << 30) as f64)
+    );
+    assert!(sample(&text, "dsmil_host_memory_total_bytes").unwrap() > 1e9, "{text}");
+    assert!(sample(&text, "dsmil_process_resident_memory_bytes").unwrap() > 1e6);
+    assert_eq!(sample(&text, r#"dsmil_deploys_total{model="digits"}"#), Some(1.0));
     assert!(
         text.contains("# TYPE dsmil_inference_request_duration_seconds histogram"),
         "{text}"

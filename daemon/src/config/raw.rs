@@ -106,6 +106,9 @@ pub struct RawServing {
 pub struct RawMonitoring {
     pub metrics_collection_interval_seconds: u64,
     pub drift_detection_threshold_percent: f64,
+    pub drift_baseline_rows: u32,
+    pub drift_window_rows: u32,
+    pub drift_auto_rollback: bool,
     pub alert_on_latency_p99_ms: u64,
 }
 

@@ -99,6 +99,9 @@ pub struct ServingConfig {
 pub struct MonitoringConfig {
     pub metrics_collection_interval: std::time::Duration,
     pub drift_detection_threshold_percent: f64,
+    pub drift_baseline_rows: usize,
+    pub drift_window_rows: usize,
+    pub drift_auto_rollback: bool,
     pub alert_on_latency_p99_ms: u64,
 }
 
@@ -347,6 +350,9 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         monitoring: MonitoringConfig {
             metrics_collection_interval: std::time::Duration::from_secs(m.metrics_collection_interval_seconds),
             drift_detection_threshold_percent: m.drift_detection_threshold_percent,
+            drift_baseline_rows: m.drift_baseline_rows.max(1) as usize,
+            drift_window_rows: m.drift_window_rows.max(2) as usize,
+            drift_auto_rollback: m.drift_auto_rollback,
             alert_on_latency_p99_ms: m.alert_on_latency_p99_ms,
         },
         listeners: ListenerConfig {

@@ -131,7 +131,7 @@ fn unload(model: Arc<ActiveModel>) {
 impl Deployer {
     /// Appends an audit event; a journal failure here is logged, not fatal,
     /// because the refusal it records has already been answered.
-    pub(crate) fn audit(&self, event: EventRecord) {
+    pub fn audit(&self, event: EventRecord) {
         if let Err(e) = self.journal.append_event(event) {
             tracing::error!(error = %e, "could not journal an audit event");
         }

@@ -50,6 +50,7 @@ fn probe(deployer: &Deployer, model: &ActiveModel) {
         Ok(()) => model.probe_failures.store(0, Ordering::Relaxed),
         Err(reason) => {
             let failures = model.probe_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            model.metrics.probe_failed();
             tracing::warn!(model = %model.record.model, version = model.record.version, failures, reason, "health probe failed");
             if failures == deployer.config().deployment.health_probe_failures {
                 deployer.registry().raise(Alarm::ProbesFailing {

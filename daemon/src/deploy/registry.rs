@@ -26,10 +26,24 @@ pub struct ActiveModel {
     pub healthy: AtomicBool,
     /// Health probes failed in a row.
     pub probe_failures: AtomicU32,
+    /// The recent requests' latencies: live percentiles and throughput.
+    pub recent: monitor::LatencyWindow,
+    /// Whether the p99 alert is raised now (it fires once per crossing).
+    pub latency_alert: AtomicBool,
+    /// Output drift, baseline against live.
+    pub drift: monitor::DriftTracker,
+    /// Whether the drift alert is raised now.
+    pub drift_alert: AtomicBool,
 }
 
 impl ActiveModel {
-    pub fn new(record: DeploymentRecord, signature: Signature, pool: Pool, probation: Probation) -> ActiveModel {
+    pub fn new(
+        record: DeploymentRecord,
+        signature: Signature,
+        pool: Pool,
+        probation: Probation,
+        drift: monitor::DriftTracker,
+    ) -> ActiveModel {
         let labels = DeploymentLabels {
             model: record.model.clone(),
             version: record.version.to_string(),
@@ -46,6 +60,10 @@ impl ActiveModel {
             probation,
             healthy: AtomicBool::new(true),
             probe_failures: AtomicU32::new(0),
+            recent: monitor::LatencyWindow::default(),
+            latency_alert: AtomicBool::new(false),
+            drift,
+            drift_alert: AtomicBool::new(false),
         }
     }
 

@@ -81,8 +81,13 @@ impl Deployer {
             Ok(updated) => updated,
             Err(e) => return Err(e.to_string()),
         };
-        self.registry
-            .insert(ActiveModel::new(record, signature, pool, Probation::passed()));
+        self.registry.insert(ActiveModel::new(
+            record,
+            signature,
+            pool,
+            Probation::passed(),
+            crate::monitor::DriftTracker::for_config(&self.config()),
+        ));
         Ok(())
     }
 }

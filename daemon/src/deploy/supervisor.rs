@@ -24,6 +24,13 @@ pub enum Alarm {
         deployment_id: u64,
         reason: String,
     },
+    /// Output or accuracy drift above the threshold, with
+    /// `monitoring.drift_auto_rollback` on.
+    Drifted {
+        model: String,
+        deployment_id: u64,
+        reason: String,
+    },
 }
 
 pub async fn supervise(deployer: Arc<Deployer>, mut alarms: UnboundedReceiver<Alarm>, shutdown: CancellationToken) {
@@ -52,6 +59,11 @@ impl Deployer {
                 deployment_id,
                 reason,
             } => (model, *deployment_id, reason, "probes"),
+            Alarm::Drifted {
+                model,
+                deployment_id,
+                reason,
+            } => (model, *deployment_id, reason, "drift"),
         };
         let Some(current) = self.registry.get(model).filter(|m| m.record.id == deployment_id) else {
             tracing::info!(
@@ -100,6 +112,13 @@ impl Deployer {
                 }
             }
             Alarm::ProbationFailed { .. } => Ok(()),
+            Alarm::Drifted { .. } => self
+                .rollback(
+                    &RollbackTarget::Model(model.clone()),
+                    &format!("drift: {reason}"),
+                    &mut |_| {},
+                )
+                .map(|_| ()),
         };
         if let Err(e) = outcome {
             tracing::error!(model, error = %e, "could not recover from the alert");

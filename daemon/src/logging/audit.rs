@@ -14,7 +14,18 @@ pub fn message_id(kind: &str) -> String {
     hex::encode(&Sha256::digest(format!("dsmil event {kind}"))[..16])
 }
 
+fn count(e: &EventRecord) {
+    use crate::monitor::metrics_names::{AUDIT_EVENTS, DEPLOYS, ROLLBACKS};
+    metrics::counter!(AUDIT_EVENTS, "kind" => e.kind.clone()).increment(1);
+    match e.kind.as_str() {
+        "deploy" => metrics::counter!(DEPLOYS, "model" => e.model.clone()).increment(1),
+        "rollback" => metrics::counter!(ROLLBACKS, "model" => e.model.clone()).increment(1),
+        _ => {}
+    }
+}
+
 fn emit(e: &EventRecord) {
+    count(e);
     let device = e.device.map(|d| d.to_string()).unwrap_or_default();
     let layer = e.layer.map(|l| l.to_string()).unwrap_or_default();
     let refused = e.kind.contains("refuse") || e.kind == "fail" || e.kind.contains("rollback");

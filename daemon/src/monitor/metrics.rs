@@ -6,6 +6,24 @@ use std::time::Duration;
 pub const REQUESTS_TOTAL: &str = "dsmil_inference_requests_total";
 pub const REQUEST_DURATION: &str = "dsmil_inference_request_duration_seconds";
 pub const MODELS_LOADED: &str = "dsmil_models_loaded";
+pub const QUEUE_DURATION: &str = "dsmil_inference_queue_duration_seconds";
+pub const COMPUTE_DURATION: &str = "dsmil_inference_compute_duration_seconds";
+pub const IN_FLIGHT: &str = "dsmil_inference_in_flight_requests";
+pub const HEALTH_PROBE_FAILURES: &str = "dsmil_health_probe_failures_total";
+pub const DEPLOYS: &str = "dsmil_deploys_total";
+pub const ROLLBACKS: &str = "dsmil_rollbacks_total";
+pub const AUDIT_EVENTS: &str = "dsmil_audit_events_total";
+pub const LATENCY_ALERTS: &str = "dsmil_latency_alerts_total";
+pub const LAYER_BUDGET: &str = "dsmil_layer_memory_budget_bytes";
+pub const LAYER_ESTIMATED: &str = "dsmil_layer_memory_estimated_bytes";
+pub const LAYER_MEASURED: &str = "dsmil_layer_memory_measured_bytes";
+pub const PROCESS_RSS: &str = "dsmil_process_resident_memory_bytes";
+pub const PROCESS_CPU: &str = "dsmil_process_cpu_usage_ratio";
+pub const HOST_MEMORY_TOTAL: &str = "dsmil_host_memory_total_bytes";
+pub const HOST_MEMORY_AVAILABLE: &str = "dsmil_host_memory_available_bytes";
+pub const LATENCY_P99: &str = "dsmil_inference_latency_p99_seconds";
+pub const DRIFT_SCORE: &str = "dsmil_drift_score";
+pub const DRIFT_ALERTS: &str = "dsmil_drift_alerts_total";
 
 /// Histogram buckets for request latency, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -32,7 +50,7 @@ impl DeploymentLabels {
         }
     }
 
-    fn to_labels(&self) -> Vec<metrics::Label> {
+    pub fn to_labels(&self) -> Vec<metrics::Label> {
         vec![
             metrics::Label::new("model", self.model.clone()),
             metrics::Label::new("version", self.version.clone()),
@@ -63,13 +81,67 @@ pub struct DeploymentMetrics {
     labels: DeploymentLabels,
     ok: metrics::Counter,
     duration: metrics::Histogram,
+    queue: metrics::Histogram,
+    compute: metrics::Histogram,
+    in_flight: metrics::Gauge,
+    probe_failures: metrics::Counter,
+    p99: metrics::Gauge,
+    drift: metrics::Gauge,
+}
+
+/// Counts a request in flight for as long as it lives.
+pub struct InFlight<'a>(&'a metrics::Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 impl DeploymentMetrics {
     pub fn new(labels: DeploymentLabels) -> DeploymentMetrics {
-        let ok = metrics::counter!(REQUESTS_TOTAL, labels.with_code("OK"));
-        let duration = metrics::histogram!(REQUEST_DURATION, labels.to_labels());
-        DeploymentMetrics { labels, ok, duration }
+        let l = labels.to_labels();
+        DeploymentMetrics {
+            ok: metrics::counter!(REQUESTS_TOTAL, labels.with_code("OK")),
+            duration: metrics::histogram!(REQUEST_DURATION, l.clone()),
+            queue: metrics::histogram!(QUEUE_DURATION, l.clone()),
+            compute: metrics::histogram!(COMPUTE_DURATION, l.clone()),
+            in_flight: metrics::gauge!(IN_FLIGHT, l.clone()),
+            probe_failures: metrics::counter!(HEALTH_PROBE_FAILURES, l.clone()),
+            p99: metrics::gauge!(LATENCY_P99, l.clone()),
+            drift: metrics::gauge!(DRIFT_SCORE, l),
+            labels,
+        }
+    }
+
+    pub fn labels(&self) -> &DeploymentLabels {
+        &self.labels
+    }
+
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.increment(1.0);
+        InFlight(&self.in_flight)
+    }
+
+    /// Where a successful request's time went: waiting for a worker, and
+    /// in the runtime.
+    pub fn record_stages(&self, queued: Duration, compute: Duration) {
+        self.queue.record(queued.as_secs_f64());
+        self.compute.record(compute.as_secs_f64());
+    }
+
+    pub fn probe_failed(&self) {
+        self.probe_failures.increment(1);
+    }
+
+    /// The drift score: max(PSI, |relative confidence change|).
+    pub fn set_drift(&self, score: f64) {
+        self.drift.set(score);
+    }
+
+    /// The live p99 (from the deployment's recent requests).
+    pub fn set_p99(&self, p99: Duration) {
+        self.p99.set(p99.as_secs_f64());
     }
 
     pub fn record(&self, code: &'static str, duration: Duration) {
@@ -97,4 +169,55 @@ pub(super) fn describe() {
         "End-to-end inference request latency (validation, queue, compute)."
     );
     metrics::describe_gauge!(MODELS_LOADED, "Deployments loaded and serving.");
+    metrics::describe_histogram!(
+        QUEUE_DURATION,
+        metrics::Unit::Seconds,
+        "Time a successful request waited for a worker."
+    );
+    metrics::describe_histogram!(
+        COMPUTE_DURATION,
+        metrics::Unit::Seconds,
+        "Time a successful request spent in the runtime."
+    );
+    metrics::describe_gauge!(IN_FLIGHT, "Inference requests being answered now.");
+    metrics::describe_counter!(HEALTH_PROBE_FAILURES, "Failed periodic health probes.");
+    metrics::describe_counter!(DEPLOYS, "Deploys started, by model.");
+    metrics::describe_counter!(ROLLBACKS, "Rollbacks, by model.");
+    metrics::describe_counter!(AUDIT_EVENTS, "Audit events journaled, by kind.");
+    metrics::describe_counter!(
+        LATENCY_ALERTS,
+        "Times a deployment's live p99 rose above monitoring.alert_on_latency_p99_ms."
+    );
+    metrics::describe_gauge!(LAYER_BUDGET, metrics::Unit::Bytes, "A layer's memory budget.");
+    metrics::describe_gauge!(
+        LAYER_ESTIMATED,
+        metrics::Unit::Bytes,
+        "Memory the layer's deployments were estimated to need before loading."
+    );
+    metrics::describe_gauge!(
+        LAYER_MEASURED,
+        metrics::Unit::Bytes,
+        "Memory the layer's deployments were measured to take (RSS delta at load)."
+    );
+    metrics::describe_gauge!(PROCESS_RSS, metrics::Unit::Bytes, "dsmild's resident memory.");
+    metrics::describe_gauge!(
+        PROCESS_CPU,
+        "dsmild's CPU use over the last sampling interval (1 = one core)."
+    );
+    metrics::describe_gauge!(HOST_MEMORY_TOTAL, metrics::Unit::Bytes, "The host's memory.");
+    metrics::describe_gauge!(
+        HOST_MEMORY_AVAILABLE,
+        metrics::Unit::Bytes,
+        "The host's available memory."
+    );
+    metrics::describe_gauge!(
+        DRIFT_SCORE,
+        "Output drift, live against baseline: the larger of PSI and the relative change of mean confidence."
+    );
+    metrics::describe_counter!(DRIFT_ALERTS, "Drift alerts raised (output or accuracy drift).");
+    metrics::describe_gauge!(
+        LATENCY_P99,
+        metrics::Unit::Seconds,
+        "Live p99 latency over the deployment's recent requests."
+    );
 }

@@ -7,10 +7,19 @@
 
 mod exporter;
 mod metrics;
+/// The exported metric names, for the modules that count without handles.
+pub mod metrics_names {
+    pub use super::metrics::{AUDIT_EVENTS, DEPLOYS, LATENCY_ALERTS, ROLLBACKS};
+}
+pub mod drift;
 pub mod probation;
 pub mod process;
+pub mod sampler;
 mod stats;
+mod window;
 
+pub use drift::{DriftReport, DriftTracker};
 pub use exporter::{MetricsEndpoint, install_recorder};
 pub use metrics::{DeploymentLabels, DeploymentMetrics, record_request, set_models_loaded};
 pub use stats::{ModelStats, StatsSnapshot};
+pub use window::{LatencyWindow, WindowSummary};

@@ -482,6 +482,103 @@ impl Control for ControlService {
         }))
     }
 
+    async fn top(&self, _: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
+        let span = crate::monitor::sampler::LIVE_SPAN;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let deployments = self
+            .deployer
+            .registry()
+            .all()
+            .iter()
+            .map(|m| {
+                let live = m.recent.summary(span);
+                let stats = m.stats.snapshot();
+                pb::DeploymentLoad {
+                    model: m.record.model.clone(),
+                    version: m.record.version,
+                    device: m.record.device,
+                    layer: u32::from(m.record.layer),
+                    backend: m.record.backend.clone(),
+                    p50_ms: ms(live.p50),
+                    p95_ms: ms(live.p95),
+                    p99_ms: ms(live.p99),
+                    requests_per_second: live.per_second,
+                    recent_requests: live.samples as u64,
+                    successes: stats.success_count,
+                    failures: stats.fail_count,
+                    measured_bytes: m.record.measured_bytes,
+                    estimated_bytes: m.record.estimated_bytes,
+                    latency_alert: m.latency_alert.load(std::sync::atomic::Ordering::Relaxed),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::TopResponse {
+            deployments,
+            rss_bytes: crate::monitor::process::rss_bytes(),
+            span_seconds: span.as_secs() as u32,
+        }))
+    }
+
+    async fn drift(&self, request: Request<pb::DriftRequest>) -> Result<Response<pb::DriftResponse>, Status> {
+        let wanted = request.into_inner().model;
+        let deployer = Arc::clone(&self.deployer);
+        let models = blocking(move || {
+            let serving = deployer.registry().all();
+            if !wanted.is_empty() && !serving.iter().any(|m| m.record.model == wanted) {
+                return Err(Status::not_found(format!("model {wanted:?} is not serving")));
+            }
+            let threshold = deployer.config().monitoring.drift_detection_threshold_percent / 100.0;
+            Ok(serving
+                .iter()
+                .filter(|m| wanted.is_empty() || m.record.model == wanted)
+                .map(|m| {
+                    let (r, accuracy_drop) = crate::monitor::sampler::check_drift(&deployer, m);
+                    pb::ModelDrift {
+                        model: m.record.model.clone(),
+                        version: m.record.version,
+                        classifier: r.classifier,
+                        baseline_rows: r.baseline_rows as u64,
+                        live_rows: r.live_rows as u64,
+                        score: r.score(),
+                        bins: r.bins,
+                        baseline_share: r.baseline_share,
+                        live_share: r.live_share,
+                        psi: r.psi,
+                        baseline_confidence: r.baseline_confidence,
+                        live_confidence: r.live_confidence,
+                        confidence_change: r.confidence_change,
+                        reported: r.reported,
+                        live_accuracy: r.live_accuracy,
+                        accuracy_drop,
+                        alert: m.drift_alert.load(std::sync::atomic::Ordering::Relaxed),
+                        ready: r.ready,
+                        threshold,
+                    }
+                })
+                .collect())
+        })
+        .await?;
+        Ok(Response::new(pb::DriftResponse { models }))
+    }
+
+    async fn report_outcome(
+        &self,
+        request: Request<pb::ReportOutcomeRequest>,
+    ) -> Result<Response<pb::ReportOutcomeResponse>, Status> {
+        let req = request.into_inner();
+        let model = self
+            .deployer
+            .registry()
+            .get(&req.model)
+            .ok_or_else(|| Status::not_found(format!("model {:?} is not serving", req.model)))?;
+        model.drift.report_outcome(req.predicted == req.actual);
+        let r = model.drift.report();
+        Ok(Response::new(pb::ReportOutcomeResponse {
+            reported: r.reported,
+            live_accuracy: r.live_accuracy.unwrap_or_default(),
+        }))
+    }
+
     type QuantizeStream = Pin<Box<dyn Stream<Item = Result<pb::QuantizeResponse, Status>> + Send>>;
 
     async fn quantize(

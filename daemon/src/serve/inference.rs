@@ -66,12 +66,14 @@ impl InferenceService {
                 }));
             }
         };
+        model.drift.observe(&outcome.outputs);
         let requested: Vec<String> = req.outputs.iter().map(|o| o.name.clone()).collect();
         let outputs = convert::select_outputs(&req.model_name, &requested, &model.signature, outcome.outputs)?;
         let (outputs, raw) = convert::response_outputs(outputs);
         model
             .stats
             .record_success(started.elapsed(), outcome.queued, outcome.compute, items);
+        model.metrics.record_stages(outcome.queued, outcome.compute);
         Ok(pb::ModelInferResponse {
             model_name: model.record.model.clone(),
             model_version: model.record.version.to_string(),
@@ -198,12 +200,15 @@ impl GrpcInferenceService for InferenceService {
                 return Err(e.into());
             }
         };
+        let in_flight = model.metrics.start();
         let result = self.infer(&model, &mut req, deadline).await;
+        drop(in_flight);
         let elapsed = started.elapsed();
         let code = result.as_ref().map_or_else(infer_code, |_| tonic::Code::Ok);
         model.metrics.record(code_label(code), elapsed);
-        if result.is_err() {
-            model.stats.record_failure(elapsed);
+        match &result {
+            Ok(_) => model.recent.record(elapsed),
+            Err(_) => model.stats.record_failure(elapsed),
         }
         if !model.probation.is_over() {
             // Only the server's own failures count against a new version;

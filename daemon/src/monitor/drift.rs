@@ -1,0 +1,310 @@
+//! Output drift of a deployment. Its first N answered rows make the
+//! baseline; a sliding window of the last rows is the live side.
+//!
+//! For a classifier (an FP32 output of shape [rows, classes]) each row
+//! gives its predicted class and its top-1 confidence (the row itself if it
+//! is a probability distribution, else its softmax); for any other output,
+//! its first value, binned by the baseline's deciles. Drift is the
+//! population stability index (PSI) between baseline and live histograms,
+//! and the relative change of mean confidence. With labels reported back
+//! by applications, accuracy drift is the relative drop of live accuracy
+//! against the accuracy the deployment was validated at.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use crate::backend::{DataType, Tensor};
+
+/// What one answered row contributes.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    /// Predicted class (classifier) or the first output value.
+    value: f32,
+    confidence: Option<f32>,
+}
+
+#[derive(Debug)]
+pub struct DriftTracker {
+    inner: Mutex<Inner>,
+    baseline_rows: usize,
+    window_rows: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    baseline: Vec<Row>,
+    live: VecDeque<Row>,
+    classifier: Option<bool>,
+    /// Reported outcomes: (correct, total).
+    outcomes: (u64, u64),
+}
+
+/// Baseline against live, as `dsmilctl drift` shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DriftReport {
+    pub classifier: bool,
+    pub baseline_rows: usize,
+    pub live_rows: usize,
+    /// Bin labels (classes, or decile ranges) and the shares in each.
+    pub bins: Vec<String>,
+    pub baseline_share: Vec<f64>,
+    pub live_share: Vec<f64>,
+    pub psi: f64,
+    pub baseline_confidence: f64,
+    pub live_confidence: f64,
+    /// Relative change of mean confidence, live against baseline.
+    pub confidence_change: f64,
+    /// Live accuracy from reported outcomes (None without reports).
+    pub live_accuracy: Option<f64>,
+    pub reported: u64,
+    /// Whether the baseline is complete and the window full enough to judge.
+    pub ready: bool,
+}
+
+impl DriftReport {
+    /// The drift score: the larger of PSI and the confidence change.
+    pub fn score(&self) -> f64 {
+        self.psi.max(self.confidence_change.abs())
+    }
+}
+
+impl DriftTracker {
+    pub fn for_config(config: &crate::config::Config) -> DriftTracker {
+        DriftTracker::new(
+            config.monitoring.drift_baseline_rows,
+            config.monitoring.drift_window_rows,
+        )
+    }
+
+    pub fn new(baseline_rows: usize, window_rows: usize) -> DriftTracker {
+        DriftTracker {
+            inner: Mutex::new(Inner::default()),
+            baseline_rows,
+            window_rows,
+        }
+    }
+
+    /// Takes an answer's rows from its first FP32 output.
+    pub fn observe(&self, outputs: &[Tensor]) {
+        let Some(t) = outputs.iter().find(|t| t.dtype == DataType::F32) else {
+            return;
+        };
+        let values: Vec<f32> = t
+            .data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let width = match t.shape.as_slice() {
+            [_, classes] if *classes >= 2 => *classes as usize,
+            _ => 1,
+        };
+        let rows: Vec<Row> = values.chunks(width).map(|row| summarize(row, width > 1)).collect();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.classifier.get_or_insert(width > 1);
+        for row in rows {
+            if inner.baseline.len() < self.baseline_rows {
+                inner.baseline.push(row);
+            } else {
+                inner.live.push_back(row);
+                if inner.live.len() > self.window_rows {
+                    inner.live.pop_front();
+                }
+            }
+        }
+    }
+
+    /// An application's report: what the model predicted and what was true.
+    pub fn report_outcome(&self, correct: bool) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.outcomes.0 += u64::from(correct);
+        inner.outcomes.1 += 1;
+    }
+
+    pub fn report(&self) -> DriftReport {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let classifier = inner.classifier.unwrap_or(false);
+        let baseline: Vec<Row> = inner.baseline.clone();
+        let live: Vec<Row> = inner.live.iter().copied().collect();
+        let (correct, total) = inner.outcomes;
+        drop(inner);
+        let edges = if classifier { Vec::new() } else { deciles(&baseline) };
+        let bins = if classifier {
+            let classes = baseline
+                .iter()
+                .chain(&live)
+                .map(|r| r.value as usize)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            (0..classes).map(|c| format!("class {c}")).collect()
+        } else {
+            decile_labels(&edges)
+        };
+        let bin_of = |r: &Row| -> usize {
+            if classifier {
+                r.value as usize
+            } else {
+                edges.iter().take_while(|&&e| r.value >= e).count()
+            }
+        };
+        let shares = |rows: &[Row]| -> Vec<f64> {
+            let mut counts = vec![0f64; bins.len()];
+            for r in rows {
+                counts[bin_of(r).min(bins.len() - 1)] += 1.0;
+            }
+            let n = rows.len().max(1) as f64;
+            counts.iter().map(|c| c / n).collect()
+        };
+        let (baseline_share, live_share) = (shares(&baseline), shares(&live));
+        let mean_conf = |rows: &[Row]| -> f64 {
+            let confs: Vec<f64> = rows.iter().filter_map(|r| r.confidence).map(f64::from).collect();
+            if confs.is_empty() {
+                0.0
+            } else {
+                confs.iter().sum::<f64>() / confs.len() as f64
+            }
+        };
+        let (baseline_confidence, live_confidence) = (mean_conf(&baseline), mean_conf(&live));
+        let ready = baseline.len() >= self.baseline_rows && live.len() >= self.window_rows.div_ceil(2);
+        DriftReport {
+            classifier,
+            baseline_rows: baseline.len(),
+            live_rows: live.len(),
+            psi: if ready {
+                psi_beyond_noise(&baseline_share, &live_share, baseline.len(), live.len())
+            } else {
+                0.0
+            },
+            confidence_change: if ready && baseline_confidence > 0.0 {
+                (live_confidence - baseline_confidence) / baseline_confidence
+            } else {
+                0.0
+            },
+            bins,
+            baseline_share,
+            live_share,
+            baseline_confidence,
+            live_confidence,
+            live_accuracy: (total > 0).then(|| correct as f64 / total as f64),
+            reported: total,
+            ready,
+        }
+    }
+}
+
+fn summarize(row: &[f32], classifier: bool) -> Row {
+    if !classifier {
+        return Row {
+            value: row[0],
+            confidence: None,
+        };
+    }
+    let (class, _) = row.iter().enumerate().fold(
+        (0, f32::NEG_INFINITY),
+        |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+    );
+    // A probability row already sums to 1; logits get their softmax.
+    let is_distribution = row.iter().all(|&v| (0.0..=1.0).contains(&v)) && (row.iter().sum::<f32>() - 1.0).abs() < 1e-3;
+    let confidence = if is_distribution {
+        row[class]
+    } else {
+        let max = row[class];
+        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+        1.0 / sum
+    };
+    Row {
+        value: class as f32,
+        confidence: Some(confidence),
+    }
+}
+
+/// The baseline's decile boundaries (9 edges, 10 bins).
+fn deciles(rows: &[Row]) -> Vec<f32> {
+    let mut values: Vec<f32> = rows.iter().map(|r| r.value).filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        return Vec::new();
+    }
+    values.sort_by(f32::total_cmp);
+    (1..10).map(|k| values[(values.len() - 1) * k / 10]).collect()
+}
+
+fn decile_labels(edges: &[f32]) -> Vec<String> {
+    if edges.is_empty() {
+        return vec!["all".into()];
+    }
+    let mut labels = vec![format!("< {:.4}", edges[0])];
+    for w in edges.windows(2) {
+        labels.push(format!("{:.4} – {:.4}", w[0], w[1]));
+    }
+    labels.push(format!("≥ {:.4}", edges[edges.len() - 1]));
+    labels
+}
+
+/// PSI beyond what sampling alone gives: two samples of one distribution,
+/// of n₁ and n₂ rows over k bins, still show a PSI of about
+/// (k − 1)(1/n₁ + 1/n₂) (PSI is a symmetric KL divergence; 2n·KL is χ²
+/// with k − 1 degrees of freedom). Subtracting it keeps small windows from
+/// crying drift over noise.
+pub fn psi_beyond_noise(base: &[f64], live: &[f64], n_base: usize, n_live: usize) -> f64 {
+    let occupied = base.iter().zip(live).filter(|(b, l)| **b > 0.0 || **l > 0.0).count();
+    let noise = occupied.saturating_sub(1) as f64 * (1.0 / n_base.max(1) as f64 + 1.0 / n_live.max(1) as f64);
+    (psi(base, live) - noise).max(0.0)
+}
+
+/// Population stability index: Σ (live − base) · ln(live / base), with
+/// empty bins floored at a small share so that a new bin counts, finitely.
+pub fn psi(base: &[f64], live: &[f64]) -> f64 {
+    const FLOOR: f64 = 1e-4;
+    base.iter()
+        .zip(live)
+        .map(|(&b, &l)| {
+            let (b, l) = (b.max(FLOOR), l.max(FLOOR));
+            (l - b) * (l / b).ln()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probabilities(rows: &[[f32; 3]]) -> Tensor {
+        Tensor {
+            name: "p".into(),
+            dtype: DataType::F32,
+            shape: vec![rows.len() as i64, 3],
+            data: rows.iter().flatten().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    #[test]
+    fn psi_is_zero_for_the_same_shares_and_grows_with_the_shift() {
+        assert!(psi(&[0.5, 0.5], &[0.5, 0.5]).abs() < 1e-12);
+        let small = psi(&[0.5, 0.5], &[0.55, 0.45]);
+        let large = psi(&[0.5, 0.5], &[0.95, 0.05]);
+        assert!(small > 0.0 && large > 10.0 * small, "{small} {large}");
+    }
+
+    #[test]
+    fn a_shifted_class_mix_drifts_and_the_same_mix_does_not() {
+        let tracker = DriftTracker::new(30, 30);
+        let mixed: Vec<[f32; 3]> = (0..30)
+            .map(|i| {
+                let mut r = [0.1, 0.1, 0.1];
+                r[i % 3] = 0.8;
+                r
+            })
+            .collect();
+        tracker.observe(&[probabilities(&mixed)]);
+        tracker.observe(&[probabilities(&mixed)]);
+        let same = tracker.report();
+        assert!(same.ready && same.psi == 0.0, "{same:?}");
+        assert!((same.baseline_confidence - 0.8).abs() < 1e-6);
+        let shifted = vec![[0.7, 0.2, 0.1]; 30];
+        tracker.observe(&[probabilities(&shifted)]);
+        let drifted = tracker.report();
+        assert!(drifted.psi > 1.0, "{drifted:?}");
+        assert!((drifted.confidence_change - (0.7 - 0.8) / 0.8).abs() < 1e-3);
+        assert_eq!(drifted.live_share[0], 1.0);
+    }
+}
