@@ -199,6 +199,9 @@ pub async fn run(
         };
         notifier.send(&format!("READY=1\nSTATUS={status}"));
         tasks.spawn(crate::deploy::probes::run(Arc::clone(&deployer), token.clone()));
+        // Manifests apply over what was restored.
+        let manifests = Arc::clone(&reloader);
+        tasks.spawn_blocking(move || manifests.reconcile());
         if let Some(period) = notifier.watchdog_period() {
             tracing::info!(period_ms = period.as_millis() as u64, "systemd watchdog on");
             tasks.spawn(crate::systemd::watchdog::run(

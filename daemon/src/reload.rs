@@ -28,6 +28,15 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, ConfigError> {
         config::load(self.file.as_deref(), &self.overrides)
     }
+
+    /// The manifests folder: as configured, else models.d/ beside the file.
+    pub fn manifests_dir(&self, config: &Config) -> Option<PathBuf> {
+        config.deployment.manifests_dir.clone().or_else(|| {
+            self.file
+                .as_deref()
+                .map(|f| f.parent().unwrap_or(Path::new(".")).join("models.d"))
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +74,14 @@ impl Reloader {
         &self.source
     }
 
+    /// Reconciles the manifests folder with what serves. Blocking.
+    pub fn reconcile(&self) -> crate::deploy::Reconciled {
+        match self.source.manifests_dir(&self.deployer.config()) {
+            Some(dir) => self.deployer.reconcile_manifests(&dir),
+            None => crate::deploy::Reconciled::default(),
+        }
+    }
+
     /// Re-reads the configuration and puts it in force, or refuses it.
     /// `trigger` says why, for the log and the event. Blocking.
     pub fn reload(&self, trigger: &str) -> Result<ReloadOutcome, ReloadError> {
@@ -74,6 +91,18 @@ impl Reloader {
             let outcome = compare(&old, &new, &self.deployer)?;
             self.deployer.set_config(Arc::new(new));
             Ok(outcome)
+        });
+        let result = result.map(|mut outcome| {
+            let r = self.reconcile();
+            for (what, names) in [("deployed", &r.deployed), ("undeployed", &r.undeployed)] {
+                if !names.is_empty() {
+                    outcome.changes.push(format!("models.d: {what} {}", names.join(", ")));
+                }
+            }
+            for (file, why) in &r.refused {
+                outcome.warnings.push(format!("models.d: {file} refused: {why}"));
+            }
+            outcome
         });
         match &result {
             Ok(outcome) => {
@@ -219,8 +248,11 @@ pub async fn watch(reloader: Arc<Reloader>, token: CancellationToken) {
         }
     };
     let (tx, mut changed) = tokio::sync::mpsc::channel::<()>(1);
-    // Kept alive for the loop; None without a config file to watch.
+    let (manifests_tx, mut manifests_changed) = tokio::sync::mpsc::channel::<()>(1);
+    // Kept alive for the loop; None without a file or folder to watch.
     let _watcher = reloader.source().file.as_deref().and_then(|file| watch_file(file, tx));
+    let manifests = reloader.source().manifests_dir(&reloader.deployer.config());
+    let _manifests_watcher = manifests.as_deref().and_then(|dir| watch_dir(dir, manifests_tx));
     loop {
         let trigger = tokio::select! {
             _ = token.cancelled() => return,
@@ -232,11 +264,37 @@ pub async fn watch(reloader: Arc<Reloader>, token: CancellationToken) {
                 while changed.try_recv().is_ok() {}
                 "the config file changed"
             }
+            Some(()) = manifests_changed.recv() => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while manifests_changed.try_recv().is_ok() {}
+                let reloader = Arc::clone(&reloader);
+                let _ = tokio::task::spawn_blocking(move || reloader.reconcile()).await;
+                continue;
+            }
         };
         let reloader = Arc::clone(&reloader);
         // The outcome is logged and journaled by `reload` itself.
         let _ = tokio::task::spawn_blocking(move || reloader.reload(trigger)).await;
     }
+}
+
+/// Watches a manifests folder (created if missing, so that it can be
+/// watched) and signals `tx` on any change in it.
+fn watch_dir(dir: &Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "no manifests folder");
+        return None;
+    }
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.try_send(());
+        }
+    };
+    let mut watcher = notify::recommended_watcher(handler).ok()?;
+    watcher.watch(dir, RecursiveMode::NonRecursive).ok()?;
+    tracing::info!(dir = %dir.display(), "watching the manifests folder");
+    Some(watcher)
 }
 
 /// Watches the config file's folder (editors replace the file by renaming a

@@ -82,6 +82,7 @@ pub struct RawQuantization {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDeployment {
+    pub manifests_dir: String,
     pub warmup_iterations: u32,
     pub health_check_timeout_seconds: u64,
     pub auto_rollback_on_failure: bool,

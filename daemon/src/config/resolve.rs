@@ -77,6 +77,8 @@ pub struct QuantizationConfig {
 
 #[derive(Debug, Clone)]
 pub struct DeploymentConfig {
+    /// None: models.d/ beside the config file, if there is one.
+    pub manifests_dir: Option<PathBuf>,
     pub warmup_iterations: u32,
     pub health_check_timeout: std::time::Duration,
     pub auto_rollback_on_failure: bool,
@@ -332,6 +334,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             },
         },
         deployment: DeploymentConfig {
+            manifests_dir: (!d.manifests_dir.is_empty()).then(|| PathBuf::from(&d.manifests_dir)),
             warmup_iterations: d.warmup_iterations,
             health_check_timeout: std::time::Duration::from_secs(d.health_check_timeout_seconds),
             auto_rollback_on_failure: d.auto_rollback_on_failure,

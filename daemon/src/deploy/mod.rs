@@ -8,6 +8,7 @@
 
 pub mod admission;
 mod error;
+mod manifests;
 mod pipeline;
 mod placement;
 pub mod probes;
@@ -20,6 +21,7 @@ pub mod supervisor;
 use std::sync::{Arc, Mutex};
 
 pub use error::DeployError;
+pub use manifests::Reconciled;
 pub use pipeline::{DeploySpec, Progress, Staged, validate_name};
 pub use registry::{ActiveModel, Registry};
 pub use restore::RestoreReport;

@@ -95,6 +95,27 @@ impl BlobStore {
         Ok(sha256)
     }
 
+    /// Stages bytes already in memory (a manifest's files), like a finished
+    /// upload: temp file, fsync, hash. Blocking.
+    pub fn stage(&self, bytes: &[u8]) -> Result<StagedBlob, StoreError> {
+        use std::io::Write;
+        let path = self.tmp_dir().join(format!(
+            "stage-{}-{}",
+            std::process::id(),
+            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let guard = TempFile(Some(path.clone()));
+        let mut file = std::fs::File::create(&path).map_err(|e| StoreError::io("creating", &path, e))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| StoreError::io("writing", &path, e))?;
+        Ok(StagedBlob {
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len() as u64,
+            guard,
+        })
+    }
+
     /// Starts an upload into a fresh temp file.
     pub async fn begin_upload(&self) -> Result<Upload, StoreError> {
         let path = self.tmp_dir().join(format!(

@@ -136,6 +136,34 @@ impl Journal {
     }
 
     /// Stores the quantization report of a model version.
+    /// The fingerprint of the manifest that last deployed `name` (models.d).
+    pub fn manifest(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .meta
+            .get(format!("manifest/{name}"))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Every model name a manifest deployed.
+    pub fn manifests(&self) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        for kv in self.meta.scan_prefix("manifest/") {
+            let (k, _) = kv?;
+            names.push(String::from_utf8_lossy(&k["manifest/".len()..]).into_owned());
+        }
+        Ok(names)
+    }
+
+    /// Records (Some) or forgets (None) the manifest behind `name`.
+    pub fn set_manifest(&self, name: &str, fingerprint: Option<&str>) -> Result<(), StoreError> {
+        let key = format!("manifest/{name}");
+        match fingerprint {
+            Some(f) => self.meta.insert(key, f.as_bytes())?,
+            None => self.meta.remove(key)?,
+        };
+        self.flush()
+    }
+
     pub fn put_report(&self, model: &str, version: u32, report: &crate::compress::Report) -> Result<(), StoreError> {
         self.reports.insert(version_key(model, version), encode(report))?;
         self.flush()

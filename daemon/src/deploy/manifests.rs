@@ -1,0 +1,240 @@
+//! Declarative deployments: a `models.d/` folder of TOML manifests, one per
+//! model, reconciled with what serves. A new manifest deploys; a changed
+//! one (the manifest, or any file it names) deploys a new version; a
+//! removed one undeploys. A broken manifest is refused alone, with an
+//! event naming the file and the problem, and the others still apply.
+//!
+//!     name = "digits"
+//!     model = "digits.onnx"          # relative to models.d/
+//!     device = 47                    # or: layer = 7
+//!     calibration = "calib.npz"      # optional; validation = "val.npz"
+//!     method = "entropy"             # optional; also activations, backend,
+//!     allow_fp32 = false             #   performance_hint, classification, note
+//!
+//! What each manifest last deployed is remembered in the journal (a
+//! fingerprint of the manifest and of its files), so a restart does not
+//! redeploy what has not changed, and an unchanged failing manifest is not
+//! retried until it changes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::{DeployError, DeploySpec, Deployer, Staged};
+use crate::store::EventRecord;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    name: String,
+    model: PathBuf,
+    device: Option<u32>,
+    layer: Option<u32>,
+    calibration: Option<PathBuf>,
+    validation: Option<PathBuf>,
+    /// An IR's .bin.
+    weights: Option<PathBuf>,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    activations: String,
+    #[serde(default)]
+    allow_fp32: bool,
+    #[serde(default)]
+    backend: String,
+    #[serde(default)]
+    performance_hint: String,
+    classification: Option<u32>,
+    #[serde(default)]
+    note: String,
+}
+
+/// What a reconciliation did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Reconciled {
+    pub deployed: Vec<String>,
+    pub undeployed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// (file, why).
+    pub refused: Vec<(String, String)>,
+}
+
+/// A manifest read with its files: the spec, the staged files, and the
+/// fingerprint of all of it.
+struct Loaded {
+    spec: DeploySpec,
+    files: Vec<(Option<PathBuf>, &'static str)>,
+    fingerprint: String,
+}
+
+impl Deployer {
+    /// Reconciles `dir` with what serves. Blocking.
+    pub fn reconcile_manifests(&self, dir: &Path) -> Reconciled {
+        let mut out = Reconciled::default();
+        let mut present = Vec::new();
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                out.refused.push((dir.display().to_string(), e.to_string()));
+                return out;
+            }
+        };
+        files.sort();
+        for file in files {
+            let shown = file.display().to_string();
+            let loaded = match load(&file, dir) {
+                Ok(l) => l,
+                Err(why) => {
+                    self.refuse_manifest(&shown, &why);
+                    out.refused.push((shown, why));
+                    continue;
+                }
+            };
+            let name = loaded.spec.name.clone();
+            if present.contains(&name) {
+                let why = format!("a second manifest for model {name:?}");
+                self.refuse_manifest(&shown, &why);
+                out.refused.push((shown, why));
+                continue;
+            }
+            present.push(name.clone());
+            if self.journal.manifest(&name).ok().flatten().as_deref() == Some(loaded.fingerprint.as_str()) {
+                out.unchanged.push(name);
+                continue;
+            }
+            // Remembered before the outcome is known: an unchanged manifest
+            // that failed is not retried until it changes.
+            if let Err(e) = self.journal.set_manifest(&name, Some(&loaded.fingerprint)) {
+                tracing::error!(model = %name, error = %e, "could not journal a manifest");
+            }
+            match self.deploy_manifest(loaded) {
+                Ok(()) => out.deployed.push(name),
+                Err(e) => {
+                    let why = e.to_string();
+                    self.refuse_manifest(&shown, &why);
+                    out.refused.push((shown, why));
+                }
+            }
+        }
+        for name in self.journal.manifests().unwrap_or_default() {
+            if present.contains(&name) {
+                continue;
+            }
+            match self.undeploy(&name) {
+                Ok(_) | Err(DeployError::NotDeployed(_)) => out.undeployed.push(name.clone()),
+                Err(e) => {
+                    out.refused.push((name.clone(), e.to_string()));
+                    continue;
+                }
+            }
+            let _ = self.journal.set_manifest(&name, None);
+        }
+        if out != Reconciled::default() {
+            tracing::info!(
+                deployed = ?out.deployed,
+                undeployed = ?out.undeployed,
+                refused = out.refused.len(),
+                "models.d reconciled"
+            );
+        }
+        out
+    }
+
+    fn deploy_manifest(&self, loaded: Loaded) -> Result<(), DeployError> {
+        let Loaded { spec, files, .. } = loaded;
+        let mut staged = Vec::new();
+        for (path, _) in &files {
+            staged.push(match path {
+                Some(p) => {
+                    let bytes = std::fs::read(p).map_err(|e| crate::store::StoreError::io("reading", p, e))?;
+                    Some(self.blobs.stage(&bytes)?)
+                }
+                None => None,
+            });
+        }
+        let mut staged = staged.into_iter();
+        let staged = Staged {
+            model: staged.next().flatten().expect("the model file is always named"),
+            weights: staged.next().flatten(),
+            calibration: staged.next().flatten(),
+            validation: staged.next().flatten(),
+        };
+        let attach = |b: &Option<crate::store::StagedBlob>| b.as_ref().map(|b| (b.size, b.sha256.clone()));
+        let spec = DeploySpec {
+            size_bytes: staged.model.size,
+            sha256: staged.model.sha256.clone(),
+            weights: attach(&staged.weights),
+            calibration: attach(&staged.calibration),
+            validation: attach(&staged.validation),
+            ..spec
+        };
+        self.deploy(spec, staged, &mut |_| {}).map(|_| ())
+    }
+
+    fn refuse_manifest(&self, file: &str, why: &str) {
+        tracing::warn!(manifest = file, "models.d: {why}");
+        self.audit(EventRecord {
+            kind: "manifest_refused".into(),
+            detail: format!("{file}: {why}"),
+            ..EventRecord::default()
+        });
+    }
+}
+
+/// Reads a manifest and the files it names; the error says what is wrong.
+fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+    let m: Manifest = toml::from_str(&text).map_err(|e| e.to_string().trim_end().to_owned())?;
+    super::validate_name(&m.name).map_err(|e| e.to_string())?;
+    let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { dir.join(p) };
+    let format = match m.model.extension().and_then(|e| e.to_str()) {
+        Some("xml") => "ir",
+        Some("tflite") => "tflite",
+        _ => "onnx",
+    };
+    let files = vec![
+        (Some(resolve(&m.model)), "model"),
+        (m.weights.as_deref().map(resolve), "weights"),
+        (m.calibration.as_deref().map(resolve), "calibration"),
+        (m.validation.as_deref().map(resolve), "validation"),
+    ];
+    let mut hasher = Sha256::new();
+    hasher.update(text.as_bytes());
+    for (path, what) in &files {
+        if let Some(path) = path {
+            let bytes = std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+            hasher.update(Sha256::digest(&bytes));
+        }
+    }
+    Ok(Loaded {
+        spec: DeploySpec {
+            name: m.name,
+            device: m.device,
+            layer: m.layer,
+            format: format.into(),
+            size_bytes: 0,
+            sha256: String::new(),
+            classification: m.classification,
+            note: if m.note.is_empty() {
+                format!("models.d/{}", file.file_name().unwrap_or_default().to_string_lossy())
+            } else {
+                m.note
+            },
+            weights: None,
+            calibration: None,
+            validation: None,
+            method: m.method,
+            activations: m.activations,
+            allow_fp32: m.allow_fp32,
+            backend: m.backend,
+            performance_hint: m.performance_hint,
+        },
+        files,
+        fingerprint: hex::encode(hasher.finalize()),
+    })
+}
