@@ -494,6 +494,14 @@ pub async fn drift(c: &mut Clients, model: String, json: bool) -> anyhow::Result
             if m.ready { "" } else { " (not enough rows yet)" }
         );
         println!("  baseline {} rows, live window {} rows", m.baseline_rows, m.live_rows);
+        if m.shadow_rows > 0 {
+            println!(
+                "  shadow check: INT8 top-1 agrees with FP32 on {}/{} rows ({:.2}%)",
+                m.shadow_agreed,
+                m.shadow_rows,
+                100.0 * m.shadow_agreed as f64 / m.shadow_rows as f64
+            );
+        }
         if let (Some(acc), true) = (m.live_accuracy, m.reported > 0) {
             let drop = m
                 .accuracy_drop

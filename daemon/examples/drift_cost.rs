@@ -10,7 +10,10 @@ use dsmild::backend::{DataType, Tensor};
 use dsmild::monitor::{DriftTracker, LatencyWindow};
 
 fn main() {
-    let iterations: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let row: Vec<f32> = (0..10).map(|i| if i == 3 { 0.91 } else { 0.01 }).collect();
     let answer = vec![Tensor {
         name: "probabilities".into(),

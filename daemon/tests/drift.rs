@@ -109,6 +109,33 @@ fn reported_outcomes_below_the_validated_accuracy_raise_an_accuracy_drift_alert(
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("NotFound"));
 }
 
+#[test]
+fn the_shadow_check_compares_int8_answers_with_the_fp32_original() {
+    let (_config_dir, config) = config_with(&[("shadow_fraction = 0.0", "shadow_fraction = 1.0")]);
+    let daemon = Daemon::start_in(tempfile::tempdir().unwrap(), &["--config", &config]);
+    let mut args = vec!["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"];
+    args.extend(["--calib", SAMPLE_TEST_SET, "--val", SAMPLE_TEST_SET]);
+    daemon.ctl_json(&args);
+    daemon.ctl_json(&["infer", "digits", "--input", SAMPLE_TEST_SET]);
+    // The check runs after the answer went out: poll its counter.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let m = loop {
+        let drift = daemon.ctl_json(&["drift", "digits"]);
+        let m = drift["models"][0].clone();
+        if m["shadow_rows"] == 360 || std::time::Instant::now() > deadline {
+            break m;
+        }
+    };
+    assert_eq!(m["shadow_rows"], 360, "every row of the one request, checked: {m}");
+    let agreed = m["shadow_agreed"].as_u64().unwrap();
+    assert!((350..=360).contains(&agreed), "INT8 keeps FP32's choices: {agreed}/360");
+
+    // Served as uploaded (FP32 on purpose): nothing to shadow.
+    daemon.ctl_json(&["deploy", SAMPLE_MODEL, "--name", "fp", "--device", "46", "--allow-fp32"]);
+    daemon.ctl_json(&["infer", "fp", "--random"]);
+    assert_eq!(daemon.ctl_json(&["drift", "fp"])["models"][0]["shadow_rows"], 0);
+}
+
 fn scrape(addr: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

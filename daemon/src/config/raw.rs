@@ -110,6 +110,7 @@ pub struct RawMonitoring {
     pub drift_baseline_rows: u32,
     pub drift_window_rows: u32,
     pub drift_auto_rollback: bool,
+    pub shadow_fraction: f64,
     pub alert_on_latency_p99_ms: u64,
 }
 

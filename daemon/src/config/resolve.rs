@@ -104,6 +104,8 @@ pub struct MonitoringConfig {
     pub drift_baseline_rows: usize,
     pub drift_window_rows: usize,
     pub drift_auto_rollback: bool,
+    /// The share of requests re-run on the FP32 original (0: off).
+    pub shadow_fraction: f64,
     pub alert_on_latency_p99_ms: u64,
 }
 
@@ -276,6 +278,10 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         "monitoring.drift_detection_threshold_percent must be > 0".to_owned(),
     );
     check(
+        (0.0..=1.0).contains(&m.shadow_fraction),
+        format!("monitoring.shadow_fraction = {} must be in [0, 1]", m.shadow_fraction),
+    );
+    check(
         m.alert_on_latency_p99_ms > 0,
         "monitoring.alert_on_latency_p99_ms must be ≥ 1".to_owned(),
     );
@@ -356,6 +362,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             drift_baseline_rows: m.drift_baseline_rows.max(1) as usize,
             drift_window_rows: m.drift_window_rows.max(2) as usize,
             drift_auto_rollback: m.drift_auto_rollback,
+            shadow_fraction: m.shadow_fraction,
             alert_on_latency_p99_ms: m.alert_on_latency_p99_ms,
         },
         listeners: ListenerConfig {

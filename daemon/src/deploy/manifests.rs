@@ -4,12 +4,14 @@
 //! removed one undeploys. A broken manifest is refused alone, with an
 //! event naming the file and the problem, and the others still apply.
 //!
-//!     name = "digits"
-//!     model = "digits.onnx"          # relative to models.d/
-//!     device = 47                    # or: layer = 7
-//!     calibration = "calib.npz"      # optional; validation = "val.npz"
-//!     method = "entropy"             # optional; also activations, backend,
-//!     allow_fp32 = false             #   performance_hint, classification, note
+//! ```toml
+//! name = "digits"
+//! model = "digits.onnx"          # relative to models.d/
+//! device = 47                    # or: layer = 7
+//! calibration = "calib.npz"      # optional; validation = "val.npz"
+//! method = "entropy"             # optional; also activations, backend,
+//! allow_fp32 = false             #   performance_hint, classification, note
+//! ```
 //!
 //! What each manifest last deployed is remembered in the journal (a
 //! fingerprint of the manifest and of its files), so a restart does not

@@ -86,6 +86,40 @@ impl Deployer {
         &self.runtimes
     }
 
+    /// The shadow check's FP32 original for a deployment that serves a
+    /// model dsmil quantized, when `monitoring.shadow_fraction` is on: the
+    /// version's upload, on ONNX Runtime, one worker. None (logged) when it
+    /// cannot be loaded: the shadow check is advisory.
+    pub fn shadow_for(&self, record: &DeploymentRecord) -> Option<crate::monitor::Shadow> {
+        let fraction = self.config().monitoring.shadow_fraction;
+        if fraction <= 0.0 {
+            return None;
+        }
+        let version = self.journal.version(&record.model, record.version).ok().flatten()?;
+        // The journal's copy: the record in hand may predate the Quantizing
+        // stage's choice of the served blob.
+        let served = self.journal.deployment(record.id).ok()?.sha256;
+        if version.sha256 == served || version.format != "onnx" {
+            return None; // served as uploaded: nothing to compare with
+        }
+        let load = || -> Result<crate::monitor::Shadow, String> {
+            let bytes = self.blobs.read(&version.sha256).map_err(|e| e.to_string())?;
+            let backend = self
+                .runtimes
+                .backend_for(crate::topology::Target::Cpu)
+                .map_err(|e| e.to_string())?;
+            let model = backend
+                .load(&bytes, &crate::backend::LoadOptions::default())
+                .map_err(|e| e.to_string())?;
+            let label = format!("{}-v{}-fp32", record.model, record.version);
+            let pool = crate::backend::Pool::start(&label, vec![model], 8).map_err(|e| e.to_string())?;
+            Ok(crate::monitor::Shadow::new(pool, fraction))
+        };
+        load()
+            .map_err(|e| tracing::warn!(model = %record.model, error = %e, "no shadow check for this deployment"))
+            .ok()
+    }
+
     /// Stops serving `model` and retires its active deployment(s).
     pub fn undeploy(&self, model: &str) -> Result<Vec<DeploymentRecord>, DeployError> {
         let _serial = self.deploy_lock.lock().unwrap_or_else(|p| p.into_inner());

@@ -550,13 +550,16 @@ impl StageRunner<'_, '_> {
             deployer.config().deployment.probation,
             Duration::from_millis(deployer.config().monitoring.alert_on_latency_p99_ms),
         );
-        let displaced = deployer.registry.insert(ActiveModel::new(
-            serving,
-            signature,
-            pool,
-            probation,
-            crate::monitor::DriftTracker::for_config(&self.deployer.config()),
-        ));
+        let displaced = deployer.registry.insert(
+            ActiveModel::new(
+                serving,
+                signature,
+                pool,
+                probation,
+                crate::monitor::DriftTracker::for_config(&self.deployer.config()),
+            )
+            .with_shadow(deployer.shadow_for(&record)),
+        );
         let updated = match deployer.journal.apply(&changes, Some(event)) {
             Ok(updated) => updated,
             Err(e) => {

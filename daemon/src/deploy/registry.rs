@@ -34,6 +34,9 @@ pub struct ActiveModel {
     pub drift: monitor::DriftTracker,
     /// Whether the drift alert is raised now.
     pub drift_alert: AtomicBool,
+    /// The FP32 original for the shadow check (quantized deployments, when
+    /// `monitoring.shadow_fraction` > 0).
+    pub shadow: Option<monitor::Shadow>,
 }
 
 impl ActiveModel {
@@ -64,7 +67,13 @@ impl ActiveModel {
             latency_alert: AtomicBool::new(false),
             drift,
             drift_alert: AtomicBool::new(false),
+            shadow: None,
         }
+    }
+
+    pub fn with_shadow(mut self, shadow: Option<monitor::Shadow>) -> ActiveModel {
+        self.shadow = shadow;
+        self
     }
 
     /// The bytes admission charges: measured once known, else the estimate.

@@ -81,13 +81,17 @@ impl Deployer {
             Ok(updated) => updated,
             Err(e) => return Err(e.to_string()),
         };
-        self.registry.insert(ActiveModel::new(
-            record,
-            signature,
-            pool,
-            Probation::passed(),
-            crate::monitor::DriftTracker::for_config(&self.config()),
-        ));
+        let shadow = self.shadow_for(&record);
+        self.registry.insert(
+            ActiveModel::new(
+                record,
+                signature,
+                pool,
+                Probation::passed(),
+                crate::monitor::DriftTracker::for_config(&self.config()),
+            )
+            .with_shadow(shadow),
+        );
         Ok(())
     }
 }

@@ -24,6 +24,7 @@ pub const HOST_MEMORY_AVAILABLE: &str = "dsmil_host_memory_available_bytes";
 pub const LATENCY_P99: &str = "dsmil_inference_latency_p99_seconds";
 pub const DRIFT_SCORE: &str = "dsmil_drift_score";
 pub const DRIFT_ALERTS: &str = "dsmil_drift_alerts_total";
+pub const SHADOW_AGREEMENT: &str = "dsmil_shadow_agreement_ratio";
 
 /// Histogram buckets for request latency, in seconds: 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -215,6 +216,10 @@ pub(super) fn describe() {
         "Output drift, live against baseline: the larger of PSI and the relative change of mean confidence."
     );
     metrics::describe_counter!(DRIFT_ALERTS, "Drift alerts raised (output or accuracy drift).");
+    metrics::describe_gauge!(
+        SHADOW_AGREEMENT,
+        "Share of shadow-checked rows whose INT8 top-1 matched the FP32 original's."
+    );
     metrics::describe_gauge!(
         LATENCY_P99,
         metrics::Unit::Seconds,

@@ -15,11 +15,13 @@ pub mod drift;
 pub mod probation;
 pub mod process;
 pub mod sampler;
+pub mod shadow;
 mod stats;
 mod window;
 
 pub use drift::{DriftReport, DriftTracker};
 pub use exporter::{MetricsEndpoint, install_recorder};
 pub use metrics::{DeploymentLabels, DeploymentMetrics, record_request, set_models_loaded};
+pub use shadow::Shadow;
 pub use stats::{ModelStats, StatsSnapshot};
 pub use window::{LatencyWindow, WindowSummary};

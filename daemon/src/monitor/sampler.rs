@@ -108,6 +108,9 @@ pub fn check_drift(deployer: &Deployer, m: &crate::deploy::ActiveModel) -> (crat
     let threshold = config.monitoring.drift_detection_threshold_percent / 100.0;
     let report = m.drift.report();
     m.metrics.set_drift(report.score());
+    if let Some((rows, agreed)) = m.shadow.as_ref().map(|s| s.agreement()).filter(|(rows, _)| *rows > 0) {
+        metrics::gauge!(SHADOW_AGREEMENT, m.metrics.labels().to_labels()).set(agreed as f64 / rows as f64);
+    }
     // Accuracy drift: live accuracy from reported outcomes against the
     // accuracy the version was validated at (its quantization report).
     let validated = deployer

@@ -533,6 +533,7 @@ impl Control for ControlService {
                 .filter(|m| wanted.is_empty() || m.record.model == wanted)
                 .map(|m| {
                     let (r, accuracy_drop) = crate::monitor::sampler::check_drift(&deployer, m);
+                    let (shadow_rows, shadow_agreed) = m.shadow.as_ref().map_or((0, 0), |s| s.agreement());
                     pb::ModelDrift {
                         model: m.record.model.clone(),
                         version: m.record.version,
@@ -553,6 +554,8 @@ impl Control for ControlService {
                         alert: m.drift_alert.load(std::sync::atomic::Ordering::Relaxed),
                         ready: r.ready,
                         threshold,
+                        shadow_rows,
+                        shadow_agreed,
                     }
                 })
                 .collect())

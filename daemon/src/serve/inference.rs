@@ -47,7 +47,7 @@ impl InferenceService {
 
     async fn infer(
         &self,
-        model: &ActiveModel,
+        model: &Arc<ActiveModel>,
         req: &mut pb::ModelInferRequest,
         deadline: Option<Instant>,
     ) -> Result<pb::ModelInferResponse, InferError> {
@@ -57,6 +57,8 @@ impl InferenceService {
             .first()
             .and_then(|t| t.shape.first())
             .map_or(1, |&d| d.max(1) as u64);
+        // A sampled request is kept for the shadow check (after the answer).
+        let shadow_inputs = model.shadow.as_ref().filter(|s| s.sample()).map(|_| inputs.clone());
         let answer = model.pool.submit(inputs, deadline)?;
         let outcome = match answer.await {
             Ok(result) => result?,
@@ -67,6 +69,20 @@ impl InferenceService {
             }
         };
         model.drift.observe(&outcome.outputs);
+        if let (Some(shadow), Some(inputs)) = (&model.shadow, shadow_inputs) {
+            let int8 = crate::monitor::shadow::top1(&outcome.outputs);
+            // A full shadow queue skips the check rather than delay anyone.
+            if let Ok(reference) = shadow.pool.submit(inputs, None) {
+                let model = Arc::clone(model);
+                tokio::spawn(async move {
+                    if let Ok(Ok(fp32)) = reference.await
+                        && let Some(shadow) = &model.shadow
+                    {
+                        shadow.record(&int8, &fp32.outputs);
+                    }
+                });
+            }
+        }
         let requested: Vec<String> = req.outputs.iter().map(|o| o.name.clone()).collect();
         let outputs = convert::select_outputs(&req.model_name, &requested, &model.signature, outcome.outputs)?;
         let (outputs, raw) = convert::response_outputs(outputs);
