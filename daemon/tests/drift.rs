@@ -1,4 +1,4 @@
-//! Drift: a baseline of the first answered rows, then an in-distribution
+//! Drift: a baseline from the deploy's validation data, then an in-distribution
 //! window (no alert) and a shifted one (an alert); accuracy drift from
 //! reported outcomes against the validated accuracy.
 
@@ -32,19 +32,22 @@ fn shifted_inputs_raise_a_drift_alert_and_in_distribution_ones_do_not() {
 
     let dir = tempfile::tempdir().unwrap();
     let (_, labels) = test_set();
-    // The test set's two halves: two samples of one distribution.
-    let baseline = rows_npz(dir.path(), "baseline.npz", &(0..180).collect::<Vec<_>>());
+    // The test set's second half: another sample of the baseline's distribution.
     let in_distribution = rows_npz(dir.path(), "same.npz", &(180..360).collect::<Vec<_>>());
     let zeros: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == 0).collect();
     let shifted_rows: Vec<usize> = zeros.iter().cycle().take(180).copied().collect();
     let shifted = rows_npz(dir.path(), "zeros.npz", &shifted_rows);
 
-    daemon.ctl_json(&["infer", "digits", "--input", &baseline]);
+    // The baseline is the deploy's validation data (the whole test set,
+    // capped at drift_baseline_rows: its first half); no live rows yet.
     let before = daemon.ctl_json(&["drift", "digits"]);
+    let m = &before["models"][0];
     assert_eq!(
-        before["models"][0]["ready"], false,
-        "a baseline, no live window yet: {before}"
+        (m["baseline_rows"].as_u64(), m["live_rows"].as_u64()),
+        (Some(180), Some(0)),
+        "{before}"
     );
+    assert_eq!(m["ready"], false);
 
     daemon.ctl_json(&["infer", "digits", "--input", &in_distribution]);
     let same = daemon.ctl_json(&["drift", "digits"]);

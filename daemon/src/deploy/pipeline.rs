@@ -311,6 +311,7 @@ impl Deployer {
             rss_before: 0,
             replaced,
             quantized: None,
+            baseline: None,
         };
         let options = LoadOptions::serving(&config, &record);
         match run.stages(bytes, info, layer, backend, &options, quantize) {
@@ -334,6 +335,9 @@ struct StageRunner<'a, 'p> {
     replaced: (DeployState, String),
     /// The quantizer's summary, once it has run.
     quantized: Option<String>,
+    /// The deploy's validation (else calibration) samples: the drift
+    /// baseline, run through the new version before it serves.
+    baseline: Option<Samples>,
 }
 
 impl StageRunner<'_, '_> {
@@ -440,6 +444,7 @@ impl StageRunner<'_, '_> {
                     None => None,
                 };
                 let q = quantize(backend, bytes, calibration.as_ref(), validation.as_ref(), &options)?;
+                self.baseline = validation.or(calibration);
                 let sha256 = self.deployer.blobs.put(&q.model)?;
                 let record = self.deployer.journal.set_served(self.id, &sha256)?;
                 self.deployer
@@ -550,15 +555,20 @@ impl StageRunner<'_, '_> {
             deployer.config().deployment.probation,
             Duration::from_millis(deployer.config().monitoring.alert_on_latency_p99_ms),
         );
+        let drift = crate::monitor::DriftTracker::for_config(&deployer.config());
+        if let Some(samples) = self.baseline.take() {
+            // The drift baseline from the deploy's own data, before any live
+            // request can take its place.
+            let rows = deployer.config().monitoring.drift_baseline_rows.min(samples.len());
+            let timeout = deployer.config().deployment.health_check_timeout;
+            for i in 0..rows {
+                if let Ok(outcome) = pool.run_blocking(samples.sample(i), timeout) {
+                    drift.observe(&outcome.outputs);
+                }
+            }
+        }
         let displaced = deployer.registry.insert(
-            ActiveModel::new(
-                serving,
-                signature,
-                pool,
-                probation,
-                crate::monitor::DriftTracker::for_config(&self.deployer.config()),
-            )
-            .with_shadow(deployer.shadow_for(&record)),
+            ActiveModel::new(serving, signature, pool, probation, drift).with_shadow(deployer.shadow_for(&record)),
         );
         let updated = match deployer.journal.apply(&changes, Some(event)) {
             Ok(updated) => updated,
