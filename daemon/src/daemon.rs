@@ -202,8 +202,11 @@ pub async fn run(
         // Manifests apply over what was restored.
         let manifests = Arc::clone(&reloader);
         tasks.spawn_blocking(move || manifests.reconcile());
-        if let Some(period) = notifier.watchdog_period() {
-            tracing::info!(period_ms = period.as_millis() as u64, "systemd watchdog on");
+        if notifier.is_enabled() {
+            let period = notifier.watchdog_period();
+            if let Some(p) = period {
+                tracing::info!(period_ms = p.as_millis() as u64, "systemd watchdog on");
+            }
             tasks.spawn(crate::systemd::watchdog::run(
                 Arc::clone(&registry),
                 notifier.clone(),

@@ -99,6 +99,39 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
     assert!(sample(&text, "dsmil_host_memory_total_bytes").unwrap() > 1e9, "{text}");
     assert!(sample(&text, "dsmil_process_resident_memory_bytes").unwrap() > 1e6);
     assert_eq!(sample(&text, r#"dsmil_deploys_total{model="digits"}"#), Some(1.0));
+
+    // Every metric the shipped Grafana dashboard queries is exported.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana/dsmil-dashboard.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("dsmil_") {
+                    queried.insert(
+                        word.trim_end_matches("_bucket")
+                            .trim_end_matches("_sum")
+                            .trim_end_matches("_count")
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+    }
+    assert!(queried.len() >= 15, "{queried:?}");
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|m| !text.contains(&format!("# TYPE {m} ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics dsmild does not export: {missing:?}"
+    );
     assert!(
         text.contains("# TYPE dsmil_inference_request_duration_seconds histogram"),
         "{text}"

@@ -102,6 +102,12 @@ impl Drop for InFlight<'_> {
 impl DeploymentMetrics {
     pub fn new(labels: DeploymentLabels) -> DeploymentMetrics {
         let l = labels.to_labels();
+        // Counters that may stay at zero are registered now, so that a
+        // dashboard (and `rate()`) sees 0 rather than no series.
+        metrics::counter!(LATENCY_ALERTS, l.clone()).absolute(0);
+        metrics::counter!(DRIFT_ALERTS, l.clone()).absolute(0);
+        metrics::counter!(ROLLBACKS, "model" => labels.model.clone()).increment(0);
+        metrics::counter!(DEPLOYS, "model" => labels.model.clone()).increment(0);
         DeploymentMetrics {
             ok: metrics::counter!(REQUESTS_TOTAL, labels.with_code("OK")),
             duration: metrics::histogram!(REQUEST_DURATION, l.clone()),

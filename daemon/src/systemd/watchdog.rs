@@ -14,7 +14,13 @@ use tokio_util::sync::CancellationToken;
 use super::Notifier;
 use crate::deploy::Registry;
 
-pub async fn run(registry: Arc<Registry>, notifier: Notifier, period: Duration, token: CancellationToken) {
+/// How often STATUS= is refreshed without a watchdog.
+const STATUS_PERIOD: Duration = Duration::from_secs(5);
+
+/// With `period` None (no `WatchdogSec=`), only keeps `STATUS=` current.
+pub async fn run(registry: Arc<Registry>, notifier: Notifier, period: Option<Duration>, token: CancellationToken) {
+    let watchdog = period.is_some();
+    let period = period.unwrap_or(STATUS_PERIOD * 2);
     let mut tick = tokio::time::interval(period / 2);
     let mut last_status = String::new();
     let mut wedged_reported = false;
@@ -30,7 +36,7 @@ pub async fn run(registry: Arc<Registry>, notifier: Notifier, period: Duration, 
                 .filter(|running| *running >= period)
                 .map(|running| (m.pool.label().to_owned(), running))
         });
-        if let Some((label, running)) = wedged {
+        if let Some((label, running)) = wedged.filter(|_| watchdog) {
             if !wedged_reported {
                 tracing::error!(
                     deployment = %label,
@@ -47,10 +53,11 @@ pub async fn run(registry: Arc<Registry>, notifier: Notifier, period: Duration, 
             continue;
         }
         let status = status_line(&serving);
+        let ping = if watchdog { "WATCHDOG=1\n" } else { "" };
         if status != last_status {
-            notifier.send(&format!("WATCHDOG=1\nSTATUS={status}"));
+            notifier.send(&format!("{ping}STATUS={status}"));
             last_status = status;
-        } else {
+        } else if watchdog {
             notifier.send("WATCHDOG=1");
         }
     }
