@@ -41,7 +41,8 @@ fn a_missing_runtime_is_reported_with_how_to_get_it() {
     let config = dir.path().join("dsmil.toml");
     std::fs::write(
         &config,
-        "[runtimes]\nonnxruntime_library = \"/nonexistent/libonnxruntime.so\"\n",
+        "[runtimes]\nonnxruntime_library = \"/nonexistent/libonnxruntime.so\"\n\
+         openvino_library = \"/nonexistent/openvino\"\n",
     )
     .unwrap();
     let daemon = Daemon::start_in(dir, &["--config", config.to_str().unwrap()]);
@@ -68,6 +69,25 @@ fn a_missing_runtime_is_reported_with_how_to_get_it() {
         stderr.contains("FailedPrecondition") && stderr.contains("ORT_DYLIB_PATH"),
         "{stderr}"
     );
+    let ov = &status["runtimes"][1];
+    assert_eq!(ov["available"], false);
+    assert!(ov["detail"].as_str().unwrap().contains("OPENVINO_LIB_DIR"), "{ov}");
+}
+
+#[test]
+fn a_host_with_only_openvino_serves_cpu_devices_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dsmil.toml");
+    std::fs::write(
+        &config,
+        "[runtimes]\nonnxruntime_library = \"/nonexistent/libonnxruntime.so\"\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_in(dir, &["--config", config.to_str().unwrap()]);
+    let deployed = daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
+    assert_eq!(deployed["backend"], "openvino", "visibly on OpenVINO: {deployed}");
+    let out = daemon.ctl_json(&["infer", "digits", "--random"]);
+    assert!(out["outputs"].is_array());
 }
 
 #[test]

@@ -103,12 +103,14 @@ impl Runtimes {
         }
     }
 
-    /// The default backend serving `target`: ONNX Runtime on the CPU.
+    /// The default backend serving `target`: ONNX Runtime on the CPU, or
+    /// OpenVINO's CPU plugin on a host that has only OpenVINO (the
+    /// deployment records which one serves it).
     pub fn backend_for(&self, target: Target) -> Result<Arc<dyn Backend>, BackendError> {
         match target {
             Target::Cpu => match &self.onnxruntime {
                 Ok(ort) => Ok(Arc::clone(ort) as Arc<dyn Backend>),
-                Err(detail) => Err(BackendError::Unavailable {
+                Err(detail) => self.openvino_for(Target::Cpu).map_err(|_| BackendError::Unavailable {
                     target,
                     detail: detail.clone(),
                 }),
