@@ -40,6 +40,21 @@ pub enum BackendError {
     Panicked(String),
 }
 
+/// `LoadedModel::run` for a backend whose native call is `run_visit`: each
+/// output copied out of the runtime's buffer.
+fn owned_outputs(model: &mut dyn LoadedModel, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+    let mut result = Vec::with_capacity(model.signature().outputs.len());
+    model.run_visit(inputs, &mut |t| {
+        result.push(Tensor {
+            name: t.name.to_owned(),
+            dtype: t.dtype,
+            shape: t.shape.to_vec(),
+            data: t.data.to_vec(),
+        })
+    })?;
+    Ok(result)
+}
+
 /// The runtimes dsmild can serve with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BackendKind {

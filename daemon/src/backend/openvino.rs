@@ -264,16 +264,7 @@ impl LoadedModel for OvModel {
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
-        let mut result = Vec::with_capacity(self.signature.outputs.len());
-        self.run_visit(inputs, &mut |t| {
-            result.push(Tensor {
-                name: t.name.to_owned(),
-                dtype: t.dtype,
-                shape: t.shape.to_vec(),
-                data: t.data.to_vec(),
-            })
-        })?;
-        Ok(result)
+        super::owned_outputs(self, inputs)
     }
 
     fn run_visit(&mut self, inputs: &[Tensor], visit: &mut dyn FnMut(&TensorView)) -> Result<(), BackendError> {
