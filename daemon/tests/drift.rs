@@ -139,6 +139,33 @@ fn the_shadow_check_compares_int8_answers_with_the_fp32_original() {
     assert_eq!(daemon.ctl_json(&["drift", "fp"])["models"][0]["shadow_rows"], 0);
 }
 
+#[test]
+fn with_auto_rollback_a_drift_alert_rolls_back_to_the_previous_version() {
+    let (_config_dir, config) = config_with(&[
+        ("drift_baseline_rows = 200", "drift_baseline_rows = 180"),
+        ("drift_window_rows = 200", "drift_window_rows = 180"),
+        ("drift_auto_rollback = false", "drift_auto_rollback = true"),
+    ]);
+    let daemon = Daemon::start_in(tempfile::tempdir().unwrap(), &["--config", &config]);
+    let mut args = vec!["deploy", SAMPLE_MODEL, "--name", "digits", "--device", "47"];
+    args.extend(["--calib", SAMPLE_TEST_SET, "--val", SAMPLE_TEST_SET]);
+    daemon.ctl_json(&args);
+    let v2 = daemon.ctl_json(&args);
+    assert_eq!(v2["version"], 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_, labels) = test_set();
+    let zeros: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == 0).collect();
+    let shifted_rows: Vec<usize> = zeros.iter().cycle().take(180).copied().collect();
+    let shifted = rows_npz(dir.path(), "zeros.npz", &shifted_rows);
+    daemon.ctl_json(&["infer", "digits", "--input", &shifted]);
+    daemon.ctl_json(&["drift", "digits"]);
+    let rollback = daemon.wait_event("digits", "rollback", 0);
+    assert!(rollback["detail"].as_str().unwrap().contains("drift: output drift"), "{rollback}");
+    let restored = daemon.wait_event("digits", "activate", rollback["seq"].as_u64().unwrap());
+    assert_eq!(restored["version"], 1, "version 1 serves again");
+}
+
 fn scrape(addr: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();

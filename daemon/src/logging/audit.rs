@@ -28,7 +28,8 @@ fn emit(e: &EventRecord) {
     count(e);
     let device = e.device.map(|d| d.to_string()).unwrap_or_default();
     let layer = e.layer.map(|l| l.to_string()).unwrap_or_default();
-    let refused = e.kind.contains("refuse") || e.kind == "fail" || e.kind.contains("rollback");
+    // Refusals, failures, rollbacks and alerts are warnings; the rest info.
+    let refused = ["refuse", "fail", "rollback", "alert"].iter().any(|k| e.kind.contains(k));
     macro_rules! log {
         ($level:ident) => {
             tracing::$level!(
