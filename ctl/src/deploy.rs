@@ -27,6 +27,7 @@ pub struct Args<'a> {
     pub allow_fp32: bool,
     pub backend: String,
     pub performance_hint: String,
+    pub infer_requests: u32,
 }
 
 /// The upload format, from the file name: .xml is OpenVINO IR, .tflite is
@@ -79,6 +80,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         allow_fp32: args.allow_fp32,
         backend: args.backend,
         performance_hint: args.performance_hint,
+        infer_requests: args.infer_requests,
     };
     let bar = if json {
         ProgressBar::hidden()

@@ -71,6 +71,9 @@ enum Command {
         /// OpenVINO performance hint: latency (default) or throughput.
         #[arg(long, default_value = "")]
         performance_hint: String,
+        /// Worker threads, each with its own infer request (default: the daemon's config).
+        #[arg(long, default_value_t = 0)]
+        infer_requests: u32,
     },
     /// Quantize a model to INT8 on the daemon without deploying it; writes
     /// the INT8 model and prints the report.
@@ -226,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             allow_fp32,
             backend,
             performance_hint,
+            infer_requests,
         } => {
             let args = deploy::Args {
                 file: &file,
@@ -242,6 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_fp32,
                 backend,
                 performance_hint,
+                infer_requests,
             };
             deploy::run(&mut c, args, json).await
         }

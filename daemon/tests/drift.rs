@@ -161,7 +161,10 @@ fn with_auto_rollback_a_drift_alert_rolls_back_to_the_previous_version() {
     daemon.ctl_json(&["infer", "digits", "--input", &shifted]);
     daemon.ctl_json(&["drift", "digits"]);
     let rollback = daemon.wait_event("digits", "rollback", 0);
-    assert!(rollback["detail"].as_str().unwrap().contains("drift: output drift"), "{rollback}");
+    assert!(
+        rollback["detail"].as_str().unwrap().contains("drift: output drift"),
+        "{rollback}"
+    );
     let restored = daemon.wait_event("digits", "activate", rollback["seq"].as_u64().unwrap());
     assert_eq!(restored["version"], 1, "version 1 serves again");
 }

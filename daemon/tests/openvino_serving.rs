@@ -72,15 +72,19 @@ fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
         "47",
         "--backend",
         "openvino",
+        "--infer-requests",
+        "3",
     ];
     args.extend(int8);
     let ov = daemon.ctl_json(&args);
+    assert_eq!(ov["infer_requests"], 3);
     assert_eq!(ort["backend"], "onnxruntime");
     assert_eq!(ov["backend"], "openvino");
     assert_eq!(ov["effective_target"], "cpu", "no GPU here: the fallback is visible");
     let compiling = stage_detail(&ov, "Compiling");
     assert!(
-        compiling.contains("openvino CPU (performance hint LATENCY, inference precision f32)"),
+        compiling
+            .contains("openvino CPU (performance hint LATENCY, inference precision f32) session, 3 infer requests"),
         "{compiling}"
     );
     assert_eq!(ov["sha256"], ort["sha256"], "the same INT8 model on both");

@@ -47,6 +47,8 @@ struct Manifest {
     backend: String,
     #[serde(default)]
     performance_hint: String,
+    #[serde(default)]
+    infer_requests: u32,
     classification: Option<u32>,
     #[serde(default)]
     note: String,
@@ -235,6 +237,7 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             allow_fp32: m.allow_fp32,
             backend: m.backend,
             performance_hint: m.performance_hint,
+            workers: m.infer_requests,
         },
         files,
         fingerprint: hex::encode(hasher.finalize()),

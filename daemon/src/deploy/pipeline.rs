@@ -37,6 +37,8 @@ pub struct DeploySpec {
     pub backend: String,
     /// OpenVINO's performance hint: "latency" (or "") or "throughput".
     pub performance_hint: String,
+    /// Workers (infer requests); 0 = serving.workers_per_deployment.
+    pub workers: u32,
 }
 
 /// An upload: the model and the attachments the spec declared.
@@ -165,7 +167,14 @@ impl Deployer {
                 false => DeployError::NeedsValidation(spec.name.clone()),
             });
         };
-        let estimate = admission::estimate(&info, config.serving.workers_per_deployment);
+        if spec.workers > 64 {
+            return Err(DeployError::TooManyWorkers(spec.workers));
+        }
+        let workers = match spec.workers {
+            0 => config.serving.workers_per_deployment,
+            n => n as usize,
+        };
+        let estimate = admission::estimate(&info, workers);
 
         // One deploy at a time: placement and activation read and change the
         // registry, and must not interleave with another deploy's.
@@ -248,6 +257,7 @@ impl Deployer {
             effective_target: effective.to_string(),
             backend: backend.name().to_owned(),
             performance_hint: hint.to_owned(),
+            workers: spec.workers,
             estimated_bytes: estimate,
             existing: None,
         })?;
@@ -478,6 +488,10 @@ impl StageRunner<'_, '_> {
             Some(q) => format!("{q}; building the {} session", backend.describe(options)),
             None => format!("building the {} session", backend.describe(options)),
         };
+        let compiling = match self.deployer.journal.deployment(self.id)?.workers(config) {
+            1 => compiling,
+            n => format!("{compiling}, {n} infer requests"),
+        };
         self.enter(DeployState::Compiling, compiling)?;
         process::release_free_memory();
         self.rss_before = process::rss_bytes();
@@ -488,7 +502,7 @@ impl StageRunner<'_, '_> {
         let signature = first.signature().clone();
         let compile_ms = started.elapsed().as_millis();
 
-        let workers = config.serving.workers_per_deployment;
+        let workers = self.deployer.journal.deployment(self.id)?.workers(config);
         self.enter(
             DeployState::Loading,
             format!("compiled in {compile_ms} ms; loading {workers} worker instance(s)"),

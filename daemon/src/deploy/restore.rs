@@ -67,7 +67,7 @@ impl Deployer {
         crate::monitor::process::release_free_memory();
         let rss_before = crate::monitor::process::rss_bytes();
         let mut models = Vec::new();
-        for _ in 0..self.config().serving.workers_per_deployment {
+        for _ in 0..record.workers(&self.config()) {
             models.push(backend.load(&bytes, &options).map_err(|e| e.to_string())?);
         }
         let signature = models[0].signature().clone();

@@ -123,7 +123,7 @@ impl Deployer {
             })?;
         let bytes = self.blobs.read(&from.sha256)?;
         let info = crate::model::inspect(crate::model::Format::parse(&version.format)?, &bytes)?;
-        let estimate = admission::estimate(&info, config.serving.workers_per_deployment);
+        let estimate = admission::estimate(&info, current.record.workers(&config));
         let layer = config.topology.layer(u32::from(current.record.layer))?;
         admission::admit(&config, &self.registry, layer, model, estimate, "estimated")?;
         let device = config.topology.device(current.record.device)?;
@@ -146,6 +146,7 @@ impl Deployer {
             effective_target: effective.to_string(),
             backend: backend.name().to_owned(),
             performance_hint: current.record.performance_hint.clone(),
+            workers: current.record.workers,
             estimated_bytes: estimate,
             existing: Some(Existing {
                 version: version.version,

@@ -29,7 +29,9 @@ fn emit(e: &EventRecord) {
     let device = e.device.map(|d| d.to_string()).unwrap_or_default();
     let layer = e.layer.map(|l| l.to_string()).unwrap_or_default();
     // Refusals, failures, rollbacks and alerts are warnings; the rest info.
-    let refused = ["refuse", "fail", "rollback", "alert"].iter().any(|k| e.kind.contains(k));
+    let refused = ["refuse", "fail", "rollback", "alert"]
+        .iter()
+        .any(|k| e.kind.contains(k));
     macro_rules! log {
         ($level:ident) => {
             tracing::$level!(

@@ -144,6 +144,7 @@ impl ControlService {
             allow_fp32: spec.allow_fp32,
             backend: spec.backend,
             performance_hint: spec.performance_hint,
+            workers: spec.infer_requests,
         };
         Ok((spec, staged))
     }

@@ -257,6 +257,7 @@ pub fn deployment(record: &DeploymentRecord) -> pb::Deployment {
         effective_target: record.effective_target.clone(),
         backend: record.backend.clone(),
         performance_hint: record.performance_hint.clone(),
+        infer_requests: record.workers,
         sha256: record.sha256.clone(),
         history: record.history.iter().map(state_change).collect(),
         created_unix_ms: record.created_ms,

@@ -58,6 +58,7 @@ pub fn deploy_code(err: &DeployError) -> Code {
         | DeployError::MissingAttachment(_)
         | DeployError::UnknownBackend(_)
         | DeployError::UnknownHint(_)
+        | DeployError::TooManyWorkers(_)
         | DeployError::IrWithoutWeights
         | DeployError::CannotQuantize(_) => Code::InvalidArgument,
         DeployError::NeedsOpenVino { .. } => Code::FailedPrecondition,

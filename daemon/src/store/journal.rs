@@ -84,6 +84,7 @@ pub struct NewDeployment {
     pub effective_target: String,
     pub backend: String,
     pub performance_hint: String,
+    pub workers: u32,
     pub estimated_bytes: u64,
     /// Re-deploy an existing version (a rollback or a reload) instead of
     /// recording a new one.
@@ -254,6 +255,7 @@ impl Journal {
                 effective_target: new.effective_target.clone(),
                 backend: new.backend.clone(),
                 performance_hint: new.performance_hint.clone(),
+                workers: new.workers,
                 sha256: new.sha256.clone(),
                 state: DeployState::Uploaded,
                 history: vec![StateChange {

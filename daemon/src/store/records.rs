@@ -58,6 +58,10 @@ pub struct DeploymentRecord {
     /// OpenVINO's performance hint: "latency" or "throughput".
     #[serde(default = "latency")]
     pub performance_hint: String,
+    /// Worker threads, each with its own infer request (0: the config's
+    /// serving.workers_per_deployment, for records older than the field).
+    #[serde(default)]
+    pub workers: u32,
     pub sha256: String,
     pub state: DeployState,
     pub history: Vec<StateChange>,
@@ -74,6 +78,14 @@ fn latency() -> String {
 }
 
 impl DeploymentRecord {
+    /// The workers (infer requests) this deployment runs with.
+    pub fn workers(&self, config: &crate::config::Config) -> usize {
+        match self.workers {
+            0 => config.serving.workers_per_deployment,
+            n => n as usize,
+        }
+    }
+
     pub fn last_change_ms(&self) -> u64 {
         self.history.last().map_or(self.created_ms, |c| c.at_ms)
     }

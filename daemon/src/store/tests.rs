@@ -16,6 +16,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         effective_target: "cpu".into(),
         backend: "onnxruntime".into(),
         performance_hint: "latency".into(),
+        workers: 0,
         estimated_bytes: 1 << 20,
         existing: None,
     }
