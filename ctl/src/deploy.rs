@@ -28,6 +28,7 @@ pub struct Args<'a> {
     pub backend: String,
     pub performance_hint: String,
     pub infer_requests: u32,
+    pub precision: String,
 }
 
 /// The upload format, from the file name: .xml is OpenVINO IR, .tflite is
@@ -81,6 +82,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         backend: args.backend,
         performance_hint: args.performance_hint,
         infer_requests: args.infer_requests,
+        precision: args.precision,
     };
     let bar = if json {
         ProgressBar::hidden()

@@ -74,6 +74,9 @@ enum Command {
         /// Worker threads, each with its own infer request (default: the daemon's config).
         #[arg(long, default_value_t = 0)]
         infer_requests: u32,
+        /// OpenVINO inference precision: f32, bf16 or f16 (default: the daemon's config).
+        #[arg(long, default_value = "")]
+        precision: String,
     },
     /// Quantize a model to INT8 on the daemon without deploying it; writes
     /// the INT8 model and prints the report.
@@ -230,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             backend,
             performance_hint,
             infer_requests,
+            precision,
         } => {
             let args = deploy::Args {
                 file: &file,
@@ -247,6 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 backend,
                 performance_hint,
                 infer_requests,
+                precision,
             };
             deploy::run(&mut c, args, json).await
         }

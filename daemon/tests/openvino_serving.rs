@@ -236,6 +236,46 @@ fn an_openvino_ir_deploys_with_its_weights_onto_openvino_only() {
         .clone();
     assert_eq!(ir_model["versions"][0]["format"], "ir");
 
+    // A per-deployment precision hint, recorded and used.
+    let bf16 = daemon.ctl_json(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "bf16",
+        "--allow-fp32",
+        "--backend",
+        "openvino",
+        "--device",
+        "45",
+        "--precision",
+        "bf16",
+    ]);
+    assert_eq!(bf16["precision"], "bf16");
+    assert!(
+        stage_detail(&bf16, "Compiling").contains("inference precision bf16"),
+        "{bf16}"
+    );
+    let (p_bf16, _) = answers(&daemon, "bf16");
+    let worst = p_bf16
+        .iter()
+        .zip(&p_onnx)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 0.1,
+        "bf16 (or f32 where the CPU has no bf16) stays close: {worst}"
+    );
+    let bad = daemon.ctl(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "x",
+        "--allow-fp32",
+        "--precision",
+        "int4",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected f32, bf16 or f16"));
+
     let fake = dir.path().join("fake.tflite");
     std::fs::write(&fake, b"this is no flatbuffer").unwrap();
     let out = daemon.ctl(&[

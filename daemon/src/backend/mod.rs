@@ -40,6 +40,36 @@ pub enum BackendError {
     Panicked(String),
 }
 
+/// A backend whose every load carries a deployment's serving options
+/// (precision, hints), so that calibration and the accuracy gate run as
+/// serving will.
+pub struct Serving<'a> {
+    pub backend: &'a dyn Backend,
+    pub options: LoadOptions,
+}
+
+impl Backend for Serving<'_> {
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    fn supports_operator(&self, domain: &str, op: &str) -> bool {
+        self.backend.supports_operator(domain, op)
+    }
+
+    fn describe(&self, _options: &LoadOptions) -> String {
+        self.backend.describe(&self.options)
+    }
+
+    fn load(&self, model: &[u8], options: &LoadOptions) -> Result<Box<dyn LoadedModel>, BackendError> {
+        let options = LoadOptions {
+            inspect: options.inspect,
+            ..self.options.clone()
+        };
+        self.backend.load(model, &options)
+    }
+}
+
 /// `LoadedModel::run` for a backend whose native call is `run_visit`: each
 /// output copied out of the runtime's buffer.
 fn owned_outputs(model: &mut dyn LoadedModel, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
@@ -87,6 +117,7 @@ impl LoadOptions {
         LoadOptions {
             intra_op_threads: config.serving.intra_op_threads,
             throughput: record.performance_hint == "throughput",
+            precision: (!record.precision.is_empty()).then(|| record.precision.clone()),
             inspect: false,
         }
     }
@@ -98,6 +129,9 @@ pub struct LoadOptions {
     pub intra_op_threads: usize,
     /// OpenVINO's THROUGHPUT performance hint instead of LATENCY.
     pub throughput: bool,
+    /// OpenVINO's inference precision hint ("f32", "bf16", "f16"); None:
+    /// the daemon's `runtimes.openvino_inference_precision`.
+    pub precision: Option<String>,
     /// Loaded to read intermediate tensors (calibration): graph optimizations
     /// off, as fusions would drop the exposed tensors and layout changes
     /// would cost a copy back for each.

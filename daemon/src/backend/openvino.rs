@@ -156,7 +156,7 @@ impl Backend for OpenVinoBackend {
             "openvino {} (performance hint {}, inference precision {})",
             self.device,
             hint(options),
-            self.runtime.precision
+            options.precision.as_deref().unwrap_or(&self.runtime.precision)
         )
     }
 
@@ -170,11 +170,12 @@ impl Backend for OpenVinoBackend {
     fn load(&self, model: &[u8], options: &LoadOptions) -> Result<Box<dyn LoadedModel>, BackendError> {
         let load = |e: openvino::InferenceError| BackendError::Load(format!("OpenVINO {}: {e}", self.device));
         let key = format!(
-            "{}/{}/{}/{}",
+            "{}/{}/{}/{}/{}",
             hex::encode(Sha256::digest(model)),
             self.device,
             hint(options),
-            options.intra_op_threads
+            options.intra_op_threads,
+            options.precision.as_deref().unwrap_or(&self.runtime.precision)
         );
         let mut compiled_models = self.runtime.compiled.lock().unwrap_or_else(|p| p.into_inner());
         let shared = match compiled_models.get(&key).and_then(Weak::upgrade) {
@@ -240,7 +241,10 @@ impl OpenVinoBackend {
         };
         let mut properties = vec![
             (RwPropertyKey::HintPerformanceMode, hint(options)),
-            (RwPropertyKey::HintInferencePrecision, self.runtime.precision.as_str()),
+            (
+                RwPropertyKey::HintInferencePrecision,
+                options.precision.as_deref().unwrap_or(&self.runtime.precision),
+            ),
         ];
         let threads = options.intra_op_threads.to_string();
         if options.intra_op_threads > 0 && self.device == "CPU" {

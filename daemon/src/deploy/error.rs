@@ -93,6 +93,8 @@ pub enum DeployError {
         format: crate::model::Format,
         backend: &'static str,
     },
+    #[error("inference precision {0:?}: expected f32, bf16 or f16")]
+    UnknownPrecision(String),
     #[error("{0} infer requests: at most 64 per deployment")]
     TooManyWorkers(u32),
     #[error("performance hint {0:?}: expected latency or throughput")]

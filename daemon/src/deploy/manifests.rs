@@ -49,6 +49,8 @@ struct Manifest {
     performance_hint: String,
     #[serde(default)]
     infer_requests: u32,
+    #[serde(default)]
+    precision: String,
     classification: Option<u32>,
     #[serde(default)]
     note: String,
@@ -238,6 +240,7 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             backend: m.backend,
             performance_hint: m.performance_hint,
             workers: m.infer_requests,
+            precision: m.precision,
         },
         files,
         fingerprint: hex::encode(hasher.finalize()),

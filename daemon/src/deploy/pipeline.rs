@@ -39,6 +39,8 @@ pub struct DeploySpec {
     pub performance_hint: String,
     /// Workers (infer requests); 0 = serving.workers_per_deployment.
     pub workers: u32,
+    /// OpenVINO's inference precision ("" = runtimes' default).
+    pub precision: String,
 }
 
 /// An upload: the model and the attachments the spec declared.
@@ -167,6 +169,9 @@ impl Deployer {
                 false => DeployError::NeedsValidation(spec.name.clone()),
             });
         };
+        if !matches!(spec.precision.as_str(), "" | "f32" | "bf16" | "f16") {
+            return Err(DeployError::UnknownPrecision(spec.precision.clone()));
+        }
         if spec.workers > 64 {
             return Err(DeployError::TooManyWorkers(spec.workers));
         }
@@ -258,6 +263,7 @@ impl Deployer {
             backend: backend.name().to_owned(),
             performance_hint: hint.to_owned(),
             workers: spec.workers,
+            precision: spec.precision.clone(),
             estimated_bytes: estimate,
             existing: None,
         })?;
@@ -439,6 +445,7 @@ impl StageRunner<'_, '_> {
         drop(probe);
 
         self.enter(DeployState::Quantizing, plan.describe())?;
+        let serving_options = options;
         let served: std::borrow::Cow<[u8]> = match plan {
             Quantize::Int8 {
                 calibration,
@@ -453,7 +460,12 @@ impl StageRunner<'_, '_> {
                     Some(v) => Some(Samples::read(v.path(), &signature, usize::MAX)?),
                     None => None,
                 };
-                let q = quantize(backend, bytes, calibration.as_ref(), validation.as_ref(), &options)?;
+                // Calibrated and gated with the serving options (precision).
+                let serving = crate::backend::Serving {
+                    backend,
+                    options: serving_options.clone(),
+                };
+                let q = quantize(&serving, bytes, calibration.as_ref(), validation.as_ref(), &options)?;
                 self.baseline = validation.or(calibration);
                 let sha256 = self.deployer.blobs.put(&q.model)?;
                 let record = self.deployer.journal.set_served(self.id, &sha256)?;

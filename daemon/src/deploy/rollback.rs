@@ -147,6 +147,7 @@ impl Deployer {
             backend: backend.name().to_owned(),
             performance_hint: current.record.performance_hint.clone(),
             workers: current.record.workers,
+            precision: current.record.precision.clone(),
             estimated_bytes: estimate,
             existing: Some(Existing {
                 version: version.version,

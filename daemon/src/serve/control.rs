@@ -145,6 +145,7 @@ impl ControlService {
             backend: spec.backend,
             performance_hint: spec.performance_hint,
             workers: spec.infer_requests,
+            precision: spec.precision,
         };
         Ok((spec, staged))
     }

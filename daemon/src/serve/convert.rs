@@ -258,6 +258,7 @@ pub fn deployment(record: &DeploymentRecord) -> pb::Deployment {
         backend: record.backend.clone(),
         performance_hint: record.performance_hint.clone(),
         infer_requests: record.workers,
+        precision: record.precision.clone(),
         sha256: record.sha256.clone(),
         history: record.history.iter().map(state_change).collect(),
         created_unix_ms: record.created_ms,

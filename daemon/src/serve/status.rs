@@ -59,6 +59,7 @@ pub fn deploy_code(err: &DeployError) -> Code {
         | DeployError::UnknownBackend(_)
         | DeployError::UnknownHint(_)
         | DeployError::TooManyWorkers(_)
+        | DeployError::UnknownPrecision(_)
         | DeployError::IrWithoutWeights
         | DeployError::CannotQuantize(_) => Code::InvalidArgument,
         DeployError::NeedsOpenVino { .. } => Code::FailedPrecondition,

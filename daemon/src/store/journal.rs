@@ -85,6 +85,7 @@ pub struct NewDeployment {
     pub backend: String,
     pub performance_hint: String,
     pub workers: u32,
+    pub precision: String,
     pub estimated_bytes: u64,
     /// Re-deploy an existing version (a rollback or a reload) instead of
     /// recording a new one.
@@ -256,6 +257,7 @@ impl Journal {
                 backend: new.backend.clone(),
                 performance_hint: new.performance_hint.clone(),
                 workers: new.workers,
+                precision: new.precision.clone(),
                 sha256: new.sha256.clone(),
                 state: DeployState::Uploaded,
                 history: vec![StateChange {

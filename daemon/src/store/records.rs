@@ -62,6 +62,10 @@ pub struct DeploymentRecord {
     /// serving.workers_per_deployment, for records older than the field).
     #[serde(default)]
     pub workers: u32,
+    /// OpenVINO's inference precision for this deployment ("": the
+    /// daemon's default).
+    #[serde(default)]
+    pub precision: String,
     pub sha256: String,
     pub state: DeployState,
     pub history: Vec<StateChange>,

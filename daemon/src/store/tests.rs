@@ -17,6 +17,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         backend: "onnxruntime".into(),
         performance_hint: "latency".into(),
         workers: 0,
+        precision: String::new(),
         estimated_bytes: 1 << 20,
         existing: None,
     }
