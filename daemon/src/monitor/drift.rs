@@ -1,10 +1,12 @@
-//! Output drift of a deployment. Its first N answered rows make the
-//! baseline; a sliding window of the last rows is the live side.
+//! Output drift of a deployment. Its first N answered rows (the deploy's
+//! validation data when it brought some) make the baseline; a sliding
+//! window of the last rows is the live side.
 //!
 //! For a classifier (an FP32 output of shape [rows, classes]) each row
 //! gives its predicted class and its top-1 confidence (the row itself if it
-//! is a probability distribution, else its softmax); for any other output,
-//! its first value, binned by the baseline's deciles. Drift is the
+//! is a probability distribution, else its softmax); for other models,
+//! each float output's row mean, binned by the baseline's deciles (the
+//! output that moved most is reported). Drift is the
 //! population stability index (PSI) between baseline and live histograms,
 //! and the relative change of mean confidence. With labels reported back
 //! by applications, accuracy drift is the relative drop of live accuracy
@@ -16,10 +18,11 @@ use std::sync::Mutex;
 use crate::backend::{DataType, Tensor};
 
 /// What one answered row contributes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Row {
-    /// Predicted class (classifier) or the first output value.
-    value: f32,
+    /// Classifier: the predicted class. Otherwise, per float output, the
+    /// row's mean value.
+    values: Vec<f32>,
     confidence: Option<f32>,
 }
 
@@ -84,23 +87,47 @@ impl DriftTracker {
         }
     }
 
-    /// Takes an answer's rows from its first FP32 output.
+    /// Takes an answer's rows: a classifier's first FP32 output ([rows,
+    /// classes]), or every FP32 output's row means.
     pub fn observe(&self, outputs: &[Tensor]) {
-        let Some(t) = outputs.iter().find(|t| t.dtype == DataType::F32) else {
+        let floats: Vec<&Tensor> = outputs.iter().filter(|t| t.dtype == DataType::F32).collect();
+        let Some(first) = floats.first() else {
             return;
         };
-        let values: Vec<f32> = t
-            .data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        let width = match t.shape.as_slice() {
-            [_, classes] if *classes >= 2 => *classes as usize,
-            _ => 1,
+        let decode = |t: &Tensor| -> Vec<f32> {
+            t.data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect()
         };
-        let rows: Vec<Row> = values.chunks(width).map(|row| summarize(row, width > 1)).collect();
+        let classifier = matches!(first.shape.as_slice(), [_, classes] if *classes >= 2);
+        let rows: Vec<Row> = if classifier {
+            let width = first.shape[1] as usize;
+            decode(first).chunks(width).map(summarize_class).collect()
+        } else {
+            // One mean per row per output; rows are the leading dimension.
+            let per_output: Vec<Vec<f32>> = floats
+                .iter()
+                .map(|t| {
+                    let values = decode(t);
+                    let rows = t.shape.first().map_or(1, |&r| r.max(1) as usize);
+                    let width = (values.len() / rows).max(1);
+                    values
+                        .chunks(width)
+                        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
+                        .collect()
+                })
+                .collect();
+            let rows = per_output.iter().map(Vec::len).min().unwrap_or(0);
+            (0..rows)
+                .map(|r| Row {
+                    values: per_output.iter().map(|o| o[r]).collect(),
+                    confidence: None,
+                })
+                .collect()
+        };
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.classifier.get_or_insert(width > 1);
+        inner.classifier.get_or_insert(classifier);
         for row in rows {
             if inner.baseline.len() < self.baseline_rows {
                 inner.baseline.push(row);
@@ -124,38 +151,63 @@ impl DriftTracker {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let classifier = inner.classifier.unwrap_or(false);
         let baseline: Vec<Row> = inner.baseline.clone();
-        let live: Vec<Row> = inner.live.iter().copied().collect();
+        let live: Vec<Row> = inner.live.iter().cloned().collect();
         let (correct, total) = inner.outcomes;
         drop(inner);
-        let edges = if classifier { Vec::new() } else { deciles(&baseline) };
-        let bins = if classifier {
-            let classes = baseline
-                .iter()
-                .chain(&live)
-                .map(|r| r.value as usize)
-                .max()
-                .unwrap_or(0)
-                + 1;
-            (0..classes).map(|c| format!("class {c}")).collect()
-        } else {
-            decile_labels(&edges)
-        };
-        let bin_of = |r: &Row| -> usize {
-            if classifier {
-                r.value as usize
+        let ready = baseline.len() >= self.baseline_rows && live.len() >= self.window_rows.div_ceil(2);
+        // One histogram per output (a classifier has one: its classes); the
+        // report shows the output that moved most.
+        let outputs = baseline.first().map_or(1, |r| r.values.len()).max(1);
+        let mut worst: Option<(f64, Vec<String>, Vec<f64>, Vec<f64>)> = None;
+        for k in 0..outputs {
+            let value = |r: &Row| r.values.get(k).copied().unwrap_or(f32::NAN);
+            let edges = if classifier {
+                Vec::new()
             } else {
-                edges.iter().take_while(|&&e| r.value >= e).count()
+                deciles(baseline.iter().map(value))
+            };
+            let mut bins = if classifier {
+                let classes = baseline
+                    .iter()
+                    .chain(&live)
+                    .map(|r| value(r) as usize)
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                (0..classes).map(|c| format!("class {c}")).collect()
+            } else {
+                decile_labels(&edges)
+            };
+            if outputs > 1 {
+                bins = bins.into_iter().map(|b| format!("output {k}: {b}")).collect();
             }
-        };
-        let shares = |rows: &[Row]| -> Vec<f64> {
-            let mut counts = vec![0f64; bins.len()];
-            for r in rows {
-                counts[bin_of(r).min(bins.len() - 1)] += 1.0;
+            let bin_of = |r: &Row| -> usize {
+                let v = value(r);
+                if classifier {
+                    v as usize
+                } else {
+                    edges.iter().take_while(|&&e| v >= e).count()
+                }
+            };
+            let shares = |rows: &[Row]| -> Vec<f64> {
+                let mut counts = vec![0f64; bins.len()];
+                for r in rows {
+                    counts[bin_of(r).min(bins.len() - 1)] += 1.0;
+                }
+                let n = rows.len().max(1) as f64;
+                counts.iter().map(|c| c / n).collect()
+            };
+            let (base, now) = (shares(&baseline), shares(&live));
+            let psi = if ready {
+                psi_beyond_noise(&base, &now, baseline.len(), live.len())
+            } else {
+                0.0
+            };
+            if worst.as_ref().is_none_or(|w| psi > w.0) {
+                worst = Some((psi, bins, base, now));
             }
-            let n = rows.len().max(1) as f64;
-            counts.iter().map(|c| c / n).collect()
-        };
-        let (baseline_share, live_share) = (shares(&baseline), shares(&live));
+        }
+        let (psi, bins, baseline_share, live_share) = worst.expect("at least one output");
         let mean_conf = |rows: &[Row]| -> f64 {
             let confs: Vec<f64> = rows.iter().filter_map(|r| r.confidence).map(f64::from).collect();
             if confs.is_empty() {
@@ -165,16 +217,11 @@ impl DriftTracker {
             }
         };
         let (baseline_confidence, live_confidence) = (mean_conf(&baseline), mean_conf(&live));
-        let ready = baseline.len() >= self.baseline_rows && live.len() >= self.window_rows.div_ceil(2);
         DriftReport {
             classifier,
             baseline_rows: baseline.len(),
             live_rows: live.len(),
-            psi: if ready {
-                psi_beyond_noise(&baseline_share, &live_share, baseline.len(), live.len())
-            } else {
-                0.0
-            },
+            psi,
             confidence_change: if ready && baseline_confidence > 0.0 {
                 (live_confidence - baseline_confidence) / baseline_confidence
             } else {
@@ -192,13 +239,7 @@ impl DriftTracker {
     }
 }
 
-fn summarize(row: &[f32], classifier: bool) -> Row {
-    if !classifier {
-        return Row {
-            value: row[0],
-            confidence: None,
-        };
-    }
+fn summarize_class(row: &[f32]) -> Row {
     let (class, _) = row.iter().enumerate().fold(
         (0, f32::NEG_INFINITY),
         |best, (i, &v)| if v > best.1 { (i, v) } else { best },
@@ -213,14 +254,14 @@ fn summarize(row: &[f32], classifier: bool) -> Row {
         1.0 / sum
     };
     Row {
-        value: class as f32,
+        values: vec![class as f32],
         confidence: Some(confidence),
     }
 }
 
 /// The baseline's decile boundaries (9 edges, 10 bins).
-fn deciles(rows: &[Row]) -> Vec<f32> {
-    let mut values: Vec<f32> = rows.iter().map(|r| r.value).filter(|v| v.is_finite()).collect();
+fn deciles(values: impl Iterator<Item = f32>) -> Vec<f32> {
+    let mut values: Vec<f32> = values.filter(|v| v.is_finite()).collect();
     if values.is_empty() {
         return Vec::new();
     }
@@ -283,6 +324,32 @@ mod tests {
         let small = psi(&[0.5, 0.5], &[0.55, 0.45]);
         let large = psi(&[0.5, 0.5], &[0.95, 0.05]);
         assert!(small > 0.0 && large > 10.0 * small, "{small} {large}");
+    }
+
+    fn regression(first: &[f32], second: &[f32]) -> Vec<Tensor> {
+        let tensor = |name: &str, values: &[f32]| Tensor {
+            name: name.into(),
+            dtype: DataType::F32,
+            shape: vec![values.len() as i64, 1],
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        vec![tensor("a", first), tensor("b", second)]
+    }
+
+    #[test]
+    fn every_output_of_a_non_classifier_is_watched() {
+        let tracker = DriftTracker::new(100, 100);
+        let spread: Vec<f32> = (0..100).map(|i| i as f32 / 100.0).collect();
+        tracker.observe(&regression(&spread, &spread));
+        tracker.observe(&regression(&spread, &spread));
+        let same = tracker.report();
+        assert!(!same.classifier && same.ready && same.psi == 0.0, "{same:?}");
+        // Only the second output moves: it is the one reported.
+        let high = vec![0.995; 100];
+        tracker.observe(&regression(&spread, &high));
+        let moved = tracker.report();
+        assert!(moved.psi > 1.0, "{moved:?}");
+        assert!(moved.bins[0].starts_with("output 1: "), "{:?}", moved.bins);
     }
 
     #[test]
