@@ -158,7 +158,9 @@ impl DriftTracker {
         // One histogram per output (a classifier has one: its classes); the
         // report shows the output that moved most.
         let outputs = baseline.first().map_or(1, |r| r.values.len()).max(1);
-        let mut worst: Option<(f64, Vec<String>, Vec<f64>, Vec<f64>)> = None;
+        // (psi, bin labels, baseline shares, live shares) of the worst output.
+        type Histograms = (f64, Vec<String>, Vec<f64>, Vec<f64>);
+        let mut worst: Option<Histograms> = None;
         for k in 0..outputs {
             let value = |r: &Row| r.values.get(k).copied().unwrap_or(f32::NAN);
             let edges = if classifier {
