@@ -96,10 +96,7 @@ impl Deployer {
             return None;
         }
         let version = self.journal.version(&record.model, record.version).ok().flatten()?;
-        // The journal's copy: the record in hand may predate the Quantizing
-        // stage's choice of the served blob.
-        let served = self.journal.deployment(record.id).ok()?.sha256;
-        if version.sha256 == served || version.format != "onnx" {
+        if version.sha256 == record.sha256 || version.format != "onnx" {
             return None; // served as uploaded: nothing to compare with
         }
         let load = || -> Result<crate::monitor::Shadow, String> {

@@ -328,10 +328,11 @@ impl Deployer {
             replaced,
             quantized: None,
             baseline: None,
+            workers: record.workers(&config),
         };
         let options = LoadOptions::serving(&config, &record);
         match run.stages(bytes, info, layer, backend, &options, quantize) {
-            Ok((signature, models)) => run.activate(record, signature, models),
+            Ok((record, signature, models)) => run.activate(record, signature, models),
             Err(e) => {
                 run.fail(&e);
                 Err(e)
@@ -339,6 +340,10 @@ impl Deployer {
         }
     }
 }
+
+/// What the stages before activation leave: the journal's record as they
+/// left it, the signature, and the loaded worker instances.
+type Loaded = (DeploymentRecord, Signature, Vec<Box<dyn LoadedModel>>);
 
 struct StageRunner<'a, 'p> {
     deployer: &'a Deployer,
@@ -354,6 +359,8 @@ struct StageRunner<'a, 'p> {
     /// The deploy's validation (else calibration) samples: the drift
     /// baseline, run through the new version before it serves.
     baseline: Option<Samples>,
+    /// Worker instances (infer requests) to load.
+    workers: usize,
 }
 
 impl StageRunner<'_, '_> {
@@ -380,7 +387,7 @@ impl StageRunner<'_, '_> {
         backend: &dyn crate::backend::Backend,
         options: &LoadOptions,
         plan: Quantize,
-    ) -> Result<(Signature, Vec<Box<dyn LoadedModel>>), DeployError> {
+    ) -> Result<Loaded, DeployError> {
         let config = &self.deployer.config();
         let described = if info.format == Format::Onnx {
             format!(
@@ -500,7 +507,8 @@ impl StageRunner<'_, '_> {
             Some(q) => format!("{q}; building the {} session", backend.describe(options)),
             None => format!("building the {} session", backend.describe(options)),
         };
-        let compiling = match self.deployer.journal.deployment(self.id)?.workers(config) {
+        let workers = self.workers;
+        let compiling = match workers {
             1 => compiling,
             n => format!("{compiling}, {n} infer requests"),
         };
@@ -514,8 +522,9 @@ impl StageRunner<'_, '_> {
         let signature = first.signature().clone();
         let compile_ms = started.elapsed().as_millis();
 
-        let workers = self.deployer.journal.deployment(self.id)?.workers(config);
-        self.enter(
+        // The journal's record from here on: it carries what the stages
+        // decided (the served blob, for one).
+        let record = self.enter(
             DeployState::Loading,
             format!("compiled in {compile_ms} ms; loading {workers} worker instance(s)"),
         )?;
@@ -527,7 +536,7 @@ impl StageRunner<'_, '_> {
                     .map_err(|e| DeployError::stage(DeployState::Loading, e))?,
             );
         }
-        Ok((signature, models))
+        Ok((record, signature, models))
     }
 
     /// Starts the workers, warms them up, measures and admits their memory,
