@@ -258,15 +258,11 @@ pub async fn watch(reloader: Arc<Reloader>, token: CancellationToken) {
             _ = token.cancelled() => return,
             _ = hangup.recv() => "SIGHUP",
             Some(()) = changed.recv() => {
-                // Editors write in several steps (truncate, write, rename):
-                // let them finish, and reload once.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                while changed.try_recv().is_ok() {}
+                settle(&mut changed).await;
                 "the config file changed"
             }
             Some(()) = manifests_changed.recv() => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                while manifests_changed.try_recv().is_ok() {}
+                settle(&mut manifests_changed).await;
                 let reloader = Arc::clone(&reloader);
                 let _ = tokio::task::spawn_blocking(move || reloader.reconcile()).await;
                 continue;
@@ -276,6 +272,17 @@ pub async fn watch(reloader: Arc<Reloader>, token: CancellationToken) {
         // The outcome is logged and journaled by `reload` itself.
         let _ = tokio::task::spawn_blocking(move || reloader.reload(trigger)).await;
     }
+}
+
+/// How long a burst of file events has to settle before one reload.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Editors write in several steps (truncate, write, rename) and each fires
+/// an event: a debounce, not a synchronisation. Waits out the burst and
+/// drops the events it made, so the caller acts once on the final file.
+async fn settle(events: &mut tokio::sync::mpsc::Receiver<()>) {
+    tokio::time::sleep(SETTLE).await;
+    while events.try_recv().is_ok() {}
 }
 
 /// Watches a manifests folder (created if missing, so that it can be
