@@ -17,12 +17,18 @@ use std::sync::Mutex;
 
 use crate::backend::{DataType, Tensor};
 
-/// What one answered row contributes.
-#[derive(Debug, Clone)]
+/// The most float outputs a non-classifier's drift watches.
+const MAX_OUTPUTS: usize = 8;
+
+/// What one answered row contributes (fixed size: the window holds
+/// hundreds of them, and the inference path makes one per row).
+#[derive(Debug, Clone, Copy)]
 struct Row {
     /// Classifier: the predicted class. Otherwise, per float output, the
     /// row's mean value.
-    values: Vec<f32>,
+    values: [f32; MAX_OUTPUTS],
+    /// How many of `values` hold something.
+    outputs: u8,
     confidence: Option<f32>,
 }
 
@@ -88,47 +94,40 @@ impl DriftTracker {
     }
 
     /// Takes an answer's rows: a classifier's first FP32 output ([rows,
-    /// classes]), or every FP32 output's row means.
+    /// classes]), or the row means of its first `MAX_OUTPUTS` FP32 outputs.
+    /// On the inference path: reads the output bytes in place, allocates
+    /// nothing but the rows it keeps.
     pub fn observe(&self, outputs: &[Tensor]) {
-        let floats: Vec<&Tensor> = outputs.iter().filter(|t| t.dtype == DataType::F32).collect();
-        let Some(first) = floats.first() else {
+        let floats = || outputs.iter().filter(|t| t.dtype == DataType::F32).take(MAX_OUTPUTS);
+        let Some(first) = floats().next() else {
             return;
         };
-        let decode = |t: &Tensor| -> Vec<f32> {
-            t.data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect()
-        };
         let classifier = matches!(first.shape.as_slice(), [_, classes] if *classes >= 2);
-        let rows: Vec<Row> = if classifier {
-            let width = first.shape[1] as usize;
-            decode(first).chunks(width).map(summarize_class).collect()
-        } else {
-            // One mean per row per output; rows are the leading dimension.
-            let per_output: Vec<Vec<f32>> = floats
-                .iter()
-                .map(|t| {
-                    let values = decode(t);
-                    let rows = t.shape.first().map_or(1, |&r| r.max(1) as usize);
-                    let width = (values.len() / rows).max(1);
-                    values
-                        .chunks(width)
-                        .map(|c| c.iter().sum::<f32>() / c.len() as f32)
-                        .collect()
-                })
-                .collect();
-            let rows = per_output.iter().map(Vec::len).min().unwrap_or(0);
-            (0..rows)
-                .map(|r| Row {
-                    values: per_output.iter().map(|o| o[r]).collect(),
-                    confidence: None,
-                })
-                .collect()
-        };
+        // Rows are the leading dimension; each output's row is `width` floats.
+        let rows_of = |t: &Tensor| t.shape.first().map_or(1, |&r| r.max(1) as usize);
+        let rows = floats().map(rows_of).min().unwrap_or(0);
+        fn row_bytes(t: &Tensor, rows: usize, r: usize) -> &[u8] {
+            let width = t.data.len() / rows;
+            &t.data[r * width..(r + 1) * width]
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.classifier.get_or_insert(classifier);
-        for row in rows {
+        for r in 0..rows {
+            let row = if classifier {
+                summarize_class(row_bytes(first, rows_of(first), r))
+            } else {
+                let mut row = Row {
+                    values: [f32::NAN; MAX_OUTPUTS],
+                    outputs: 0,
+                    confidence: None,
+                };
+                for (k, t) in floats().enumerate() {
+                    let bytes = row_bytes(t, rows_of(t), r);
+                    row.values[k] = floats_of(bytes).sum::<f32>() / (bytes.len() / 4).max(1) as f32;
+                    row.outputs = k as u8 + 1;
+                }
+                row
+            };
             if inner.baseline.len() < self.baseline_rows {
                 inner.baseline.push(row);
             } else {
@@ -151,18 +150,18 @@ impl DriftTracker {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let classifier = inner.classifier.unwrap_or(false);
         let baseline: Vec<Row> = inner.baseline.clone();
-        let live: Vec<Row> = inner.live.iter().cloned().collect();
+        let live: Vec<Row> = inner.live.iter().copied().collect();
         let (correct, total) = inner.outcomes;
         drop(inner);
         let ready = baseline.len() >= self.baseline_rows && live.len() >= self.window_rows.div_ceil(2);
         // One histogram per output (a classifier has one: its classes); the
         // report shows the output that moved most.
-        let outputs = baseline.first().map_or(1, |r| r.values.len()).max(1);
+        let outputs = baseline.first().map_or(1, |r| usize::from(r.outputs)).max(1);
         // (psi, bin labels, baseline shares, live shares) of the worst output.
         type Histograms = (f64, Vec<String>, Vec<f64>, Vec<f64>);
         let mut worst: Option<Histograms> = None;
         for k in 0..outputs {
-            let value = |r: &Row| r.values.get(k).copied().unwrap_or(f32::NAN);
+            let value = |r: &Row| r.values[k];
             let edges = if classifier {
                 Vec::new()
             } else {
@@ -241,24 +240,35 @@ impl DriftTracker {
     }
 }
 
-fn summarize_class(row: &[f32]) -> Row {
-    let (class, _) = row.iter().enumerate().fold(
+/// A tensor's f32 values, read from its bytes in place.
+fn floats_of(bytes: &[u8]) -> impl Iterator<Item = f32> + Clone + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// A classifier row (its bytes): the predicted class and its confidence.
+fn summarize_class(row: &[u8]) -> Row {
+    let values = floats_of(row);
+    let (class, max) = values.clone().enumerate().fold(
         (0, f32::NEG_INFINITY),
-        |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+        |best, (i, v)| if v > best.1 { (i, v) } else { best },
     );
     // A probability row already sums to 1; logits get their softmax.
-    let is_distribution = row.iter().all(|&v| (0.0..=1.0).contains(&v)) && (row.iter().sum::<f32>() - 1.0).abs() < 1e-3;
+    let is_distribution =
+        values.clone().all(|v| (0.0..=1.0).contains(&v)) && (values.clone().sum::<f32>() - 1.0).abs() < 1e-3;
     let confidence = if is_distribution {
-        row[class]
+        max
     } else {
-        let max = row[class];
-        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-        1.0 / sum
+        1.0 / values.map(|v| (v - max).exp()).sum::<f32>()
     };
-    Row {
-        values: vec![class as f32],
+    let mut summary = Row {
+        values: [f32::NAN; MAX_OUTPUTS],
+        outputs: 1,
         confidence: Some(confidence),
-    }
+    };
+    summary.values[0] = class as f32;
+    summary
 }
 
 /// The baseline's decile boundaries (9 edges, 10 bins).
