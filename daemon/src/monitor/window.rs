@@ -68,14 +68,15 @@ impl LatencyWindow {
         if recent.is_empty() {
             return WindowSummary::default();
         }
-        recent.sort();
-        let at = |q: f64| recent[((recent.len() - 1) as f64 * q).round() as usize];
+        let samples = recent.len();
+        // The same nearest-rank percentile probation and the gate use.
+        let mut at = |q: f64| super::probation::percentile(&mut recent, q);
         WindowSummary {
-            samples: recent.len(),
+            samples,
             p50: at(0.50),
             p95: at(0.95),
             p99: at(0.99),
-            per_second: recent.len() as f64 / span.as_secs_f64(),
+            per_second: samples as f64 / span.as_secs_f64(),
         }
     }
 }
@@ -92,7 +93,7 @@ mod tests {
         }
         let s = w.summary(Duration::from_secs(60));
         assert_eq!(s.samples, 100);
-        assert_eq!(s.p50, Duration::from_millis(51));
+        assert_eq!(s.p50, Duration::from_millis(50), "nearest rank: the 50th of 100");
         assert_eq!(s.p99, Duration::from_millis(99));
         assert!((s.per_second - 100.0 / 60.0).abs() < 1e-9);
         for _ in 0..3000 {
