@@ -1,6 +1,6 @@
 //! `dsmilctl deploy`: stream the model with its sha256, show each stage.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use dsmil_proto::control::{Attachment, DeployProgress, DeployRequest, DeploySpec, deploy_request::Part};
@@ -20,10 +20,7 @@ pub struct Args<'a> {
     pub note: String,
     /// An OpenVINO IR's .bin (default: beside the .xml).
     pub weights: Option<&'a Path>,
-    pub calibration: Option<&'a Path>,
-    pub validation: Option<&'a Path>,
-    pub method: String,
-    pub activations: String,
+    pub int8: &'a Int8Flags,
     pub allow_fp32: bool,
     pub backend: String,
     pub performance_hint: String,
@@ -38,6 +35,38 @@ fn format_of(path: &Path) -> &'static str {
         Some("xml") => "ir",
         Some("tflite") => "tflite",
         _ => "onnx",
+    }
+}
+
+/// How an FP32 upload becomes INT8: the flags `deploy` and `quantize` share.
+#[derive(clap::Args)]
+pub struct Int8Flags {
+    /// Calibration data (.npz keyed by input name): quantizes an FP32 model to INT8.
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// Validation data for the accuracy gate (.npz; a `labels` array makes it top-1 accuracy).
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    /// Method: minmax, percentile, entropy (calibrated), or dynamic (default: the daemon's config).
+    #[arg(long, default_value = "")]
+    pub method: String,
+    /// Activation type: uint8 or int8 (default: the daemon's config).
+    #[arg(long, default_value = "")]
+    pub activations: String,
+}
+
+/// The INT8 flags' files, read, with the spec fields they fill.
+pub struct Int8Files {
+    pub calibration: Option<(Vec<u8>, Attachment)>,
+    pub validation: Option<(Vec<u8>, Attachment)>,
+}
+
+impl Int8Flags {
+    pub fn read(&self) -> anyhow::Result<Int8Files> {
+        Ok(Int8Files {
+            calibration: self.calib.as_deref().map(read).transpose()?,
+            validation: self.val.as_deref().map(read).transpose()?,
+        })
     }
 }
 
@@ -62,8 +91,10 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         _ => None,
     };
     let weights = weights_path.as_deref().map(read).transpose()?;
-    let calibration = args.calibration.map(read).transpose()?;
-    let validation = args.validation.map(read).transpose()?;
+    let Int8Files {
+        calibration,
+        validation,
+    } = args.int8.read()?;
     let spec = DeploySpec {
         name: args.name,
         device: args.device,
@@ -76,8 +107,8 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         note: args.note,
         calibration: calibration.as_ref().map(|(_, a)| a.clone()),
         validation: validation.as_ref().map(|(_, a)| a.clone()),
-        method: args.method,
-        activations: args.activations,
+        method: args.int8.method.clone(),
+        activations: args.int8.activations.clone(),
         allow_fp32: args.allow_fp32,
         backend: args.backend,
         performance_hint: args.performance_hint,

@@ -50,18 +50,8 @@ enum Command {
         /// An OpenVINO IR's .bin (default: the .xml's name with .bin).
         #[arg(long)]
         weights: Option<PathBuf>,
-        /// Calibration data (.npz keyed by input name): quantizes an FP32 model to INT8.
-        #[arg(long)]
-        calib: Option<PathBuf>,
-        /// Validation data for the accuracy gate (.npz; a `labels` array makes it top-1 accuracy).
-        #[arg(long)]
-        val: Option<PathBuf>,
-        /// Method: minmax, percentile, entropy (calibrated), or dynamic (default: the daemon's config).
-        #[arg(long, default_value = "")]
-        method: String,
-        /// Activation type: uint8 or int8 (default: the daemon's config).
-        #[arg(long, default_value = "")]
-        activations: String,
+        #[command(flatten)]
+        int8: deploy::Int8Flags,
         /// Serve an FP32 model without quantizing it (recorded as an audit event).
         #[arg(long, conflicts_with_all = ["calib", "val"])]
         allow_fp32: bool,
@@ -82,15 +72,8 @@ enum Command {
     /// the INT8 model and prints the report.
     Quantize {
         file: PathBuf,
-        #[arg(long)]
-        calib: Option<PathBuf>,
-        #[arg(long)]
-        val: Option<PathBuf>,
-        /// minmax, percentile, entropy or dynamic (default: the daemon's config).
-        #[arg(long, default_value = "")]
-        method: String,
-        #[arg(long, default_value = "")]
-        activations: String,
+        #[command(flatten)]
+        int8: deploy::Int8Flags,
         #[arg(short, long)]
         output: PathBuf,
         /// Also write the report as a self-contained HTML page.
@@ -225,10 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             classification,
             note,
             weights,
-            calib,
-            val,
-            method,
-            activations,
+            int8,
             allow_fp32,
             backend,
             performance_hint,
@@ -243,10 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 classification,
                 note,
                 weights: weights.as_deref(),
-                calibration: calib.as_deref(),
-                validation: val.as_deref(),
-                method,
-                activations,
+                int8: &int8,
                 allow_fp32,
                 backend,
                 performance_hint,
@@ -257,19 +234,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Quantize {
             file,
-            calib,
-            val,
-            method,
-            activations,
+            int8,
             output,
             html,
         } => {
             let args = quantize::Args {
                 file: &file,
-                calibration: calib.as_deref(),
-                validation: val.as_deref(),
-                method,
-                activations,
+                int8: &int8,
                 output: &output,
             };
             let report = quantize::run(&mut c, args).await?;

@@ -9,21 +9,20 @@ use dsmil_proto::control::{DeploySpec, QuantizationReport, quantize_response::Pa
 use sha2::{Digest, Sha256};
 
 use crate::client::Clients;
-use crate::deploy::{read, upload};
+use crate::deploy::{Int8Files, Int8Flags, read, upload};
 
 pub struct Args<'a> {
     pub file: &'a Path,
-    pub calibration: Option<&'a Path>,
-    pub validation: Option<&'a Path>,
-    pub method: String,
-    pub activations: String,
+    pub int8: &'a Int8Flags,
     pub output: &'a Path,
 }
 
 pub async fn run(clients: &mut Clients, args: Args<'_>) -> anyhow::Result<QuantizationReport> {
     let (bytes, model) = read(args.file)?;
-    let calibration = args.calibration.map(read).transpose()?;
-    let validation = args.validation.map(read).transpose()?;
+    let Int8Files {
+        calibration,
+        validation,
+    } = args.int8.read()?;
     let name = args
         .file
         .file_stem()
@@ -36,8 +35,8 @@ pub async fn run(clients: &mut Clients, args: Args<'_>) -> anyhow::Result<Quanti
         sha256: model.sha256,
         calibration: calibration.as_ref().map(|(_, a)| a.clone()),
         validation: validation.as_ref().map(|(_, a)| a.clone()),
-        method: args.method,
-        activations: args.activations,
+        method: args.int8.method.clone(),
+        activations: args.int8.activations.clone(),
         ..Default::default()
     };
     let messages = upload(spec, &bytes, calibration.as_ref(), validation.as_ref());
