@@ -168,16 +168,3 @@ fn with_auto_rollback_a_drift_alert_rolls_back_to_the_previous_version() {
     let restored = daemon.wait_event("digits", "activate", rollback["seq"].as_u64().unwrap());
     assert_eq!(restored["version"], 1, "version 1 serves again");
 }
-
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response.split_once("\r\n\r\n").unwrap().1.to_owned()
-}

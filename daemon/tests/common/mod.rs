@@ -393,3 +393,18 @@ pub fn i64_values(bytes: &[u8]) -> Vec<i64> {
         .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
+
+/// GET /metrics from dsmild's metrics listener: the text exposition.
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
