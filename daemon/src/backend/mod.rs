@@ -15,7 +15,7 @@ pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
 pub use openvino::{OpenVino, OpenVinoBackend, OpenVinoDevice, locate_openvino};
 pub use pool::{Pool, PoolError, RunOutcome};
 pub use runtimes::{RuntimeStatus, Runtimes};
-pub use tensor::{DataType, Signature, Tensor, TensorSpec, TensorView, format_shape};
+pub use tensor::{DataType, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape};
 
 use crate::topology::Target;
 

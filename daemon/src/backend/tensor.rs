@@ -197,3 +197,19 @@ impl Tensor {
         }
     }
 }
+
+/// Little-endian f32 values read from tensor bytes in place.
+pub fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + Clone + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// The index and value of the largest value (the first, on ties): a
+/// classifier row's top-1.
+pub fn argmax(values: impl Iterator<Item = f32>) -> (usize, f32) {
+    values.enumerate().fold(
+        (0, f32::NEG_INFINITY),
+        |best, (i, v)| if v > best.1 { (i, v) } else { best },
+    )
+}

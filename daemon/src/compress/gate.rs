@@ -43,13 +43,7 @@ fn scores(outputs: &[Tensor]) -> Result<(Vec<f32>, usize), CompressError> {
 }
 
 fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |best, (i, &v)| if v > best.1 { (i, v) } else { best },
-        )
-        .0
+    crate::backend::argmax(row.iter().copied()).0
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use crate::backend::{DataType, Tensor};
+use crate::backend::{DataType, Tensor, argmax, f32s};
 
 /// The most float outputs a non-classifier's drift watches.
 const MAX_OUTPUTS: usize = 8;
@@ -123,7 +123,7 @@ impl DriftTracker {
                 };
                 for (k, t) in floats().enumerate() {
                     let bytes = row_bytes(t, rows_of(t), r);
-                    row.values[k] = floats_of(bytes).sum::<f32>() / (bytes.len() / 4).max(1) as f32;
+                    row.values[k] = f32s(bytes).sum::<f32>() / (bytes.len() / 4).max(1) as f32;
                     row.outputs = k as u8 + 1;
                 }
                 row
@@ -240,20 +240,10 @@ impl DriftTracker {
     }
 }
 
-/// A tensor's f32 values, read from its bytes in place.
-fn floats_of(bytes: &[u8]) -> impl Iterator<Item = f32> + Clone + '_ {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-}
-
 /// A classifier row (its bytes): the predicted class and its confidence.
 fn summarize_class(row: &[u8]) -> Row {
-    let values = floats_of(row);
-    let (class, max) = values.clone().enumerate().fold(
-        (0, f32::NEG_INFINITY),
-        |best, (i, v)| if v > best.1 { (i, v) } else { best },
-    );
+    let values = f32s(row);
+    let (class, max) = argmax(values.clone());
     // A probability row already sums to 1; logits get their softmax.
     let is_distribution =
         values.clone().all(|v| (0.0..=1.0).contains(&v)) && (values.clone().sum::<f32>() - 1.0).abs() < 1e-3;

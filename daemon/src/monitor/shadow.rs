@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::backend::{DataType, Pool, Tensor};
+use crate::backend::{DataType, Pool, Tensor, argmax, f32s};
 
 pub struct Shadow {
     pub pool: Pool,
@@ -52,14 +52,6 @@ pub fn top1(outputs: &[Tensor]) -> Vec<usize> {
     let Some(t) = outputs.iter().find(|t| t.dtype == DataType::F32 && t.shape.len() == 2) else {
         return Vec::new();
     };
-    let width = t.shape[1].max(1) as usize;
-    let values: Vec<f32> = t
-        .data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect();
-    values
-        .chunks(width)
-        .map(|row| (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0))
-        .collect()
+    let width = t.shape[1].max(1) as usize * 4;
+    t.data.chunks(width).map(|row| argmax(f32s(row)).0).collect()
 }
