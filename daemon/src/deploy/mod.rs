@@ -86,6 +86,25 @@ impl Deployer {
         &self.runtimes
     }
 
+    /// A deployment's drift tracker: sized by the config, and holding the
+    /// accuracy its version was validated at (read from the journal once).
+    pub fn drift_tracker_for(&self, record: &DeploymentRecord) -> crate::monitor::DriftTracker {
+        let config = self.config();
+        let validated = self
+            .journal
+            .report(&record.model, record.version)
+            .ok()
+            .flatten()
+            .and_then(|r| r.evaluation)
+            .filter(|e| e.metric == "top-1 accuracy")
+            .map(|e| e.int8);
+        crate::monitor::DriftTracker::new(
+            config.monitoring.drift_baseline_rows,
+            config.monitoring.drift_window_rows,
+        )
+        .with_validated_accuracy(validated)
+    }
+
     /// The shadow check's FP32 original for a deployment that serves a
     /// model dsmil quantized, when `monitoring.shadow_fraction` is on: the
     /// version's upload, on ONNX Runtime, one worker. None (logged) when it

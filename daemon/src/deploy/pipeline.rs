@@ -590,7 +590,7 @@ impl StageRunner<'_, '_> {
             deployer.config().deployment.probation,
             Duration::from_millis(deployer.config().monitoring.alert_on_latency_p99_ms),
         );
-        let drift = crate::monitor::DriftTracker::for_config(&deployer.config());
+        let drift = deployer.drift_tracker_for(&record);
         if let Some(samples) = self.baseline.take() {
             // The drift baseline from the deploy's own data, before any live
             // request can take its place.

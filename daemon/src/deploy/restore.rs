@@ -82,16 +82,9 @@ impl Deployer {
             Err(e) => return Err(e.to_string()),
         };
         let shadow = self.shadow_for(&record);
-        self.registry.insert(
-            ActiveModel::new(
-                record,
-                signature,
-                pool,
-                Probation::passed(),
-                crate::monitor::DriftTracker::for_config(&self.config()),
-            )
-            .with_shadow(shadow),
-        );
+        let drift = self.drift_tracker_for(&record);
+        self.registry
+            .insert(ActiveModel::new(record, signature, pool, Probation::passed(), drift).with_shadow(shadow));
         Ok(())
     }
 }

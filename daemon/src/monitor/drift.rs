@@ -37,6 +37,7 @@ pub struct DriftTracker {
     inner: Mutex<Inner>,
     baseline_rows: usize,
     window_rows: usize,
+    validated_accuracy: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -78,19 +79,24 @@ impl DriftReport {
 }
 
 impl DriftTracker {
-    pub fn for_config(config: &crate::config::Config) -> DriftTracker {
-        DriftTracker::new(
-            config.monitoring.drift_baseline_rows,
-            config.monitoring.drift_window_rows,
-        )
-    }
-
     pub fn new(baseline_rows: usize, window_rows: usize) -> DriftTracker {
         DriftTracker {
             inner: Mutex::new(Inner::default()),
             baseline_rows,
             window_rows,
+            validated_accuracy: None,
         }
+    }
+
+    /// The accuracy the version was validated at (its quantization
+    /// report's top-1 accuracy), against which reported outcomes are judged.
+    pub fn with_validated_accuracy(mut self, accuracy: Option<f64>) -> DriftTracker {
+        self.validated_accuracy = accuracy;
+        self
+    }
+
+    pub fn validated_accuracy(&self) -> Option<f64> {
+        self.validated_accuracy
     }
 
     /// Takes an answer's rows: a classifier's first FP32 output ([rows,

@@ -113,14 +113,7 @@ pub fn check_drift(deployer: &Deployer, m: &crate::deploy::ActiveModel) -> (crat
     }
     // Accuracy drift: live accuracy from reported outcomes against the
     // accuracy the version was validated at (its quantization report).
-    let validated = deployer
-        .journal()
-        .report(&m.record.model, m.record.version)
-        .ok()
-        .flatten()
-        .and_then(|r| r.evaluation)
-        .filter(|e| e.metric == "top-1 accuracy")
-        .map(|e| e.int8);
+    let validated = m.drift.validated_accuracy();
     let accuracy_drop = match (report.live_accuracy, validated) {
         (Some(live), Some(valid)) if valid > 0.0 && report.reported >= 20 => Some((valid - live) / valid),
         _ => None,
