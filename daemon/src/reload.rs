@@ -191,48 +191,29 @@ fn compare(old: &Config, new: &Config, deployer: &Deployer) -> Result<ReloadOutc
     }
     // Sections compared whole: their values apply to what starts next
     // (deploys, probes, probation, alerts).
-    let sections: [(&str, String, String); 5] = [
-        ("hardware", format!("{:?}", old.hardware), format!("{:?}", new.hardware)),
-        ("memory", format!("{:?}", old.memory), format!("{:?}", new.memory)),
-        (
-            "quantization",
-            format!("{:?}", old.quantization),
-            format!("{:?}", new.quantization),
-        ),
-        (
-            "deployment",
-            format!("{:?}", old.deployment),
-            format!("{:?}", new.deployment),
-        ),
-        (
-            "monitoring",
-            format!("{:?}", old.monitoring),
-            format!("{:?}", new.monitoring),
-        ),
+    let live = [
+        ("hardware", old.hardware != new.hardware),
+        ("memory", old.memory != new.memory),
+        ("quantization", old.quantization != new.quantization),
+        ("deployment", old.deployment != new.deployment),
+        ("monitoring", old.monitoring != new.monitoring),
     ];
-    for (name, before, after) in sections {
-        if before != after {
-            outcome.changes.push(format!("[{name}] changed"));
-        }
+    for (name, _) in live.iter().filter(|(_, changed)| *changed) {
+        outcome.changes.push(format!("[{name}] changed"));
     }
     // Bound at startup: these need a restart.
-    let fixed: [(&str, String, String); 4] = [
-        (
-            "listeners",
-            format!("{:?}", old.listeners),
-            format!("{:?}", new.listeners),
-        ),
-        ("paths", format!("{:?}", old.paths), format!("{:?}", new.paths)),
-        ("runtimes", format!("{:?}", old.runtimes), format!("{:?}", new.runtimes)),
-        ("serving", format!("{:?}", old.serving), format!("{:?}", new.serving)),
+    let fixed = [
+        ("listeners", old.listeners != new.listeners),
+        ("paths", old.paths != new.paths),
+        ("runtimes", old.runtimes != new.runtimes),
+        ("serving", old.serving != new.serving),
+        ("logging", old.logging != new.logging),
     ];
-    for (name, before, after) in fixed {
-        if before != after {
-            outcome.warnings.push(format!(
-                "[{name}] changed: it takes effect at the next restart (listeners, paths, runtimes and worker \
-                 pools are set up at startup)"
-            ));
-        }
+    for (name, _) in fixed.iter().filter(|(_, changed)| *changed) {
+        outcome.warnings.push(format!(
+            "[{name}] changed: it takes effect at the next restart (listeners, paths, runtimes, logging and \
+             worker pools are set up at startup)"
+        ));
     }
     Ok(outcome)
 }

@@ -14,7 +14,7 @@ use crate::topology::{DeviceSpec, LayerSpec, Target, Topology};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub topology: Topology,
     pub hardware: HardwareConfig,
@@ -29,7 +29,7 @@ pub struct Config {
     pub runtimes: RuntimesConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoggingConfig {
     /// auto, journal, human or json.
     pub format: String,
@@ -37,7 +37,7 @@ pub struct LoggingConfig {
     pub journal_socket: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HardwareConfig {
     pub fallback_target: Target,
     /// Which runtime serves CPU deployments: the device's setting, else its
@@ -57,13 +57,13 @@ impl HardwareConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemoryConfig {
     pub total_bytes: u64,
     pub available_bytes: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuantizationConfig {
     pub precision: String,
     pub min_accuracy_retention: f64,
@@ -75,7 +75,7 @@ pub struct QuantizationConfig {
     pub fallback_evaluations: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentConfig {
     /// None: models.d/ beside the config file, if there is one.
     pub manifests_dir: Option<PathBuf>,
@@ -90,14 +90,14 @@ pub struct DeploymentConfig {
     pub allowed_operator_domains: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServingConfig {
     pub queue_capacity: usize,
     pub workers_per_deployment: usize,
     pub intra_op_threads: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MonitoringConfig {
     pub metrics_collection_interval: std::time::Duration,
     pub drift_detection_threshold_percent: f64,
@@ -109,21 +109,21 @@ pub struct MonitoringConfig {
     pub alert_on_latency_p99_ms: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
     pub unix_socket: PathBuf,
     pub tcp: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PathsConfig {
     pub state_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub runtime_dir: PathBuf,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuntimesConfig {
     /// None: search ($ORT_DYLIB_PATH, the workspace's runtimes/, system dirs).
     pub onnxruntime_library: Option<PathBuf>,

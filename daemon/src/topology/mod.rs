@@ -53,7 +53,7 @@ impl FromStr for Target {
 }
 
 /// A layer as configured, before checking.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LayerSpec {
     pub id: u8,
     pub name: String,
@@ -67,14 +67,14 @@ pub struct LayerSpec {
 }
 
 /// Per-device settings as configured.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceSpec {
     pub id: u32,
     pub target: Option<Target>,
     pub role: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Layer {
     pub id: u8,
     pub name: String,
@@ -87,7 +87,7 @@ pub struct Layer {
     pub max_parameters: Option<u64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     pub id: u32,
     pub layer: u8,
@@ -96,7 +96,7 @@ pub struct Device {
     pub role: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
     layers: Vec<Layer>,
     devices: Vec<Device>,
