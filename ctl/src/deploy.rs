@@ -26,6 +26,7 @@ pub struct Args<'a> {
     pub performance_hint: String,
     pub infer_requests: u32,
     pub precision: String,
+    pub max_batch: u64,
 }
 
 /// The upload format, from the file name: .xml is OpenVINO IR, .tflite is
@@ -114,6 +115,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         performance_hint: args.performance_hint,
         infer_requests: args.infer_requests,
         precision: args.precision,
+        max_batch: args.max_batch,
     };
     let bar = if json {
         ProgressBar::hidden()

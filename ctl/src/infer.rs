@@ -1,10 +1,12 @@
-//! `dsmilctl infer`: one ModelInfer call with inputs from files or random.
+//! `dsmilctl infer`: ModelInfer with inputs from files or random. A batch
+//! larger than the model's max batch (ModelConfig) is sent in chunks of at
+//! most that many rows, and the answers joined, as Triton's clients do.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use dsmil_proto::inference::model_infer_request::InferInputTensor;
-use dsmil_proto::inference::{ModelInferRequest, ModelMetadataRequest};
+use dsmil_proto::inference::{ModelConfigRequest, ModelInferRequest, ModelInferResponse, ModelMetadataRequest};
 
 use crate::client::Clients;
 use crate::tensors::{self, Values};
@@ -36,21 +38,74 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
         };
         values.push((input.name.clone(), input.datatype.clone(), v));
     }
-    let mut request = ModelInferRequest {
-        model_name: args.model.clone(),
-        model_version: args.version.clone(),
-        ..Default::default()
-    };
+    let max_batch = clients
+        .inference
+        .model_config(ModelConfigRequest {
+            name: args.model.clone(),
+            version: args.version.clone(),
+        })
+        .await?
+        .into_inner()
+        .config
+        .map_or(0, |c| c.max_batch_size.max(0) as usize);
+    let mut encoded = Vec::new();
     for (name, datatype, v) in &values {
-        request.inputs.push(InferInputTensor {
-            name: name.clone(),
-            datatype: datatype.clone(),
-            shape: v.shape.clone(),
-            ..Default::default()
-        });
-        request.raw_input_contents.push(tensors::encode(v, datatype)?);
+        encoded.push((name, datatype, v.shape.clone(), tensors::encode(v, datatype)?));
     }
-    let response = clients.inference.model_infer(request).await?.into_inner();
+    // A batched model takes its rows in chunks of at most max_batch.
+    let rows = encoded
+        .first()
+        .and_then(|e| e.2.first())
+        .map_or(1, |&r| r.max(0) as usize);
+    let chunk = if max_batch > 0 && rows > max_batch {
+        max_batch
+    } else {
+        rows.max(1)
+    };
+    let mut response: Option<ModelInferResponse> = None;
+    for start in (0..rows.max(1)).step_by(chunk) {
+        let take = chunk.min(rows.saturating_sub(start)).max(1);
+        let mut request = ModelInferRequest {
+            model_name: args.model.clone(),
+            model_version: args.version.clone(),
+            ..Default::default()
+        };
+        for (name, datatype, shape, raw) in &encoded {
+            let (shape, raw) = if chunk < rows {
+                let row_bytes = raw.len() / rows;
+                let mut part = shape.clone();
+                part[0] = take as i64;
+                (part, raw[start * row_bytes..(start + take) * row_bytes].to_vec())
+            } else {
+                (shape.clone(), raw.clone())
+            };
+            request.inputs.push(InferInputTensor {
+                name: (*name).clone(),
+                datatype: (*datatype).clone(),
+                shape,
+                ..Default::default()
+            });
+            request.raw_input_contents.push(raw);
+        }
+        let part = clients.inference.model_infer(request).await?.into_inner();
+        response = Some(match response {
+            None => part,
+            Some(mut joined) => {
+                for (i, out) in joined.outputs.iter_mut().enumerate() {
+                    if let (Some(first), Some(more)) = (out.shape.first_mut(), part.outputs.get(i)) {
+                        *first += more.shape.first().copied().unwrap_or(0);
+                    }
+                    if let (Some(raw), Some(more)) =
+                        (joined.raw_output_contents.get_mut(i), part.raw_output_contents.get(i))
+                    {
+                        raw.extend_from_slice(more);
+                    }
+                }
+                joined
+            }
+        });
+    }
+    let response = response.context("no request was sent")?;
     let mut outputs = Vec::new();
     for (i, out) in response.outputs.iter().enumerate() {
         let raw = response

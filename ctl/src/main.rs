@@ -67,6 +67,10 @@ enum Command {
         /// OpenVINO inference precision: f32, bf16 or f16 (default: the daemon's config).
         #[arg(long, default_value = "")]
         precision: String,
+        /// Largest batch a request may send to a batched model (default: the
+        /// daemon's serving.max_batch_size).
+        #[arg(long, default_value_t = 0)]
+        max_batch: u64,
     },
     /// Quantize a model to INT8 on the daemon without deploying it; writes
     /// the INT8 model and prints the report.
@@ -214,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             performance_hint,
             infer_requests,
             precision,
+            max_batch,
         } => {
             let args = deploy::Args {
                 file: &file,
@@ -229,6 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 performance_hint,
                 infer_requests,
                 precision,
+                max_batch,
             };
             deploy::run(&mut c, args, json).await
         }

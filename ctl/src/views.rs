@@ -83,6 +83,9 @@ pub async fn show(c: &mut Clients, id: u64, json: bool) -> anyhow::Result<()> {
         d.state, d.target, d.effective_target, d.backend, d.classification
     );
     println!("sha256 {}", d.sha256);
+    if d.max_batch > 0 {
+        println!("max batch {} (batched models)", d.max_batch);
+    }
     let mut t = Table::new(&["AT", "STATE", "AFTER", "DETAIL"]);
     for h in &d.history {
         t.row(vec![

@@ -19,11 +19,16 @@ use crate::monitor::{MetricsEndpoint, install_recorder};
 use crate::reload::{ConfigSource, Reloader};
 use crate::serve::socket::{SocketError, bind_unix};
 use crate::serve::{ControlService, InferenceService, ServerInfo, Services};
-use crate::store::{BlobStore, Journal, StoreError};
+use crate::store::{Journal, StoreError};
 use crate::systemd::Notifier;
 
 /// How long in-flight requests may take to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
+
+/// How often the journal's files are checked between writes (each write
+/// checks them too): how long a removed journal can go unreported while
+/// nothing is deployed.
+const JOURNAL_CHECK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -41,6 +46,18 @@ pub enum DaemonError {
         path: PathBuf,
         #[source]
         source: StoreError,
+    },
+    #[error("making {path} absolute (dsmild works inside its state directory)")]
+    Absolute {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("making the state directory {path} the working directory")]
+    WorkingDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("restoring deployments")]
     Restore(#[source] DeployError),
@@ -60,12 +77,59 @@ async fn bind_tcp(what: &'static str, addr: Option<SocketAddr>) -> Result<Option
     }
 }
 
+/// Makes the paths given at startup (the config file, the path flags, and
+/// every path in `config`) absolute against the directory dsmild started in:
+/// `run` moves into the state directory, where a relative path would name
+/// something else. Relative paths written in the config file itself are
+/// resolved again, against the state directory, when a reload reads it.
+fn anchor_paths(config: &mut Config, source: &mut ConfigSource) -> Result<(), DaemonError> {
+    fn anchor(path: &mut PathBuf) -> Result<(), DaemonError> {
+        if path.is_relative() && !path.as_os_str().is_empty() {
+            *path = std::path::absolute(&*path).map_err(|source| DaemonError::Absolute {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+    for path in [
+        &mut config.paths.state_dir,
+        &mut config.paths.cache_dir,
+        &mut config.paths.runtime_dir,
+        &mut config.listeners.unix_socket,
+    ] {
+        anchor(path)?;
+    }
+    for path in [
+        &mut config.deployment.manifests_dir,
+        &mut config.runtimes.onnxruntime_library,
+        &mut config.runtimes.openvino_library,
+        &mut source.file,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        anchor(path)?;
+    }
+    for (key, value) in &mut source.overrides {
+        if let ("paths.state_dir" | "paths.cache_dir" | "listeners.unix_socket", toml::Value::String(text)) =
+            (*key, &mut *value)
+        {
+            let mut path = PathBuf::from(&*text);
+            anchor(&mut path)?;
+            *text = path.to_string_lossy().into_owned();
+        }
+    }
+    Ok(())
+}
+
 /// Runs the daemon until `shutdown` completes (or a listener fails).
 pub async fn run(
-    config: Config,
-    source: ConfigSource,
+    mut config: Config,
+    mut source: ConfigSource,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    anchor_paths(&mut config, &mut source)?;
     let notifier = Notifier::from_env();
     notifier.send("STATUS=starting");
     let token = CancellationToken::new();
@@ -121,14 +185,22 @@ pub async fn run(
                 path: config.paths.state_dir.clone(),
                 source,
             };
-            let journal = Journal::open(&config.paths.state_dir.join("journal")).map_err(store_err)?;
-            let blobs = BlobStore::open(&config.paths.state_dir.join("blobs")).map_err(store_err)?;
+            let (journal, blobs) = crate::store::open(&config.paths.state_dir).map_err(store_err)?;
             let runtimes = Runtimes::load(&config);
             Ok::<_, DaemonError>((journal, blobs, runtimes))
         })
         .await??
     };
     let (journal, blobs, runtimes) = opened;
+    // Before any model is loaded: a runtime resolves a relative path in a
+    // model (external data) against the working directory, which is `/`
+    // under systemd (`etc/passwd` then means /etc/passwd). The security scan
+    // refuses external data; should anything slip past it, a relative path
+    // now reaches only the daemon's own files, never the host's.
+    std::env::set_current_dir(&state_dir).map_err(|source| DaemonError::WorkingDir {
+        path: state_dir.clone(),
+        source,
+    })?;
     let (alarms, alarm_queue) = tokio::sync::mpsc::unbounded_channel();
     let registry = Arc::new(Registry::new(alarms));
     let deployer = Arc::new(Deployer::new(
@@ -147,6 +219,7 @@ pub async fn run(
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let reloader = Arc::new(Reloader::new(source, Arc::clone(&deployer)));
+    tasks.spawn(watch_journal(journal.clone(), Arc::clone(&registry), token.clone()));
     tasks.spawn(crate::monitor::sampler::run(Arc::clone(&deployer), token.clone()));
     tasks.spawn(crate::logging::audit_to_log(journal.clone(), token.clone()));
     tasks.spawn(crate::reload::watch(Arc::clone(&reloader), token.clone()));
@@ -154,6 +227,7 @@ pub async fn run(
         inference: InferenceService::new(Arc::clone(&registry)),
         control: ControlService::new(Arc::clone(&deployer), Arc::clone(&reloader), info, health.clone()),
         health: health_service,
+        max_request_bytes: config.serving.max_request_bytes,
     };
     let server = tokio::spawn(crate::serve::serve(services, unix, tcp, token.clone(), DRAIN));
     tasks.spawn(crate::deploy::supervisor::supervise(
@@ -186,11 +260,15 @@ pub async fn run(
             elapsed_ms = report.elapsed_ms,
             "restore finished"
         );
-        let status = if registry.is_ready() {
+        let mut readiness = registry.watch_ready();
+        let status = if *readiness.borrow_and_update() {
             health
                 .set_service_status("", tonic_health::ServingStatus::Serving)
                 .await;
             format!("serving {serving} deployment(s)")
+        } else if report.failed.is_empty() {
+            let why = registry.not_ready_reason().unwrap_or_default();
+            format!("serving {serving} deployment(s); NOT READY: {why}")
         } else {
             format!(
                 "serving {serving} deployment(s); NOT READY: {} failed to restore",
@@ -198,6 +276,13 @@ pub async fn run(
             )
         };
         notifier.send(&format!("READY=1\nSTATUS={status}"));
+        tasks.spawn(follow_readiness(
+            readiness,
+            Arc::clone(&registry),
+            health.clone(),
+            notifier.clone(),
+            token.clone(),
+        ));
         tasks.spawn(crate::deploy::probes::run(Arc::clone(&deployer), token.clone()));
         // Manifests apply over what was restored.
         let manifests = Arc::clone(&reloader);
@@ -227,4 +312,82 @@ pub async fn run(
     drop(socket_guard);
     tracing::info!("stopped");
     served.map_err(DaemonError::Serve)
+}
+
+/// Checks the journal's files every `JOURNAL_CHECK` (the stats on a blocking
+/// thread) and marks the server not ready, for good, once they are gone.
+async fn watch_journal(journal: Journal, registry: Arc<Registry>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(JOURNAL_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = token.cancelled() => return,
+        }
+        let journal = journal.clone();
+        let checked =
+            match tokio::task::spawn_blocking(move || journal.verify().map_err(|e| (journal.is_lost(), e))).await {
+                Ok(checked) => checked,
+                Err(e) => {
+                    tracing::error!(error = %e, "the journal check did not run");
+                    continue;
+                }
+            };
+        match checked {
+            Ok(()) => {}
+            Err((true, e)) => {
+                registry.store_lost(error_chain(&e));
+                return;
+            }
+            // Not a verdict on the journal (say, EACCES on a stat): retried.
+            Err((false, e)) => tracing::warn!(error = %error_chain(&e), "could not check the journal's files"),
+        }
+    }
+}
+
+/// After startup, keeps grpc.health's server status and systemd's STATUS=
+/// in step with strict readiness: a failed restore healed by a deploy makes
+/// the server ready, a lost journal makes it not ready.
+async fn follow_readiness(
+    mut readiness: tokio::sync::watch::Receiver<bool>,
+    registry: Arc<Registry>,
+    health: tonic_health::server::HealthReporter,
+    notifier: Notifier,
+    token: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = readiness.changed() => if changed.is_err() { return },
+            _ = token.cancelled() => return,
+        }
+        let ready = *readiness.borrow_and_update();
+        let serving = registry.all().len();
+        let (health_status, status) = match registry.not_ready_reason() {
+            None if ready => (
+                tonic_health::ServingStatus::Serving,
+                format!("serving {serving} deployment(s); ready"),
+            ),
+            why => (
+                tonic_health::ServingStatus::NotServing,
+                format!(
+                    "serving {serving} deployment(s); NOT READY: {}",
+                    why.unwrap_or_else(|| "changing".into())
+                ),
+            ),
+        };
+        health.set_service_status("", health_status).await;
+        notifier.send(&format!("STATUS={status}"));
+    }
+}
+
+/// An error and its causes, ": "-separated (the journal's reason is a cause).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

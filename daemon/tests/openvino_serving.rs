@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use dsmil_proto::inference as pb;
 
 fn stage_detail(deployment: &serde_json::Value, state: &str) -> String {
     deployment["history"]
@@ -291,5 +292,102 @@ fn an_openvino_ir_deploys_with_its_weights_onto_openvino_only() {
     assert!(
         err.contains("InvalidArgument") && err.contains("not a TensorFlow Lite model"),
         "{err}"
+    );
+}
+
+const SAMPLE_TFLITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/digits/model.tflite");
+
+/// fixtures/digits/gen_tflite.py writes the sample as a TFLite flatbuffer;
+/// OpenVINO's TFLite frontend reads it, and it serves like the ONNX original.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tflite_model_deploys_onto_openvino_and_answers_like_its_onnx_original() {
+    let daemon = Daemon::start();
+    let on_ort = daemon.ctl(&[
+        "deploy",
+        SAMPLE_TFLITE,
+        "--name",
+        "lite",
+        "--allow-fp32",
+        "--device",
+        "46",
+    ]);
+    let err = String::from_utf8_lossy(&on_ort.stderr);
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("--backend openvino"),
+        "{err}"
+    );
+    let lite = daemon.ctl_json(&[
+        "deploy",
+        SAMPLE_TFLITE,
+        "--name",
+        "lite",
+        "--allow-fp32",
+        "--backend",
+        "openvino",
+        "--device",
+        "47",
+    ]);
+    assert_eq!(lite["state"], "Active", "{lite}");
+    assert_eq!(lite["backend"], "openvino");
+    assert!(
+        stage_detail(&lite, "Validating").starts_with("TensorFlow Lite,"),
+        "{lite}"
+    );
+    daemon.ctl_json(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "onnx",
+        "--allow-fp32",
+        "--device",
+        "46",
+    ]);
+
+    // The signature comes from the compiled model: TFLite's dynamic batch
+    // (shape_signature -1) and its int64 ArgMax output included.
+    let meta = daemon
+        .inference()
+        .await
+        .model_metadata(pb::ModelMetadataRequest {
+            name: "lite".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let signature = |tensors: &[pb::model_metadata_response::TensorMetadata]| {
+        tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.datatype.clone(), t.shape.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        signature(&meta.inputs),
+        vec![("pixels".to_owned(), "FP32".to_owned(), vec![-1, 64])]
+    );
+    assert_eq!(
+        signature(&meta.outputs),
+        vec![
+            ("probabilities".to_owned(), "FP32".to_owned(), vec![-1, 10]),
+            ("label".to_owned(), "INT64".to_owned(), vec![-1]),
+        ]
+    );
+
+    let (p_lite, l_lite) = answers(&daemon, "lite");
+    let (p_onnx, l_onnx) = answers(&daemon, "onnx");
+    assert_eq!(p_lite.len(), p_onnx.len());
+    let worst = p_lite
+        .iter()
+        .zip(&p_onnx)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1e-4, "the TFLite model answers like its ONNX original: {worst}");
+    assert_eq!(l_lite, l_onnx);
+    let (_, labels) = test_set();
+    let correct = l_lite.iter().zip(labels.iter()).filter(|(a, b)| a == b).count();
+    assert!(
+        correct as f64 / labels.len() as f64 > 0.95,
+        "{correct} of {}",
+        labels.len()
     );
 }

@@ -34,7 +34,8 @@ fn raw_request(model: &str, version: &str, pixels: &[f32], rows: usize) -> pb::M
 #[tokio::test(flavor = "multi_thread")]
 async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
     let daemon = Daemon::start();
-    let deployed = daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
+    // The whole test set in one request: past the default max batch of 64.
+    let deployed = daemon.deploy_sample(&["--name", "digits", "--device", "47", "--max-batch", "512"]);
     assert_eq!(deployed["state"], "Active");
     assert_eq!(deployed["version"], 1);
     assert_eq!(deployed["device"], 47);

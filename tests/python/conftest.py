@@ -58,7 +58,10 @@ def daemon(tmp_path_factory):
             return json.loads(out.stdout)
 
         # FP32 on purpose: the test compares with onnxruntime's FP32 outputs.
-        ctl("deploy", SAMPLE / "model.onnx", "--allow-fp32", "--name", "digits", "--device", "47")
+        # The whole 360-row test set goes in one request: above the default
+        # max batch of 64, so this deployment takes more.
+        ctl("deploy", SAMPLE / "model.onnx", "--allow-fp32", "--name", "digits", "--device", "47",
+            "--max-batch", "512")
         yield {"tcp": ctl("status")["tcp_address"], "ctl": ctl}
     finally:
         proc.terminate()

@@ -15,7 +15,7 @@ pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
 pub use openvino::{OpenVino, OpenVinoBackend, OpenVinoDevice, locate_openvino};
 pub use pool::{Pool, PoolError, RunOutcome};
 pub use runtimes::{RuntimeStatus, Runtimes};
-pub use tensor::{DataType, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape};
+pub use tensor::{DataType, RequestLimits, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape};
 
 use crate::topology::Target;
 
@@ -36,6 +36,10 @@ pub enum BackendError {
     UnsupportedTensor { name: String, detail: String },
     #[error("inference failed: {0}")]
     Run(String),
+    /// The runtime refused the request's inputs (a client error, not the
+    /// model's: it never counts against a deployment's health).
+    #[error("the runtime refused the inputs: {0}")]
+    Rejected(String),
     #[error("the inference thread panicked: {0}")]
     Panicked(String),
 }

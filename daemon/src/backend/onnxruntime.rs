@@ -187,16 +187,21 @@ impl LoadedModel for OrtModel {
         let run_err = |e: ort::Error| BackendError::Run(e.to_string());
         let mut values = Vec::with_capacity(inputs.len());
         for input in inputs {
+            // Checked before the runtime allocates the tensor: callers check
+            // requests, but this is the last line before native memory.
+            let expected = Tensor::byte_len(input.dtype, &input.shape);
+            let Some(expected) = expected.filter(|&e| e == input.data.len()) else {
+                return Err(BackendError::Rejected(format!(
+                    "input {} carries {} bytes, its shape {} of {} needs {}",
+                    input.name,
+                    input.data.len(),
+                    super::format_shape(&input.shape),
+                    input.dtype,
+                    expected.map_or("more than the address space".to_owned(), |e| e.to_string())
+                )));
+            };
             let mut value =
                 DynTensor::new(self.session.allocator(), to_ort(input.dtype), input.shape.clone()).map_err(run_err)?;
-            let expected = Tensor::element_count(&input.shape).unwrap_or(0) * input.dtype.byte_size();
-            if expected != input.data.len() {
-                return Err(BackendError::Run(format!(
-                    "input {} carries {} bytes, its shape needs {expected}",
-                    input.name,
-                    input.data.len()
-                )));
-            }
             if expected > 0 {
                 // SAFETY: the tensor was allocated for exactly `expected` bytes
                 // of this element type and shape (checked above), and the
@@ -207,7 +212,12 @@ impl LoadedModel for OrtModel {
             }
             values.push((input.name.clone(), value));
         }
-        let mut outputs = self.session.run(values).map_err(run_err)?;
+        // ONNX Runtime says InvalidArgument when the inputs, not the model,
+        // are at fault (a dimension the graph cannot take, say).
+        let mut outputs = self.session.run(values).map_err(|e| match e.code() {
+            ort::error::ErrorCode::InvalidArgument => BackendError::Rejected(e.to_string()),
+            _ => run_err(e),
+        })?;
         for spec in &self.signature.outputs {
             let value = outputs
                 .remove(&spec.name)
@@ -222,7 +232,7 @@ impl LoadedModel for OrtModel {
                 name: spec.name.clone(),
                 detail: format!("element type {:?} is not served", value.data_type()),
             })?;
-            let len = Tensor::element_count(&shape).unwrap_or(0) * dtype.byte_size();
+            let len = Tensor::byte_len(dtype, &shape).unwrap_or(0);
             let data: &[u8] = if len == 0 {
                 &[]
             } else {

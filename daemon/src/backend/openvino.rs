@@ -6,6 +6,7 @@
 //! compiling again.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -70,6 +71,9 @@ pub struct OpenVino {
     /// weights are held once. Weak: the last worker to go frees it.
     compiled: Mutex<HashMap<String, Weak<Mutex<CompiledModel>>>>,
     library: PathBuf,
+    /// Where models the frontends read only from files are written for
+    /// their read.
+    staging: PathBuf,
     devices: Vec<OpenVinoDevice>,
     precision: String,
 }
@@ -109,6 +113,7 @@ impl OpenVino {
             core: Mutex::new(core),
             compiled: Mutex::new(HashMap::new()),
             library: library.to_owned(),
+            staging: cache_dir.join("staging"),
             devices,
             precision: precision.to_owned(),
         })
@@ -126,6 +131,21 @@ impl OpenVino {
         self.devices
             .iter()
             .any(|d| d.name == name || d.name.starts_with(&format!("{name}.")))
+    }
+
+    /// `model` in a file of its own under the staging directory, deleted
+    /// when the handle drops (OpenVINO has read it by then; on Linux an
+    /// open mapping of it would outlive the unlink anyway).
+    fn stage(&self, model: &[u8], suffix: &str) -> Result<tempfile::NamedTempFile, String> {
+        let fail = |e: std::io::Error| format!("staging the model in {}: {e}", self.staging.display());
+        std::fs::create_dir_all(&self.staging).map_err(fail)?;
+        let mut file = tempfile::Builder::new()
+            .suffix(suffix)
+            .tempfile_in(&self.staging)
+            .map_err(fail)?;
+        file.write_all(model).map_err(fail)?;
+        file.flush().map_err(fail)?;
+        Ok(file)
     }
 
     /// The inference precision hint every compile uses.
@@ -236,7 +256,14 @@ impl OpenVinoBackend {
                 weights.get_raw_data_mut().map_err(load)?.copy_from_slice(bin);
                 core.read_model_from_buffer(xml, Some(&weights)).map_err(load)?
             }
-            // ONNX and TFLite: the frontends tell them apart by their bytes.
+            // OpenVINO's TFLite frontend reads files only (from memory it
+            // answers "unable to read the model"), so the flatbuffer is
+            // staged in the cache directory for the read and removed after.
+            None if crate::model::is_tflite(model) => {
+                let staged = self.runtime.stage(model, ".tflite").map_err(BackendError::Load)?;
+                core.read_model_from_file(&staged.path().to_string_lossy(), "")
+                    .map_err(load)?
+            }
             None => core.read_model_from_buffer(model, None).map_err(load)?,
         };
         let mut properties = vec![
@@ -274,6 +301,16 @@ impl LoadedModel for OvModel {
     fn run_visit(&mut self, inputs: &[Tensor], visit: &mut dyn FnMut(&TensorView)) -> Result<(), BackendError> {
         let run = |e: openvino::InferenceError| BackendError::Run(format!("OpenVINO: {e}"));
         for input in inputs {
+            // Checked before OpenVINO allocates the tensor.
+            if Tensor::byte_len(input.dtype, &input.shape) != Some(input.data.len()) {
+                return Err(BackendError::Rejected(format!(
+                    "input {} carries {} bytes, which shape {} of {} does not take",
+                    input.name,
+                    input.data.len(),
+                    super::format_shape(&input.shape),
+                    input.dtype
+                )));
+            }
             let shape = Shape::new(&input.shape).map_err(run)?;
             let mut tensor = openvino::Tensor::new(to_ov(input.dtype), &shape).map_err(run)?;
             let buffer = tensor.get_raw_data_mut().map_err(run)?;

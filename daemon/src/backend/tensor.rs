@@ -124,6 +124,33 @@ pub struct Signature {
     pub outputs: Vec<TensorSpec>,
 }
 
+impl Signature {
+    /// Triton's convention: when every input and output has a leading
+    /// dynamic dimension, that dimension is the batch. Such a model takes
+    /// at most its deployment's max batch rows per request.
+    pub fn is_batched(&self) -> bool {
+        !self.inputs.is_empty()
+            && self
+                .inputs
+                .iter()
+                .chain(&self.outputs)
+                .all(|s| s.shape.first() == Some(&-1))
+    }
+}
+
+/// What one inference request may ask of a deployment, fixed when the
+/// deployment starts serving. Checked before anything of the request's size
+/// is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Bytes of all the request's input tensors, decoded
+    /// (`serving.max_request_bytes`).
+    pub max_bytes: usize,
+    /// Rows along the batch dimension of a batched model (see
+    /// [`Signature::is_batched`]); ignored for other models.
+    pub max_batch: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     pub name: String,
@@ -133,10 +160,17 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// Elements of `shape`; None when a dimension is negative or the
+    /// product overflows.
     pub fn element_count(shape: &[i64]) -> Option<usize> {
         shape.iter().try_fold(1usize, |acc, &d| {
             usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
         })
+    }
+
+    /// Bytes of a tensor of `dtype` and `shape`; None on overflow.
+    pub fn byte_len(dtype: DataType, shape: &[i64]) -> Option<usize> {
+        Tensor::element_count(shape)?.checked_mul(dtype.byte_size())
     }
 
     /// A tensor of the spec's type and the given shape, filled with small

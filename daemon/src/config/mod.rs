@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 
 pub use flags::Flags;
 pub use resolve::{
-    Config, DeploymentConfig, HardwareConfig, ListenerConfig, LoggingConfig, MemoryConfig, MonitoringConfig,
-    PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig,
+    Config, DeploymentConfig, HardwareConfig, ListenerConfig, LoggingConfig, MAX_BATCH_SIZE, MemoryConfig,
+    MonitoringConfig, PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig,
 };
 
 /// The shipped defaults, byte for byte.

@@ -100,6 +100,8 @@ pub struct RawServing {
     pub queue_capacity: usize,
     pub workers_per_deployment: usize,
     pub intra_op_threads: usize,
+    pub max_request_bytes: u64,
+    pub max_batch_size: u64,
 }
 
 #[derive(Debug, Deserialize)]

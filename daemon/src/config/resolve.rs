@@ -14,6 +14,10 @@ use crate::topology::{DeviceSpec, LayerSpec, Target, Topology};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
+/// The largest max batch a deployment or the config may set: a bound on
+/// what admission multiplies a model's activations by.
+pub const MAX_BATCH_SIZE: u64 = 65_536;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub topology: Topology,
@@ -95,6 +99,8 @@ pub struct ServingConfig {
     pub queue_capacity: usize,
     pub workers_per_deployment: usize,
     pub intra_op_threads: usize,
+    pub max_request_bytes: usize,
+    pub max_batch_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -268,6 +274,20 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             s.workers_per_deployment
         ),
     );
+    check(
+        (1024..=(2u64 << 30)).contains(&s.max_request_bytes),
+        format!(
+            "serving.max_request_bytes = {} must be in 1024..=2147483648 (gRPC messages stop at 2 GiB)",
+            s.max_request_bytes
+        ),
+    );
+    check(
+        (1..=MAX_BATCH_SIZE).contains(&s.max_batch_size),
+        format!(
+            "serving.max_batch_size = {} must be in 1..={MAX_BATCH_SIZE}",
+            s.max_batch_size
+        ),
+    );
     let m = &raw.monitoring;
     check(
         m.metrics_collection_interval_seconds > 0,
@@ -355,6 +375,8 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             queue_capacity: s.queue_capacity,
             workers_per_deployment: s.workers_per_deployment,
             intra_op_threads: s.intra_op_threads,
+            max_request_bytes: usize::try_from(s.max_request_bytes).unwrap_or(usize::MAX),
+            max_batch_size: s.max_batch_size,
         },
         monitoring: MonitoringConfig {
             metrics_collection_interval: std::time::Duration::from_secs(m.metrics_collection_interval_seconds),

@@ -17,15 +17,22 @@ const INSTANCE_OVERHEAD: u64 = 1 << 20;
 /// docs/benchmarks.md); counting them once keeps the estimate on the safe side.
 const WEIGHT_FACTOR: u64 = 1;
 /// Intermediate activations, as a multiple of one sample's input and output
-/// bytes, at the largest batch ModelConfig advertises.
+/// bytes, at the deployment's max batch (what ModelConfig advertises).
 const ACTIVATION_FACTOR: u64 = 4;
 
 /// The memory a deployment is expected to need once loaded and warm.
-pub fn estimate(info: &ModelInfo, instances: usize) -> u64 {
-    let per_instance = info.weight_bytes * WEIGHT_FACTOR
-        + info.io_bytes * ACTIVATION_FACTOR * crate::serve::MAX_BATCH as u64
-        + INSTANCE_OVERHEAD;
-    per_instance * instances as u64
+/// Saturating: the figures come from an upload's declared shapes.
+pub fn estimate(info: &ModelInfo, instances: usize, max_batch: u64) -> u64 {
+    let per_instance = info
+        .weight_bytes
+        .saturating_mul(WEIGHT_FACTOR)
+        .saturating_add(
+            info.io_bytes
+                .saturating_mul(ACTIVATION_FACTOR)
+                .saturating_mul(max_batch),
+        )
+        .saturating_add(INSTANCE_OVERHEAD);
+    per_instance.saturating_mul(instances as u64)
 }
 
 /// Bytes charged to a layer and to the host, not counting `model` (the name

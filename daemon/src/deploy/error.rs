@@ -97,6 +97,8 @@ pub enum DeployError {
     UnknownPrecision(String),
     #[error("{0} infer requests: at most 64 per deployment")]
     TooManyWorkers(u32),
+    #[error("max batch {0}: at most {max} (0 = serving.max_batch_size)", max = crate::config::MAX_BATCH_SIZE)]
+    MaxBatch(u64),
     #[error("performance hint {0:?}: expected latency or throughput")]
     UnknownHint(String),
     #[error("backend {0:?}: expected onnxruntime or openvino")]

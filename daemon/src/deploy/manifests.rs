@@ -51,6 +51,9 @@ struct Manifest {
     infer_requests: u32,
     #[serde(default)]
     precision: String,
+    /// 0 = serving.max_batch_size.
+    #[serde(default)]
+    max_batch: u64,
     classification: Option<u32>,
     #[serde(default)]
     note: String,
@@ -241,6 +244,7 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             performance_hint: m.performance_hint,
             workers: m.infer_requests,
             precision: m.precision,
+            max_batch: m.max_batch,
         },
         files,
         fingerprint: hex::encode(hasher.finalize()),

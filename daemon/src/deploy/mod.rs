@@ -166,6 +166,7 @@ impl Deployer {
         if let Some(old) = self.registry.remove(model) {
             unload(old);
         }
+        self.registry.undeployed(model);
         tracing::info!(model, version = first.version, device = first.device, "undeployed");
         Ok(retired)
     }

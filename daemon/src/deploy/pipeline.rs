@@ -41,6 +41,8 @@ pub struct DeploySpec {
     pub workers: u32,
     /// OpenVINO's inference precision ("" = runtimes' default).
     pub precision: String,
+    /// Largest batch of a batched model; 0 = serving.max_batch_size.
+    pub max_batch: u64,
 }
 
 /// An upload: the model and the attachments the spec declared.
@@ -179,7 +181,14 @@ impl Deployer {
             0 => config.serving.workers_per_deployment,
             n => n as usize,
         };
-        let estimate = admission::estimate(&info, workers);
+        if spec.max_batch > crate::config::MAX_BATCH_SIZE {
+            return Err(DeployError::MaxBatch(spec.max_batch));
+        }
+        let max_batch = match spec.max_batch {
+            0 => config.serving.max_batch_size,
+            n => n,
+        };
+        let estimate = admission::estimate(&info, workers, max_batch);
 
         // One deploy at a time: placement and activation read and change the
         // registry, and must not interleave with another deploy's.
@@ -264,6 +273,7 @@ impl Deployer {
             performance_hint: hint.to_owned(),
             workers: spec.workers,
             precision: spec.precision.clone(),
+            max_batch,
             estimated_bytes: estimate,
             existing: None,
         })?;
@@ -439,34 +449,43 @@ impl StageRunner<'_, '_> {
         if !problems.is_empty() {
             return Err(ModelError::Invalid(problems).into());
         }
-        // The compatibility test: a throwaway instance runs synthetic inputs
-        // of the declared shapes (dynamic dimensions = 1).
+        // The compatibility test: a throwaway instance runs the deploy's
+        // own data when it brought some (read once, here: the gate and the
+        // health check use it too), else synthetic inputs of the declared
+        // shapes (dynamic dimensions = 1).
         let mut probe = backend
             .load(bytes, options)
             .map_err(|e| DeployError::DryRun(e.to_string()))?;
         let signature = probe.signature().clone();
-        let outputs = probe
-            .run(&synthetic_inputs(&signature))
-            .map_err(|e| DeployError::DryRun(e.to_string()))?;
-        check_outputs(&signature, &outputs).map_err(DeployError::DryRun)?;
+        let (calibration, validation) = match &plan {
+            Quantize::Int8 {
+                calibration,
+                validation,
+                options,
+            } => (
+                calibration
+                    .as_ref()
+                    .map(|c| Samples::read(c.path(), &signature, options.max_samples))
+                    .transpose()?,
+                validation
+                    .as_ref()
+                    .map(|v| Samples::read(v.path(), &signature, usize::MAX))
+                    .transpose()?,
+            ),
+            _ => (None, None),
+        };
+        for (what, inputs) in check_inputs(&signature, validation.as_ref().or(calibration.as_ref())) {
+            let outputs = probe
+                .run(&inputs)
+                .map_err(|e| DeployError::DryRun(format!("on {what}: {e}")))?;
+            check_outputs(&signature, &outputs).map_err(|e| DeployError::DryRun(format!("on {what}: {e}")))?;
+        }
         drop(probe);
 
         self.enter(DeployState::Quantizing, plan.describe())?;
         let serving_options = options;
         let served: std::borrow::Cow<[u8]> = match plan {
-            Quantize::Int8 {
-                calibration,
-                validation,
-                options,
-            } => {
-                let calibration = match &calibration {
-                    Some(c) => Some(Samples::read(c.path(), &signature, options.max_samples)?),
-                    None => None,
-                };
-                let validation = match &validation {
-                    Some(v) => Some(Samples::read(v.path(), &signature, usize::MAX)?),
-                    None => None,
-                };
+            Quantize::Int8 { options, .. } => {
                 // Calibrated and gated with the serving options (precision).
                 let serving = crate::backend::Serving {
                     backend,
@@ -585,6 +604,7 @@ impl StageRunner<'_, '_> {
         let mut serving = record.clone();
         serving.state = DeployState::Active;
         serving.measured_bytes = measured;
+        let limits = serving.request_limits(&deployer.config());
         let probation = Probation::new(
             deployer.config().deployment.probation_requests,
             deployer.config().deployment.probation,
@@ -603,7 +623,8 @@ impl StageRunner<'_, '_> {
             }
         }
         let displaced = deployer.registry.insert(
-            ActiveModel::new(serving, signature, pool, probation, drift).with_shadow(deployer.shadow_for(&record)),
+            ActiveModel::new(serving, signature, limits, pool, probation, drift)
+                .with_shadow(deployer.shadow_for(&record)),
         );
         let updated = match deployer.journal.apply(&changes, Some(event)) {
             Ok(updated) => updated,
@@ -687,11 +708,14 @@ impl StageRunner<'_, '_> {
                 admission::human(record.estimated_bytes)
             ),
         )?;
-        let outcome = pool
-            .run_blocking(synthetic_inputs(signature), timeout)
-            .map_err(|e| DeployError::stage(DeployState::HealthChecking, e))?;
-        check_outputs(signature, &outcome.outputs).map_err(|e| DeployError::stage(DeployState::HealthChecking, e))?;
-        Ok((measured, ms(outcome.compute)))
+        let mut slowest = Duration::ZERO;
+        for (what, inputs) in check_inputs(signature, self.baseline.as_ref()) {
+            let fail = |e: String| DeployError::stage(DeployState::HealthChecking, format!("on {what}: {e}"));
+            let outcome = pool.run_blocking(inputs, timeout).map_err(|e| fail(e.to_string()))?;
+            check_outputs(signature, &outcome.outputs).map_err(fail)?;
+            slowest = slowest.max(outcome.compute);
+        }
+        Ok((measured, ms(slowest)))
     }
 
     /// Ends the deployment Failed (best effort: the journal may be what failed).
@@ -770,6 +794,23 @@ fn check_upload(blob: &StagedBlob, size: u64, sha256: &str) -> Result<(), Deploy
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// How many of the deploy's samples the dry run and the health check run:
+/// enough to meet a value the model cannot take, few enough to stay quick.
+const CHECK_SAMPLES: usize = 8;
+
+/// The inputs a dry run or health check runs, each with what it is: the
+/// first samples of the deploy's data when it brought some (a model that
+/// answers NaN on real data must not pass on synthetic inputs), else one
+/// synthetic input.
+fn check_inputs(signature: &Signature, data: Option<&Samples>) -> Vec<(String, Vec<Tensor>)> {
+    match data {
+        Some(samples) => (0..samples.len().min(CHECK_SAMPLES))
+            .map(|i| (format!("the deploy's data, sample {i}"), samples.sample(i)))
+            .collect(),
+        None => vec![("synthetic inputs".to_owned(), synthetic_inputs(signature))],
+    }
 }
 
 /// One synthetic tensor per input, dynamic dimensions set to 1.

@@ -4,13 +4,18 @@
 //! Swapping an `Arc` is the version switch: requests that already hold the
 //! old entry finish on the old version, new requests see the new one, and the
 //! old workers exit when the last request holding them is done.
+//!
+//! It also answers strict readiness: ready once the restore has finished,
+//! while every model whose active deployment could not be restored is
+//! served again (a later deploy of it healed the failure) and the journal
+//! is still the one on disk.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::supervisor::Alarm;
-use crate::backend::{Pool, Signature};
+use crate::backend::{Pool, RequestLimits, Signature};
 use crate::monitor::probation::Probation;
 use crate::monitor::{self, DeploymentLabels, DeploymentMetrics, ModelStats};
 use crate::store::DeploymentRecord;
@@ -18,6 +23,8 @@ use crate::store::DeploymentRecord;
 pub struct ActiveModel {
     pub record: DeploymentRecord,
     pub signature: Signature,
+    /// What one request may ask (bytes, batch rows), fixed at activation.
+    pub limits: RequestLimits,
     pub pool: Pool,
     pub stats: ModelStats,
     pub metrics: DeploymentMetrics,
@@ -43,6 +50,7 @@ impl ActiveModel {
     pub fn new(
         record: DeploymentRecord,
         signature: Signature,
+        limits: RequestLimits,
         pool: Pool,
         probation: Probation,
         drift: monitor::DriftTracker,
@@ -57,6 +65,7 @@ impl ActiveModel {
         ActiveModel {
             record,
             signature,
+            limits,
             pool,
             stats: ModelStats::default(),
             metrics: DeploymentMetrics::new(labels),
@@ -92,9 +101,19 @@ pub struct Registry {
     alarms: tokio::sync::mpsc::UnboundedSender<Alarm>,
     /// Woken whenever what serves, or its health, changes.
     changed: tokio::sync::Notify,
-    /// Strict readiness: true once every deployment found active at startup
-    /// is loaded again.
-    ready: AtomicBool,
+    /// What strict readiness is computed from.
+    readiness: Mutex<Readiness>,
+    /// Strict readiness as last computed; watchers see its changes.
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct Readiness {
+    restored: bool,
+    /// Models whose active deployment failed to restore.
+    unrestored: BTreeSet<String>,
+    /// Why the journal stopped recording, once it has.
+    store_lost: Option<String>,
 }
 
 impl Registry {
@@ -103,7 +122,8 @@ impl Registry {
             models: RwLock::default(),
             alarms,
             changed: tokio::sync::Notify::new(),
-            ready: AtomicBool::new(false),
+            readiness: Mutex::default(),
+            ready: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -125,6 +145,7 @@ impl Registry {
         monitor::set_models_loaded(models.len());
         drop(models);
         self.changed.notify_one();
+        self.refresh_ready();
         previous
     }
 
@@ -134,6 +155,7 @@ impl Registry {
         let displaced = models.insert(model.record.model.clone(), model);
         drop(models);
         self.changed.notify_one();
+        self.refresh_ready();
         displaced
     }
 
@@ -142,7 +164,14 @@ impl Registry {
         let removed = models.remove(model);
         monitor::set_models_loaded(models.len());
         drop(models);
+        if let Some(gone) = &removed {
+            // Nothing serves under this name any more: its series go, and
+            // requests still in flight on it record nothing new.
+            gone.metrics.retire();
+            monitor::forget_model(model);
+        }
         self.changed.notify_one();
+        self.refresh_ready();
         removed
     }
 
@@ -169,11 +198,77 @@ impl Registry {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        *self.ready.borrow()
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+    /// A receiver that sees every change of strict readiness.
+    pub fn watch_ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// The restore is done; `unrestored` names the models whose active
+    /// deployment it could not load.
+    pub fn restore_finished(&self, unrestored: impl IntoIterator<Item = String>) {
+        let mut readiness = self.lock_readiness();
+        readiness.restored = true;
+        readiness.unrestored = unrestored.into_iter().collect();
+        drop(readiness);
+        self.refresh_ready();
+    }
+
+    /// The operator undeployed `model`: a failed restore of it no longer
+    /// keeps the server not ready.
+    pub fn undeployed(&self, model: &str) {
+        self.lock_readiness().unrestored.remove(model);
+        self.refresh_ready();
+    }
+
+    /// The journal stopped recording (see `Journal::verify`): not ready for
+    /// good, whatever serves.
+    pub fn store_lost(&self, why: String) {
+        self.lock_readiness().store_lost.get_or_insert(why);
+        self.refresh_ready();
+    }
+
+    /// Why the server is not ready (None when it is).
+    pub fn not_ready_reason(&self) -> Option<String> {
+        let readiness = self.lock_readiness();
+        if let Some(why) = &readiness.store_lost {
+            return Some(why.clone());
+        }
+        if !readiness.restored {
+            return Some("restoring deployments".into());
+        }
+        let models = self.read();
+        let missing: Vec<&str> = readiness
+            .unrestored
+            .iter()
+            .filter(|m| !models.contains_key(*m))
+            .map(String::as_str)
+            .collect();
+        match missing.as_slice() {
+            [] => None,
+            names => Some(format!(
+                "{} failed to restore and {} not been deployed again (see `dsmilctl events`)",
+                names.join(", "),
+                if names.len() == 1 { "has" } else { "have" }
+            )),
+        }
+    }
+
+    fn refresh_ready(&self) {
+        let reason = self.not_ready_reason();
+        let ready = reason.is_none();
+        let changed = self.ready.send_if_modified(|r| std::mem::replace(r, ready) != ready);
+        match reason {
+            _ if !changed => {}
+            None => tracing::info!("ready: everything the journal has active is served"),
+            Some(why) => tracing::warn!(reason = %why, "not ready"),
+        }
+    }
+
+    fn lock_readiness(&self) -> std::sync::MutexGuard<'_, Readiness> {
+        self.readiness.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     // A panic while holding the lock cannot leave the map half-updated (every

@@ -3,7 +3,12 @@
 //! its blob. The journal is not otherwise changed: an Active deployment that
 //! cannot be loaded now (say, its runtime is missing) stays Active, is
 //! reported, and keeps the server not ready, so nothing is lost and the
-//! operator sees why.
+//! operator sees why, until a deploy of that model serves it again.
+//!
+//! Such a deploy activates with nothing in the registry to replace, so the
+//! unrestored deployment stays Active beside it in the journal; the next
+//! restore retires it (only the newest Active deployment of a model is
+//! loaded), or it would be loaded for nothing, or fail again.
 
 use std::time::Instant;
 
@@ -36,7 +41,19 @@ impl Deployer {
             )?;
             report.interrupted.push(record.id);
         }
+        let mut newest: Vec<DeploymentRecord> = Vec::new();
         for record in all.into_iter().filter(|d| d.state == DeployState::Active) {
+            match newest.iter_mut().find(|n| n.model == record.model) {
+                // Ids grow, and deployments() is in id order: this one is newer.
+                Some(older) => {
+                    self.retire_superseded(older, &record)?;
+                    *older = record;
+                }
+                None => newest.push(record),
+            }
+        }
+        let mut unrestored = Vec::new();
+        for record in newest {
             match self.load_active(record.clone()) {
                 Ok(()) => report.restored.push((record.model, record.version)),
                 Err(why) => {
@@ -45,13 +62,27 @@ impl Deployer {
                         "could not restore a deployment"
                     );
                     self.audit(EventRecord::about("restore_failed", &record, why.clone()));
+                    unrestored.push(record.model.clone());
                     report.failed.push((record.id, why));
                 }
             }
         }
         report.elapsed_ms = started.elapsed().as_millis() as u64;
-        self.registry.set_ready(report.failed.is_empty());
+        self.registry.restore_finished(unrestored);
         Ok(report)
+    }
+
+    fn retire_superseded(&self, older: &DeploymentRecord, newer: &DeploymentRecord) -> Result<(), super::DeployError> {
+        let detail = format!(
+            "superseded by deployment {} (version {}), activated while this one was not restored",
+            newer.id, newer.version
+        );
+        tracing::warn!(deployment = older.id, model = %older.model, version = older.version, "{detail}");
+        self.journal.apply(
+            &[(older.id, DeployState::Retired, &detail)],
+            Some(EventRecord::about("retire", older, detail.clone())),
+        )?;
+        Ok(())
     }
 
     fn load_active(&self, record: DeploymentRecord) -> Result<(), String> {
@@ -83,8 +114,9 @@ impl Deployer {
         };
         let shadow = self.shadow_for(&record);
         let drift = self.drift_tracker_for(&record);
+        let limits = record.request_limits(&self.config());
         self.registry
-            .insert(ActiveModel::new(record, signature, pool, Probation::passed(), drift).with_shadow(shadow));
+            .insert(ActiveModel::new(record, signature, limits, pool, Probation::passed(), drift).with_shadow(shadow));
         Ok(())
     }
 }

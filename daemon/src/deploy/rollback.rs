@@ -123,7 +123,9 @@ impl Deployer {
             })?;
         let bytes = self.blobs.read(&from.sha256)?;
         let info = crate::model::inspect(crate::model::Format::parse(&version.format)?, &bytes)?;
-        let estimate = admission::estimate(&info, current.record.workers(&config));
+        // The version comes back with the limits it was deployed with.
+        let limits = from.request_limits(&config);
+        let estimate = admission::estimate(&info, current.record.workers(&config), limits.max_batch);
         let layer = config.topology.layer(u32::from(current.record.layer))?;
         admission::admit(&config, &self.registry, layer, model, estimate, "estimated")?;
         let device = config.topology.device(current.record.device)?;
@@ -148,6 +150,7 @@ impl Deployer {
             performance_hint: current.record.performance_hint.clone(),
             workers: current.record.workers,
             precision: current.record.precision.clone(),
+            max_batch: limits.max_batch,
             estimated_bytes: estimate,
             existing: Some(Existing {
                 version: version.version,

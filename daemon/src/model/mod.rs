@@ -12,7 +12,7 @@ mod operators;
 mod security;
 
 pub use onnx::{ModelInfo, OperatorRef, inspect_onnx};
-pub use openvino_formats::{pack_ir, unpack_ir};
+pub use openvino_formats::{is_tflite, pack_ir, unpack_ir};
 pub use operators::check_operators;
 
 /// Describes a stored model of `format` (an IR is stored packed, see

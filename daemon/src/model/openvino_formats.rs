@@ -67,10 +67,16 @@ pub fn inspect_ir(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
     })
 }
 
-/// A TensorFlow Lite flatbuffer ("TFL3" identifier at offset 4). Its
-/// precision is not inspected here: the deploy treats it as FP32.
+/// Whether `bytes` is a TensorFlow Lite flatbuffer: "TFL3", the schema's
+/// file identifier, at offset 4.
+pub fn is_tflite(bytes: &[u8]) -> bool {
+    bytes.get(4..8) == Some(b"TFL3")
+}
+
+/// A TensorFlow Lite flatbuffer. Its precision is not inspected here: the
+/// deploy treats it as FP32.
 pub fn inspect_tflite(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
-    if bytes.get(4..8) != Some(b"TFL3") {
+    if !is_tflite(bytes) {
         return Err(ModelError::NotTflite("no TFL3 file identifier at byte 4".into()));
     }
     Ok(ModelInfo {

@@ -1,7 +1,14 @@
-//! Operator support: every node's operator must be a standard ONNX operator
-//! available at the model's opset, or come from a domain the operator allowed
-//! (`deployment.allowed_operator_domains`). Runtimes add their own limits
-//! through [`crate::backend::Backend::supports_operator`].
+//! Operator support: every operator a runtime would run must be a standard
+//! ONNX operator available at the model's opset, or come from a domain the
+//! operator allowed (`deployment.allowed_operator_domains`). Runtimes add
+//! their own limits through [`crate::backend::Backend::supports_operator`].
+//! Both checks read [`ModelInfo::operators`], which holds the operators of
+//! the same bodies the security scan walks: the main graph, every nested
+//! graph (If branches, Loop and Scan bodies) at any depth and every
+//! model-local function's body. A call to a model-local function is not an
+//! operator of its own (the runtime inlines the body, which is checked).
+//! Training graphs are scanned for data but never run, so their operators
+//! are not checked.
 
 use std::collections::BTreeMap;
 

@@ -8,22 +8,17 @@ use std::net::SocketAddr;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::{LATENCY_BUCKETS, describe};
+use super::metrics::describe;
+use super::recorder::Recorders;
 
 /// Installs the global recorder. Call once per process.
-pub fn install_recorder() -> Result<PrometheusHandle, String> {
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-        .map_err(|e| e.to_string())?
-        .build_recorder();
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).map_err(|e| e.to_string())?;
+pub fn install_recorder() -> Result<Recorders, String> {
+    let recorders = Recorders::install()?;
     describe();
-    Ok(handle)
+    Ok(recorders)
 }
 
 pub struct MetricsEndpoint {
@@ -34,7 +29,7 @@ impl MetricsEndpoint {
     /// Serves `/metrics` until `shutdown` fires.
     pub async fn serve(
         listener: TcpListener,
-        handle: PrometheusHandle,
+        handle: Recorders,
         shutdown: CancellationToken,
         tasks: &tokio_util::task::TaskTracker,
     ) -> std::io::Result<MetricsEndpoint> {
@@ -74,7 +69,7 @@ impl MetricsEndpoint {
     }
 }
 
-async fn respond(req: Request<Incoming>, handle: PrometheusHandle) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(req: Request<Incoming>, handle: Recorders) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = if req.uri().path() == "/metrics" {
         Response::builder()
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")

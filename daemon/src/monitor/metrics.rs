@@ -43,12 +43,10 @@ pub struct DeploymentLabels {
 }
 
 impl DeploymentLabels {
-    /// For requests that named no served model: only the name asked for.
-    pub fn unknown(model: &str) -> DeploymentLabels {
-        DeploymentLabels {
-            model: model.to_owned(),
-            ..Default::default()
-        }
+    /// For requests that named no served model: every label empty. The name
+    /// asked for is the client's, so it never becomes a label value.
+    pub fn unknown() -> DeploymentLabels {
+        DeploymentLabels::default()
     }
 
     pub fn to_labels(&self) -> Vec<metrics::Label> {
@@ -88,6 +86,9 @@ pub struct DeploymentMetrics {
     probe_failures: metrics::Counter,
     p99: metrics::Gauge,
     drift: metrics::Gauge,
+    /// Set when the model is undeployed: a late error must not register
+    /// the name's series again.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a request in flight for as long as it lives.
@@ -118,6 +119,7 @@ impl DeploymentMetrics {
             p99: metrics::gauge!(LATENCY_P99, l.clone()),
             drift: metrics::gauge!(DRIFT_SCORE, l),
             labels,
+            retired: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -151,11 +153,15 @@ impl DeploymentMetrics {
         self.p99.set(p99.as_secs_f64());
     }
 
+    pub fn retire(&self) {
+        self.retired.store(true, std::sync::atomic::Ordering::Release);
+    }
+
     pub fn record(&self, code: &'static str, duration: Duration) {
         if code == "OK" {
             self.ok.increment(1);
             self.duration.record(duration.as_secs_f64());
-        } else {
+        } else if !self.retired.load(std::sync::atomic::Ordering::Acquire) {
             record_request(&self.labels, code, duration);
         }
     }

@@ -7,6 +7,7 @@
 
 mod exporter;
 mod metrics;
+mod recorder;
 /// The exported metric names, for the modules that count without handles.
 pub mod metrics_names {
     pub use super::metrics::{AUDIT_EVENTS, DEPLOYS, LATENCY_ALERTS, ROLLBACKS};
@@ -22,6 +23,7 @@ mod window;
 pub use drift::{DriftReport, DriftTracker};
 pub use exporter::{MetricsEndpoint, install_recorder};
 pub use metrics::{DeploymentLabels, DeploymentMetrics, record_request, set_models_loaded};
+pub use recorder::forget_model;
 pub use shadow::Shadow;
 pub use stats::{ModelStats, StatsSnapshot};
 pub use window::{LatencyWindow, WindowSummary};

@@ -55,7 +55,7 @@ impl ControlService {
 /// declared attachments' chunks, each staged in its own temp blob.
 impl ControlService {
     async fn read_spec(&self, inbound: &mut Streaming<pb::DeployRequest>) -> Result<pb::DeploySpec, Status> {
-        let spec = match inbound.message().await? {
+        let spec = match inbound.message().await.map_err(inbound_error)? {
             Some(pb::DeployRequest {
                 part: Some(pb::deploy_request::Part::Spec(spec)),
             }) => spec,
@@ -88,7 +88,7 @@ impl ControlService {
             Some(_) => Some(blobs.begin_upload().await.map_err(DeployError::from)?),
             None => None,
         };
-        while let Some(message) = inbound.message().await? {
+        while let Some(message) = inbound.message().await.map_err(inbound_error)? {
             use pb::deploy_request::Part;
             let (upload, chunk) = match message.part {
                 Some(Part::Chunk(chunk)) => (Some(&mut model), chunk),
@@ -146,9 +146,14 @@ impl ControlService {
             performance_hint: spec.performance_hint,
             workers: spec.infer_requests,
             precision: spec.precision,
+            max_batch: spec.max_batch,
         };
         Ok((spec, staged))
     }
+}
+
+fn inbound_error(status: Status) -> Status {
+    super::status::inbound(status, super::MAX_CONTROL_MESSAGE_BYTES)
 }
 
 /// Runs blocking work (journal reads, deploys) off the tokio workers.
@@ -408,9 +413,8 @@ impl Control for ControlService {
                 ));
             }
         }
-        if !deployer.registry().is_ready() {
-            warnings
-                .push("not ready: a deployment that was active has not been restored (see `dsmilctl events`)".into());
+        if let Some(why) = deployer.registry().not_ready_reason() {
+            warnings.push(format!("not ready: {why}"));
         }
         Ok(Response::new(pb::StatusResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),

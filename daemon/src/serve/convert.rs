@@ -10,7 +10,7 @@ use dsmil_proto::inference::model_infer_response::InferOutputTensor;
 use dsmil_proto::inference::{InferTensorContents, ModelInferRequest};
 
 use super::InferError;
-use crate::backend::{DataType, Signature, Tensor, TensorSpec, format_shape};
+use crate::backend::{DataType, RequestLimits, Signature, Tensor, TensorSpec, format_shape};
 use crate::store::{DeploymentRecord, EventRecord, StateChange};
 
 fn names(specs: &[TensorSpec]) -> String {
@@ -19,10 +19,15 @@ fn names(specs: &[TensorSpec]) -> String {
 
 /// The request's inputs as tensors, in the signature's order.
 /// The raw buffers are moved out of `req`, not copied: they can be large.
+///
+/// Every size comes from the client, so each is computed with checked
+/// arithmetic and compared with the bytes actually sent and with `limits`
+/// before anything of that size is allocated.
 pub fn request_inputs(
     model: &str,
     req: &mut ModelInferRequest,
     signature: &Signature,
+    limits: RequestLimits,
 ) -> Result<Vec<Tensor>, InferError> {
     let raw = !req.raw_input_contents.is_empty();
     if raw && req.raw_input_contents.len() != req.inputs.len() {
@@ -31,6 +36,9 @@ pub fn request_inputs(
             inputs: req.inputs.len(),
         });
     }
+    let batched = signature.is_batched();
+    let mut batch: Option<(i64, &str)> = None;
+    let mut total = 0usize;
     let mut slots: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
     for (i, input) in req.inputs.iter().enumerate() {
         let Some(index) = signature.inputs.iter().position(|s| s.name == input.name) else {
@@ -44,26 +52,72 @@ pub fn request_inputs(
             return Err(InferError::DuplicateInput(input.name.clone()));
         }
         let spec = &signature.inputs[index];
-        let data = if raw {
+        check_header(spec, input)?;
+        if batched {
+            let rows = input.shape[0];
+            if rows.unsigned_abs() > limits.max_batch {
+                return Err(InferError::BatchTooLarge {
+                    name: input.name.clone(),
+                    rows,
+                    max: limits.max_batch,
+                });
+            }
+            match batch {
+                Some((first, other)) if first != rows => {
+                    return Err(InferError::BatchMismatch {
+                        name: input.name.clone(),
+                        rows,
+                        other: other.to_owned(),
+                        other_rows: first,
+                    });
+                }
+                _ => batch = Some((rows, &input.name)),
+            }
+        }
+        let expected = Tensor::byte_len(spec.dtype, &input.shape).ok_or_else(|| InferError::Overflow {
+            name: input.name.clone(),
+            shape: format_shape(&input.shape),
+            dtype: spec.dtype.to_string(),
+        })?;
+        // First what the header claims against what was sent, then what was
+        // sent against the limit: typed values can take fewer bytes on the
+        // wire (varints) than decoded.
+        if raw {
             if input.contents.is_some() {
                 return Err(InferError::MixedContents(input.name.clone()));
             }
-            check_header(spec, input)?;
-            let bytes = std::mem::take(&mut req.raw_input_contents[i]);
-            let expected = byte_len(spec, &input.shape);
-            if bytes.len() != expected {
+            let got = req.raw_input_contents[i].len();
+            if got != expected {
                 return Err(InferError::ByteSize {
                     name: input.name.clone(),
-                    got: bytes.len(),
+                    got,
                     expected,
                     shape: format_shape(&input.shape),
                     dtype: spec.dtype.to_string(),
                 });
             }
-            bytes
         } else {
-            check_header(spec, input)?;
-            typed_to_bytes(spec, input)?
+            let (got, elements) = (typed_count(spec, input), expected / spec.dtype.byte_size().max(1));
+            if got != elements {
+                return Err(InferError::ElementCount {
+                    name: input.name.clone(),
+                    got,
+                    expected: elements,
+                    shape: format_shape(&input.shape),
+                });
+            }
+        }
+        total = total.saturating_add(expected);
+        if total > limits.max_bytes {
+            return Err(InferError::TooLarge {
+                bytes: total,
+                limit: limits.max_bytes,
+            });
+        }
+        let data = if raw {
+            std::mem::take(&mut req.raw_input_contents[i])
+        } else {
+            typed_to_bytes(spec, input, expected)?
         };
         slots[index] = Some(Tensor {
             name: spec.name.clone(),
@@ -106,99 +160,68 @@ fn check_header(spec: &TensorSpec, input: &InferInputTensor) -> Result<(), Infer
     Ok(())
 }
 
-fn byte_len(spec: &TensorSpec, shape: &[i64]) -> usize {
-    Tensor::element_count(shape).unwrap_or(usize::MAX / 16) * spec.dtype.byte_size()
+/// How many values the typed `contents` field for `spec`'s type holds.
+fn typed_count(spec: &TensorSpec, input: &InferInputTensor) -> usize {
+    let Some(c) = input.contents.as_ref() else { return 0 };
+    match spec.dtype {
+        DataType::Bool => c.bool_contents.len(),
+        DataType::I8 | DataType::I16 | DataType::I32 => c.int_contents.len(),
+        DataType::I64 => c.int64_contents.len(),
+        DataType::U8 | DataType::U16 | DataType::U32 => c.uint_contents.len(),
+        DataType::U64 => c.uint64_contents.len(),
+        // The protocol has no 16-bit float field: half types travel as fp32.
+        DataType::F16 | DataType::BF16 | DataType::F32 => c.fp32_contents.len(),
+        DataType::F64 => c.fp64_contents.len(),
+    }
 }
 
-/// Typed `contents` to little-endian bytes, checking count and range.
-fn typed_to_bytes(spec: &TensorSpec, input: &InferInputTensor) -> Result<Vec<u8>, InferError> {
+/// Typed `contents` to `bytes` little-endian bytes, range-checked. The
+/// caller has checked the count and bounded `bytes`.
+fn typed_to_bytes(spec: &TensorSpec, input: &InferInputTensor, bytes: usize) -> Result<Vec<u8>, InferError> {
     let name = &input.name;
-    let expected = Tensor::element_count(&input.shape).unwrap_or(0);
     let empty = InferTensorContents::default();
     let c = input.contents.as_ref().unwrap_or(&empty);
-    let count = |got: usize| -> Result<(), InferError> {
-        if got == expected {
-            Ok(())
-        } else {
-            Err(InferError::ElementCount {
-                name: name.clone(),
-                got,
-                expected,
-                shape: format_shape(&input.shape),
-            })
-        }
-    };
     let range = |what: &str| InferError::Contents {
         name: name.clone(),
         detail: format!("a value does not fit {what}"),
     };
-    let mut out = Vec::with_capacity(expected * spec.dtype.byte_size());
+    let mut out = Vec::with_capacity(bytes);
     match spec.dtype {
-        DataType::Bool => {
-            count(c.bool_contents.len())?;
-            out.extend(c.bool_contents.iter().map(|&b| u8::from(b)));
-        }
+        DataType::Bool => out.extend(c.bool_contents.iter().map(|&b| u8::from(b))),
         DataType::I8 => {
-            count(c.int_contents.len())?;
             for &v in &c.int_contents {
                 out.extend(i8::try_from(v).map_err(|_| range("INT8"))?.to_le_bytes());
             }
         }
         DataType::I16 => {
-            count(c.int_contents.len())?;
             for &v in &c.int_contents {
                 out.extend(i16::try_from(v).map_err(|_| range("INT16"))?.to_le_bytes());
             }
         }
-        DataType::I32 => {
-            count(c.int_contents.len())?;
-            c.int_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
-        }
-        DataType::I64 => {
-            count(c.int64_contents.len())?;
-            c.int64_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
-        }
+        DataType::I32 => c.int_contents.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        DataType::I64 => c.int64_contents.iter().for_each(|v| out.extend(v.to_le_bytes())),
         DataType::U8 => {
-            count(c.uint_contents.len())?;
             for &v in &c.uint_contents {
                 out.extend(u8::try_from(v).map_err(|_| range("UINT8"))?.to_le_bytes());
             }
         }
         DataType::U16 => {
-            count(c.uint_contents.len())?;
             for &v in &c.uint_contents {
                 out.extend(u16::try_from(v).map_err(|_| range("UINT16"))?.to_le_bytes());
             }
         }
-        DataType::U32 => {
-            count(c.uint_contents.len())?;
-            c.uint_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
-        }
-        DataType::U64 => {
-            count(c.uint64_contents.len())?;
-            c.uint64_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
-        }
-        DataType::F32 => {
-            count(c.fp32_contents.len())?;
-            c.fp32_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
-        }
-        // The protocol has no 16-bit float field: half types travel as fp32.
-        DataType::F16 => {
-            count(c.fp32_contents.len())?;
-            c.fp32_contents
-                .iter()
-                .for_each(|&v| out.extend(half::f16::from_f32(v).to_le_bytes()));
-        }
-        DataType::BF16 => {
-            count(c.fp32_contents.len())?;
-            c.fp32_contents
-                .iter()
-                .for_each(|&v| out.extend(half::bf16::from_f32(v).to_le_bytes()));
-        }
-        DataType::F64 => {
-            count(c.fp64_contents.len())?;
-            c.fp64_contents.iter().for_each(|v| out.extend(v.to_le_bytes()));
-        }
+        DataType::U32 => c.uint_contents.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        DataType::U64 => c.uint64_contents.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        DataType::F32 => c.fp32_contents.iter().for_each(|v| out.extend(v.to_le_bytes())),
+        DataType::F16 => c
+            .fp32_contents
+            .iter()
+            .for_each(|&v| out.extend(half::f16::from_f32(v).to_le_bytes())),
+        DataType::BF16 => c
+            .fp32_contents
+            .iter()
+            .for_each(|&v| out.extend(half::bf16::from_f32(v).to_le_bytes())),
+        DataType::F64 => c.fp64_contents.iter().for_each(|v| out.extend(v.to_le_bytes())),
     }
     Ok(out)
 }
@@ -259,6 +282,7 @@ pub fn deployment(record: &DeploymentRecord) -> pb::Deployment {
         performance_hint: record.performance_hint.clone(),
         infer_requests: record.workers,
         precision: record.precision.clone(),
+        max_batch: record.max_batch,
         sha256: record.sha256.clone(),
         history: record.history.iter().map(state_change).collect(),
         created_unix_ms: record.created_ms,

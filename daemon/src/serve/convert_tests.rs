@@ -2,7 +2,12 @@ use dsmil_proto::inference::model_infer_request::InferInputTensor;
 use dsmil_proto::inference::{InferTensorContents, ModelInferRequest};
 
 use super::*;
-use crate::backend::{DataType, Signature, TensorSpec};
+use crate::backend::{DataType, RequestLimits, Signature, TensorSpec};
+
+const LIMITS: RequestLimits = RequestLimits {
+    max_bytes: 1 << 20,
+    max_batch: 8,
+};
 
 fn signature() -> Signature {
     Signature {
@@ -53,7 +58,7 @@ fn raw_request() -> ModelInferRequest {
 
 #[test]
 fn raw_inputs_come_back_in_signature_order() {
-    let tensors = request_inputs("m", &mut raw_request(), &signature()).unwrap();
+    let tensors = request_inputs("m", &mut raw_request(), &signature(), LIMITS).unwrap();
     assert_eq!(tensors[0].name, "x");
     assert_eq!(tensors[0].shape, vec![3, 2]);
     assert_eq!(tensors[0].data.len(), 24);
@@ -77,7 +82,7 @@ fn typed_contents_are_encoded_and_range_checked() {
         ..Default::default()
     });
     req.inputs = vec![x, k.clone()];
-    let tensors = request_inputs("m", &mut req, &signature()).unwrap();
+    let tensors = request_inputs("m", &mut req, &signature(), LIMITS).unwrap();
     assert_eq!(
         tensors[0].data,
         [0.5f32, -1.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()
@@ -88,13 +93,17 @@ fn typed_contents_are_encoded_and_range_checked() {
         int_contents: vec![300],
         ..Default::default()
     });
-    let err = request_inputs("m", &mut req, &signature()).unwrap_err().to_string();
+    let err = request_inputs("m", &mut req, &signature(), LIMITS)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not fit INT8"), "{err}");
     req.inputs[1].contents = Some(InferTensorContents {
         int_contents: vec![1, 2],
         ..Default::default()
     });
-    let err = request_inputs("m", &mut req, &signature()).unwrap_err().to_string();
+    let err = request_inputs("m", &mut req, &signature(), LIMITS)
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("input \"k\": 2 values in contents, but shape [1] needs 1"),
         "{err}"
@@ -107,7 +116,7 @@ fn each_mismatch_names_the_tensor_and_what_was_expected() {
     let check = |mutate: &dyn Fn(&mut ModelInferRequest), needle: &str| {
         let mut req = raw_request();
         mutate(&mut req);
-        let err = request_inputs("m", &mut req, &sig).unwrap_err().to_string();
+        let err = request_inputs("m", &mut req, &sig, LIMITS).unwrap_err().to_string();
         assert!(err.contains(needle), "expected {needle:?} in {err:?}");
     };
     check(
@@ -145,6 +154,91 @@ fn each_mismatch_names_the_tensor_and_what_was_expected() {
         &|r| r.inputs[0].contents = Some(InferTensorContents::default()),
         "use one or the other",
     );
+}
+
+/// A batched model: every input and output starts with a dynamic dimension.
+fn batched() -> Signature {
+    let spec = |name: &str, dtype, shape: Vec<i64>| TensorSpec {
+        name: name.into(),
+        dtype,
+        shape,
+    };
+    Signature {
+        inputs: vec![
+            spec("a", DataType::F32, vec![-1, 4]),
+            spec("b", DataType::I64, vec![-1]),
+        ],
+        outputs: vec![spec("y", DataType::F32, vec![-1])],
+    }
+}
+
+fn typed(name: &str, datatype: &str, shape: Vec<i64>, contents: InferTensorContents) -> InferInputTensor {
+    InferInputTensor {
+        contents: Some(contents),
+        ..input(name, datatype, shape)
+    }
+}
+
+#[test]
+fn sizes_from_the_header_are_checked_before_anything_is_allocated() {
+    let sig = signature();
+    // 2^40 x 2 floats and no values: the count is compared first (this
+    // reserved 8 TiB and aborted the process).
+    let mut req = ModelInferRequest {
+        inputs: vec![
+            typed("x", "FP32", vec![1 << 40, 2], InferTensorContents::default()),
+            typed(
+                "k",
+                "INT8",
+                vec![1],
+                InferTensorContents {
+                    int_contents: vec![1],
+                    ..Default::default()
+                },
+            ),
+        ],
+        ..Default::default()
+    };
+    let err = request_inputs("m", &mut req, &sig, LIMITS).unwrap_err();
+    assert!(matches!(err, InferError::ElementCount { got: 0, .. }), "{err}");
+    // An element count that overflows (it wrapped to 0 and matched none).
+    req.inputs[0].shape = vec![1 << 62, 2];
+    let err = request_inputs("m", &mut req, &sig, LIMITS).unwrap_err();
+    assert!(matches!(err, InferError::Overflow { .. }), "{err}");
+    req.raw_input_contents = vec![vec![0; 8], vec![1]];
+    req.inputs.iter_mut().for_each(|i| i.contents = None);
+    let err = request_inputs("m", &mut req, &sig, LIMITS).unwrap_err();
+    assert!(matches!(err, InferError::Overflow { .. }), "{err}");
+    // A shape that fits the address space but not the limit, with matching
+    // data: RESOURCE_EXHAUSTED, naming the key.
+    let rows = (LIMITS.max_bytes / 8 + 1) as i64;
+    req.inputs[0].shape = vec![rows, 2];
+    req.raw_input_contents[0] = vec![0; rows as usize * 8];
+    let err = request_inputs("m", &mut req, &sig, LIMITS).unwrap_err();
+    assert!(matches!(err, InferError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("serving.max_request_bytes"), "{err}");
+    assert_eq!(crate::serve::status::infer_code(&err), tonic::Code::ResourceExhausted);
+}
+
+#[test]
+fn a_batched_model_takes_at_most_its_max_batch_and_one_batch_size() {
+    let sig = batched();
+    let request = |a_rows: i64, b_rows: i64| ModelInferRequest {
+        inputs: vec![input("a", "FP32", vec![a_rows, 4]), input("b", "INT64", vec![b_rows])],
+        raw_input_contents: vec![vec![0; a_rows as usize * 16], vec![0; b_rows as usize * 8]],
+        ..Default::default()
+    };
+    assert_eq!(request_inputs("m", &mut request(8, 8), &sig, LIMITS).unwrap().len(), 2);
+    let err = request_inputs("m", &mut request(9, 9), &sig, LIMITS).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("input \"a\": a batch of 9 rows; this deployment takes at most 8"),
+        "{err}"
+    );
+    let err = request_inputs("m", &mut request(2, 3), &sig, LIMITS).unwrap_err();
+    assert!(matches!(err, InferError::BatchMismatch { .. }), "{err}");
+    // Not batched (k has a fixed first dimension): rows are not limited.
+    assert!(!signature().is_batched());
 }
 
 #[test]

@@ -51,6 +51,21 @@ pub enum InferError {
     },
     #[error("input {name:?}: {detail}")]
     Contents { name: String, detail: String },
+    #[error("input {name:?}: shape {shape} of {dtype} is larger than this machine can address")]
+    Overflow { name: String, shape: String, dtype: String },
+    #[error("the request's inputs take {bytes} bytes; the limit is {limit} (serving.max_request_bytes)")]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("input {name:?}: a batch of {rows} rows; this deployment takes at most {max} (its max batch)")]
+    BatchTooLarge { name: String, rows: i64, max: u64 },
+    #[error(
+        "input {name:?} has {rows} rows but input {other:?} has {other_rows}; a batch's inputs share their first dimension"
+    )]
+    BatchMismatch {
+        name: String,
+        rows: i64,
+        other: String,
+        other_rows: i64,
+    },
     #[error("raw_input_contents has {raw} entries for {inputs} inputs; send one per input, or none")]
     RawCount { raw: usize, inputs: usize },
     #[error("input {0:?} has typed contents while raw_input_contents is used; use one or the other")]

@@ -52,7 +52,7 @@ impl InferenceService {
         deadline: Option<Instant>,
     ) -> Result<pb::ModelInferResponse, InferError> {
         let started = Instant::now();
-        let inputs = convert::request_inputs(&model.record.model, req, &model.signature)?;
+        let inputs = convert::request_inputs(&model.record.model, req, &model.signature, model.limits)?;
         let items = inputs
             .first()
             .and_then(|t| t.shape.first())
@@ -211,8 +211,13 @@ impl GrpcInferenceService for InferenceService {
         let model = match self.resolve(&req.model_name, &req.model_version) {
             Ok(model) => model,
             Err(e) => {
-                let labels = DeploymentLabels::unknown(&req.model_name);
-                monitor::record_request(&labels, code_label(infer_code(&e)), started.elapsed());
+                // Counted without the name: a label per name a client
+                // invents would let clients grow the metrics without bound.
+                monitor::record_request(
+                    &DeploymentLabels::unknown(),
+                    code_label(infer_code(&e)),
+                    started.elapsed(),
+                );
                 return Err(e.into());
             }
         };
@@ -255,21 +260,16 @@ impl GrpcInferenceService for InferenceService {
         let req = request.into_inner();
         let model = self.resolve(&req.name, &req.version)?;
         let sig = &model.signature;
-        // Triton's convention: when every tensor has a leading dynamic
-        // dimension, it is the batch dimension and dims leave it out.
-        let batched = !sig.inputs.is_empty()
-            && sig
-                .inputs
-                .iter()
-                .chain(&sig.outputs)
-                .all(|s| s.shape.first() == Some(&-1));
+        // Triton's convention: the batch dimension is left out of dims.
+        let batched = sig.is_batched();
         let dims = |shape: &[i64]| -> Vec<i64> { if batched { shape[1..].to_vec() } else { shape.to_vec() } };
         let config = pb::ModelConfig {
             name: model.record.model.clone(),
             platform: "onnxruntime_onnx".into(),
             backend: model.record.backend.clone(),
+            // The limit request_inputs enforces, so clients batch up to it.
             max_batch_size: if batched {
-                i32::try_from(crate::serve::MAX_BATCH).unwrap_or(i32::MAX)
+                i32::try_from(model.limits.max_batch).unwrap_or(i32::MAX)
             } else {
                 0
             },

@@ -6,7 +6,10 @@
 //! wire conversions live in [`convert`] only.
 
 mod control;
-mod convert;
+// Public only for the fuzz targets (fuzz/), which drive request checking
+// without a server; not an API.
+#[doc(hidden)]
+pub mod convert;
 mod error;
 pub mod health;
 mod inference;
@@ -24,11 +27,9 @@ pub use control::{ControlService, ServerInfo};
 pub use error::InferError;
 pub use inference::InferenceService;
 
-/// The largest batch ModelConfig advertises to Triton-style clients.
-pub const MAX_BATCH: usize = 64;
-
-/// Inference requests carry tensors; the gRPC default of 4 MiB is too small.
-const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// Control messages (deploy chunks are 1 MiB, responses carry reports and
+/// quantized models in chunks) stay far below this.
+pub(crate) const MAX_CONTROL_MESSAGE_BYTES: usize = 64 << 20;
 
 pub type HealthServer = tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService>;
 
@@ -38,20 +39,45 @@ pub struct Services {
     pub inference: InferenceService,
     pub control: ControlService,
     pub health: HealthServer,
+    /// serving.max_request_bytes: the largest inference message decoded.
+    pub max_request_bytes: usize,
 }
 
+type Router<L> = tonic::transport::server::Router<L>;
+
 impl Services {
-    fn router(self) -> tonic::transport::server::Router {
+    fn router(
+        self,
+    ) -> Router<
+        tower::layer::util::Stack<
+            tower::util::MapResponseLayer<impl Fn(TransportResponse) -> TransportResponse + Clone>,
+            tower::layer::util::Identity,
+        >,
+    > {
+        let limit = self.max_request_bytes;
+        let rewrite = move |mut response: TransportResponse| {
+            status::rewrite_transport_status(response.headers_mut(), limit);
+            response
+        };
         tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(rewrite))
             .add_service(
                 GrpcInferenceServiceServer::new(self.inference)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                    .max_decoding_message_size(limit)
+                    // Outputs are bounded by what the model computes, not
+                    // by the caller: a 2 GiB cap is gRPC's own.
+                    .max_encoding_message_size(i32::MAX as usize),
             )
-            .add_service(ControlServer::new(self.control))
+            .add_service(
+                ControlServer::new(self.control)
+                    .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_CONTROL_MESSAGE_BYTES),
+            )
             .add_service(self.health)
     }
 }
+
+type TransportResponse = tonic::codegen::http::Response<tonic::body::Body>;
 
 /// Serves on the listeners until `shutdown`, then lets in-flight calls finish
 /// for at most `drain`.

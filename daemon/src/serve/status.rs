@@ -59,6 +59,7 @@ pub fn deploy_code(err: &DeployError) -> Code {
         | DeployError::UnknownBackend(_)
         | DeployError::UnknownHint(_)
         | DeployError::TooManyWorkers(_)
+        | DeployError::MaxBatch(_)
         | DeployError::UnknownPrecision(_)
         | DeployError::IrWithoutWeights
         | DeployError::CannotQuantize(_) => Code::InvalidArgument,
@@ -90,7 +91,9 @@ fn backend_code(err: &BackendError) -> Code {
             Code::FailedPrecondition
         }
         // The runtime refused the model itself: the caller's input is at fault.
-        BackendError::Load(_) | BackendError::UnsupportedTensor { .. } => Code::InvalidArgument,
+        BackendError::Load(_) | BackendError::UnsupportedTensor { .. } | BackendError::Rejected(_) => {
+            Code::InvalidArgument
+        }
         BackendError::Run(_) | BackendError::Panicked(_) => Code::Internal,
     }
 }
@@ -112,6 +115,7 @@ pub fn infer_code(err: &InferError) -> Code {
     match err {
         InferError::ModelNotFound(_) | InferError::VersionNotFound { .. } => Code::NotFound,
         InferError::NotReady => Code::Unavailable,
+        InferError::TooLarge { .. } => Code::ResourceExhausted,
         InferError::UnknownInput { .. }
         | InferError::DuplicateInput(_)
         | InferError::MissingInput { .. }
@@ -120,6 +124,9 @@ pub fn infer_code(err: &InferError) -> Code {
         | InferError::ByteSize { .. }
         | InferError::ElementCount { .. }
         | InferError::Contents { .. }
+        | InferError::Overflow { .. }
+        | InferError::BatchTooLarge { .. }
+        | InferError::BatchMismatch { .. }
         | InferError::RawCount { .. }
         | InferError::MixedContents(_)
         | InferError::UnknownOutput { .. } => Code::InvalidArgument,
@@ -175,6 +182,59 @@ impl From<StoreError> for Status {
     fn from(err: StoreError) -> Status {
         Status::new(store_code(&err), message(&err))
     }
+}
+
+/// tonic answers a body that does not decode with INTERNAL and a message
+/// over the size limit with OUT_OF_RANGE; both are the caller's doing, and
+/// gRPC's own servers say INVALID_ARGUMENT and RESOURCE_EXHAUSTED. This is
+/// the one place that says so.
+fn transport_status(code: Code, message: &str, max_request_bytes: usize) -> Option<Status> {
+    match code {
+        Code::Internal if message.starts_with("failed to decode Protobuf message") => Some(Status::invalid_argument(
+            "the request body is not a valid protobuf message of this call's type",
+        )),
+        Code::OutOfRange if message.starts_with("Error, decoded message length too large") => {
+            // tonic's text ends "the limit is: N bytes": say which setting
+            // that is when it is the inference limit.
+            let limit = message
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .find(|part| !part.is_empty())
+                .and_then(|n| n.parse::<usize>().ok());
+            Some(Status::resource_exhausted(match limit {
+                Some(n) if n == max_request_bytes => {
+                    format!("the request message is larger than {n} bytes (serving.max_request_bytes)")
+                }
+                Some(n) => format!("the request message is larger than {n} bytes"),
+                None => "the request message is larger than this call accepts".to_owned(),
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// A transport status in the headers of a trailers-only response (where a
+/// unary call's decoding errors arrive, before any handler runs), given
+/// this daemon's code.
+pub fn rewrite_transport_status(headers: &mut tonic::codegen::http::HeaderMap, max_request_bytes: usize) {
+    // Most responses carry no status in their headers: look before decoding.
+    if !headers.contains_key("grpc-status") {
+        return;
+    }
+    let Some(sent) = Status::from_header_map(headers) else {
+        return;
+    };
+    if let Some(status) = transport_status(sent.code(), sent.message(), max_request_bytes) {
+        headers.remove("grpc-message");
+        // add_header only fails on a message that cannot be a header value;
+        // these are fixed ASCII text.
+        let _ = status.add_header(headers);
+    }
+}
+
+/// An error reading a client stream (a Deploy or Quantize upload), given
+/// this daemon's code.
+pub fn inbound(status: Status, max_message_bytes: usize) -> Status {
+    transport_status(status.code(), status.message(), max_message_bytes).unwrap_or(status)
 }
 
 /// The code's name as Prometheus labels carry it.
@@ -294,5 +354,35 @@ mod tests {
         });
         let status = Status::from(err);
         assert_eq!(status.message(), "reading /state/x: disk on fire");
+    }
+
+    #[test]
+    fn the_transports_own_statuses_get_the_codes_grpc_servers_give() {
+        let header = |code: Code, message: &str| {
+            let mut headers = tonic::codegen::http::HeaderMap::new();
+            Status::new(code, message).add_header(&mut headers).unwrap();
+            rewrite_transport_status(&mut headers, 4096);
+            let status = Status::from_header_map(&headers).unwrap();
+            (status.code(), status.message().to_owned())
+        };
+        let (code, message) = header(Code::Internal, "failed to decode Protobuf message: invalid varint");
+        assert_eq!(code, Code::InvalidArgument, "{message}");
+        let (code, message) = header(
+            Code::OutOfRange,
+            "Error, decoded message length too large: found 9000 bytes, the limit is: 4096 bytes",
+        );
+        assert_eq!(code, Code::ResourceExhausted);
+        assert!(message.contains("4096 bytes (serving.max_request_bytes)"), "{message}");
+        let (code, message) = header(
+            Code::OutOfRange,
+            "Error, decoded message length too large: found 9000 bytes, the limit is: 8192 bytes",
+        );
+        assert_eq!(code, Code::ResourceExhausted);
+        assert!(!message.contains("serving."), "{message}");
+        // The daemon's own statuses pass untouched.
+        assert_eq!(header(Code::Internal, "inference failed: x").0, Code::Internal);
+        assert_eq!(header(Code::OutOfRange, "other").0, Code::OutOfRange);
+        let stream = inbound(Status::internal("failed to decode Protobuf message: eof"), 1);
+        assert_eq!(stream.code(), Code::InvalidArgument);
     }
 }

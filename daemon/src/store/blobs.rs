@@ -1,9 +1,12 @@
 //! The content-addressed blob store: `blobs/sha256/<hex>` under the state dir.
 //!
-//! A blob is written once, atomically: uploads stream into `blobs/tmp/`, are
+//! A blob is written atomically: uploads stream into `blobs/tmp/`, are
 //! hashed on the way, fsynced, then renamed into place and the directory
-//! fsynced. A name under `sha256/` therefore always holds exactly the bytes
-//! it names; an interrupted upload leaves only a temp file, swept at startup.
+//! fsynced; an interrupted upload leaves only a temp file, swept at startup.
+//! What the store writes under `sha256/` is exactly the bytes it is named
+//! after, but the disk (or an operator) may change them later, so every read
+//! checks the hash, and a commit replaces whatever file holds the name: the
+//! next upload of the same bytes heals a corrupt blob.
 
 use std::path::{Path, PathBuf};
 
@@ -45,25 +48,24 @@ impl BlobStore {
         self.sha_dir().join(sha256)
     }
 
-    pub fn contains(&self, sha256: &str) -> bool {
-        self.path(sha256).is_file()
-    }
-
     /// Reads a blob, checking that its bytes still hash to its name.
     pub fn read(&self, sha256: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(sha256);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingBlob(sha256.to_owned()));
+                return Err(StoreError::MissingBlob(path));
             }
             Err(e) => return Err(StoreError::io("reading", path, e)),
         };
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != sha256 {
             return Err(StoreError::Corrupt {
+                what: "blob",
                 key: path.display().to_string(),
-                detail: format!("content hashes to {actual}"),
+                detail: format!(
+                    "its bytes hash to sha256:{actual}, not to its name; deploying the same model again replaces it"
+                ),
             });
         }
         Ok(bytes)
@@ -72,25 +74,10 @@ impl BlobStore {
     /// Stores bytes the daemon made (a quantized model), atomically like an
     /// upload; returns their sha256. Blocking.
     pub fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {
-        use std::io::Write;
-        let sha256 = hex::encode(Sha256::digest(bytes));
-        if self.contains(&sha256) {
-            return Ok(sha256);
-        }
-        let tmp = self.tmp_dir().join(format!(
-            "put-{}-{}",
-            std::process::id(),
-            UPLOAD_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let guard = TempFile(Some(tmp.clone()));
-        let mut file = std::fs::File::create(&tmp).map_err(|e| StoreError::io("creating", &tmp, e))?;
-        file.write_all(bytes).map_err(|e| StoreError::io("writing", &tmp, e))?;
-        file.sync_all().map_err(|e| StoreError::io("syncing", &tmp, e))?;
-        let staged = StagedBlob {
-            sha256: sha256.clone(),
-            size: bytes.len() as u64,
-            guard,
-        };
+        // Written even when the name exists: that file may be corrupt, and
+        // checking it would read as much as this writes.
+        let staged = self.stage(bytes)?;
+        let sha256 = staged.sha256.clone();
         staged.commit(self)?;
         Ok(sha256)
     }
@@ -203,15 +190,14 @@ impl StagedBlob {
         std::fs::read(self.path()).map_err(|e| StoreError::io("reading", self.path(), e))
     }
 
-    /// Moves the blob into place (blocking: rename and directory fsync).
-    /// Committing bytes the store already has is a no-op.
+    /// Moves the blob into place (blocking: rename and directory fsync),
+    /// replacing any file of that name: these bytes are known to hash to it,
+    /// an existing file is not (a flipped bit that a restore reported), and
+    /// the rename is cheaper than hashing that file again. A reader that
+    /// has the old file open keeps reading it.
     pub fn commit(mut self, store: &BlobStore) -> Result<PathBuf, StoreError> {
         let from = self.guard.0.take().expect("staged until committed");
         let to = store.path(&self.sha256);
-        if to.is_file() {
-            let _ = std::fs::remove_file(&from);
-            return Ok(to);
-        }
         std::fs::rename(&from, &to).map_err(|e| {
             let _ = std::fs::remove_file(&from);
             StoreError::io("storing", &to, e)

@@ -18,13 +18,24 @@
 //! sled transaction, then the database is flushed before returning: a crash
 //! leaves either all of a change or none of it.
 //!
+//! # Its files on disk
+//!
+//! Besides sled's own files the directory holds [`MARKER`]. The journal
+//! remembers the (device, inode) of the directory, the marker and sled's
+//! `db` at open and checks them after every flush (see the store's
+//! `Integrity` notes): sled keeps writing through its open descriptors into
+//! files a restart would never read once the directory is removed or
+//! replaced, so an unchanged identity is what makes a flush durable.
+//!
 //! # Migrations
 //!
 //! [`MIGRATIONS`] lists, in order, the step from each schema version to the
 //! next. Opening a journal runs the steps it lacks and records the version;
 //! a journal from a newer dsmild is refused rather than misread.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
@@ -34,6 +45,10 @@ use super::records::{DeploymentRecord, EventRecord, ModelRecord, StateChange, Ve
 use crate::deploy::DeployState;
 
 pub const SCHEMA_VERSION: u32 = 2;
+
+/// dsmild's marker in the journal directory: its disappearance means the
+/// directory's contents were removed even if the directory itself stayed.
+pub const MARKER: &str = "dsmil-journal";
 
 type Migration = fn(&Db) -> Result<(), StoreError>;
 
@@ -61,6 +76,7 @@ fn migrate_1_to_2(db: &Db) -> Result<(), StoreError> {
 pub struct Journal {
     /// The newest event's sequence number, for callers that wait for events.
     latest_event: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    files: Arc<Files>,
     db: Db,
     meta: Tree,
     models: Tree,
@@ -86,6 +102,7 @@ pub struct NewDeployment {
     pub performance_hint: String,
     pub workers: u32,
     pub precision: String,
+    pub max_batch: u64,
     pub estimated_bytes: u64,
     /// Re-deploy an existing version (a rollback or a reload) instead of
     /// recording a new one.
@@ -104,6 +121,7 @@ impl Journal {
     pub fn open(dir: &Path) -> Result<Journal, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
         let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let files = Arc::new(Files::record(dir)?);
         let meta = db.open_tree("meta")?;
         let found = match meta.get("schema_version")? {
             Some(v) => u32::from_be_bytes(fixed(&v, "meta/schema_version")?),
@@ -127,6 +145,7 @@ impl Journal {
         };
         Ok(Journal {
             latest_event: std::sync::Arc::new(tokio::sync::watch::Sender::new(newest)),
+            files,
             models: db.open_tree("models")?,
             versions: db.open_tree("versions")?,
             deployments: db.open_tree("deployments")?,
@@ -158,6 +177,7 @@ impl Journal {
 
     /// Records (Some) or forgets (None) the manifest behind `name`.
     pub fn set_manifest(&self, name: &str, fingerprint: Option<&str>) -> Result<(), StoreError> {
+        self.writable()?;
         let key = format!("manifest/{name}");
         match fingerprint {
             Some(f) => self.meta.insert(key, f.as_bytes())?,
@@ -167,6 +187,7 @@ impl Journal {
     }
 
     pub fn put_report(&self, model: &str, version: u32, report: &crate::compress::Report) -> Result<(), StoreError> {
+        self.writable()?;
         self.reports.insert(version_key(model, version), encode(report))?;
         self.flush()
     }
@@ -194,6 +215,7 @@ impl Journal {
 
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         let v = self.meta.get("schema_version")?.ok_or_else(|| StoreError::Corrupt {
+            what: "journal entry",
             key: "meta/schema_version".into(),
             detail: "missing".into(),
         })?;
@@ -203,6 +225,7 @@ impl Journal {
     /// Records a new version of `model` and its deployment in state Uploaded,
     /// with a `deploy` event, atomically.
     pub fn create_deployment(&self, new: NewDeployment) -> Result<(VersionRecord, DeploymentRecord), StoreError> {
+        self.writable()?;
         let trees = (
             &self.meta,
             &self.models,
@@ -225,6 +248,7 @@ impl Journal {
                     Some(v) => decode::<VersionRecord>(&v, &new.model).map_err(abort)?,
                     None => {
                         return Err(abort(StoreError::Corrupt {
+                            what: "journal entry",
                             key: format!("versions/{}/{number}", new.model),
                             detail: "missing".into(),
                         }));
@@ -258,6 +282,7 @@ impl Journal {
                 performance_hint: new.performance_hint.clone(),
                 workers: new.workers,
                 precision: new.precision.clone(),
+                max_batch: new.max_batch,
                 sha256: new.sha256.clone(),
                 state: DeployState::Uploaded,
                 history: vec![StateChange {
@@ -314,6 +339,7 @@ impl Journal {
         changes: &[(u64, DeployState, &str)],
         event: Option<EventRecord>,
     ) -> Result<Vec<DeploymentRecord>, StoreError> {
+        self.writable()?;
         let trees = (&self.meta, &self.deployments, &self.events);
         let result = trees.transaction(|(meta, deployments, events)| {
             let now = now_ms();
@@ -369,6 +395,7 @@ impl Journal {
 
     /// Changes fields of a deployment that are not its state.
     fn update(&self, id: u64, change: impl Fn(&mut DeploymentRecord)) -> Result<DeploymentRecord, StoreError> {
+        self.writable()?;
         let key = id.to_be_bytes();
         let result = self.deployments.transaction(|deployments| {
             let mut record: DeploymentRecord = match deployments.get(key)? {
@@ -386,6 +413,7 @@ impl Journal {
 
     /// Appends an audit event; returns its sequence number.
     pub fn append_event(&self, event: EventRecord) -> Result<u64, StoreError> {
+        self.writable()?;
         let result = (&self.meta, &self.events).transaction(|(meta, events)| {
             let mut event = event.clone();
             event.seq = next_counter(meta, "next_event_seq")?;
@@ -465,9 +493,106 @@ impl Journal {
         Ok(out)
     }
 
+    /// Flushes to disk, then checks that the disk is still where a restart
+    /// will read the journal: only then is what was written durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        self.verify()
+    }
+
+    /// Checks that the journal's directory, marker and data file are the
+    /// ones it opened. The first mismatch is kept: every later write is
+    /// refused with it, since sled cannot move to the new files. Blocking
+    /// (a few stats).
+    pub fn verify(&self) -> Result<(), StoreError> {
+        self.writable()?;
+        for (path, identity) in &self.files.watched {
+            let change = match std::fs::metadata(path) {
+                Ok(m) if (m.dev(), m.ino()) == *identity => continue,
+                Ok(_) => "was replaced",
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "was removed",
+                // Not proof of a swap (say, a permission change): report
+                // it for this call without giving up on the journal.
+                Err(e) => return Err(StoreError::io("checking", path, e)),
+            };
+            let what = if *path == self.files.dir {
+                "its directory".to_owned()
+            } else {
+                format!("its file {}", path.display())
+            };
+            let why = self.files.lost.get_or_init(|| {
+                let why = format!(
+                    "{what} {change} while dsmild was running; nothing more can be recorded \
+                     (deploys, undeploys and events are refused): put it back or restore it, then restart dsmild"
+                );
+                tracing::error!(journal = %self.files.dir.display(), "{why}");
+                why
+            });
+            return Err(self.files.lost_error(why));
+        }
         Ok(())
+    }
+
+    /// Whether the journal's files were found gone (it refuses writes).
+    pub fn is_lost(&self) -> bool {
+        self.files.lost.get().is_some()
+    }
+
+    /// Refuses a write once the journal's files were found gone.
+    fn writable(&self) -> Result<(), StoreError> {
+        match self.files.lost.get() {
+            Some(why) => Err(self.files.lost_error(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The journal's files as they were at open, and whether they still are.
+struct Files {
+    dir: PathBuf,
+    /// (path, (device, inode)).
+    watched: Vec<(PathBuf, (u64, u64))>,
+    /// Why the journal stopped accepting writes, once it has.
+    lost: OnceLock<String>,
+}
+
+impl Files {
+    /// Creates the marker if it is missing and records the identities.
+    fn record(dir: &Path) -> Result<Files, StoreError> {
+        let marker = dir.join(MARKER);
+        if !marker.exists() {
+            std::fs::write(
+                &marker,
+                "dsmild's journal: removing or replacing this directory while dsmild runs loses deploys\n",
+            )
+            .and_then(|()| std::fs::File::open(dir)?.sync_all())
+            .map_err(|e| StoreError::io("creating", &marker, e))?;
+        }
+        let identity = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|m| (m.dev(), m.ino()))
+                .map_err(|e| StoreError::io("checking", path, e))
+        };
+        let mut watched = vec![(dir.to_owned(), identity(dir)?), (marker.clone(), identity(&marker)?)];
+        // sled 0.34's data file, watched only if this sled has one by that
+        // name: the marker already covers a directory that was emptied.
+        let data = dir.join("db");
+        if let Ok(id) = identity(&data) {
+            watched.push((data, id));
+        }
+        Ok(Files {
+            dir: dir.to_owned(),
+            watched,
+            lost: OnceLock::new(),
+        })
+    }
+
+    fn lost_error(&self, why: &str) -> StoreError {
+        StoreError::Io {
+            action: "journal",
+            path: self.dir.clone(),
+            source: std::io::Error::other(why.to_owned()),
+        }
     }
 }
 
@@ -492,6 +617,7 @@ fn next_counter(
 
 fn fixed<const N: usize>(bytes: &[u8], key: &str) -> Result<[u8; N], StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt {
+        what: "journal entry",
         key: key.to_owned(),
         detail: format!("expected {N} bytes, found {}", bytes.len()),
     })
@@ -503,6 +629,7 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &str) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what: "journal entry",
         key: key.to_owned(),
         detail: e.to_string(),
     })

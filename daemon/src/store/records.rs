@@ -66,6 +66,10 @@ pub struct DeploymentRecord {
     /// daemon's default).
     #[serde(default)]
     pub precision: String,
+    /// The largest batch a request may send to a batched model (0: the
+    /// config's serving.max_batch_size, for records older than the field).
+    #[serde(default)]
+    pub max_batch: u64,
     pub sha256: String,
     pub state: DeployState,
     pub history: Vec<StateChange>,
@@ -87,6 +91,17 @@ impl DeploymentRecord {
         match self.workers {
             0 => config.serving.workers_per_deployment,
             n => n as usize,
+        }
+    }
+
+    /// The limits every request to this deployment is checked against.
+    pub fn request_limits(&self, config: &crate::config::Config) -> crate::backend::RequestLimits {
+        crate::backend::RequestLimits {
+            max_bytes: config.serving.max_request_bytes,
+            max_batch: match self.max_batch {
+                0 => config.serving.max_batch_size,
+                n => n,
+            },
         }
     }
 

@@ -18,6 +18,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         performance_hint: "latency".into(),
         workers: 0,
         precision: String::new(),
+        max_batch: 0,
         estimated_bytes: 1 << 20,
         existing: None,
     }
@@ -215,4 +216,129 @@ async fn blobs_are_content_addressed_verified_and_temp_files_never_linger() {
     std::fs::write(dir.path().join("tmp/upload-crashed"), b"x").unwrap();
     BlobStore::open(dir.path()).unwrap();
     assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_corrupt_blob_is_named_as_a_blob_and_healed_by_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path()).unwrap();
+    let sha = store.put(b"model bytes").unwrap();
+    let path = store.path(&sha);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = store.read(&sha).unwrap_err().to_string();
+    assert!(err.starts_with("blob "), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(!err.contains("journal"), "{err}");
+
+    // An upload of the same bytes replaces the bad file...
+    let staged = store.stage(b"model bytes").unwrap();
+    assert_eq!(staged.sha256, sha);
+    staged.commit(&store).unwrap();
+    assert_eq!(store.read(&sha).unwrap(), b"model bytes");
+
+    // ...and so does the daemon storing them itself.
+    std::fs::write(&path, b"model bytez").unwrap();
+    assert_eq!(store.put(b"model bytes").unwrap(), sha);
+    assert_eq!(store.read(&sha).unwrap(), b"model bytes");
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+
+    std::fs::remove_file(&path).unwrap();
+    let err = store.read(&sha).unwrap_err().to_string();
+    assert!(
+        err.starts_with("blob ") && err.contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+/// Journal writes after `lose` must fail, name the journal's path and say
+/// what happened; none succeeds afterwards, even once the files are back.
+fn assert_lost_after(lose: impl FnOnce(&std::path::Path), expect: &str) {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("journal");
+    let journal = Journal::open(&dir).unwrap();
+    journal.create_deployment(new_deployment("m", 1)).unwrap();
+    journal.verify().unwrap();
+    lose(&dir);
+
+    let err = journal.create_deployment(new_deployment("m", 1)).unwrap_err();
+    let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(text.contains(&dir.display().to_string()), "{text}");
+    assert!(text.contains(expect), "{text}");
+    assert!(journal.is_lost());
+    assert!(journal.verify().is_err());
+    assert!(journal.append_event(EventRecord::default()).is_err());
+    assert!(journal.set_manifest("m", Some("f")).is_err());
+}
+
+#[test]
+fn a_removed_journal_directory_fails_the_next_write() {
+    assert_lost_after(|dir| std::fs::remove_dir_all(dir).unwrap(), "its directory was removed");
+}
+
+#[test]
+fn a_replaced_journal_directory_fails_the_next_write() {
+    assert_lost_after(
+        |dir| {
+            std::fs::rename(dir, dir.with_extension("old")).unwrap();
+            std::fs::create_dir(dir).unwrap();
+        },
+        "its directory was replaced",
+    );
+}
+
+#[test]
+fn an_emptied_journal_directory_fails_the_next_write() {
+    assert_lost_after(
+        |dir| {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(path).unwrap();
+                } else {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+        },
+        "was removed",
+    );
+}
+
+#[test]
+fn a_journal_reopened_in_place_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    journal.create_deployment(new_deployment("m", 1)).unwrap();
+    drop(journal);
+    let journal = Journal::open(dir.path()).unwrap();
+    journal.create_deployment(new_deployment("m", 1)).unwrap();
+    journal.verify().unwrap();
+    assert!(!journal.is_lost());
+}
+
+#[test]
+fn a_lost_journal_beside_stored_models_is_refused_at_open() {
+    let state = tempfile::tempdir().unwrap();
+    let (journal, blobs) = open(state.path()).unwrap();
+    blobs.put(b"a model").unwrap();
+    drop(journal);
+    std::fs::remove_dir_all(state.path().join("journal")).unwrap();
+
+    let err = open(state.path()).err().expect("a lost journal is refused");
+    let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(
+        text.contains(&state.path().join("journal").display().to_string()),
+        "{text}"
+    );
+    assert!(text.contains("the journal was lost"), "{text}");
+    assert!(
+        !state.path().join("journal").exists(),
+        "a refused open creates nothing, so the next start refuses too"
+    );
+
+    // With no models stored, a missing journal is a first start.
+    std::fs::remove_dir_all(state.path().join("blobs")).unwrap();
+    open(state.path()).unwrap();
 }

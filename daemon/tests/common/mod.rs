@@ -285,6 +285,41 @@ impl Daemon {
         event
     }
 
+    /// Asserts that `model` (the sample, under that name) still answers a
+    /// two-row request, and that the server is SERVING.
+    pub async fn still_serves(&self, model: &str) {
+        let mut request = digits_request(2, 0.5);
+        request.model_name = model.into();
+        let answer = self
+            .inference()
+            .await
+            .model_infer(request)
+            .await
+            .unwrap_or_else(|e| panic!("{model} no longer answers: {e}\n{}", self.log()))
+            .into_inner();
+        assert_eq!(answer.outputs[0].shape, vec![2, 10]);
+        assert_eq!(
+            self.health_check("").await,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+
+    /// (version, state) of each deployment `dsmilctl deployments` lists,
+    /// for `model` when given.
+    pub fn deployment_states(&self, model: Option<&str>) -> Vec<(u64, String)> {
+        let mut args = vec!["deployments"];
+        if let Some(model) = model {
+            args.extend(["--model", model]);
+        }
+        let listed = self.ctl_json(&args);
+        listed["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["version"].as_u64().unwrap(), d["state"].as_str().unwrap().to_owned()))
+            .collect()
+    }
+
     /// Runs dsmilctl against this daemon.
     pub fn ctl(&self, args: &[&str]) -> Output {
         ctl_with_socket(&self.socket(), args)

@@ -193,3 +193,104 @@ pub fn big_activation(side: i64) -> Vec<u8> {
         &[("", 17)],
     )
 }
+
+/// y = x + c, where `c` is a Constant whose sparse_value reads its values
+/// from `location`, a file outside the model.
+pub fn sparse_external_constant(location: &str) -> Vec<u8> {
+    use dsmil_proto::onnx::{AttributeProto, SparseTensorProto};
+    let mut values = weights("leaked", &[4], 0);
+    values.raw_data = None;
+    values.data_location = Some(tensor_proto::DataLocation::External as i32);
+    values.external_data = vec![StringStringEntryProto {
+        key: Some("location".into()),
+        value: Some(location.into()),
+    }];
+    let mut constant = node("Constant", &[], &["c"]);
+    constant.attribute = vec![AttributeProto {
+        name: Some("sparse_value".into()),
+        r#type: Some(dsmil_proto::onnx::attribute_proto::AttributeType::SparseTensor as i32),
+        sparse_tensor: Some(SparseTensorProto {
+            values: Some(values),
+            indices: Some(int64s("leaked_at", &[0, 1, 2, 3])),
+            dims: vec![4],
+        }),
+        ..Default::default()
+    }];
+    model(
+        GraphProto {
+            name: Some("sparse_leak".into()),
+            node: vec![constant, node("Add", &["x", "c"], &["y"])],
+            input: vec![value("x", &[-1, 4])],
+            output: vec![value("y", &[-1, 4])],
+            ..Default::default()
+        },
+        &[("", 17)],
+    )
+}
+
+/// y = If(sum(x) > 0) then Gelu(x) else Gelu(x), Gelu being ONNX Runtime's
+/// contrib operator (domain com.microsoft), used only inside the branches.
+pub fn contrib_op_in_if_branches() -> Vec<u8> {
+    use dsmil_proto::onnx::AttributeProto;
+    let branch = |name: &str| {
+        let mut gelu = node("Gelu", &["x"], &[name]);
+        gelu.domain = Some("com.microsoft".into());
+        AttributeProto {
+            name: Some(format!("{name}_branch")),
+            r#type: Some(dsmil_proto::onnx::attribute_proto::AttributeType::Graph as i32),
+            g: Some(GraphProto {
+                name: Some(name.into()),
+                node: vec![gelu],
+                output: vec![value(name, &[-1, 4])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let mut sum = node("ReduceSum", &["x"], &["sum"]);
+    sum.attribute = vec![AttributeProto {
+        name: Some("keepdims".into()),
+        r#type: Some(dsmil_proto::onnx::attribute_proto::AttributeType::Int as i32),
+        i: Some(0),
+        ..Default::default()
+    }];
+    let mut choose = node("If", &["positive"], &["y"]);
+    choose.attribute = vec![branch("then"), branch("else")];
+    model(
+        GraphProto {
+            name: Some("contrib_in_branches".into()),
+            node: vec![sum, node("Greater", &["sum", "zero"], &["positive"]), choose],
+            initializer: vec![weights("zero", &[], 0)],
+            input: vec![value("x", &[-1, 4])],
+            output: vec![value("y", &[-1, 4])],
+            ..Default::default()
+        },
+        &[("", 17), ("com.microsoft", 1)],
+    )
+}
+
+/// y = Sqrt(limit - pixels) on [?, 64]: finite for the synthetic inputs a
+/// dry run makes up (values up to 1.5), NaN for real pixels above `limit`.
+pub fn nan_above(limit: f32) -> Vec<u8> {
+    let bound = TensorProto {
+        name: Some("limit".into()),
+        dims: vec![],
+        data_type: Some(FLOAT),
+        raw_data: Some(limit.to_le_bytes().to_vec()),
+        ..Default::default()
+    };
+    model(
+        GraphProto {
+            name: Some("nan_above".into()),
+            node: vec![
+                node("Sub", &["limit", "pixels"], &["room"]),
+                node("Sqrt", &["room"], &["y"]),
+            ],
+            initializer: vec![bound],
+            input: vec![value("pixels", &[-1, 64])],
+            output: vec![value("y", &[-1, 64])],
+            ..Default::default()
+        },
+        &[("", 17)],
+    )
+}
