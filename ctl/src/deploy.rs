@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::client::Clients;
+use crate::output;
 
 const CHUNK: usize = 1 << 20;
 
@@ -27,16 +28,6 @@ pub struct Args<'a> {
     pub infer_requests: u32,
     pub precision: String,
     pub max_batch: u64,
-}
-
-/// The upload format, from the file name: .xml is OpenVINO IR, .tflite is
-/// TensorFlow Lite, anything else ONNX.
-fn format_of(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("xml") => "ir",
-        Some("tflite") => "tflite",
-        _ => "onnx",
-    }
 }
 
 /// How an FP32 upload becomes INT8: the flags `deploy` and `quantize` share.
@@ -83,12 +74,12 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<u8>, Attachment)> {
 
 pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::Result<()> {
     let (bytes, model) = read(args.file)?;
-    let format = format_of(args.file);
+    let format = dsmil_kinds::Format::from_path(args.file);
     // An IR's .bin: as given, else beside the .xml with the same stem. A
     // missing .bin is the daemon's to refuse, with the fix in its message.
     let weights_path = match (format, args.weights) {
         (_, Some(path)) => Some(path.to_owned()),
-        ("ir", None) => Some(args.file.with_extension("bin")).filter(|p| p.is_file()),
+        (dsmil_kinds::Format::Ir, None) => Some(args.file.with_extension("bin")).filter(|p| p.is_file()),
         _ => None,
     };
     let weights = weights_path.as_deref().map(read).transpose()?;
@@ -100,7 +91,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         name: args.name,
         device: args.device,
         layer: args.layer,
-        format: format.into(),
+        format: format.to_string(),
         weights: weights.as_ref().map(|(_, a)| a.clone()),
         size_bytes: model.size_bytes,
         sha256: model.sha256,
@@ -146,9 +137,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
     }
     let last = last.context("dsmild closed the deploy without a result")?;
     let deployment = last.deployment.context("dsmild's last message carried no deployment")?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&deployment)?);
-    } else {
+    output::print(&deployment, json, || {
         println!(
             "deployed {} version {} on device {} (layer {}, {} on {}), deployment {}",
             deployment.model,
@@ -159,8 +148,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
             deployment.effective_target,
             deployment.id
         );
-    }
-    Ok(())
+    })
 }
 
 /// The upload Deploy and Quantize share: the spec, then the model's chunks,

@@ -9,6 +9,7 @@ use dsmil_proto::inference::model_infer_request::InferInputTensor;
 use dsmil_proto::inference::{ModelConfigRequest, ModelInferRequest, ModelInferResponse, ModelMetadataRequest};
 
 use crate::client::Clients;
+use crate::output;
 use crate::tensors::{self, Values};
 
 pub struct Args {
@@ -119,17 +120,18 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
             "data": tensors::decode(raw, &out.datatype)?,
         }));
     }
-    if json {
-        let doc = serde_json::json!({
-            "model": response.model_name,
-            "version": response.model_version,
-            "outputs": outputs,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
-    }
+    let doc = serde_json::json!({
+        "model": response.model_name,
+        "version": response.model_version,
+        "outputs": outputs,
+    });
+    output::print(&doc, json, || print_outputs(&response, &outputs))
+}
+
+/// The outputs for people: at most the first 20 values of each.
+fn print_outputs(response: &ModelInferResponse, outputs: &[serde_json::Value]) {
     println!("{} version {}", response.model_name, response.model_version);
-    for out in &outputs {
+    for out in outputs {
         let data = out["data"].as_array().expect("built above");
         let shown: Vec<String> = data.iter().take(20).map(|v| v.to_string()).collect();
         let more = if data.len() > 20 {
@@ -145,7 +147,6 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
             shown.join(", ")
         );
     }
-    Ok(())
 }
 
 fn find_input(args: &[String], name: &str, input_count: usize) -> anyhow::Result<Values> {

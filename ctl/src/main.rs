@@ -1,194 +1,30 @@
 //! dsmilctl: the operator's controller for dsmild. Parses the command line,
 //! connects, runs one command, and exits non-zero with the daemon's own
-//! message (and gRPC code) on any failure.
+//! message (and gRPC code) on any failure. Wiring only: the commands are in
+//! `cli` and the modules it names.
 
+mod actions;
+mod cli;
 mod client;
 mod deploy;
 mod html;
 mod infer;
+mod output;
 mod quantize;
 mod table;
 mod tensors;
 mod views;
 
-use std::path::PathBuf;
-
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(name = "dsmilctl", version, about = "Control the dsmil edge inference daemon")]
-struct Cli {
-    /// dsmild's Unix socket.
-    #[arg(long, global = true, env = "DSMIL_SOCKET", default_value = "/run/dsmild/dsmild.sock")]
-    socket: String,
-    /// Reach dsmild over TCP instead (host:port).
-    #[arg(long, global = true, env = "DSMIL_ADDR")]
-    addr: Option<String>,
-    /// Machine-readable output.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Upload a model and deploy it (a new version if the name exists).
-    Deploy {
-        file: PathBuf,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        device: Option<u32>,
-        #[arg(long)]
-        layer: Option<u32>,
-        /// Classification level (default: the target layer).
-        #[arg(long)]
-        classification: Option<u32>,
-        #[arg(long, default_value = "")]
-        note: String,
-        /// An OpenVINO IR's .bin (default: the .xml's name with .bin).
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        #[command(flatten)]
-        int8: deploy::Int8Flags,
-        /// Serve an FP32 model without quantizing it (recorded as an audit event).
-        #[arg(long, conflicts_with_all = ["calib", "val"])]
-        allow_fp32: bool,
-        /// Runtime for a cpu device: onnxruntime or openvino (default: the device's configured one).
-        #[arg(long, default_value = "")]
-        backend: String,
-        /// OpenVINO performance hint: latency (default) or throughput.
-        #[arg(long, default_value = "")]
-        performance_hint: String,
-        /// Worker threads, each with its own infer request (default: the daemon's config).
-        #[arg(long, default_value_t = 0)]
-        infer_requests: u32,
-        /// OpenVINO inference precision: f32, bf16 or f16 (default: the daemon's config).
-        #[arg(long, default_value = "")]
-        precision: String,
-        /// Largest batch a request may send to a batched model (default: the
-        /// daemon's serving.max_batch_size).
-        #[arg(long, default_value_t = 0)]
-        max_batch: u64,
-    },
-    /// Quantize a model to INT8 on the daemon without deploying it; writes
-    /// the INT8 model and prints the report.
-    Quantize {
-        file: PathBuf,
-        #[command(flatten)]
-        int8: deploy::Int8Flags,
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Also write the report as a self-contained HTML page.
-        #[arg(long)]
-        html: Option<PathBuf>,
-    },
-    /// Stop serving a model and retire its deployment.
-    Undeploy { model: String },
-    /// Go back to the previous version of a model, or of every model on a
-    /// device or in a layer (through warmup and health checks).
-    #[command(group(clap::ArgGroup::new("what").required(true).args(["model", "device", "layer"])))]
-    Rollback {
-        #[arg(long)]
-        model: Option<String>,
-        #[arg(long)]
-        device: Option<u32>,
-        #[arg(long)]
-        layer: Option<u32>,
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
-    /// The INT8 quantization report of MODEL or MODEL@VERSION.
-    Report {
-        model: String,
-        /// Also write it as a self-contained HTML page.
-        #[arg(long)]
-        html: Option<PathBuf>,
-    },
-    /// Live p50/p95/p99, throughput and memory per deployment (refreshes
-    /// until interrupted; --json or --once print one sample).
-    Top {
-        /// Seconds between refreshes.
-        #[arg(long, default_value_t = 2)]
-        every: u64,
-        #[arg(long)]
-        once: bool,
-    },
-    /// Output and accuracy drift: baseline against live, per deployment.
-    Drift {
-        #[arg(default_value = "")]
-        model: String,
-    },
-    /// Report an outcome (what the model predicted, what was true) for
-    /// accuracy drift.
-    Feedback {
-        model: String,
-        #[arg(long)]
-        predicted: i64,
-        #[arg(long)]
-        actual: i64,
-    },
-    /// Re-read dsmild's configuration file (as SIGHUP does); prints what changed.
-    Reload,
-    /// Models with their versions.
-    Models,
-    /// Deployments with their state.
-    Deployments {
-        #[arg(long, default_value = "")]
-        model: String,
-    },
-    /// One deployment's history.
-    Show { id: u64 },
-    /// All devices: layer, target, what they serve.
-    Devices,
-    /// Layers: devices, budget, use.
-    Layers,
-    /// Daemon status: readiness, runtimes, listeners, warnings.
-    Status,
-    /// The audit log.
-    Events {
-        #[arg(long, default_value = "")]
-        model: String,
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-        #[arg(long, default_value_t = 0)]
-        limit: u32,
-        /// Only events of this kind (deploy, activate, fail, rollback, refuse, ...).
-        #[arg(long, default_value = "")]
-        kind: String,
-        /// If none match yet, wait this long for one.
-        #[arg(long, default_value_t = 0)]
-        wait_ms: u32,
-        /// Keep printing new events as they happen.
-        #[arg(long)]
-        follow: bool,
-    },
-    /// Run one inference and print the outputs.
-    Infer {
-        model: String,
-        /// FILE.npy (one-input models), NAME=FILE.npy, or FILE.npz keyed by input name.
-        #[arg(long = "input", short)]
-        inputs: Vec<String>,
-        /// Random inputs of the declared shapes.
-        #[arg(long, conflicts_with = "inputs")]
-        random: bool,
-        /// Size of dynamic dimensions with --random.
-        #[arg(long, default_value_t = 1)]
-        batch: i64,
-        #[arg(long, default_value = "")]
-        version: String,
-    },
-}
+use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    let cli = cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<tonic::Status>() {
@@ -196,132 +32,6 @@ fn main() -> std::process::ExitCode {
                 None => eprintln!("dsmilctl: {e:#}"),
             }
             std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut c = client::connect(&cli.socket, cli.addr.as_deref()).await?;
-    let json = cli.json;
-    match cli.command {
-        Command::Deploy {
-            file,
-            name,
-            device,
-            layer,
-            classification,
-            note,
-            weights,
-            int8,
-            allow_fp32,
-            backend,
-            performance_hint,
-            infer_requests,
-            precision,
-            max_batch,
-        } => {
-            let args = deploy::Args {
-                file: &file,
-                name,
-                device,
-                layer,
-                classification,
-                note,
-                weights: weights.as_deref(),
-                int8: &int8,
-                allow_fp32,
-                backend,
-                performance_hint,
-                infer_requests,
-                precision,
-                max_batch,
-            };
-            deploy::run(&mut c, args, json).await
-        }
-        Command::Quantize {
-            file,
-            int8,
-            output,
-            html,
-        } => {
-            let args = quantize::Args {
-                file: &file,
-                int8: &int8,
-                output: &output,
-            };
-            let report = quantize::run(&mut c, args).await?;
-            if !json {
-                println!("wrote {}", output.display());
-            }
-            views::print_report(&report, html.as_deref(), json)
-        }
-        Command::Undeploy { model } => views::undeploy(&mut c, model, json).await,
-        Command::Rollback {
-            model,
-            device,
-            layer,
-            reason,
-        } => {
-            use dsmil_proto::control::rollback_request::Target;
-            let target = match (model, device, layer) {
-                (Some(m), _, _) => Target::Model(m),
-                (_, Some(d), _) => Target::Device(d),
-                (_, _, Some(l)) => Target::Layer(l),
-                _ => unreachable!("clap requires one of --model, --device, --layer"),
-            };
-            views::rollback(&mut c, target, reason, json).await
-        }
-        Command::Report { model, html } => views::report(&mut c, &model, html.as_deref(), json).await,
-        Command::Reload => views::reload(&mut c, json).await,
-        Command::Drift { model } => views::drift(&mut c, model, json).await,
-        Command::Feedback {
-            model,
-            predicted,
-            actual,
-        } => views::feedback(&mut c, model, predicted, actual, json).await,
-        Command::Top { every, once } => views::top(&mut c, every, once || json, json).await,
-        Command::Models => views::models(&mut c, json).await,
-        Command::Deployments { model } => views::deployments(&mut c, model, json).await,
-        Command::Show { id } => views::show(&mut c, id, json).await,
-        Command::Devices => views::devices(&mut c, json).await,
-        Command::Layers => views::layers(&mut c, json).await,
-        Command::Status => views::status(&mut c, json).await,
-        Command::Events {
-            model,
-            after,
-            limit,
-            kind,
-            wait_ms,
-            follow,
-        } => {
-            let query = views::EventQuery {
-                model,
-                after,
-                limit,
-                kind,
-                wait_ms,
-            };
-            views::events(&mut c, query, follow, json).await
-        }
-        Command::Infer {
-            model,
-            inputs,
-            random,
-            batch,
-            version,
-        } => {
-            infer::run(
-                &mut c,
-                infer::Args {
-                    model,
-                    version,
-                    inputs,
-                    random,
-                    batch,
-                },
-                json,
-            )
-            .await
         }
     }
 }

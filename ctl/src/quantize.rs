@@ -1,15 +1,17 @@
 //! `dsmilctl quantize`: the daemon's quantizer without a deploy. Uploads
 //! the model and its data like `deploy`, receives the report and the INT8
-//! model, checks the model's sha256 and writes it atomically.
+//! model, checks the model's sha256 and writes it atomically, then prints
+//! the report as `dsmilctl report` does.
 
 use std::path::Path;
 
 use anyhow::Context;
-use dsmil_proto::control::{DeploySpec, QuantizationReport, quantize_response::Part};
+use dsmil_proto::control::{DeploySpec, quantize_response::Part};
 use sha2::{Digest, Sha256};
 
 use crate::client::Clients;
 use crate::deploy::{Int8Files, Int8Flags, read, upload};
+use crate::views;
 
 pub struct Args<'a> {
     pub file: &'a Path,
@@ -17,7 +19,8 @@ pub struct Args<'a> {
     pub output: &'a Path,
 }
 
-pub async fn run(clients: &mut Clients, args: Args<'_>) -> anyhow::Result<QuantizationReport> {
+/// `html`: where to write the report as a page too.
+pub async fn run(clients: &mut Clients, args: Args<'_>, html: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let (bytes, model) = read(args.file)?;
     let Int8Files {
         calibration,
@@ -67,5 +70,9 @@ pub async fn run(clients: &mut Clients, args: Args<'_>) -> anyhow::Result<Quanti
     let tmp = args.output.with_extension("onnx.tmp");
     std::fs::write(&tmp, &quantized).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, args.output).with_context(|| format!("renaming into {}", args.output.display()))?;
-    result.report.context("dsmild's result carried no report")
+    let report = result.report.context("dsmild's result carried no report")?;
+    if !json {
+        println!("wrote {}", args.output.display());
+    }
+    views::report::print(&report, html, json)
 }

@@ -220,7 +220,10 @@ pub async fn run(
         .await;
     let reloader = Arc::new(Reloader::new(source, Arc::clone(&deployer)));
     tasks.spawn(watch_journal(journal.clone(), Arc::clone(&registry), token.clone()));
-    tasks.spawn(crate::monitor::sampler::run(Arc::clone(&deployer), token.clone()));
+    // The sampler reports drift alerts to the supervisor, which decides.
+    let (alerts, alert_queue) = tokio::sync::mpsc::unbounded_channel();
+    let sampler = crate::monitor::sampler::Sampler::new(deployer.monitoring_sources(), alerts);
+    tasks.spawn(crate::monitor::sampler::run(sampler, token.clone()));
     tasks.spawn(crate::logging::audit_to_log(journal.clone(), token.clone()));
     tasks.spawn(crate::reload::watch(Arc::clone(&reloader), token.clone()));
     let services = Services {
@@ -233,6 +236,7 @@ pub async fn run(
     tasks.spawn(crate::deploy::supervisor::supervise(
         Arc::clone(&deployer),
         alarm_queue,
+        alert_queue,
         token.clone(),
     ));
     tasks.spawn(crate::serve::health::sync(

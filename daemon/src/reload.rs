@@ -114,19 +114,16 @@ impl Reloader {
                 for w in &outcome.warnings {
                     tracing::warn!(trigger, "{w}");
                 }
-                self.deployer.audit(EventRecord {
-                    kind: "config_reload".into(),
-                    detail,
-                    ..EventRecord::default()
-                });
+                self.deployer
+                    .audit(EventRecord::of(dsmil_kinds::EventKind::ConfigReload, "", detail));
             }
             Err(e) => {
                 tracing::error!(trigger, error = %e, "configuration refused; the running one stays");
-                self.deployer.audit(EventRecord {
-                    kind: "config_refused".into(),
-                    detail: format!("{trigger}: {e}"),
-                    ..EventRecord::default()
-                });
+                self.deployer.audit(EventRecord::of(
+                    dsmil_kinds::EventKind::ConfigRefused,
+                    "",
+                    format!("{trigger}: {e}"),
+                ));
             }
         }
         result
@@ -315,3 +312,7 @@ fn watch_file(file: &Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::
     tracing::info!(file = %file.display(), "watching the config file");
     Some(watcher)
 }
+
+#[cfg(test)]
+#[path = "reload_tests.rs"]
+mod tests;

@@ -17,8 +17,6 @@ fn refused(daemon: &Daemon, bytes: &[u8], name: &str) -> String {
     err
 }
 
-/// The sample, deployed before the refusals, still answers.
-
 /// The defect: a Constant's sparse_value was never scanned, and ONNX Runtime
 /// resolved its relative external-data path against `/`, serving the file.
 #[tokio::test(flavor = "multi_thread")]

@@ -93,7 +93,7 @@ fn audit_events_reach_the_journal_with_their_fields() {
     assert_eq!(activate["VERSION"], "1");
     assert_eq!(activate["DEVICE"], "47");
     assert_eq!(activate["LAYER"], "7");
-    assert_eq!(activate["MESSAGE_ID"], dsmild::logging::message_id("activate"));
+    assert_eq!(activate["MESSAGE_ID"], dsmil_kinds::EventKind::Activate.message_id());
     assert_eq!(activate["MESSAGE_ID"].len(), 32, "a 128-bit id in hex");
     assert!(activate["MESSAGE"].starts_with("activate: "), "{activate:?}");
 

@@ -53,7 +53,11 @@ fn a_deploy_over_budget_is_refused_with_the_layer_need_use_and_budget() {
 
     // Refused before anything was recorded, and audited.
     let deployments = daemon.ctl_json(&["deployments", "--model", "big"]);
-    assert!(deployments["deployments"].as_array().is_none_or(|d| d.is_empty()));
+    assert_eq!(
+        deployments["deployments"].as_array().expect("deployments listed").len(),
+        0,
+        "{deployments}"
+    );
     let events = daemon.ctl_json(&["events", "--model", "big"]);
     assert_eq!(events["events"][0]["kind"], "refuse");
     // It fits a layer with room.
@@ -141,5 +145,11 @@ fn undeploy_gives_the_memory_back() {
         "undeploy freed too little: loaded {loaded}, after {after}, measured {measured}"
     );
     let layers = daemon.ctl_json(&["layers"]);
-    assert_eq!(layers["layers"][6]["measured_bytes"].as_u64().unwrap_or(0), 0);
+    let extended = &layers["layers"][6];
+    assert_eq!(extended["id"], 7, "{layers}");
+    assert_eq!(
+        extended["measured_bytes"].as_u64().expect("measured_bytes present"),
+        0,
+        "{extended}"
+    );
 }

@@ -374,8 +374,8 @@ fn stage_detail(deployment: &serde_json::Value, state: &str) -> String {
         .unwrap()
         .iter()
         .find(|h| h["state"] == state)
-        .map(|h| h["detail"].as_str().unwrap().to_owned())
-        .unwrap_or_default()
+        .map(|h| h["detail"].as_str().expect("a stage's detail").to_owned())
+        .unwrap_or_else(|| panic!("no {state} stage in {deployment}"))
 }
 
 #[test]
@@ -388,10 +388,11 @@ fn the_daemon_serves_int8_and_refuses_fp32_without_calibration() {
         err.contains("InvalidArgument") && err.contains("--calib") && err.contains("--allow-fp32"),
         "{err}"
     );
-    assert!(
-        daemon.ctl_json(&["deployments"])["deployments"]
-            .as_array()
-            .is_none_or(|d| d.is_empty())
+    let deployments = daemon.ctl_json(&["deployments"]);
+    assert_eq!(
+        deployments["deployments"].as_array().expect("deployments listed").len(),
+        0,
+        "{deployments}"
     );
 
     let int8 = ["--calib", SAMPLE_TEST_SET, "--val", SAMPLE_TEST_SET];
@@ -755,11 +756,11 @@ fn dsmilctl_quantize_runs_the_quantizer_on_the_daemon_and_stores_nothing() {
         "a QDQ model"
     );
     assert!(std::fs::read_to_string(&page).unwrap().contains("retention"));
-    assert!(
-        daemon.ctl_json(&["models"])["models"]
-            .as_array()
-            .is_none_or(|m| m.is_empty()),
-        "quantizing records no model"
+    let models = daemon.ctl_json(&["models"]);
+    assert_eq!(
+        models["models"].as_array().expect("models listed").len(),
+        0,
+        "quantizing records no model: {models}"
     );
     // The written model deploys as already INT8.
     let deployed = daemon.ctl_json(&["deploy", out_path, "--name", "digits8", "--device", "47"]);

@@ -46,10 +46,11 @@ fn sha(bytes: &[u8]) -> String {
 
 fn assert_nothing_recorded(daemon: &Daemon) {
     let models = daemon.ctl_json(&["models"]);
-    assert!(models["models"].as_array().is_none_or(|m| m.is_empty()), "{models}");
+    assert_eq!(models["models"].as_array().expect("models listed").len(), 0, "{models}");
     let deployments = daemon.ctl_json(&["deployments"]);
-    assert!(
-        deployments["deployments"].as_array().is_none_or(|d| d.is_empty()),
+    assert_eq!(
+        deployments["deployments"].as_array().expect("deployments listed").len(),
+        0,
         "{deployments}"
     );
     let blobs = daemon.state_dir().join("blobs");

@@ -207,7 +207,13 @@ async fn a_second_deploy_makes_version_2_and_undeploy_stops_serving() {
         2,
         "versions stay in the registry"
     );
-    assert!(models["models"][0].get("active_version").is_none_or(|v| v == 0));
+    assert_eq!(
+        models["models"][0]["active_version"]
+            .as_u64()
+            .expect("active_version present"),
+        0,
+        "{models}"
+    );
     // Both versions' blobs stay in the store (same bytes: one blob).
     assert_eq!(
         std::fs::read_dir(daemon.state_dir().join("blobs/sha256"))

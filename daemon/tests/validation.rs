@@ -102,7 +102,11 @@ fn external_data_is_refused_whether_it_escapes_or_is_just_absent() {
     assert!(err.contains("\"weights.bin\" is not part of the upload"), "{err}");
     // Refused at inspection: nothing was recorded.
     let deployments = daemon.ctl_json(&["deployments"]);
-    assert!(deployments["deployments"].as_array().is_none_or(|d| d.is_empty()));
+    assert_eq!(
+        deployments["deployments"].as_array().expect("deployments listed").len(),
+        0,
+        "{deployments}"
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! a tokio worker: loading runs on the deploy pipeline's blocking thread and
 //! inference on the [`pool`]'s dedicated threads.
 
+#[doc(hidden)]
+pub mod fake;
 mod onnxruntime;
 mod openvino;
 pub mod pool;
@@ -89,43 +91,7 @@ fn owned_outputs(model: &mut dyn LoadedModel, inputs: &[Tensor]) -> Result<Vec<T
     Ok(result)
 }
 
-/// The runtimes dsmild can serve with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BackendKind {
-    OnnxRuntime,
-    OpenVino,
-}
-
-impl BackendKind {
-    pub fn parse(name: &str) -> Option<BackendKind> {
-        match name {
-            "onnxruntime" => Some(BackendKind::OnnxRuntime),
-            "openvino" => Some(BackendKind::OpenVino),
-            _ => None,
-        }
-    }
-
-    /// The name deployments and metrics carry.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::OnnxRuntime => "onnxruntime",
-            BackendKind::OpenVino => "openvino",
-        }
-    }
-}
-
-/// How to load a model.
-impl LoadOptions {
-    /// The options a deployment's workers load with.
-    pub fn serving(config: &crate::config::Config, record: &crate::store::DeploymentRecord) -> LoadOptions {
-        LoadOptions {
-            intra_op_threads: config.serving.intra_op_threads,
-            throughput: record.performance_hint == "throughput",
-            precision: (!record.precision.is_empty()).then(|| record.precision.clone()),
-            inspect: false,
-        }
-    }
-}
+pub use dsmil_kinds::BackendKind;
 
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -146,6 +112,12 @@ pub struct LoadOptions {
 pub trait Backend: Send + Sync {
     /// A short name recorded on deployments and metrics: "onnxruntime".
     fn name(&self) -> &'static str;
+
+    /// The runtime behind it, as deployments record it. Only OpenVINO's
+    /// backends are named "openvino"; test doubles stand in for ONNX Runtime.
+    fn kind(&self) -> BackendKind {
+        self.name().parse().unwrap_or(BackendKind::OnnxRuntime)
+    }
 
     /// What a load will compile for, as the deploy's history records it
     /// (device, hints, precision).

@@ -60,43 +60,7 @@ pub enum CompressError {
     },
 }
 
-/// How activation ranges are chosen: from calibration samples (static QDQ),
-/// or by the runtime for each input (dynamic).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Method {
-    MinMax,
-    /// Keep this percentage of magnitudes, e.g. 99.999.
-    Percentile(f64),
-    Entropy,
-    /// Weight-only int8 MatMul; activations quantized at run time.
-    Dynamic,
-}
-
-impl Method {
-    pub fn parse(name: &str, percentile: f64) -> Option<Method> {
-        match name {
-            "minmax" => Some(Method::MinMax),
-            "percentile" => Some(Method::Percentile(percentile)),
-            "entropy" => Some(Method::Entropy),
-            "dynamic" => Some(Method::Dynamic),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> String {
-        match self {
-            Method::MinMax => "minmax".into(),
-            Method::Percentile(p) => format!("percentile({p})"),
-            Method::Entropy => "entropy".into(),
-            Method::Dynamic => "dynamic".into(),
-        }
-    }
-
-    /// Whether the method needs calibration samples.
-    pub fn is_static(self) -> bool {
-        self != Method::Dynamic
-    }
-}
+pub use dsmil_kinds::Method;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -111,38 +75,20 @@ pub struct Options {
 }
 
 impl Options {
-    /// The options a request names by `method` and `activations` ("" = the
-    /// config's choice), with the config's sample cap, gate and budget.
+    /// The options a request names by `method` and `activations` (None =
+    /// the config's choice), with the config's sample cap, gate and budget.
     pub fn resolve(
         q: &crate::config::QuantizationConfig,
-        method: &str,
-        activations: &str,
-    ) -> Result<Options, CompressError> {
-        let method = match method {
-            "" => q.method,
-            name => Method::parse(name, q.percentile).ok_or_else(|| {
-                CompressError::InvalidOption(format!(
-                    "method {name:?}: expected minmax, percentile, entropy or dynamic"
-                ))
-            })?,
-        };
-        let activations = match activations {
-            "" => q.activations,
-            "uint8" => ActivationType::U8Asymmetric,
-            "int8" => ActivationType::I8Symmetric,
-            other => {
-                return Err(CompressError::InvalidOption(format!(
-                    "activations {other:?}: expected uint8 or int8"
-                )));
-            }
-        };
-        Ok(Options {
-            method,
-            activations,
+        method: Option<dsmil_kinds::MethodName>,
+        activations: Option<ActivationType>,
+    ) -> Options {
+        Options {
+            method: method.map_or(q.method, |m| Method::from_name(m, q.percentile)),
+            activations: activations.unwrap_or(q.activations),
             max_samples: q.calibration_samples as usize,
             min_retention: q.min_accuracy_retention,
             fallback_evaluations: q.fallback_evaluations as usize,
-        })
+        }
     }
 }
 

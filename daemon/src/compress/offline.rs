@@ -36,8 +36,11 @@ impl QuantizeArgs {
     pub fn into_job(self, config: &Config) -> Result<Job, CompressError> {
         let mut q = config.quantization.clone();
         q.percentile = self.percentile;
+        let invalid = |e: dsmil_kinds::Unknown| CompressError::InvalidOption(e.to_string());
+        let method = self.method.parse().map_err(invalid)?;
+        let activations = self.activations.parse().map_err(invalid)?;
         Ok(Job {
-            options: Options::resolve(&q, &self.method, &self.activations)?,
+            options: Options::resolve(&q, Some(method), Some(activations)),
             input: self.input,
             calibration: self.calib,
             validation: self.val,

@@ -4,15 +4,7 @@
 
 use super::calibrate::Range;
 
-/// How activations are quantized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActivationType {
-    /// uint8, zero point chosen so that the range (widened to hold 0) maps
-    /// onto 0..=255.
-    U8Asymmetric,
-    /// int8, zero point 0, range ±max|x| onto -127..=127.
-    I8Symmetric,
-}
+pub use dsmil_kinds::ActivationType;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActivationParams {

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::raw::RawConfig;
-use crate::backend::BackendKind;
 use crate::topology::{DeviceSpec, LayerSpec, Target, Topology};
+use dsmil_kinds::{ActivationType, BackendKind, Method};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -72,10 +72,10 @@ pub struct QuantizationConfig {
     pub precision: String,
     pub min_accuracy_retention: f64,
     pub calibration_samples: u32,
-    pub method: crate::compress::Method,
+    pub method: Method,
     /// For the percentile method, also when a deploy names it.
     pub percentile: f64,
-    pub activations: crate::compress::ActivationType,
+    pub activations: ActivationType,
     pub fallback_evaluations: u32,
 }
 
@@ -153,7 +153,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     };
 
     let mut backend = |value: &str, key: String| {
-        BackendKind::parse(value).unwrap_or_else(|| {
+        value.parse::<BackendKind>().unwrap_or_else(|_| {
             check(false, format!("{key} = {value:?}: expected onnxruntime or openvino"));
             BackendKind::OnnxRuntime
         })
@@ -206,7 +206,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         ),
     );
     check(
-        crate::compress::Method::parse(&q.method, q.percentile).is_some(),
+        Method::parse(&q.method, q.percentile).is_ok(),
         format!(
             "quantization.method = {:?}: expected minmax, percentile, entropy or dynamic",
             q.method
@@ -350,13 +350,13 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             precision: q.precision.clone(),
             min_accuracy_retention: q.min_accuracy_retention,
             calibration_samples: q.calibration_samples,
-            method: crate::compress::Method::parse(&q.method, q.percentile).unwrap_or(crate::compress::Method::MinMax),
+            method: Method::parse(&q.method, q.percentile).unwrap_or(Method::MinMax),
             percentile: q.percentile,
             fallback_evaluations: q.fallback_evaluations,
             activations: if q.activations == "int8" {
-                crate::compress::ActivationType::I8Symmetric
+                ActivationType::I8Symmetric
             } else {
-                crate::compress::ActivationType::U8Asymmetric
+                ActivationType::U8Asymmetric
             },
         },
         deployment: DeploymentConfig {

@@ -3,11 +3,61 @@
 //! them together. A deployment is charged its measured footprint once loaded,
 //! its estimate before that; the deployment it replaces is not counted, since
 //! it is unloaded once the new version is active.
+//!
+//! Admission and placement see what serves only through [`Occupancy`]: the
+//! registry in the daemon, a plain list in tests, so that neither needs a
+//! loaded model to be exercised.
+
+use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::{DeployError, Registry};
 use crate::config::Config;
 use crate::model::ModelInfo;
 use crate::topology::Layer;
+
+/// A serving deployment, as far as memory and placement are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occupant {
+    pub model: String,
+    pub device: u32,
+    pub layer: u8,
+    /// What admission charges it (`ActiveModel::footprint`).
+    pub bytes: u64,
+}
+
+/// What serves now, read-only.
+pub trait Occupancy {
+    /// One consistent snapshot, in model-name order.
+    fn occupants(&self) -> Cow<'_, [Occupant]>;
+}
+
+impl Occupancy for [Occupant] {
+    fn occupants(&self) -> Cow<'_, [Occupant]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl Occupancy for Registry {
+    fn occupants(&self) -> Cow<'_, [Occupant]> {
+        self.all()
+            .iter()
+            .map(|m| Occupant {
+                model: m.record.model.clone(),
+                device: m.record.device,
+                layer: m.record.layer,
+                bytes: m.footprint(),
+            })
+            .collect()
+    }
+}
+
+// The deployer holds its registry in an Arc; callers pass `&self.registry`.
+impl<T: Occupancy + ?Sized> Occupancy for Arc<T> {
+    fn occupants(&self) -> Cow<'_, [Occupant]> {
+        (**self).occupants()
+    }
+}
 
 /// Runtime bookkeeping per loaded instance beyond the weights (session,
 /// allocator arenas, thread-local buffers).
@@ -37,14 +87,13 @@ pub fn estimate(info: &ModelInfo, instances: usize, max_batch: u64) -> u64 {
 
 /// Bytes charged to a layer and to the host, not counting `model` (the name
 /// being deployed: its current version is about to be replaced).
-pub fn usage(registry: &Registry, layer: u8, model: &str) -> (u64, u64) {
+pub fn usage(serving: &(impl Occupancy + ?Sized), layer: u8, model: &str) -> (u64, u64) {
     let mut in_layer = 0;
     let mut total = 0;
-    for m in registry.all().iter().filter(|m| m.record.model != model) {
-        let charge = m.footprint();
-        total += charge;
-        if m.record.layer == layer {
-            in_layer += charge;
+    for o in serving.occupants().iter().filter(|o| o.model != model) {
+        total += o.bytes;
+        if o.layer == layer {
+            in_layer += o.bytes;
         }
     }
     (in_layer, total)
@@ -55,15 +104,16 @@ pub fn usage(registry: &Registry, layer: u8, model: &str) -> (u64, u64) {
 /// ("estimated" before loading, "measured" after).
 pub fn admit(
     config: &Config,
-    registry: &Registry,
+    serving: &(impl Occupancy + ?Sized),
     layer: &Layer,
     model: &str,
     need: u64,
     when: &'static str,
 ) -> Result<(), DeployError> {
-    let (in_layer, total) = usage(registry, layer.id, model);
+    let (in_layer, total) = usage(serving, layer.id, model);
+    // Saturating: an estimate that saturated must be refused, not wrap.
     if let Some(budget) = layer.budget_bytes
-        && in_layer + need > budget
+        && in_layer.saturating_add(need) > budget
     {
         return Err(DeployError::OverBudget {
             scope: format!("layer {} ({})", layer.id, layer.name),
@@ -74,7 +124,7 @@ pub fn admit(
         });
     }
     let available = config.memory.available_bytes;
-    if total + need > available {
+    if total.saturating_add(need) > available {
         return Err(DeployError::OverBudget {
             scope: "the host (memory.available_gb)".into(),
             when,
@@ -99,3 +149,8 @@ pub fn human(bytes: u64) -> String {
         format!("{} KiB", bytes.div_ceil(1024))
     }
 }
+
+// Its helpers build registry entries on fake pools; placement's tests use them.
+#[cfg(test)]
+#[path = "admission_tests.rs"]
+pub(crate) mod tests;

@@ -101,6 +101,9 @@ pub enum DeployError {
     MaxBatch(u64),
     #[error("performance hint {0:?}: expected latency or throughput")]
     UnknownHint(String),
+    /// A quantization option (method, activations) no quantizer has.
+    #[error("{0}")]
+    InvalidOption(String),
     #[error("backend {0:?}: expected onnxruntime or openvino")]
     UnknownBackend(String),
     #[error("{0:?} was declared in the DeploySpec but not uploaded")]

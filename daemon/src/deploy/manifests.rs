@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{DeployError, DeploySpec, Deployer, Staged};
+use super::{DeployError, DeployRequest, DeploySpec, Deployer, Staged};
 use crate::store::EventRecord;
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +72,8 @@ pub struct Reconciled {
 /// A manifest read with its files: the spec, the staged files, and the
 /// fingerprint of all of it.
 struct Loaded {
-    spec: DeploySpec,
+    /// Parsed like a Deploy RPC's spec: the same refusals, in the same words.
+    spec: DeployRequest,
     files: Vec<(Option<PathBuf>, &'static str)>,
     fingerprint: String,
 }
@@ -174,7 +175,7 @@ impl Deployer {
             validation: staged.next().flatten(),
         };
         let attach = |b: &Option<crate::store::StagedBlob>| b.as_ref().map(|b| (b.size, b.sha256.clone()));
-        let spec = DeploySpec {
+        let spec = DeployRequest {
             size_bytes: staged.model.size,
             sha256: staged.model.sha256.clone(),
             weights: attach(&staged.weights),
@@ -187,11 +188,11 @@ impl Deployer {
 
     fn refuse_manifest(&self, file: &str, why: &str) {
         tracing::warn!(manifest = file, "models.d: {why}");
-        self.audit(EventRecord {
-            kind: "manifest_refused".into(),
-            detail: format!("{file}: {why}"),
-            ..EventRecord::default()
-        });
+        self.audit(EventRecord::of(
+            dsmil_kinds::EventKind::ManifestRefused,
+            "",
+            format!("{file}: {why}"),
+        ));
     }
 }
 
@@ -199,13 +200,8 @@ impl Deployer {
 fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let m: Manifest = toml::from_str(&text).map_err(|e| e.to_string().trim_end().to_owned())?;
-    super::validate_name(&m.name).map_err(|e| e.to_string())?;
     let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { dir.join(p) };
-    let format = match m.model.extension().and_then(|e| e.to_str()) {
-        Some("xml") => "ir",
-        Some("tflite") => "tflite",
-        _ => "onnx",
-    };
+    let format = dsmil_kinds::Format::from_path(&m.model);
     let files = vec![
         (Some(resolve(&m.model)), "model"),
         (m.weights.as_deref().map(resolve), "weights"),
@@ -225,7 +221,7 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             name: m.name,
             device: m.device,
             layer: m.layer,
-            format: format.into(),
+            format: format.to_string(),
             size_bytes: 0,
             sha256: String::new(),
             classification: m.classification,
@@ -245,8 +241,14 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             workers: m.infer_requests,
             precision: m.precision,
             max_batch: m.max_batch,
-        },
+        }
+        .parse()
+        .map_err(|e| e.to_string())?,
         files,
         fingerprint: hex::encode(hasher.finalize()),
     })
 }
+
+#[cfg(test)]
+#[path = "manifests_tests.rs"]
+mod tests;

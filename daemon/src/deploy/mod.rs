@@ -8,25 +8,30 @@
 
 pub mod admission;
 mod error;
+mod launch;
 mod manifests;
 mod pipeline;
 mod placement;
 pub mod probes;
+mod quantize;
 mod registry;
+mod request;
 mod restore;
 mod rollback;
-mod state;
+
 pub mod supervisor;
 
 use std::sync::{Arc, Mutex};
 
+pub use dsmil_kinds::DeployState;
 pub use error::DeployError;
 pub use manifests::Reconciled;
-pub use pipeline::{DeploySpec, Progress, Staged, validate_name};
+pub use pipeline::{Progress, Staged};
+pub use quantize::QuantizeError;
 pub use registry::{ActiveModel, Registry};
+pub use request::{DeployRequest, DeploySpec, MAX_WORKERS, validate_name};
 pub use restore::RestoreReport;
 pub use rollback::RollbackTarget;
-pub use state::DeployState;
 
 use crate::backend::Runtimes;
 use crate::config::Config;
@@ -95,7 +100,7 @@ impl Deployer {
             .report(&record.model, record.version)
             .ok()
             .flatten()
-            .and_then(|r| r.evaluation)
+            .and_then(|r: crate::compress::Report| r.evaluation)
             .filter(|e| e.metric == "top-1 accuracy")
             .map(|e| e.int8);
         crate::monitor::DriftTracker::new(
@@ -115,7 +120,7 @@ impl Deployer {
             return None;
         }
         let version = self.journal.version(&record.model, record.version).ok().flatten()?;
-        if version.sha256 == record.sha256 || version.format != "onnx" {
+        if version.sha256 == record.sha256 || version.format != crate::model::Format::Onnx {
             return None; // served as uploaded: nothing to compare with
         }
         let load = || -> Result<crate::monitor::Shadow, String> {
@@ -158,7 +163,7 @@ impl Deployer {
         let retired = self.journal.apply(
             &changes,
             Some(EventRecord::about(
-                "undeploy",
+                dsmil_kinds::EventKind::Undeploy,
                 first,
                 format!("version {} retired from device {}", first.version, first.device),
             )),
@@ -178,6 +183,47 @@ fn unload(model: Arc<ActiveModel>) {
     if let Ok(model) = Arc::try_unwrap(model) {
         model.pool.close_and_join();
         crate::monitor::process::release_free_memory();
+    }
+}
+
+impl Deployer {
+    /// What the monitor's sampler reads: the registry's deployments, the
+    /// configuration in force and the journal. It gets no deployer, so it
+    /// can observe and never act.
+    pub fn monitoring_sources(self: &Arc<Self>) -> crate::monitor::sampler::Sources {
+        let registry = Arc::clone(&self.registry);
+        let deployer = Arc::clone(self);
+        crate::monitor::sampler::Sources {
+            serving: Box::new(move || registry.watched()),
+            config: Box::new(move || deployer.config()),
+            journal: self.journal.clone(),
+        }
+    }
+}
+
+impl Deployer {
+    /// What an operator should know is wrong: runtimes that did not load,
+    /// deployments on a fallback target, and why the server is not ready.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self
+            .runtimes
+            .status()
+            .iter()
+            .filter(|r| !r.available)
+            .map(|r| format!("{} unavailable: {}", r.name, r.detail))
+            .collect();
+        for m in &self.registry.all() {
+            if m.record.target != m.record.effective_target {
+                warnings.push(format!(
+                    "{} v{} on device {} wants {} (absent on this host); running on {}",
+                    m.record.model, m.record.version, m.record.device, m.record.target, m.record.effective_target
+                ));
+            }
+        }
+        if let Some(why) = self.registry.not_ready_reason() {
+            warnings.push(format!("not ready: {why}"));
+        }
+        warnings
     }
 }
 

@@ -3,47 +3,21 @@
 //! transition is journaled and flushed before the next stage starts, then
 //! reported through `progress`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{ActiveModel, DeployError, DeployState, Deployer, admission, placement};
-use crate::backend::{BackendKind, LoadOptions, LoadedModel, Pool, Signature, Tensor};
+use super::launch::Launch;
+use super::{ActiveModel, DeployError, DeployRequest, DeployState, Deployer, admission, placement};
+use dsmil_kinds::EventKind;
+
+use crate::backend::{LoadOptions, LoadedModel, Pool, Signature, Tensor};
 use crate::compress::{Samples, quantize};
+use crate::config::Config;
 use crate::model::{Format, ModelError, check_operators};
 use crate::monitor::probation::Probation;
 use crate::monitor::process;
 use crate::store::{DeploymentRecord, EventRecord, NewDeployment, StagedBlob};
 use crate::topology::check_deploy_clearance;
-
-/// What the operator asked for.
-#[derive(Debug, Clone)]
-pub struct DeploySpec {
-    pub name: String,
-    pub device: Option<u32>,
-    pub layer: Option<u32>,
-    pub format: String,
-    pub size_bytes: u64,
-    pub sha256: String,
-    pub classification: Option<u32>,
-    pub note: String,
-    /// Declared attachments: (size, sha256).
-    pub weights: Option<(u64, String)>,
-    pub calibration: Option<(u64, String)>,
-    pub validation: Option<(u64, String)>,
-    /// Calibration method and activation type; "" for the config's.
-    pub method: String,
-    pub activations: String,
-    pub allow_fp32: bool,
-    /// "onnxruntime", "openvino" or "" (the device's configured backend).
-    pub backend: String,
-    /// OpenVINO's performance hint: "latency" (or "") or "throughput".
-    pub performance_hint: String,
-    /// Workers (infer requests); 0 = serving.workers_per_deployment.
-    pub workers: u32,
-    /// OpenVINO's inference precision ("" = runtimes' default).
-    pub precision: String,
-    /// Largest batch of a batched model; 0 = serving.max_batch_size.
-    pub max_batch: u64,
-}
 
 /// An upload: the model and the attachments the spec declared.
 pub struct Staged {
@@ -56,7 +30,7 @@ pub struct Staged {
 
 impl Staged {
     /// Checks each upload against the size and sha256 the spec declared.
-    pub fn check(&self, spec: &DeploySpec) -> Result<(), DeployError> {
+    pub fn check(&self, spec: &DeployRequest) -> Result<(), DeployError> {
         check_upload(&self.model, spec.size_bytes, &spec.sha256)?;
         for (declared, blob, what) in [
             (&spec.weights, &self.weights, "weights"),
@@ -75,9 +49,14 @@ impl Staged {
     }
 }
 
-/// How a journaled deployment is launched: what the Quantizing stage does,
-/// and the state and detail the deployment it replaces ends with.
+/// How a journaled deployment is launched, decided before its stages run:
+/// the operation's configuration snapshot, the runtime that serves it, what
+/// the Quantizing stage does, and the state and detail the deployment it
+/// replaces ends with. Deploy, rollback and reload each make one and hand
+/// it to the same runner ([`Deployer::launch`]).
 pub(super) struct Plan {
+    pub config: Arc<Config>,
+    pub backend: Arc<dyn crate::backend::Backend>,
     pub quantize: Quantize,
     pub replaced: (DeployState, String),
 }
@@ -109,19 +88,6 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
-pub fn validate_name(name: &str) -> Result<(), DeployError> {
-    let ok = (1..=64).contains(&name.len())
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(DeployError::InvalidName(name.to_owned()))
-    }
-}
-
 impl Deployer {
     /// Deploys a staged upload. Refusals before the journal entry (bad bytes,
     /// bad placement) record nothing but an audit event where it matters; a
@@ -129,14 +95,15 @@ impl Deployer {
     /// served before keeps serving.
     pub fn deploy(
         &self,
-        spec: DeploySpec,
+        spec: DeployRequest,
         staged: Staged,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
+        // One configuration for the whole deploy: a reload meanwhile applies
+        // to the next one.
         let config = self.config();
-        validate_name(&spec.name)?;
         staged.check(&spec)?;
-        let format = Format::parse(&spec.format)?;
+        let format = spec.format;
         // An IR is its .xml and .bin, stored packed as one blob.
         let bytes = match (format, &staged.weights) {
             (Format::Ir, Some(weights)) => crate::model::pack_ir(&staged.model.read()?, &weights.read()?),
@@ -144,7 +111,7 @@ impl Deployer {
             _ => staged.model.read()?,
         };
         let info = crate::model::inspect(format, &bytes)?;
-        let options = crate::compress::Options::resolve(&config.quantization, &spec.method, &spec.activations)?;
+        let options = crate::compress::Options::resolve(&config.quantization, spec.method, spec.activations);
         let method = options.method;
         // Static methods calibrate on the calibration data; dynamic needs
         // only data for the gate (either file).
@@ -171,23 +138,10 @@ impl Deployer {
                 false => DeployError::NeedsValidation(spec.name.clone()),
             });
         };
-        if !matches!(spec.precision.as_str(), "" | "f32" | "bf16" | "f16") {
-            return Err(DeployError::UnknownPrecision(spec.precision.clone()));
-        }
-        if spec.workers > 64 {
-            return Err(DeployError::TooManyWorkers(spec.workers));
-        }
-        let workers = match spec.workers {
-            0 => config.serving.workers_per_deployment,
-            n => n as usize,
-        };
-        if spec.max_batch > crate::config::MAX_BATCH_SIZE {
-            return Err(DeployError::MaxBatch(spec.max_batch));
-        }
-        let max_batch = match spec.max_batch {
-            0 => config.serving.max_batch_size,
-            n => n,
-        };
+        let workers = spec
+            .workers
+            .map_or(config.serving.workers_per_deployment, |n| n as usize);
+        let max_batch = spec.max_batch.unwrap_or(config.serving.max_batch_size);
         let estimate = admission::estimate(&info, workers, max_batch);
 
         // One deploy at a time: placement and activation read and change the
@@ -207,12 +161,9 @@ impl Deployer {
                 // Policy refusals are audited; malformed requests are not.
                 if matches!(e, DeployError::OverBudget { .. } | DeployError::NoPlacement { .. }) {
                     self.audit(EventRecord {
-                        kind: "refuse".into(),
-                        model: spec.name.clone(),
                         device: spec.device,
                         layer: spec.layer.and_then(|l| u8::try_from(l).ok()),
-                        detail: e.to_string(),
-                        ..EventRecord::default()
+                        ..EventRecord::of(EventKind::Refuse, &spec.name, e.to_string())
                     });
                 }
                 return Err(e);
@@ -222,33 +173,23 @@ impl Deployer {
         let classification = spec.classification.unwrap_or(u32::from(layer.id));
         if let Err(e) = check_deploy_clearance(topology, layer, classification) {
             self.audit(EventRecord {
-                kind: "refuse".into(),
-                model: spec.name.clone(),
                 device: Some(device.id),
                 layer: Some(layer.id),
-                detail: e.to_string(),
-                ..EventRecord::default()
+                ..EventRecord::of(EventKind::Refuse, &spec.name, e.to_string())
             });
             return Err(e.into());
         }
-        let wanted = device.target.expect("hosting devices have a target");
-        let effective = self.runtimes.effective_target(wanted);
-        let kind = match spec.backend.as_str() {
-            "" => config.hardware.cpu_backend(device.id, layer.id),
-            name => BackendKind::parse(name).ok_or_else(|| DeployError::UnknownBackend(name.to_owned()))?,
-        };
-        let backend = self.runtimes.backend(effective, kind)?;
+        let super::launch::Runtime {
+            wanted,
+            effective,
+            backend,
+        } = self.runtime_for(&config, device, layer, spec.backend)?;
         if format.needs_openvino() && backend.name() != "openvino" {
             return Err(DeployError::NeedsOpenVino {
                 format,
                 backend: backend.name(),
             });
         }
-        let hint = match spec.performance_hint.as_str() {
-            "" | "latency" => "latency",
-            "throughput" => "throughput",
-            other => return Err(DeployError::UnknownHint(other.to_owned())),
-        };
 
         let sha256 = match format {
             Format::Ir => self.blobs.put(&bytes)?,
@@ -262,17 +203,17 @@ impl Deployer {
             model: spec.name.clone(),
             sha256,
             size_bytes: spec.size_bytes,
-            format: format.to_string(),
+            format,
             classification,
             note: spec.note.clone(),
             device: device.id,
             layer: layer.id,
-            target: wanted.to_string(),
-            effective_target: effective.to_string(),
-            backend: backend.name().to_owned(),
-            performance_hint: hint.to_owned(),
-            workers: spec.workers,
-            precision: spec.precision.clone(),
+            target: wanted,
+            effective_target: effective,
+            backend: backend.kind(),
+            performance_hint: spec.performance_hint,
+            workers: spec.workers.unwrap_or(0),
+            precision: spec.precision,
             max_batch,
             estimated_bytes: estimate,
             existing: None,
@@ -285,8 +226,9 @@ impl Deployer {
             record.1,
             &bytes,
             &info,
-            &*backend,
             Plan {
+                config,
+                backend,
                 quantize: plan,
                 replaced,
             },
@@ -302,12 +244,16 @@ impl Deployer {
         record: DeploymentRecord,
         bytes: &[u8],
         info: &crate::model::ModelInfo,
-        backend: &dyn crate::backend::Backend,
         plan: Plan,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<DeploymentRecord, DeployError> {
-        let config = self.config();
-        let Plan { quantize, replaced } = plan;
+        let Plan {
+            config,
+            backend,
+            quantize,
+            replaced,
+        } = plan;
+        let (config, backend) = (&config, &*backend);
         let layer = config.topology.layer(u32::from(record.layer))?;
         let fallback = if record.effective_target != record.target {
             format!(" (fallback: no {} on this host)", record.target)
@@ -331,6 +277,7 @@ impl Deployer {
         crate::failpoint::hit("stage-Uploaded");
         let mut run = StageRunner {
             deployer: self,
+            config: Arc::clone(config),
             id: record.id,
             progress,
             since: Instant::now(),
@@ -338,9 +285,9 @@ impl Deployer {
             replaced,
             quantized: None,
             baseline: None,
-            workers: record.workers(&config),
+            workers: Launch::of(&record, config).workers,
         };
-        let options = LoadOptions::serving(&config, &record);
+        let options = Launch::of(&record, config).options;
         match run.stages(bytes, info, layer, backend, &options, quantize) {
             Ok((record, signature, models)) => run.activate(record, signature, models),
             Err(e) => {
@@ -357,6 +304,9 @@ type Loaded = (DeploymentRecord, Signature, Vec<Box<dyn LoadedModel>>);
 
 struct StageRunner<'a, 'p> {
     deployer: &'a Deployer,
+    /// The operation's one configuration snapshot: a reload while it runs
+    /// applies to the next operation, never to half of this one.
+    config: Arc<Config>,
     id: u64,
     progress: &'p mut dyn FnMut(Progress),
     since: Instant,
@@ -398,7 +348,7 @@ impl StageRunner<'_, '_> {
         options: &LoadOptions,
         plan: Quantize,
     ) -> Result<Loaded, DeployError> {
-        let config = &self.deployer.config();
+        let config = &Arc::clone(&self.config);
         let described = if info.format == Format::Onnx {
             format!(
                 "ONNX IR {}, opsets {}, {} nodes, {} operators, {} parameters",
@@ -515,7 +465,8 @@ impl StageRunner<'_, '_> {
             Quantize::AllowFp32 => {
                 let record = self.deployer.journal.deployment(self.id)?;
                 let detail = "served in FP32 by operator override (--allow-fp32)";
-                self.deployer.audit(EventRecord::about("allow_fp32", &record, detail));
+                self.deployer
+                    .audit(EventRecord::about(EventKind::AllowFp32, &record, detail));
                 std::borrow::Cow::Borrowed(bytes)
             }
             Quantize::AlreadyInt8 | Quantize::Served => std::borrow::Cow::Borrowed(bytes),
@@ -569,7 +520,7 @@ impl StageRunner<'_, '_> {
     ) -> Result<DeploymentRecord, DeployError> {
         let deployer = self.deployer;
         let label = format!("{}-v{}", record.model, record.version);
-        let pool = match Pool::start(&label, models, deployer.config().serving.queue_capacity) {
+        let pool = match Pool::start(&label, models, self.config.serving.queue_capacity) {
             Ok(p) => p,
             Err(e) => {
                 let e = DeployError::Threads(e);
@@ -597,25 +548,25 @@ impl StageRunner<'_, '_> {
             Some(p) => format!("version {} replaces version {}", record.version, p.record.version),
             None => format!("version {} serving", record.version),
         };
-        let event = EventRecord::about("activate", &record, activated);
+        let event = EventRecord::about(EventKind::Activate, &record, activated);
         // Serve first, then commit. Whoever sees the activate event (in the
         // journal) can rely on the new version serving; a crash in between
         // restarts on what the journal says, the previous version.
         let mut serving = record.clone();
         serving.state = DeployState::Active;
         serving.measured_bytes = measured;
-        let limits = serving.request_limits(&deployer.config());
+        let limits = Launch::of(&serving, &self.config).limits;
         let probation = Probation::new(
-            deployer.config().deployment.probation_requests,
-            deployer.config().deployment.probation,
-            Duration::from_millis(deployer.config().monitoring.alert_on_latency_p99_ms),
+            self.config.deployment.probation_requests,
+            self.config.deployment.probation,
+            Duration::from_millis(self.config.monitoring.alert_on_latency_p99_ms),
         );
         let drift = deployer.drift_tracker_for(&record);
         if let Some(samples) = self.baseline.take() {
             // The drift baseline from the deploy's own data, before any live
             // request can take its place.
-            let rows = deployer.config().monitoring.drift_baseline_rows.min(samples.len());
-            let timeout = deployer.config().deployment.health_check_timeout;
+            let rows = self.config.monitoring.drift_baseline_rows.min(samples.len());
+            let timeout = self.config.deployment.health_check_timeout;
             for i in 0..rows {
                 if let Ok(outcome) = pool.run_blocking(samples.sample(i), timeout) {
                     drift.observe(&outcome.outputs);
@@ -669,7 +620,7 @@ impl StageRunner<'_, '_> {
         pool: &Pool,
     ) -> Result<(u64, f64), DeployError> {
         let deployer = self.deployer;
-        let config = &deployer.config();
+        let config = &Arc::clone(&self.config);
         let iterations = config.deployment.warmup_iterations;
         self.enter(DeployState::WarmingUp, format!("{iterations} synthetic inference(s)"))?;
         let timeout = config.deployment.health_check_timeout;
@@ -722,13 +673,11 @@ impl StageRunner<'_, '_> {
     fn fail(&mut self, error: &DeployError) {
         let detail = error.to_string();
         let event = match self.deployer.journal.deployment(self.id) {
-            Ok(record) => EventRecord::about("fail", &record, detail.clone()),
+            Ok(record) => EventRecord::about(EventKind::Fail, &record, detail.clone()),
             // The journal itself may be what failed: say at least which deployment.
             Err(_) => EventRecord {
-                kind: "fail".into(),
                 deployment_id: self.id,
-                detail: detail.clone(),
-                ..EventRecord::default()
+                ..EventRecord::of(EventKind::Fail, "", detail.clone())
             },
         };
         match self

@@ -5,9 +5,12 @@
 //! room, else the lowest layer at or above the classification with a free
 //! device and room. Room is memory admission (`admission::admit`) with the
 //! deployment's estimate; a refusal says, per layer, why.
+//!
+//! What serves is read once, as one [`Occupancy`] snapshot, so every check
+//! of a placement sees the same deployments.
 
-use super::admission::admit;
-use super::{DeployError, Registry};
+use super::DeployError;
+use super::admission::{Occupancy, Occupant, admit};
 use crate::config::Config;
 use crate::topology::{Device, Layer};
 
@@ -20,12 +23,19 @@ pub struct Request<'a> {
     pub need: u64,
 }
 
-pub fn choose<'c>(config: &'c Config, registry: &Registry, req: &Request<'_>) -> Result<&'c Device, DeployError> {
+pub fn choose<'c>(
+    config: &'c Config,
+    serving: &(impl Occupancy + ?Sized),
+    req: &Request<'_>,
+) -> Result<&'c Device, DeployError> {
     let topology = &config.topology;
-    let current = registry.get(req.model).map(|m| m.record.device);
+    let serving = serving.occupants();
+    let serving: &[Occupant] = &serving;
+    let on_device = |id: u32| serving.iter().find(|o| o.device == id);
+    let current = serving.iter().find(|o| o.model == req.model).map(|o| o.device);
     // A device is free for this model if nothing serves there, or this model does.
-    let free = |d: &Device| registry.on_device(d.id).is_none_or(|m| m.record.model == req.model);
-    let room = |layer: &Layer| admit(config, registry, layer, req.model, req.need, "estimated");
+    let free = |d: &Device| on_device(d.id).is_none_or(|o| o.model == req.model);
+    let room = |layer: &Layer| admit(config, serving, layer, req.model, req.need, "estimated");
     let first_free = |layer: &Layer| {
         layer
             .devices
@@ -47,10 +57,10 @@ pub fn choose<'c>(config: &'c Config, registry: &Registry, req: &Request<'_>) ->
                 });
             }
         }
-        if let Some(other) = registry.on_device(id).filter(|m| m.record.model != req.model) {
+        if let Some(other) = on_device(id).filter(|o| o.model != req.model) {
             return Err(DeployError::DeviceBusy {
                 device: id,
-                model: other.record.model.clone(),
+                model: other.model.clone(),
             });
         }
         room(layer)?;
@@ -92,3 +102,7 @@ pub fn choose<'c>(config: &'c Config, registry: &Registry, req: &Request<'_>) ->
     }
     Err(DeployError::NoPlacement { reasons })
 }
+
+#[cfg(test)]
+#[path = "placement_tests.rs"]
+mod tests;

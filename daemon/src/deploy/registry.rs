@@ -13,10 +13,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use super::supervisor::Alarm;
 use crate::backend::{Pool, RequestLimits, Signature};
-use crate::monitor::probation::Probation;
+use crate::monitor::probation::{Probation, Verdict};
 use crate::monitor::{self, DeploymentLabels, DeploymentMetrics, ModelStats};
 use crate::store::DeploymentRecord;
 
@@ -60,7 +61,7 @@ impl ActiveModel {
             version: record.version.to_string(),
             device: record.device.to_string(),
             layer: record.layer.to_string(),
-            backend: record.backend.clone(),
+            backend: record.backend.to_string(),
         };
         ActiveModel {
             record,
@@ -92,6 +93,30 @@ impl ActiveModel {
         } else {
             self.record.estimated_bytes
         }
+    }
+}
+
+impl monitor::sampler::Watched for ActiveModel {
+    fn record(&self) -> &DeploymentRecord {
+        &self.record
+    }
+    fn metrics(&self) -> &DeploymentMetrics {
+        &self.metrics
+    }
+    fn recent(&self) -> &monitor::LatencyWindow {
+        &self.recent
+    }
+    fn drift(&self) -> &monitor::DriftTracker {
+        &self.drift
+    }
+    fn shadow(&self) -> Option<&monitor::Shadow> {
+        self.shadow.as_ref()
+    }
+    fn latency_alert(&self) -> &AtomicBool {
+        &self.latency_alert
+    }
+    fn drift_alert(&self) -> &AtomicBool {
+        &self.drift_alert
     }
 }
 
@@ -131,6 +156,29 @@ impl Registry {
     pub fn raise(&self, alarm: Alarm) {
         if self.alarms.send(alarm).is_err() {
             tracing::warn!("an alarm was raised after the supervisor stopped");
+        }
+    }
+
+    /// Judges `model`'s probation by one answered request and raises a
+    /// failed probation to the supervisor. `server_error` is the request's
+    /// error only when the server is at fault: a client's malformed request
+    /// says nothing about a new version.
+    pub fn record_outcome(&self, model: &ActiveModel, latency: Duration, server_error: Option<&dyn std::fmt::Display>) {
+        // Cheap on every request once probation is over: no formatting.
+        if model.probation.is_over() {
+            return;
+        }
+        let server_error = server_error.map(ToString::to_string);
+        match model.probation.record(latency, server_error.as_deref()) {
+            Some(Verdict::Failed(reason)) => self.raise(Alarm::ProbationFailed {
+                model: model.record.model.clone(),
+                deployment_id: model.record.id,
+                reason,
+            }),
+            Some(Verdict::Passed) => {
+                tracing::info!(model = %model.record.model, version = model.record.version, "probation passed")
+            }
+            None => {}
         }
     }
 
@@ -180,6 +228,14 @@ impl Registry {
         let mut all: Vec<_> = self.read().values().cloned().collect();
         all.sort_by(|a, b| a.record.model.cmp(&b.record.model));
         all
+    }
+
+    /// All serving entries, as the monitor's sampler watches them.
+    pub fn watched(&self) -> Vec<Arc<dyn monitor::sampler::Watched>> {
+        self.all()
+            .into_iter()
+            .map(|m| m as Arc<dyn monitor::sampler::Watched>)
+            .collect()
     }
 
     /// The entry serving on `device`, if any.

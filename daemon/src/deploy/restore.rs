@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use super::{ActiveModel, DeployState, Deployer};
-use crate::backend::{BackendKind, LoadOptions, Pool};
+use crate::backend::Pool;
 use crate::monitor::probation::Probation;
 use crate::store::{DeploymentRecord, EventRecord};
 
@@ -37,7 +37,7 @@ impl Deployer {
             let detail = format!("interrupted during {} by a daemon restart", record.state);
             self.journal.apply(
                 &[(record.id, DeployState::Failed, "interrupted")],
-                Some(EventRecord::about("interrupted", record, detail)),
+                Some(EventRecord::about(dsmil_kinds::EventKind::Interrupted, record, detail)),
             )?;
             report.interrupted.push(record.id);
         }
@@ -61,7 +61,11 @@ impl Deployer {
                         deployment = record.id, model = %record.model, version = record.version, error = %why,
                         "could not restore a deployment"
                     );
-                    self.audit(EventRecord::about("restore_failed", &record, why.clone()));
+                    self.audit(EventRecord::about(
+                        dsmil_kinds::EventKind::RestoreFailed,
+                        &record,
+                        why.clone(),
+                    ));
                     unrestored.push(record.model.clone());
                     report.failed.push((record.id, why));
                 }
@@ -80,30 +84,33 @@ impl Deployer {
         tracing::warn!(deployment = older.id, model = %older.model, version = older.version, "{detail}");
         self.journal.apply(
             &[(older.id, DeployState::Retired, &detail)],
-            Some(EventRecord::about("retire", older, detail.clone())),
+            Some(EventRecord::about(
+                dsmil_kinds::EventKind::Retire,
+                older,
+                detail.clone(),
+            )),
         )?;
         Ok(())
     }
 
     fn load_active(&self, record: DeploymentRecord) -> Result<(), String> {
         let bytes = self.blobs.read(&record.sha256).map_err(|e| e.to_string())?;
-        let target = record
-            .effective_target
-            .parse()
-            .map_err(|_| format!("unknown target {:?} in the journal", record.effective_target))?;
-        let kind = BackendKind::parse(&record.backend)
-            .ok_or_else(|| format!("unknown backend {:?} in the journal", record.backend))?;
-        let backend = self.runtimes.backend(target, kind).map_err(|e| e.to_string())?;
-        let options = LoadOptions::serving(&self.config(), &record);
+        let backend = self
+            .runtimes
+            .backend(record.effective_target, record.backend)
+            .map_err(|e| e.to_string())?;
+        // One configuration for the whole load.
+        let config = self.config();
+        let launch = super::launch::Launch::of(&record, &config);
         crate::monitor::process::release_free_memory();
         let rss_before = crate::monitor::process::rss_bytes();
         let mut models = Vec::new();
-        for _ in 0..record.workers(&self.config()) {
-            models.push(backend.load(&bytes, &options).map_err(|e| e.to_string())?);
+        for _ in 0..launch.workers {
+            models.push(backend.load(&bytes, &launch.options).map_err(|e| e.to_string())?);
         }
         let signature = models[0].signature().clone();
         let label = format!("{}-v{}", record.model, record.version);
-        let pool = Pool::start(&label, models, self.config().serving.queue_capacity).map_err(|e| e.to_string())?;
+        let pool = Pool::start(&label, models, config.serving.queue_capacity).map_err(|e| e.to_string())?;
         tracing::info!(model = %record.model, version = record.version, device = record.device, "deployment restored");
         drop(bytes);
         crate::monitor::process::release_free_memory();
@@ -114,7 +121,7 @@ impl Deployer {
         };
         let shadow = self.shadow_for(&record);
         let drift = self.drift_tracker_for(&record);
-        let limits = record.request_limits(&self.config());
+        let limits = launch.limits;
         self.registry
             .insert(ActiveModel::new(record, signature, limits, pool, Probation::passed(), drift).with_shadow(shadow));
         Ok(())

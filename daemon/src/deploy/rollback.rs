@@ -86,7 +86,7 @@ impl Deployer {
         tracing::warn!(model, from = serving, to = previous.version, reason, "rolling back");
         self.relaunch(
             &previous,
-            "rollback",
+            dsmil_kinds::EventKind::Rollback,
             &format!("from version {serving}: {reason}"),
             (DeployState::RolledBack, restored),
             progress,
@@ -103,7 +103,7 @@ impl Deployer {
     pub(super) fn relaunch(
         &self,
         from: &DeploymentRecord,
-        kind: &'static str,
+        kind: dsmil_kinds::EventKind,
         reason: &str,
         replaced: (DeployState, String),
         progress: &mut dyn FnMut(Progress),
@@ -122,35 +122,37 @@ impl Deployer {
                 serving: current.record.version,
             })?;
         let bytes = self.blobs.read(&from.sha256)?;
-        let info = crate::model::inspect(crate::model::Format::parse(&version.format)?, &bytes)?;
-        // The version comes back with the limits it was deployed with.
-        let limits = from.request_limits(&config);
-        let estimate = admission::estimate(&info, current.record.workers(&config), limits.max_batch);
+        let info = crate::model::inspect(version.format, &bytes)?;
+        // The version comes back with the limits it was deployed with, and
+        // the workers of what serves now.
+        let max_batch = super::launch::Launch::of(from, &config).limits.max_batch;
+        let workers = super::launch::Launch::of(&current.record, &config).workers;
+        let estimate = admission::estimate(&info, workers, max_batch);
         let layer = config.topology.layer(u32::from(current.record.layer))?;
         admission::admit(&config, &self.registry, layer, model, estimate, "estimated")?;
         let device = config.topology.device(current.record.device)?;
-        let wanted = device.target.expect("hosting devices have a target");
-        let effective = self.runtimes.effective_target(wanted);
         // The restored version runs where the current one does.
-        let runtime = crate::backend::BackendKind::parse(&current.record.backend)
-            .unwrap_or(config.hardware.cpu_backend(device.id, layer.id));
-        let backend = self.runtimes.backend(effective, runtime)?;
+        let super::launch::Runtime {
+            wanted,
+            effective,
+            backend,
+        } = self.runtime_for(&config, device, layer, Some(current.record.backend))?;
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),
             sha256: from.sha256.clone(),
             size_bytes: bytes.len() as u64,
-            format: version.format.clone(),
+            format: version.format,
             classification: version.classification,
             note: version.note.clone(),
             device: device.id,
             layer: layer.id,
-            target: wanted.to_string(),
-            effective_target: effective.to_string(),
-            backend: backend.name().to_owned(),
-            performance_hint: current.record.performance_hint.clone(),
+            target: wanted,
+            effective_target: effective,
+            backend: backend.kind(),
+            performance_hint: current.record.performance_hint,
             workers: current.record.workers,
-            precision: current.record.precision.clone(),
-            max_batch: limits.max_batch,
+            precision: current.record.precision,
+            max_batch,
             estimated_bytes: estimate,
             existing: Some(Existing {
                 version: version.version,
@@ -159,9 +161,11 @@ impl Deployer {
             }),
         })?;
         let plan = super::pipeline::Plan {
+            config,
+            backend,
             quantize: super::pipeline::Quantize::Served,
             replaced,
         };
-        self.launch(record, &bytes, &info, &*backend, plan, progress)
+        self.launch(record, &bytes, &info, plan, progress)
     }
 }

@@ -1,8 +1,14 @@
-//! The supervisor: acts on alarms about serving deployments, one at a time,
-//! off the tokio workers. A failed probation rolls the model back; failing
-//! health probes reload it, and roll it back if the reload fails (both only
-//! with `deployment.auto_rollback_on_failure`). Every alarm is an event.
-//! An alarm about a deployment that no longer serves is dropped.
+//! The supervisor: decides what happens to a serving deployment when
+//! something is wrong with it, one decision at a time, off the tokio
+//! workers. Alarms come from the registry (a failed probation, failing
+//! health probes); alerts from the monitor (drift). A failed probation rolls
+//! the model back and failing health probes reload it, rolling back if the
+//! reload fails (both only with `deployment.auto_rollback_on_failure`); a
+//! drift alert rolls back only with `monitoring.drift_auto_rollback`. Every
+//! alarm acted on is an event. An alarm about a deployment that no longer
+//! serves is dropped.
+//!
+//! Never observes anything itself: the monitor and the registry do.
 
 use std::sync::Arc;
 
@@ -10,6 +16,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 use super::{DeployState, Deployer, RollbackTarget};
+use crate::monitor::sampler::Alert;
 use crate::store::EventRecord;
 
 #[derive(Debug, Clone)]
@@ -24,8 +31,8 @@ pub enum Alarm {
         deployment_id: u64,
         reason: String,
     },
-    /// Output or accuracy drift above the threshold, with
-    /// `monitoring.drift_auto_rollback` on.
+    /// The monitor's drift alert, acted on because
+    /// `monitoring.drift_auto_rollback` is on.
     Drifted {
         model: String,
         deployment_id: u64,
@@ -33,11 +40,21 @@ pub enum Alarm {
     },
 }
 
-pub async fn supervise(deployer: Arc<Deployer>, mut alarms: UnboundedReceiver<Alarm>, shutdown: CancellationToken) {
+pub async fn supervise(
+    deployer: Arc<Deployer>,
+    mut alarms: UnboundedReceiver<Alarm>,
+    mut alerts: UnboundedReceiver<Alert>,
+    shutdown: CancellationToken,
+) {
     loop {
         let alarm = tokio::select! {
             _ = shutdown.cancelled() => return,
             alarm = alarms.recv() => match alarm { Some(a) => a, None => return },
+            // A closed alert channel (the sampler stopped) disables this branch.
+            Some(alert) = alerts.recv() => match deployer.decide(alert) {
+                Some(alarm) => alarm,
+                None => continue,
+            },
         };
         let deployer = Arc::clone(&deployer);
         if let Err(e) = tokio::task::spawn_blocking(move || deployer.handle_alarm(alarm)).await {
@@ -47,6 +64,22 @@ pub async fn supervise(deployer: Arc<Deployer>, mut alarms: UnboundedReceiver<Al
 }
 
 impl Deployer {
+    /// Whether a monitor's alert calls for action, on the configuration in
+    /// force now; the monitor has already recorded the alert itself.
+    fn decide(&self, alert: Alert) -> Option<Alarm> {
+        match alert {
+            Alert::Drifted {
+                model,
+                deployment_id,
+                reason,
+            } => self.config().monitoring.drift_auto_rollback.then_some(Alarm::Drifted {
+                model,
+                deployment_id,
+                reason,
+            }),
+        }
+    }
+
     fn handle_alarm(&self, alarm: Alarm) {
         let (model, deployment_id, reason, kind) = match &alarm {
             Alarm::ProbationFailed {
@@ -82,7 +115,11 @@ impl Deployer {
             reason,
             "alert: {kind} failed"
         );
-        self.audit(EventRecord::about("alert", &serving, format!("{kind}: {reason}")));
+        self.audit(EventRecord::about(
+            dsmil_kinds::EventKind::Alert,
+            &serving,
+            format!("{kind}: {reason}"),
+        ));
         let auto = self.config().deployment.auto_rollback_on_failure;
         let outcome = match alarm {
             Alarm::ProbationFailed { .. } if auto => self
@@ -98,7 +135,7 @@ impl Deployer {
                     DeployState::Retired,
                     format!("reloaded after failed health probes: {reason}"),
                 );
-                let reloaded = self.relaunch(&serving, "reload", reason, replaced, &mut |_| {});
+                let reloaded = self.relaunch(&serving, dsmil_kinds::EventKind::Reload, reason, replaced, &mut |_| {});
                 drop(_serial);
                 match reloaded {
                     Ok(_) => Ok(()),
@@ -122,7 +159,11 @@ impl Deployer {
         };
         if let Err(e) = outcome {
             tracing::error!(model, error = %e, "could not recover from the alert");
-            self.audit(EventRecord::about("alert", &serving, format!("could not recover: {e}")));
+            self.audit(EventRecord::about(
+                dsmil_kinds::EventKind::Alert,
+                &serving,
+                format!("could not recover: {e}"),
+            ));
         }
     }
 }

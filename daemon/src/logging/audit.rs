@@ -3,23 +3,17 @@
 //! and repeats each event to the tracing log (hence journald), with its
 //! structured fields and the MESSAGE_ID of its kind.
 
-use sha2::{Digest, Sha256};
+use dsmil_kinds::{EventKind, Severity};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{EventRecord, Journal};
 
-/// A stable 128-bit id (32 hex digits, journald's MESSAGE_ID form) for an
-/// event kind: derived from the name, so it never changes between releases.
-pub fn message_id(kind: &str) -> String {
-    hex::encode(&Sha256::digest(format!("dsmil event {kind}"))[..16])
-}
-
 fn count(e: &EventRecord) {
     use crate::monitor::metrics_names::{AUDIT_EVENTS, DEPLOYS, ROLLBACKS};
-    metrics::counter!(AUDIT_EVENTS, "kind" => e.kind.clone()).increment(1);
-    match e.kind.as_str() {
-        "deploy" => metrics::counter!(DEPLOYS, "model" => e.model.clone()).increment(1),
-        "rollback" => metrics::counter!(ROLLBACKS, "model" => e.model.clone()).increment(1),
+    metrics::counter!(AUDIT_EVENTS, "kind" => e.kind.as_str()).increment(1);
+    match e.kind {
+        EventKind::Deploy => metrics::counter!(DEPLOYS, "model" => e.model.clone()).increment(1),
+        EventKind::Rollback => metrics::counter!(ROLLBACKS, "model" => e.model.clone()).increment(1),
         _ => {}
     }
 }
@@ -28,16 +22,12 @@ fn emit(e: &EventRecord) {
     count(e);
     let device = e.device.map(|d| d.to_string()).unwrap_or_default();
     let layer = e.layer.map(|l| l.to_string()).unwrap_or_default();
-    // Refusals, failures, rollbacks and alerts are warnings; the rest info.
-    let refused = ["refuse", "fail", "rollback", "alert"]
-        .iter()
-        .any(|k| e.kind.contains(k));
     macro_rules! log {
         ($level:ident) => {
             tracing::$level!(
                 target: "dsmil::audit",
                 event = %e.kind,
-                message_id = %message_id(&e.kind),
+                message_id = %e.kind.message_id(),
                 model = %e.model,
                 version = e.version,
                 device = %device,
@@ -48,10 +38,9 @@ fn emit(e: &EventRecord) {
             )
         };
     }
-    if refused {
-        log!(warn);
-    } else {
-        log!(info);
+    match e.kind.severity() {
+        Severity::Warning => log!(warn),
+        Severity::Info => log!(info),
     }
 }
 

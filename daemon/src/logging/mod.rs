@@ -8,7 +8,7 @@
 mod audit;
 mod journald;
 
-pub use audit::{message_id, run as audit_to_log};
+pub use audit::run as audit_to_log;
 pub use journald::JournaldLayer;
 
 use tracing_subscriber::EnvFilter;

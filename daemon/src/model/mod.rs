@@ -25,45 +25,13 @@ pub fn inspect(format: Format, bytes: &[u8]) -> Result<ModelInfo, ModelError> {
     }
 }
 
-use std::fmt;
+pub use dsmil_kinds::Format;
 
-/// Formats a model upload can take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Onnx,
-    /// OpenVINO IR: the .xml, with its .bin uploaded as the weights.
-    Ir,
-    /// TensorFlow Lite flatbuffer.
-    Tflite,
-}
-
-impl Format {
-    pub fn parse(name: &str) -> Result<Format, ModelError> {
-        match name {
-            "" | "onnx" => Ok(Format::Onnx),
-            "ir" => Ok(Format::Ir),
-            "tflite" => Ok(Format::Tflite),
-            other => Err(ModelError::UnsupportedFormat(other.to_owned())),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Onnx => "onnx",
-            Format::Ir => "ir",
-            Format::Tflite => "tflite",
-        }
-    }
-
-    /// Only OpenVINO's frontends read IR and TFLite; ONNX Runtime reads ONNX.
-    pub fn needs_openvino(self) -> bool {
-        self != Format::Onnx
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The format a request or record names ("" is ONNX).
+pub fn format_named(name: &str) -> Result<Format, ModelError> {
+    match name {
+        "" => Ok(Format::Onnx),
+        name => name.parse().map_err(|_| ModelError::UnsupportedFormat(name.to_owned())),
     }
 }
 

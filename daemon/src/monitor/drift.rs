@@ -11,14 +11,42 @@
 //! and the relative change of mean confidence. With labels reported back
 //! by applications, accuracy drift is the relative drop of live accuracy
 //! against the accuracy the deployment was validated at.
+//!
+//! Owns the evidence and the judgement against a threshold ([`Assessment`]);
+//! never records an event or acts on a judgement (the sampler reports
+//! crossings, the supervisor decides). What the inference path calls is
+//! lock-short and allocates only the rows it keeps.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+
+use tokio::sync::Notify;
 
 use crate::backend::{DataType, Tensor, argmax, f32s};
 
 /// The most float outputs a non-classifier's drift watches.
 const MAX_OUTPUTS: usize = 8;
+
+/// Accuracy drift needs this many reported outcomes before it is judged.
+const MIN_REPORTS: u64 = 20;
+
+// What wakes the sampler to judge drift as soon as there is new evidence,
+// rather than at its next collection interval. One per process, not per
+// tracker: a wake-up only says "look", and the sampler looks at every
+// deployment. notify_one is an atomic store while nobody waits, so the
+// inference path pays almost nothing.
+static ROWS_OBSERVED: Notify = Notify::const_new();
+static OUTCOME_REPORTED: Notify = Notify::const_new();
+
+/// Completes once answered rows were observed since the last call.
+pub async fn rows_observed() {
+    ROWS_OBSERVED.notified().await
+}
+
+/// Completes once an outcome was reported since the last call.
+pub async fn outcome_reported() {
+    OUTCOME_REPORTED.notified().await
+}
 
 /// What one answered row contributes (fixed size: the window holds
 /// hundreds of them, and the inference path makes one per row).
@@ -143,6 +171,8 @@ impl DriftTracker {
                 }
             }
         }
+        drop(inner);
+        ROWS_OBSERVED.notify_one();
     }
 
     /// An application's report: what the model predicted and what was true.
@@ -150,6 +180,27 @@ impl DriftTracker {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.outcomes.0 += u64::from(correct);
         inner.outcomes.1 += 1;
+        drop(inner);
+        OUTCOME_REPORTED.notify_one();
+    }
+
+    /// The drift judged against `threshold` (a fraction): what `dsmilctl
+    /// drift` shows and what the sampler alerts on. Judging records nothing.
+    pub fn assess(&self, threshold: f64) -> Assessment {
+        let report = self.report();
+        // Accuracy drift: live accuracy from reported outcomes against the
+        // accuracy the version was validated at (its quantization report).
+        let accuracy_drop = match (report.live_accuracy, self.validated_accuracy) {
+            (Some(live), Some(valid)) if valid > 0.0 && report.reported >= MIN_REPORTS => Some((valid - live) / valid),
+            _ => None,
+        };
+        Assessment {
+            output_drift: report.ready && report.score() > threshold,
+            accuracy_drift: accuracy_drop.is_some_and(|d| d > threshold),
+            validated_accuracy: self.validated_accuracy,
+            report,
+            accuracy_drop,
+        }
     }
 
     pub fn report(&self) -> DriftReport {
@@ -243,6 +294,50 @@ impl DriftTracker {
             reported: total,
             ready,
         }
+    }
+}
+
+/// A deployment's drift against the alert threshold.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub report: DriftReport,
+    /// How far live accuracy is below the validated one, relatively (None
+    /// without enough reported outcomes or a validated accuracy).
+    pub accuracy_drop: Option<f64>,
+    pub validated_accuracy: Option<f64>,
+    pub output_drift: bool,
+    pub accuracy_drift: bool,
+}
+
+impl Assessment {
+    /// Whether the drift alert should be raised.
+    pub fn over(&self) -> bool {
+        self.output_drift || self.accuracy_drift
+    }
+
+    /// Why the alert is raised, for its event; `threshold_percent` as
+    /// configured.
+    pub fn reason(&self, threshold_percent: f64) -> String {
+        let r = &self.report;
+        let mut why = Vec::new();
+        if self.output_drift {
+            why.push(format!(
+                "output drift: PSI {:.4}, mean confidence {:+.2}% ({} live rows against a baseline of {})",
+                r.psi,
+                r.confidence_change * 100.0,
+                r.live_rows,
+                r.baseline_rows
+            ));
+        }
+        if let Some(drop) = self.accuracy_drop.filter(|_| self.accuracy_drift) {
+            why.push(format!(
+                "accuracy drift: live {:.4} is {:.2}% below the validated {:.4}",
+                r.live_accuracy.unwrap_or_default(),
+                drop * 100.0,
+                self.validated_accuracy.unwrap_or_default()
+            ));
+        }
+        format!("{} (threshold {}%)", why.join("; "), threshold_percent)
     }
 }
 
@@ -358,6 +453,23 @@ mod tests {
         let moved = tracker.report();
         assert!(moved.psi > 1.0, "{moved:?}");
         assert!(moved.bins[0].starts_with("output 1: "), "{:?}", moved.bins);
+    }
+
+    #[test]
+    fn accuracy_drift_is_judged_only_after_enough_reports() {
+        let tracker = DriftTracker::new(10, 10).with_validated_accuracy(Some(0.9));
+        for i in 0..MIN_REPORTS - 1 {
+            tracker.report_outcome(i % 2 == 0);
+        }
+        let early = tracker.assess(0.1);
+        assert!(!early.over() && early.accuracy_drop.is_none(), "{early:?}");
+        tracker.report_outcome(false);
+        let judged = tracker.assess(0.1);
+        assert!(judged.accuracy_drift && !judged.output_drift, "{judged:?}");
+        assert!((judged.accuracy_drop.unwrap() - (0.9 - 0.5) / 0.9).abs() < 1e-9);
+        let reason = judged.reason(10.0);
+        assert!(reason.starts_with("accuracy drift: live 0.5000"), "{reason}");
+        assert!(reason.ends_with("(threshold 10%)"), "{reason}");
     }
 
     #[test]

@@ -1,17 +1,29 @@
 //! Conversions between the wire (KServe v2, dsmil.v1) and the daemon's types.
 //! Input checking lives here too: a request is turned into tensors only if
 //! every name, datatype, shape and byte count matches the model's signature.
+//! Control answers are built here from the deployer's records and serving
+//! entries; nothing here writes, decides or picks a gRPC code.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use dsmil_proto::control as pb;
 use dsmil_proto::inference::model_infer_request::InferInputTensor;
 use dsmil_proto::inference::model_infer_response::InferOutputTensor;
 use dsmil_proto::inference::{InferTensorContents, ModelInferRequest};
+use sha2::Digest;
 
 use super::InferError;
-use crate::backend::{DataType, RequestLimits, Signature, Tensor, TensorSpec, format_shape};
-use crate::store::{DeploymentRecord, EventRecord, StateChange};
+use super::control::ServerInfo;
+use super::error::ControlError;
+use crate::backend::{DataType, RequestLimits, Runtimes, Signature, Tensor, TensorSpec, format_shape};
+use crate::compress::Quantized;
+use crate::deploy::{ActiveModel, DeployError, DeployRequest, DeploySpec, Deployer, Progress, RollbackTarget};
+use crate::monitor::DriftReport;
+use crate::monitor::drift::Assessment;
+use crate::store::{DeploymentRecord, EventRecord, StateChange, VersionRecord};
+use crate::topology::{Device, Layer};
 
 fn names(specs: &[TensorSpec]) -> String {
     specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
@@ -276,12 +288,12 @@ pub fn deployment(record: &DeploymentRecord) -> pb::Deployment {
         device: record.device,
         layer: u32::from(record.layer),
         state: record.state.to_string(),
-        target: record.target.clone(),
-        effective_target: record.effective_target.clone(),
-        backend: record.backend.clone(),
-        performance_hint: record.performance_hint.clone(),
+        target: record.target.to_string(),
+        effective_target: record.effective_target.to_string(),
+        backend: record.backend.to_string(),
+        performance_hint: record.performance_hint.to_string(),
         infer_requests: record.workers,
-        precision: record.precision.clone(),
+        precision: record.precision.to_string(),
         max_batch: record.max_batch,
         sha256: record.sha256.clone(),
         history: record.history.iter().map(state_change).collect(),
@@ -305,7 +317,7 @@ pub fn event(e: &EventRecord) -> pb::Event {
     pb::Event {
         seq: e.seq,
         at_unix_ms: e.at_ms,
-        kind: e.kind.clone(),
+        kind: e.kind.to_string(),
         model: e.model.clone(),
         version: e.version,
         device: e.device,
@@ -361,6 +373,262 @@ pub fn report(model: &str, version: u32, r: crate::compress::Report) -> pb::Quan
         fp32_fallback: r.fp32_fallback,
         evaluations: r.evaluations as u32,
     }
+}
+
+// ---- dsmil.v1.Control: requests into the deployer's types, answers out ----
+
+/// The upload's spec, parsed and checked into what the deployer takes
+/// (attachments as (size, sha256)).
+pub fn deploy_request(spec: pb::DeploySpec) -> Result<DeployRequest, DeployError> {
+    let attachment = |a: Option<pb::Attachment>| a.map(|a| (a.size_bytes, a.sha256));
+    DeploySpec {
+        name: spec.name,
+        device: spec.device,
+        layer: spec.layer,
+        format: spec.format,
+        size_bytes: spec.size_bytes,
+        sha256: spec.sha256,
+        classification: spec.classification,
+        note: spec.note,
+        weights: attachment(spec.weights),
+        calibration: attachment(spec.calibration),
+        validation: attachment(spec.validation),
+        method: spec.method,
+        activations: spec.activations,
+        allow_fp32: spec.allow_fp32,
+        backend: spec.backend,
+        performance_hint: spec.performance_hint,
+        workers: spec.infer_requests,
+        precision: spec.precision,
+        max_batch: spec.max_batch,
+    }
+    .parse()
+}
+
+/// A pipeline stage reached, as the Deploy stream reports it.
+pub fn progress(p: Progress) -> pb::DeployProgress {
+    pb::DeployProgress {
+        deployment_id: p.deployment_id,
+        stage: p.stage.to_string(),
+        detail: p.detail,
+        elapsed_ms: p.elapsed.as_millis() as u64,
+        done: false,
+        deployment: None,
+    }
+}
+
+/// The Deploy stream's last message: the deployment now serving.
+pub fn deployed(record: &DeploymentRecord) -> pb::DeployProgress {
+    pb::DeployProgress {
+        deployment_id: record.id,
+        stage: record.state.to_string(),
+        detail: format!(
+            "{} version {} serving on device {}",
+            record.model, record.version, record.device
+        ),
+        elapsed_ms: 0,
+        done: true,
+        deployment: Some(deployment(record)),
+    }
+}
+
+/// What to roll back and why ("requested by operator" when unsaid).
+pub fn rollback_target(req: pb::RollbackRequest) -> Result<(RollbackTarget, String), ControlError> {
+    let target = match req.target {
+        Some(pb::rollback_request::Target::Model(m)) => RollbackTarget::Model(m),
+        Some(pb::rollback_request::Target::Device(d)) => RollbackTarget::Device(d),
+        Some(pb::rollback_request::Target::Layer(l)) => RollbackTarget::Layer(l),
+        None => return Err(ControlError::NoRollbackTarget),
+    };
+    let reason = if req.reason.is_empty() {
+        "requested by operator".to_owned()
+    } else {
+        req.reason
+    };
+    Ok((target, reason))
+}
+
+/// A model, its versions and what of it serves now.
+pub fn model(name: &str, versions: Vec<VersionRecord>, serving: Option<&DeploymentRecord>) -> pb::Model {
+    pb::Model {
+        name: name.to_owned(),
+        versions: versions
+            .into_iter()
+            .map(|v| pb::ModelVersion {
+                version: v.version,
+                sha256: v.sha256,
+                size_bytes: v.size_bytes,
+                classification: v.classification,
+                created_unix_ms: v.created_ms,
+                format: v.format.to_string(),
+                note: v.note,
+            })
+            .collect(),
+        active_version: serving.map_or(0, |a| a.version),
+        device: serving.map(|a| a.device),
+        state: if serving.is_some() {
+            "serving".into()
+        } else {
+            "not serving".into()
+        },
+    }
+}
+
+/// A device of the topology, with the target it really gets on this host
+/// and the deployment serving on it.
+pub fn device(d: &Device, layer: &Layer, runtimes: &Runtimes, serving: Option<&DeploymentRecord>) -> pb::Device {
+    pb::Device {
+        id: d.id,
+        layer: u32::from(d.layer),
+        layer_name: layer.name.clone(),
+        target: d.target.map(|t| t.to_string()).unwrap_or_default(),
+        effective_target: d
+            .target
+            .map(|t| runtimes.effective_target(t).to_string())
+            .unwrap_or_default(),
+        role: d.role.clone().unwrap_or_default(),
+        reserved: layer.reserved,
+        model: serving.map(|r| r.model.clone()).unwrap_or_default(),
+        version: serving.map_or(0, |r| r.version),
+        state: serving.map_or_else(String::new, |r| r.state.to_string()),
+        deployment_id: serving.map_or(0, |r| r.id),
+        estimated_bytes: serving.map_or(0, |r| r.estimated_bytes),
+        measured_bytes: serving.map_or(0, |r| r.measured_bytes),
+    }
+}
+
+/// A layer of the topology and the deployments serving in it.
+pub fn layer(l: &Layer, serving: &[&DeploymentRecord]) -> pb::Layer {
+    pb::Layer {
+        id: u32::from(l.id),
+        name: l.name.clone(),
+        devices: crate::topology::format_id_list(&l.devices),
+        budget_gb: l.budget_gb.unwrap_or(0.0),
+        budget_bytes: l.budget_bytes.unwrap_or(0),
+        default_target: l.target.map(|t| t.to_string()).unwrap_or_default(),
+        reserved: l.reserved,
+        active_deployments: serving.len() as u32,
+        estimated_bytes: serving.iter().map(|r| r.estimated_bytes).sum(),
+        measured_bytes: serving.iter().map(|r| r.measured_bytes).sum(),
+    }
+}
+
+/// `dsmilctl status`: the server, its runtimes and what is wrong with it.
+pub fn status(info: &ServerInfo, uptime: Duration, deployer: &Deployer) -> pb::StatusResponse {
+    let runtimes = deployer.runtimes();
+    pb::StatusResponse {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ready: deployer.registry().is_ready(),
+        uptime_seconds: uptime.as_secs(),
+        active_deployments: deployer.registry().all().len() as u32,
+        runtimes: runtimes
+            .status()
+            .into_iter()
+            .map(|r| pb::Runtime {
+                name: r.name.to_owned(),
+                available: r.available,
+                detail: r.detail,
+            })
+            .collect(),
+        unix_socket: info.unix_socket.clone(),
+        tcp_address: info.tcp_address.clone(),
+        metrics_address: info.metrics_address.clone(),
+        warnings: deployer.warnings(),
+        rss_bytes: crate::monitor::process::rss_bytes(),
+        openvino_devices: runtimes
+            .openvino()
+            .map(|ov| ov.devices())
+            .unwrap_or_default()
+            .iter()
+            .map(|d| pb::AcceleratorDevice {
+                name: d.name.clone(),
+                full_name: d.full_name.clone(),
+                properties: d.properties.iter().cloned().collect(),
+            })
+            .collect(),
+        state_dir: info.state_dir.clone(),
+    }
+}
+
+/// One deployment's load over the last `span`, for `dsmilctl top`.
+pub fn deployment_load(m: &ActiveModel, span: Duration) -> pb::DeploymentLoad {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let live = m.recent.summary(span);
+    let stats = m.stats.snapshot();
+    pb::DeploymentLoad {
+        model: m.record.model.clone(),
+        version: m.record.version,
+        device: m.record.device,
+        layer: u32::from(m.record.layer),
+        backend: m.record.backend.to_string(),
+        p50_ms: ms(live.p50),
+        p95_ms: ms(live.p95),
+        p99_ms: ms(live.p99),
+        requests_per_second: live.per_second,
+        recent_requests: live.samples as u64,
+        successes: stats.success_count,
+        failures: stats.fail_count,
+        measured_bytes: m.record.measured_bytes,
+        estimated_bytes: m.record.estimated_bytes,
+        latency_alert: m.latency_alert.load(Ordering::Relaxed),
+    }
+}
+
+/// One deployment's drift, as `dsmilctl drift` shows it: `alert` is the
+/// judgement now, which the sampler's alert follows.
+pub fn model_drift(m: &ActiveModel, drift: Assessment, threshold: f64) -> pb::ModelDrift {
+    let (shadow_rows, shadow_agreed) = m.shadow.as_ref().map_or((0, 0), |s| s.agreement());
+    let alert = drift.over();
+    let (r, accuracy_drop) = (drift.report, drift.accuracy_drop);
+    pb::ModelDrift {
+        model: m.record.model.clone(),
+        version: m.record.version,
+        classifier: r.classifier,
+        baseline_rows: r.baseline_rows as u64,
+        live_rows: r.live_rows as u64,
+        score: r.score(),
+        bins: r.bins,
+        baseline_share: r.baseline_share,
+        live_share: r.live_share,
+        psi: r.psi,
+        baseline_confidence: r.baseline_confidence,
+        live_confidence: r.live_confidence,
+        confidence_change: r.confidence_change,
+        reported: r.reported,
+        live_accuracy: r.live_accuracy,
+        accuracy_drop,
+        alert,
+        ready: r.ready,
+        threshold,
+        shadow_rows,
+        shadow_agreed,
+    }
+}
+
+/// The outcomes reported so far, after one more.
+pub fn outcome(r: &DriftReport) -> pb::ReportOutcomeResponse {
+    pb::ReportOutcomeResponse {
+        reported: r.reported,
+        live_accuracy: r.live_accuracy.unwrap_or_default(),
+    }
+}
+
+/// The Quantize stream: the result (size, sha256, report), then the INT8
+/// model in 1 MiB chunks.
+pub fn quantized(model: &str, quantized: Quantized) -> Vec<pb::QuantizeResponse> {
+    use pb::quantize_response::Part;
+    let result = pb::QuantizeResult {
+        size_bytes: quantized.model.len() as u64,
+        sha256: hex::encode(sha2::Sha256::digest(&quantized.model)),
+        report: Some(report(model, 0, quantized.report)),
+    };
+    let mut parts = vec![pb::QuantizeResponse {
+        part: Some(Part::Result(result)),
+    }];
+    parts.extend(quantized.model.chunks(1 << 20).map(|c| pb::QuantizeResponse {
+        part: Some(Part::Chunk(c.to_vec())),
+    }));
+    parts
 }
 
 #[cfg(test)]

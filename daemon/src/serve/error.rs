@@ -1,6 +1,7 @@
-//! Why an inference request was refused. Request-shape errors name the
-//! tensor and what was expected, so a client author can fix the call from the
-//! message alone.
+//! Why a request was refused at the serving layer: [`InferError`] for
+//! inference, [`ControlError`] for the operator's API. Request-shape errors
+//! name the tensor and what was expected, so a client author can fix the
+//! call from the message alone. No gRPC code is chosen here (`status` does).
 
 use crate::backend::PoolError;
 
@@ -78,4 +79,40 @@ pub enum InferError {
     },
     #[error(transparent)]
     Pool(#[from] PoolError),
+}
+
+/// Why a `dsmil.v1.Control` request was refused, beyond what the deployer
+/// itself refuses: the upload stream's own faults and queries about
+/// something that is not there.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The client stream failed (a transport or decode error); its status
+    /// gets this daemon's code in `status`.
+    #[error(transparent)]
+    Stream(tonic::Status),
+    #[error("only the first message may carry a DeploySpec")]
+    SpecNotFirst,
+    #[error("a weights, calibration or validation chunk arrived that the DeploySpec did not declare")]
+    UndeclaredChunk,
+    #[error("say what to roll back: a model, a device or a layer")]
+    NoRollbackTarget,
+    #[error("model {0:?} has no versions")]
+    NoVersions(String),
+    #[error(
+        "{model} version {version} has no quantization report (it was uploaded already INT8, or served FP32 with \
+         --allow-fp32)"
+    )]
+    NoReport { model: String, version: u32 },
+    #[error("model {0:?} is not serving")]
+    NotServing(String),
+    #[error("worker thread failed: {0}")]
+    Worker(String),
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
+    #[error(transparent)]
+    Quantize(#[from] crate::deploy::QuantizeError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Reload(#[from] crate::reload::ReloadError),
 }

@@ -1,6 +1,8 @@
 //! `inference.GRPCInferenceService`: the KServe v2 RPCs plus Triton's
 //! ModelConfig and ModelStatistics. Handlers decode, call the registry and the
-//! pool, and encode; they never run a model themselves.
+//! pool, record the request's metrics and encode. They never run a model
+//! themselves, and never judge a new version: each answer is handed to
+//! `Registry::record_outcome`, which judges probation and raises alarms.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,9 +15,7 @@ use super::InferError;
 use super::convert;
 use super::status::{code_label, infer_code};
 use crate::backend::DataType;
-use crate::deploy::supervisor::Alarm;
 use crate::deploy::{ActiveModel, Registry};
-use crate::monitor::probation::Verdict;
 use crate::monitor::{self, DeploymentLabels};
 
 pub const SERVER_NAME: &str = "dsmild";
@@ -231,25 +231,10 @@ impl GrpcInferenceService for InferenceService {
             Ok(_) => model.recent.record(elapsed),
             Err(_) => model.stats.record_failure(elapsed),
         }
-        if !model.probation.is_over() {
-            // Only the server's own failures count against a new version;
-            // a client's malformed request says nothing about it.
-            let server_error = match &result {
-                Err(e) if code == tonic::Code::Internal => Some(e.to_string()),
-                _ => None,
-            };
-            match model.probation.record(elapsed, server_error.as_deref()) {
-                Some(Verdict::Failed(reason)) => self.registry.raise(Alarm::ProbationFailed {
-                    model: model.record.model.clone(),
-                    deployment_id: model.record.id,
-                    reason,
-                }),
-                Some(Verdict::Passed) => {
-                    tracing::info!(model = %model.record.model, version = model.record.version, "probation passed")
-                }
-                None => {}
-            }
-        }
+        // Only the server's own failures count against a new version.
+        let server_error = result.as_ref().err().filter(|_| code == tonic::Code::Internal);
+        self.registry
+            .record_outcome(&model, elapsed, server_error.map(|e| e as &dyn std::fmt::Display));
         result.map(Response::new).map_err(Status::from)
     }
 
@@ -266,7 +251,7 @@ impl GrpcInferenceService for InferenceService {
         let config = pb::ModelConfig {
             name: model.record.model.clone(),
             platform: "onnxruntime_onnx".into(),
-            backend: model.record.backend.clone(),
+            backend: model.record.backend.to_string(),
             // The limit request_inputs enforces, so clients batch up to it.
             max_batch_size: if batched {
                 i32::try_from(model.limits.max_batch).unwrap_or(i32::MAX)

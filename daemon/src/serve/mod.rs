@@ -15,6 +15,7 @@ pub mod health;
 mod inference;
 pub mod socket;
 pub mod status;
+mod upload;
 
 use std::time::Duration;
 

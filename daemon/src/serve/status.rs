@@ -4,10 +4,11 @@
 use tonic::{Code, Status};
 
 use super::InferError;
+use super::error::ControlError;
 use crate::backend::{BackendError, PoolError};
 use crate::compress::CompressError;
 use crate::compress::offline::OfflineError;
-use crate::deploy::DeployError;
+use crate::deploy::{DeployError, QuantizeError};
 use crate::store::StoreError;
 use crate::topology::TopologyError;
 
@@ -58,6 +59,7 @@ pub fn deploy_code(err: &DeployError) -> Code {
         | DeployError::MissingAttachment(_)
         | DeployError::UnknownBackend(_)
         | DeployError::UnknownHint(_)
+        | DeployError::InvalidOption(_)
         | DeployError::TooManyWorkers(_)
         | DeployError::MaxBatch(_)
         | DeployError::UnknownPrecision(_)
@@ -145,28 +147,43 @@ impl From<DeployError> for Status {
     }
 }
 
-impl From<CompressError> for Status {
-    fn from(err: CompressError) -> Status {
-        Status::new(compress_code(&err), message(&err))
+fn quantize_code(err: &QuantizeError) -> Code {
+    match err {
+        QuantizeError::Deploy(d) => deploy_code(d),
+        QuantizeError::Options(c) => compress_code(c),
+        QuantizeError::Quantizer(o) => offline_code(o),
     }
 }
 
-impl From<OfflineError> for Status {
-    fn from(err: OfflineError) -> Status {
-        let code = match &err {
-            OfflineError::Compress(c) => compress_code(c),
-            OfflineError::NeedsCalibration => Code::InvalidArgument,
-            OfflineError::Io { .. } => Code::Internal,
-        };
-        Status::new(code, message(&err))
+fn offline_code(err: &OfflineError) -> Code {
+    match err {
+        OfflineError::Compress(c) => compress_code(c),
+        OfflineError::NeedsCalibration => Code::InvalidArgument,
+        OfflineError::Io { .. } => Code::Internal,
     }
 }
 
-impl From<crate::reload::ReloadError> for Status {
-    fn from(err: crate::reload::ReloadError) -> Status {
+fn reload_code(err: &crate::reload::ReloadError) -> Code {
+    match err {
+        crate::reload::ReloadError::Config(_) => Code::InvalidArgument,
+        crate::reload::ReloadError::Incompatible(_) => Code::FailedPrecondition,
+    }
+}
+
+impl From<ControlError> for Status {
+    fn from(err: ControlError) -> Status {
         let code = match &err {
-            crate::reload::ReloadError::Config(_) => Code::InvalidArgument,
-            crate::reload::ReloadError::Incompatible(_) => Code::FailedPrecondition,
+            // The transport's status, given this daemon's code for it.
+            ControlError::Stream(status) => return inbound(status.clone(), super::MAX_CONTROL_MESSAGE_BYTES),
+            ControlError::SpecNotFirst | ControlError::UndeclaredChunk | ControlError::NoRollbackTarget => {
+                Code::InvalidArgument
+            }
+            ControlError::NoVersions(_) | ControlError::NoReport { .. } | ControlError::NotServing(_) => Code::NotFound,
+            ControlError::Worker(_) => Code::Internal,
+            ControlError::Deploy(d) => deploy_code(d),
+            ControlError::Quantize(q) => quantize_code(q),
+            ControlError::Store(s) => store_code(s),
+            ControlError::Reload(r) => reload_code(r),
         };
         Status::new(code, message(&err))
     }
@@ -175,12 +192,6 @@ impl From<crate::reload::ReloadError> for Status {
 impl From<InferError> for Status {
     fn from(err: InferError) -> Status {
         Status::new(infer_code(&err), message(&err))
-    }
-}
-
-impl From<StoreError> for Status {
-    fn from(err: StoreError) -> Status {
-        Status::new(store_code(&err), message(&err))
     }
 }
 
@@ -342,6 +353,45 @@ mod tests {
             assert_eq!(status.code(), code, "{}", status.message());
             assert!(!status.message().is_empty());
         }
+    }
+
+    #[test]
+    fn control_refusals_map_to_their_codes_and_keep_their_messages() {
+        let cases: Vec<(ControlError, Code)> = vec![
+            (ControlError::SpecNotFirst, Code::InvalidArgument),
+            (ControlError::UndeclaredChunk, Code::InvalidArgument),
+            (ControlError::NoRollbackTarget, Code::InvalidArgument),
+            (ControlError::NoVersions("m".into()), Code::NotFound),
+            (
+                ControlError::NoReport {
+                    model: "m".into(),
+                    version: 2,
+                },
+                Code::NotFound,
+            ),
+            (ControlError::NotServing("m".into()), Code::NotFound),
+            (ControlError::Worker("panicked".into()), Code::Internal),
+            (DeployError::MissingSpec.into(), Code::InvalidArgument),
+            (StoreError::UnknownDeployment(7).into(), Code::NotFound),
+            (
+                QuantizeError::Quantizer(OfflineError::NeedsCalibration).into(),
+                Code::InvalidArgument,
+            ),
+            (
+                ControlError::Stream(Status::internal("failed to decode Protobuf message: eof")),
+                Code::InvalidArgument,
+            ),
+        ];
+        for (err, code) in cases {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code, "{}", status.message());
+            assert!(!status.message().is_empty());
+        }
+        let missing = Status::from(ControlError::NotServing("m".into()));
+        assert_eq!(missing.message(), r#"model "m" is not serving"#);
+        // Wrapping a domain error changes neither its code nor its message.
+        let wrapped = Status::from(ControlError::from(DeployError::MissingSpec));
+        assert_eq!(wrapped.message(), Status::from(DeployError::MissingSpec).message());
     }
 
     #[test]

@@ -1,20 +1,27 @@
 //! The sled journal.
 //!
-//! # Layout (schema version 2)
+//! # Layout (schema version 3)
 //!
 //! ```text
 //! tree "meta"         "schema_version"      -> u32 BE
 //!                     "next_deployment_id"  -> u64 BE   (ids start at 1)
 //!                     "next_event_seq"      -> u64 BE   (seqs start at 1)
+//!                     "manifest/" <name>    -> fingerprint (UTF-8) of the
+//!                                              models.d manifest that
+//!                                              deployed <name>
 //! tree "models"       <name>                -> ModelRecord (JSON)
 //! tree "versions"     <name> 0x00 <u32 BE>  -> VersionRecord (JSON)
 //! tree "deployments"  <u64 BE id>           -> DeploymentRecord (JSON)
 //! tree "events"       <u64 BE seq>          -> EventRecord (JSON), append-only
-//! tree "reports"      <name> 0x00 <u32 BE>  -> compress::Report (JSON)   (since v2)
+//! tree "reports"      <name> 0x00 <u32 BE>  -> a quantization report (JSON, the
+//!                                              caller's type: compress::Report) (since v2)
 //! ```
 //!
 //! Big-endian integer keys keep sled's byte order equal to numeric order, so
-//! scans come back oldest first. Writes that touch several trees run in one
+//! scans come back oldest first. Since v3 every kind-like field of a record
+//! (state, format, target, backend, hint, precision, event kind) holds one of
+//! the spellings of its `dsmil_kinds` type, so records decode into typed
+//! values. Writes that touch several trees run in one
 //! sled transaction, then the database is flushed before returning: a crash
 //! leaves either all of a change or none of it.
 //!
@@ -42,9 +49,9 @@ use sled::{Db, Tree};
 
 use super::StoreError;
 use super::records::{DeploymentRecord, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms};
-use crate::deploy::DeployState;
+use dsmil_kinds::{BackendKind, DeployState, EventKind, Format, PerformanceHint, Precision, Target};
 
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// dsmild's marker in the journal directory: its disappearance means the
 /// directory's contents were removed even if the directory itself stayed.
@@ -53,7 +60,7 @@ pub const MARKER: &str = "dsmil-journal";
 type Migration = fn(&Db) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` moves a journal from version i to i + 1.
-const MIGRATIONS: [Migration; 2] = [migrate_0_to_1, migrate_1_to_2];
+const MIGRATIONS: [Migration; 3] = [migrate_0_to_1, migrate_1_to_2, migrate_2_to_3];
 
 /// Version 0 is an empty database: create the trees and the counters.
 fn migrate_0_to_1(db: &Db) -> Result<(), StoreError> {
@@ -69,6 +76,39 @@ fn migrate_0_to_1(db: &Db) -> Result<(), StoreError> {
 /// Version 2 adds the quantization reports, one per model version.
 fn migrate_1_to_2(db: &Db) -> Result<(), StoreError> {
     db.open_tree("reports")?;
+    Ok(())
+}
+
+/// Version 3 holds typed records: every version, deployment and event is
+/// read through its typed form (a spelling no kind knows is refused, naming
+/// the entry, rather than misread later) and written back whole, so the
+/// defaults older records left implicit (hint, precision) are explicit.
+fn migrate_2_to_3(db: &Db) -> Result<(), StoreError> {
+    fn retype<T: serde::Serialize + serde::de::DeserializeOwned>(
+        tree: &Tree,
+        name: &str,
+        key_text: impl Fn(&[u8]) -> String,
+    ) -> Result<(), StoreError> {
+        for kv in tree.iter() {
+            let (key, value) = kv?;
+            let record: T = decode(&value, &format!("{name} {}", key_text(&key)))?;
+            tree.insert(key, encode(&record))?;
+        }
+        Ok(())
+    }
+    let id = |k: &[u8]| <[u8; 8]>::try_from(k).map_or_else(|_| hex::encode(k), |b| u64::from_be_bytes(b).to_string());
+    // <name> 0x00 <u32 BE>, shown as name@version.
+    let versioned = |k: &[u8]| match k.split_last_chunk::<4>() {
+        Some((name, version)) if name.last() == Some(&0) => format!(
+            "{}@{}",
+            String::from_utf8_lossy(&name[..name.len() - 1]),
+            u32::from_be_bytes(*version)
+        ),
+        _ => hex::encode(k),
+    };
+    retype::<VersionRecord>(&db.open_tree("versions")?, "version", versioned)?;
+    retype::<DeploymentRecord>(&db.open_tree("deployments")?, "deployment", id)?;
+    retype::<EventRecord>(&db.open_tree("events")?, "event", id)?;
     Ok(())
 }
 
@@ -91,17 +131,17 @@ pub struct NewDeployment {
     pub model: String,
     pub sha256: String,
     pub size_bytes: u64,
-    pub format: String,
+    pub format: Format,
     pub classification: u32,
     pub note: String,
     pub device: u32,
     pub layer: u8,
-    pub target: String,
-    pub effective_target: String,
-    pub backend: String,
-    pub performance_hint: String,
+    pub target: Target,
+    pub effective_target: Target,
+    pub backend: BackendKind,
+    pub performance_hint: PerformanceHint,
     pub workers: u32,
-    pub precision: String,
+    pub precision: Precision,
     pub max_batch: u64,
     pub estimated_bytes: u64,
     /// Re-deploy an existing version (a rollback or a reload) instead of
@@ -112,8 +152,8 @@ pub struct NewDeployment {
 /// An existing version deployed again, and why.
 pub struct Existing {
     pub version: u32,
-    /// The event kind: "rollback" or "reload".
-    pub kind: &'static str,
+    /// Rollback or Reload.
+    pub kind: EventKind,
     pub reason: String,
 }
 
@@ -186,13 +226,13 @@ impl Journal {
         self.flush()
     }
 
-    pub fn put_report(&self, model: &str, version: u32, report: &crate::compress::Report) -> Result<(), StoreError> {
+    pub fn put_report(&self, model: &str, version: u32, report: &impl serde::Serialize) -> Result<(), StoreError> {
         self.writable()?;
         self.reports.insert(version_key(model, version), encode(report))?;
         self.flush()
     }
 
-    pub fn report(&self, model: &str, version: u32) -> Result<Option<crate::compress::Report>, StoreError> {
+    pub fn report<R: serde::de::DeserializeOwned>(&self, model: &str, version: u32) -> Result<Option<R>, StoreError> {
         self.reports
             .get(version_key(model, version))?
             .map(|v| decode(&v, &format!("reports/{model}/{version}")))
@@ -261,7 +301,7 @@ impl Journal {
                         version: model.latest_version,
                         sha256: new.sha256.clone(),
                         size_bytes: new.size_bytes,
-                        format: new.format.clone(),
+                        format: new.format,
                         classification: new.classification,
                         created_ms: now,
                         note: new.note.clone(),
@@ -276,12 +316,12 @@ impl Journal {
                 device: new.device,
                 layer: new.layer,
                 classification: new.classification,
-                target: new.target.clone(),
-                effective_target: new.effective_target.clone(),
-                backend: new.backend.clone(),
-                performance_hint: new.performance_hint.clone(),
+                target: new.target,
+                effective_target: new.effective_target,
+                backend: new.backend,
+                performance_hint: new.performance_hint,
                 workers: new.workers,
-                precision: new.precision.clone(),
+                precision: new.precision,
                 max_batch: new.max_batch,
                 sha256: new.sha256.clone(),
                 state: DeployState::Uploaded,
@@ -302,12 +342,12 @@ impl Journal {
             deployments.insert(&id.to_be_bytes(), encode(&deployment))?;
             let seq = next_counter(meta, "next_event_seq")?;
             let (kind, detail) = match &new.existing {
-                Some(e) if e.kind == "rollback" => {
+                Some(e) if e.kind == EventKind::Rollback => {
                     (e.kind, format!("rolling back to version {}: {}", e.version, e.reason))
                 }
                 Some(e) => (e.kind, format!("reloading version {}: {}", e.version, e.reason)),
                 None => (
-                    "deploy",
+                    EventKind::Deploy,
                     format!("version {} uploaded for device {}", version.version, new.device),
                 ),
             };

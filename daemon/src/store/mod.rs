@@ -35,7 +35,7 @@ pub use records::{DeploymentRecord, EventRecord, ModelRecord, StateChange, Versi
 
 use std::path::{Path, PathBuf};
 
-use crate::deploy::DeployState;
+use dsmil_kinds::DeployState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::deploy::DeployState;
+use dsmil_kinds::{BackendKind, DeployState, EventKind, Format, PerformanceHint, Precision, Target};
 
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -26,7 +26,7 @@ pub struct VersionRecord {
     pub version: u32,
     pub sha256: String,
     pub size_bytes: u64,
-    pub format: String,
+    pub format: Format,
     pub classification: u32,
     pub created_ms: u64,
     #[serde(default)]
@@ -52,20 +52,19 @@ pub struct DeploymentRecord {
     pub layer: u8,
     pub classification: u32,
     /// The device's configured target and the one actually used.
-    pub target: String,
-    pub effective_target: String,
-    pub backend: String,
-    /// OpenVINO's performance hint: "latency" or "throughput".
-    #[serde(default = "latency")]
-    pub performance_hint: String,
+    pub target: Target,
+    pub effective_target: Target,
+    pub backend: BackendKind,
+    /// OpenVINO's performance hint.
+    #[serde(default)]
+    pub performance_hint: PerformanceHint,
     /// Worker threads, each with its own infer request (0: the config's
     /// serving.workers_per_deployment, for records older than the field).
     #[serde(default)]
     pub workers: u32,
-    /// OpenVINO's inference precision for this deployment ("": the
-    /// daemon's default).
+    /// OpenVINO's inference precision for this deployment.
     #[serde(default)]
-    pub precision: String,
+    pub precision: Precision,
     /// The largest batch a request may send to a batched model (0: the
     /// config's serving.max_batch_size, for records older than the field).
     #[serde(default)]
@@ -81,30 +80,7 @@ pub struct DeploymentRecord {
     pub measured_bytes: u64,
 }
 
-fn latency() -> String {
-    "latency".into()
-}
-
 impl DeploymentRecord {
-    /// The workers (infer requests) this deployment runs with.
-    pub fn workers(&self, config: &crate::config::Config) -> usize {
-        match self.workers {
-            0 => config.serving.workers_per_deployment,
-            n => n as usize,
-        }
-    }
-
-    /// The limits every request to this deployment is checked against.
-    pub fn request_limits(&self, config: &crate::config::Config) -> crate::backend::RequestLimits {
-        crate::backend::RequestLimits {
-            max_bytes: config.serving.max_request_bytes,
-            max_batch: match self.max_batch {
-                0 => config.serving.max_batch_size,
-                n => n,
-            },
-        }
-    }
-
     pub fn last_change_ms(&self) -> u64 {
         self.history.last().map_or(self.created_ms, |c| c.at_ms)
     }
@@ -112,29 +88,44 @@ impl DeploymentRecord {
 
 impl EventRecord {
     /// An event about a deployment: its model, version, device, layer and id.
-    pub fn about(kind: &str, deployment: &DeploymentRecord, detail: impl Into<String>) -> EventRecord {
+    pub fn about(kind: EventKind, deployment: &DeploymentRecord, detail: impl Into<String>) -> EventRecord {
         EventRecord {
-            kind: kind.into(),
+            seq: 0,
+            at_ms: 0,
+            kind,
             model: deployment.model.clone(),
             version: deployment.version,
             device: Some(deployment.device),
             layer: Some(deployment.layer),
             deployment_id: deployment.id,
             detail: detail.into(),
-            ..EventRecord::default()
+        }
+    }
+
+    /// An event about `model` (or the daemon, with ""), not a deployment.
+    pub fn of(kind: EventKind, model: &str, detail: impl Into<String>) -> EventRecord {
+        EventRecord {
+            seq: 0,
+            at_ms: 0,
+            kind,
+            model: model.to_owned(),
+            version: 0,
+            device: None,
+            layer: None,
+            deployment_id: 0,
+            detail: detail.into(),
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EventRecord {
     /// Assigned by the journal.
     #[serde(default)]
     pub seq: u64,
     #[serde(default)]
     pub at_ms: u64,
-    /// deploy, activate, retire, undeploy, refuse, fail, restore, interrupted, ...
-    pub kind: String,
+    pub kind: EventKind,
     #[serde(default)]
     pub model: String,
     #[serde(default)]

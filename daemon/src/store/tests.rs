@@ -1,23 +1,23 @@
 use super::journal::run_migration;
 use super::*;
-use crate::deploy::DeployState;
+use dsmil_kinds::DeployState;
 
 fn new_deployment(model: &str, device: u32) -> NewDeployment {
     NewDeployment {
         model: model.into(),
         sha256: "ab".repeat(32),
         size_bytes: 10,
-        format: "onnx".into(),
+        format: dsmil_kinds::Format::Onnx,
         classification: 7,
         note: String::new(),
         device,
         layer: 7,
-        target: "gpu".into(),
-        effective_target: "cpu".into(),
-        backend: "onnxruntime".into(),
-        performance_hint: "latency".into(),
+        target: dsmil_kinds::Target::Gpu,
+        effective_target: dsmil_kinds::Target::Cpu,
+        backend: dsmil_kinds::BackendKind::OnnxRuntime,
+        performance_hint: dsmil_kinds::PerformanceHint::Latency,
         workers: 0,
-        precision: String::new(),
+        precision: dsmil_kinds::Precision::Default,
         max_batch: 0,
         estimated_bytes: 1 << 20,
         existing: None,
@@ -61,14 +61,15 @@ fn migration_1_to_2_adds_the_reports_tree_and_keeps_the_data() {
         assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"reports"));
         db.open_tree("deployments")
             .unwrap()
-            .insert(1u64.to_be_bytes(), b"{}".to_vec())
+            .insert(1u64.to_be_bytes(), legacy_deployment("onnxruntime"))
             .unwrap();
         db.flush().unwrap();
     }
     let journal = Journal::open(dir.path()).unwrap();
-    assert_eq!(journal.schema_version().unwrap(), 2);
+    // Opened, it runs every later step too: it ends at the current version.
+    assert_eq!(journal.schema_version().unwrap(), super::journal::SCHEMA_VERSION);
     assert!(
-        journal.report("m", 1).unwrap().is_none(),
+        journal.report::<serde_json::Value>("m", 1).unwrap().is_none(),
         "the reports tree exists and is empty"
     );
     drop(journal);
@@ -166,11 +167,7 @@ fn events_are_ordered_and_filtered() {
     journal.create_deployment(new_deployment("a", 1)).unwrap();
     journal.create_deployment(new_deployment("b", 2)).unwrap();
     let seq = journal
-        .append_event(EventRecord {
-            kind: "refuse".into(),
-            model: "a".into(),
-            ..EventRecord::default()
-        })
+        .append_event(EventRecord::of(dsmil_kinds::EventKind::Refuse, "a", ""))
         .unwrap();
     assert_eq!(seq, 3);
     let all = journal.events(0, None, 0).unwrap();
@@ -269,7 +266,11 @@ fn assert_lost_after(lose: impl FnOnce(&std::path::Path), expect: &str) {
     assert!(text.contains(expect), "{text}");
     assert!(journal.is_lost());
     assert!(journal.verify().is_err());
-    assert!(journal.append_event(EventRecord::default()).is_err());
+    assert!(
+        journal
+            .append_event(EventRecord::of(dsmil_kinds::EventKind::Refuse, "", ""))
+            .is_err()
+    );
     assert!(journal.set_manifest("m", Some("f")).is_err());
 }
 
@@ -341,4 +342,95 @@ fn a_lost_journal_beside_stored_models_is_refused_at_open() {
     // With no models stored, a missing journal is a first start.
     std::fs::remove_dir_all(state.path().join("blobs")).unwrap();
     open(state.path()).unwrap();
+}
+
+/// A deployment as versions 1 and 2 wrote it: strings where kinds go, no
+/// hint or precision field.
+fn legacy_deployment(backend: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": 1, "model": "m", "version": 1, "device": 47, "layer": 7, "classification": 7,
+        "target": "gpu", "effective_target": "cpu", "backend": backend, "sha256": "ab",
+        "state": "Active", "history": [], "created_ms": 5
+    }))
+    .unwrap()
+}
+
+/// A version-2 journal as an older dsmild wrote it: strings where kinds go,
+/// a deployment without the hint and precision fields.
+fn journal_v2(dir: &std::path::Path, backend: &str) {
+    let db = sled::open(dir).unwrap();
+    run_migration(&db, 0).unwrap();
+    run_migration(&db, 1).unwrap();
+    db.open_tree("meta")
+        .unwrap()
+        .insert("schema_version", &2u32.to_be_bytes())
+        .unwrap();
+    db.open_tree("deployments")
+        .unwrap()
+        .insert(1u64.to_be_bytes(), legacy_deployment(backend))
+        .unwrap();
+    let mut version_key = b"m\0".to_vec();
+    version_key.extend(1u32.to_be_bytes());
+    let version = serde_json::json!({
+        "model": "m", "version": 1, "sha256": "ab", "size_bytes": 3, "format": "onnx",
+        "classification": 7, "created_ms": 5
+    });
+    db.open_tree("versions")
+        .unwrap()
+        .insert(version_key, serde_json::to_vec(&version).unwrap())
+        .unwrap();
+    let event = serde_json::json!({"seq": 1, "kind": "activate", "model": "m"});
+    db.open_tree("events")
+        .unwrap()
+        .insert(1u64.to_be_bytes(), serde_json::to_vec(&event).unwrap())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn migration_2_to_3_types_every_record_and_makes_defaults_explicit() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_v2(dir.path(), "openvino");
+    let journal = Journal::open(dir.path()).unwrap();
+    assert_eq!(journal.schema_version().unwrap(), 3);
+    let d = journal.deployment(1).unwrap();
+    assert_eq!(d.backend, dsmil_kinds::BackendKind::OpenVino);
+    assert_eq!(d.effective_target, dsmil_kinds::Target::Cpu);
+    assert_eq!(d.performance_hint, dsmil_kinds::PerformanceHint::Latency);
+    assert_eq!(d.precision, dsmil_kinds::Precision::Default);
+    assert_eq!(
+        journal.version("m", 1).unwrap().unwrap().format,
+        dsmil_kinds::Format::Onnx
+    );
+    assert_eq!(
+        journal.events(0, None, 0).unwrap()[0].kind,
+        dsmil_kinds::EventKind::Activate
+    );
+    drop(journal);
+    // Written back whole: the implicit defaults are in the stored JSON now.
+    let db = sled::open(dir.path()).unwrap();
+    let raw = db
+        .open_tree("deployments")
+        .unwrap()
+        .get(1u64.to_be_bytes())
+        .unwrap()
+        .unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(stored["performance_hint"], "latency");
+    assert_eq!(stored["precision"], "");
+}
+
+#[test]
+fn migration_2_to_3_refuses_a_spelling_no_kind_knows_and_names_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_v2(dir.path(), "cuda");
+    let err = Journal::open(dir.path())
+        .err()
+        .expect("an unknown backend is refused")
+        .to_string();
+    assert!(err.contains("deployment 1"), "{err}");
+    assert!(
+        err.contains("backend \"cuda\": expected onnxruntime or openvino"),
+        "{err}"
+    );
 }

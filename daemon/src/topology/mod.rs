@@ -9,48 +9,11 @@ mod clearance;
 mod ids;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 pub use clearance::check_deploy_clearance;
 pub use ids::{format_id_list, parse_id_list};
 
-/// Where a device's models run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Npu,
-    Gpu,
-    Cpu,
-}
-
-impl Target {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Target::Npu => "npu",
-            Target::Gpu => "gpu",
-            Target::Cpu => "cpu",
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Target {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "npu" => Ok(Target::Npu),
-            "gpu" => Ok(Target::Gpu),
-            "cpu" => Ok(Target::Cpu),
-            _ => Err(()),
-        }
-    }
-}
+pub use dsmil_kinds::Target;
 
 /// A layer as configured, before checking.
 #[derive(Debug, Clone, PartialEq)]

@@ -443,3 +443,5 @@ pub fn scrape(addr: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
+
+pub mod inproc;

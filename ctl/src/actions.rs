@@ -1,0 +1,73 @@
+//! The commands that change what dsmild does, other than uploading a model
+//! (`deploy`, `quantize`): undeploy, rollback, reload of its configuration,
+//! and feedback (a reported outcome, counted towards accuracy drift). Each
+//! sends one request and prints what the daemon says it did, never a
+//! result of its own.
+
+use dsmil_proto::control as pb;
+
+use crate::client::Clients;
+use crate::output;
+
+pub async fn undeploy(c: &mut Clients, model: String, json: bool) -> anyhow::Result<()> {
+    let r = c.control.undeploy(pb::UndeployRequest { model }).await?.into_inner();
+    output::print(&r, json, || {
+        for d in &r.retired {
+            println!(
+                "retired {} version {} from device {} (deployment {})",
+                d.model, d.version, d.device, d.id
+            );
+        }
+    })
+}
+
+pub async fn rollback(
+    c: &mut Clients,
+    target: pb::rollback_request::Target,
+    reason: String,
+    json: bool,
+) -> anyhow::Result<()> {
+    let request = pb::RollbackRequest {
+        target: Some(target),
+        reason,
+    };
+    let r = c.control.rollback(request).await?.into_inner();
+    output::print(&r, json, || {
+        for d in &r.restored {
+            println!(
+                "{} is back on version {} (device {}, deployment {})",
+                d.model, d.version, d.device, d.id
+            );
+        }
+    })
+}
+
+pub async fn reload(c: &mut Clients, json: bool) -> anyhow::Result<()> {
+    let r = c.control.reload(pb::ReloadRequest {}).await?.into_inner();
+    output::print(&r, json, || {
+        if r.changes.is_empty() {
+            println!("reloaded: no change");
+        }
+        for change in &r.changes {
+            println!("changed: {change}");
+        }
+        for warning in &r.warnings {
+            println!("warning: {warning}");
+        }
+    })
+}
+
+pub async fn feedback(c: &mut Clients, model: String, predicted: i64, actual: i64, json: bool) -> anyhow::Result<()> {
+    let r = c
+        .control
+        .report_outcome(pb::ReportOutcomeRequest {
+            model,
+            predicted,
+            actual,
+        })
+        .await?
+        .into_inner();
+    output::print(&r, json, || {
+        println!("{} outcomes reported; live accuracy {:.4}", r.reported, r.live_accuracy);
+    })
+}
