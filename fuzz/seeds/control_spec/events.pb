@@ -1,0 +1,2 @@
+digits
+ d*deploy
