@@ -27,7 +27,7 @@
 //!
 //! # Its files on disk
 //!
-//! Besides sled's own files the directory holds [`MARKER`]. The journal
+//! Besides sled's own files the directory holds `integrity::MARKER`. The journal
 //! remembers the (device, inode) of the directory, the marker and sled's
 //! `db` at open and checks them after every flush (see the store's
 //! `Integrity` notes): sled keeps writing through its open descriptors into
@@ -36,81 +36,22 @@
 //!
 //! # Migrations
 //!
-//! [`MIGRATIONS`] lists, in order, the step from each schema version to the
-//! next. Opening a journal runs the steps it lacks and records the version;
-//! a journal from a newer dsmild is refused rather than misread.
+//! `migrations.rs` lists, in order, the step from each schema version to
+//! the next. Opening a journal runs the steps it lacks and records the
+//! version; a journal from a newer dsmild is refused rather than misread.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
 
 use super::StoreError;
+use super::integrity::Files;
+use super::migrations::{MIGRATIONS, SCHEMA_VERSION};
 use super::records::{DeploymentRecord, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms};
 use dsmil_kinds::{BackendKind, DeployState, EventKind, Format, PerformanceHint, Precision, Target};
-
-pub const SCHEMA_VERSION: u32 = 3;
-
-/// dsmild's marker in the journal directory: its disappearance means the
-/// directory's contents were removed even if the directory itself stayed.
-pub const MARKER: &str = "dsmil-journal";
-
-type Migration = fn(&Db) -> Result<(), StoreError>;
-
-/// `MIGRATIONS[i]` moves a journal from version i to i + 1.
-const MIGRATIONS: [Migration; 3] = [migrate_0_to_1, migrate_1_to_2, migrate_2_to_3];
-
-/// Version 0 is an empty database: create the trees and the counters.
-fn migrate_0_to_1(db: &Db) -> Result<(), StoreError> {
-    for name in ["models", "versions", "deployments", "events"] {
-        db.open_tree(name)?;
-    }
-    let meta = db.open_tree("meta")?;
-    meta.insert("next_deployment_id", &1u64.to_be_bytes())?;
-    meta.insert("next_event_seq", &1u64.to_be_bytes())?;
-    Ok(())
-}
-
-/// Version 2 adds the quantization reports, one per model version.
-fn migrate_1_to_2(db: &Db) -> Result<(), StoreError> {
-    db.open_tree("reports")?;
-    Ok(())
-}
-
-/// Version 3 holds typed records: every version, deployment and event is
-/// read through its typed form (a spelling no kind knows is refused, naming
-/// the entry, rather than misread later) and written back whole, so the
-/// defaults older records left implicit (hint, precision) are explicit.
-fn migrate_2_to_3(db: &Db) -> Result<(), StoreError> {
-    fn retype<T: serde::Serialize + serde::de::DeserializeOwned>(
-        tree: &Tree,
-        name: &str,
-        key_text: impl Fn(&[u8]) -> String,
-    ) -> Result<(), StoreError> {
-        for kv in tree.iter() {
-            let (key, value) = kv?;
-            let record: T = decode(&value, &format!("{name} {}", key_text(&key)))?;
-            tree.insert(key, encode(&record))?;
-        }
-        Ok(())
-    }
-    let id = |k: &[u8]| <[u8; 8]>::try_from(k).map_or_else(|_| hex::encode(k), |b| u64::from_be_bytes(b).to_string());
-    // <name> 0x00 <u32 BE>, shown as name@version.
-    let versioned = |k: &[u8]| match k.split_last_chunk::<4>() {
-        Some((name, version)) if name.last() == Some(&0) => format!(
-            "{}@{}",
-            String::from_utf8_lossy(&name[..name.len() - 1]),
-            u32::from_be_bytes(*version)
-        ),
-        _ => hex::encode(k),
-    };
-    retype::<VersionRecord>(&db.open_tree("versions")?, "version", versioned)?;
-    retype::<DeploymentRecord>(&db.open_tree("deployments")?, "deployment", id)?;
-    retype::<EventRecord>(&db.open_tree("events")?, "event", id)?;
-    Ok(())
-}
 
 #[derive(Clone)]
 pub struct Journal {
@@ -587,55 +528,6 @@ impl Journal {
     }
 }
 
-/// The journal's files as they were at open, and whether they still are.
-struct Files {
-    dir: PathBuf,
-    /// (path, (device, inode)).
-    watched: Vec<(PathBuf, (u64, u64))>,
-    /// Why the journal stopped accepting writes, once it has.
-    lost: OnceLock<String>,
-}
-
-impl Files {
-    /// Creates the marker if it is missing and records the identities.
-    fn record(dir: &Path) -> Result<Files, StoreError> {
-        let marker = dir.join(MARKER);
-        if !marker.exists() {
-            std::fs::write(
-                &marker,
-                "dsmild's journal: removing or replacing this directory while dsmild runs loses deploys\n",
-            )
-            .and_then(|()| std::fs::File::open(dir)?.sync_all())
-            .map_err(|e| StoreError::io("creating", &marker, e))?;
-        }
-        let identity = |path: &Path| {
-            std::fs::metadata(path)
-                .map(|m| (m.dev(), m.ino()))
-                .map_err(|e| StoreError::io("checking", path, e))
-        };
-        let mut watched = vec![(dir.to_owned(), identity(dir)?), (marker.clone(), identity(&marker)?)];
-        // sled 0.34's data file, watched only if this sled has one by that
-        // name: the marker already covers a directory that was emptied.
-        let data = dir.join("db");
-        if let Ok(id) = identity(&data) {
-            watched.push((data, id));
-        }
-        Ok(Files {
-            dir: dir.to_owned(),
-            watched,
-            lost: OnceLock::new(),
-        })
-    }
-
-    fn lost_error(&self, why: &str) -> StoreError {
-        StoreError::Io {
-            action: "journal",
-            path: self.dir.clone(),
-            source: std::io::Error::other(why.to_owned()),
-        }
-    }
-}
-
 fn version_key(model: &str, version: u32) -> Vec<u8> {
     let mut key = model.as_bytes().to_vec();
     key.push(0);
@@ -663,11 +555,11 @@ fn fixed<const N: usize>(bytes: &[u8], key: &str) -> Result<[u8; N], StoreError>
     })
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialize: plain data, string keys")
 }
 
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &str) -> Result<T, StoreError> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &str) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         what: "journal entry",
         key: key.to_owned(),
@@ -686,7 +578,3 @@ fn unwrap_tx(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
-#[cfg(test)]
-pub(super) fn run_migration(db: &Db, index: usize) -> Result<(), StoreError> {
-    MIGRATIONS[index](db)
-}

@@ -26,11 +26,14 @@
 //!   again heals a blob whose bytes went bad.
 
 mod blobs;
+mod integrity;
 mod journal;
+mod migrations;
 mod records;
 
 pub use blobs::{BlobStore, StagedBlob, Upload};
-pub use journal::{Existing, Journal, NewDeployment, SCHEMA_VERSION};
+pub use journal::{Existing, Journal, NewDeployment};
+pub use migrations::SCHEMA_VERSION;
 pub use records::{DeploymentRecord, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms};
 
 use std::path::{Path, PathBuf};

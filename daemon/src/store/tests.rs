@@ -1,4 +1,4 @@
-use super::journal::run_migration;
+use super::migrations::run_migration;
 use super::*;
 use dsmil_kinds::DeployState;
 
@@ -67,7 +67,7 @@ fn migration_1_to_2_adds_the_reports_tree_and_keeps_the_data() {
     }
     let journal = Journal::open(dir.path()).unwrap();
     // Opened, it runs every later step too: it ends at the current version.
-    assert_eq!(journal.schema_version().unwrap(), super::journal::SCHEMA_VERSION);
+    assert_eq!(journal.schema_version().unwrap(), super::migrations::SCHEMA_VERSION);
     assert!(
         journal.report::<serde_json::Value>("m", 1).unwrap().is_none(),
         "the reports tree exists and is empty"
