@@ -577,4 +577,3 @@ fn unwrap_tx(e: TransactionError<StoreError>) -> StoreError {
         TransactionError::Storage(e) => StoreError::Sled(e),
     }
 }
-

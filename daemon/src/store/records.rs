@@ -99,7 +99,13 @@ impl EventRecord {
             layer: Some(deployment.layer),
             deployment_id: deployment.id,
             detail: detail.into(),
+            principal: String::new(),
+            caller_uid: None,
+            caller_pid: None,
+            transport: String::new(),
+            peer: String::new(),
         }
+        .by_current_caller()
     }
 
     /// An event about `model` (or the daemon, with ""), not a deployment.
@@ -114,7 +120,67 @@ impl EventRecord {
             layer: None,
             deployment_id: 0,
             detail: detail.into(),
+            principal: String::new(),
+            caller_uid: None,
+            caller_pid: None,
+            transport: String::new(),
+            peer: String::new(),
         }
+        .by_current_caller()
+    }
+
+    /// The caller's fields, from the one [`EventCaller::acting`] set on this
+    /// thread (none outside a caller's request).
+    fn by_current_caller(self) -> EventRecord {
+        CURRENT_CALLER.with_borrow(|c| match c {
+            Some(c) => self.by(c),
+            None => self,
+        })
+    }
+
+    /// This event, as done by `caller`.
+    pub fn by(self, caller: &EventCaller) -> EventRecord {
+        EventRecord {
+            principal: caller.principal.clone(),
+            caller_uid: caller.uid,
+            caller_pid: caller.pid,
+            transport: caller.transport.clone(),
+            peer: caller.peer.clone(),
+            ..self
+        }
+    }
+}
+
+/// Who asked for what an event records: the principal and how it came.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventCaller {
+    pub principal: String,
+    pub uid: Option<u32>,
+    pub pid: Option<i32>,
+    /// "unix" or "tcp".
+    pub transport: String,
+    /// A TCP caller's address ("" on the Unix socket).
+    pub peer: String,
+}
+
+thread_local! {
+    static CURRENT_CALLER: std::cell::RefCell<Option<EventCaller>> = const { std::cell::RefCell::new(None) };
+}
+
+impl EventCaller {
+    /// Runs `f` (a caller's deploy, undeploy, rollback or reload, on its
+    /// blocking thread) with every event made on this thread naming `self`.
+    pub fn acting<R>(&self, f: impl FnOnce() -> R) -> R {
+        let previous = CURRENT_CALLER.with_borrow_mut(|c| c.replace(self.clone()));
+        struct Restore(Option<EventCaller>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                CURRENT_CALLER.with_borrow_mut(|c| *c = previous);
+            }
+        }
+        let _restore = Restore(previous);
+        f()
     }
 }
 
@@ -138,4 +204,18 @@ pub struct EventRecord {
     pub deployment_id: u64,
     #[serde(default)]
     pub detail: String,
+    /// Who asked (empty for the daemon's own actions: restores, alarms,
+    /// the sampler, a file-watch reload).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub principal: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_pid: Option<i32>,
+    /// "unix" or "tcp"; empty with no caller.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub transport: String,
+    /// A TCP caller's address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub peer: String,
 }
