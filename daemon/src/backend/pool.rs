@@ -234,3 +234,7 @@ fn worker(label: &str, mut model: Box<dyn LoadedModel>, jobs: &Mutex<Receiver<Jo
         job.reply.send(result);
     }
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;

@@ -6,18 +6,23 @@
 //! Everything here blocks (journal fsyncs, runtime loads, warmup runs): call
 //! it from `spawn_blocking` or a dedicated thread, never from a tokio worker.
 
+mod activation;
 pub mod admission;
+mod checks;
 mod error;
 mod launch;
 mod manifests;
 mod pipeline;
 mod placement;
+mod plan;
 pub mod probes;
 mod quantize;
 mod registry;
 mod request;
 mod restore;
 mod rollback;
+mod validate;
+mod workers;
 
 pub mod supervisor;
 
@@ -26,7 +31,8 @@ use std::sync::{Arc, Mutex};
 pub use dsmil_kinds::DeployState;
 pub use error::DeployError;
 pub use manifests::Reconciled;
-pub use pipeline::{Progress, Staged};
+pub use pipeline::Progress;
+pub use plan::Staged;
 pub use quantize::QuantizeError;
 pub use registry::{ActiveModel, Registry};
 pub use request::{DeployRequest, DeploySpec, MAX_WORKERS, validate_name};

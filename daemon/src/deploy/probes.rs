@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
 
-use super::pipeline::{check_outputs, synthetic_inputs};
+use super::checks::{check_outputs, synthetic_inputs};
 use super::supervisor::Alarm;
 use super::{ActiveModel, Deployer};
 

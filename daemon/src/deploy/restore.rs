@@ -12,8 +12,9 @@
 
 use std::time::Instant;
 
-use super::{ActiveModel, DeployState, Deployer};
-use crate::backend::Pool;
+use super::launch::Launch;
+use super::workers::Instances;
+use super::{DeployState, Deployer};
 use crate::monitor::probation::Probation;
 use crate::store::{DeploymentRecord, EventRecord};
 
@@ -93,6 +94,10 @@ impl Deployer {
         Ok(())
     }
 
+    /// Loads an Active deployment as the pipeline does (see `workers.rs`),
+    /// but without its stages: the version passed them when it was
+    /// deployed, so there is no quantizing, warmup, health check or stage
+    /// transition, and it serves with its probation passed.
     fn load_active(&self, record: DeploymentRecord) -> Result<(), String> {
         let bytes = self.blobs.read(&record.sha256).map_err(|e| e.to_string())?;
         let backend = self
@@ -101,29 +106,22 @@ impl Deployer {
             .map_err(|e| e.to_string())?;
         // One configuration for the whole load.
         let config = self.config();
-        let launch = super::launch::Launch::of(&record, &config);
-        crate::monitor::process::release_free_memory();
-        let rss_before = crate::monitor::process::rss_bytes();
-        let mut models = Vec::new();
-        for _ in 0..launch.workers {
-            models.push(backend.load(&bytes, &launch.options).map_err(|e| e.to_string())?);
-        }
-        let signature = models[0].signature().clone();
-        let label = format!("{}-v{}", record.model, record.version);
-        let pool = Pool::start(&label, models, config.serving.queue_capacity).map_err(|e| e.to_string())?;
+        let launch = Launch::of(&record, &config);
+        let mut instances = Instances::load_first(&*backend, &bytes, &launch.options).map_err(|e| e.to_string())?;
+        instances
+            .load_rest(&*backend, &bytes, &launch.options, launch.workers)
+            .map_err(|e| e.to_string())?;
+        let workers = instances.start(&record, &config).map_err(|e| e.to_string())?;
         tracing::info!(model = %record.model, version = record.version, device = record.device, "deployment restored");
+        // The blob is not part of what the deployment holds.
         drop(bytes);
-        crate::monitor::process::release_free_memory();
-        let measured = crate::monitor::process::rss_bytes().saturating_sub(rss_before);
-        let record = match self.journal.set_measured(record.id, measured) {
-            Ok(updated) => updated,
-            Err(e) => return Err(e.to_string()),
-        };
-        let shadow = self.shadow_for(&record);
-        let drift = self.drift_tracker_for(&record);
-        let limits = launch.limits;
+        let measured = workers.measure();
+        let record = self
+            .journal
+            .set_measured(record.id, measured)
+            .map_err(|e| e.to_string())?;
         self.registry
-            .insert(ActiveModel::new(record, signature, limits, pool, Probation::passed(), drift).with_shadow(shadow));
+            .insert(workers.serve(self, record, Probation::passed(), &config));
         Ok(())
     }
 }

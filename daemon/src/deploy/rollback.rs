@@ -93,9 +93,6 @@ impl Deployer {
         )
     }
 
-    /// Deploys `version` of the serving `model` again, on its device, through
-    /// every stage; the serving deployment ends in `replaced`. Called with
-    /// `deploy_lock` held.
     /// Deploys again the version that `from` served, from the blob it served
     /// (its quantized model), on the model's current device, through every
     /// stage; the serving deployment ends in `replaced`. Called with
@@ -160,10 +157,10 @@ impl Deployer {
                 reason: reason.to_owned(),
             }),
         })?;
-        let plan = super::pipeline::Plan {
+        let plan = super::plan::Plan {
             config,
             backend,
-            quantize: super::pipeline::Quantize::Served,
+            quantize: super::plan::Quantize::Served,
             replaced,
         };
         self.launch(record, &bytes, &info, plan, progress)
