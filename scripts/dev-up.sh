@@ -18,9 +18,11 @@ if [ -f "$run/dsmild.pid" ] && kill -0 "$(cat "$run/dsmild.pid")" 2>/dev/null; t
     echo "dsmild is already running (pid $(cat "$run/dsmild.pid"))"
 else
     # Waits for dsmild's sd_notify READY=1, so the deploy below never races
-    # the startup.
+    # the startup. The script exits then, leaving NOTIFY_SOCKET with no
+    # reader: dsmild says so once in its log ("could not notify systemd;
+    # further failures are not logged ..."), not at every status update.
     python3 scripts/start-dsmild.py "$root/target/release/dsmild" "$run" \
-        --tcp 127.0.0.1:8001 --metrics 127.0.0.1:9464
+        --tcp 127.0.0.1:8001 --http 127.0.0.1:8000 --metrics 127.0.0.1:9464
 fi
 
 ctl=("$root/target/release/dsmilctl" --socket "$run/dsmild.sock")
@@ -38,6 +40,7 @@ dsmild is serving the sample model. Try:
   export DSMIL_SOCKET=$run/dsmild.sock PATH=$root/target/release:\$PATH
   dsmilctl infer digits --random
   dsmilctl status
-Triton/KServe gRPC clients: 127.0.0.1:8001   Prometheus: http://127.0.0.1:9464/metrics
+Triton/KServe gRPC clients: 127.0.0.1:8001   KServe v2 REST: http://127.0.0.1:8000/v2
+Prometheus: http://127.0.0.1:9464/metrics
 Stop: kill \$(cat $run/dsmild.pid)
 MSG

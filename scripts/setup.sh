@@ -38,7 +38,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 if ! .venv/bin/python -m pip freeze 2>/dev/null | grep -qx "onnxruntime==1.31.1" \
-    || ! .venv/bin/python -c "import tritonclient.grpc, pytest, sklearn, openvino" 2>/dev/null; then
+    || ! .venv/bin/python -c "import tritonclient.grpc, tritonclient.http, pytest, sklearn, openvino" 2>/dev/null; then
     echo "installing Python packages into .venv"
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -r scripts/requirements.txt

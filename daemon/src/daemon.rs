@@ -18,7 +18,7 @@ use crate::deploy::{DeployError, Deployer, Registry};
 use crate::monitor::{MetricsEndpoint, install_recorder};
 use crate::reload::{ConfigSource, Reloader};
 use crate::serve::socket::{SocketError, bind_unix};
-use crate::serve::{ControlService, InferenceService, ServerInfo, Services};
+use crate::serve::{ControlService, Gate, InferenceService, ServerInfo, Services};
 use crate::store::{Journal, StoreError};
 use crate::systemd::Notifier;
 
@@ -144,9 +144,10 @@ pub async fn run(
 
     // Listeners first: a second daemon, or a port in use, fails fast, before
     // any state is touched.
-    let (unix, socket_guard) = bind_unix(&config.listeners.unix_socket)?;
+    let (unix, socket_guard) = bind_unix(&config.listeners.unix_socket, &config.access.socket_group)?;
     let tcp = bind_tcp("gRPC", config.listeners.tcp).await?;
     let metrics = bind_tcp("metrics", config.listeners.metrics).await?;
+    let http = bind_tcp("HTTP", config.listeners.http).await?;
     let info = ServerInfo {
         unix_socket: config.listeners.unix_socket.display().to_string(),
         tcp_address: tcp
@@ -155,6 +156,11 @@ pub async fn run(
             .map(|a| a.to_string())
             .unwrap_or_default(),
         metrics_address: metrics
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        http_address: http
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.to_string())
@@ -227,12 +233,12 @@ pub async fn run(
     tasks.spawn(crate::logging::audit_to_log(journal.clone(), token.clone()));
     tasks.spawn(crate::reload::watch(Arc::clone(&reloader), token.clone()));
     let services = Services {
-        inference: InferenceService::new(Arc::clone(&registry)),
+        inference: InferenceService::new(Arc::clone(&registry), Gate::new(Arc::clone(&deployer))),
         control: ControlService::new(Arc::clone(&deployer), Arc::clone(&reloader), info, health.clone()),
         health: health_service,
         max_request_bytes: config.serving.max_request_bytes,
     };
-    let server = tokio::spawn(crate::serve::serve(services, unix, tcp, token.clone(), DRAIN));
+    let server = tokio::spawn(crate::serve::serve(services, unix, tcp, http, token.clone(), DRAIN));
     tasks.spawn(crate::deploy::supervisor::supervise(
         Arc::clone(&deployer),
         alarm_queue,

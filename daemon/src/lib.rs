@@ -2,6 +2,7 @@
 //! parses arguments and calls [`run`]; everything else is here, one module
 //! per stage of a model's life (see ARCHITECTURE.md at the repository root).
 
+pub mod access;
 pub mod backend;
 pub mod compress;
 pub mod config;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "failpoint",
     "topology",
+    "access",
     "config",
     "model",
     "store",

@@ -42,6 +42,8 @@ pub enum EventKind {
     ConfigReload,
     ConfigRefused,
     ManifestRefused,
+    /// A call refused by access control (who may do what).
+    Denied,
 }
 
 spelled!(EventKind, "event kind", "an event kind dsmild records", {
@@ -64,6 +66,7 @@ spelled!(EventKind, "event kind", "an event kind dsmild records", {
     ConfigReload => "config_reload",
     ConfigRefused => "config_refused",
     ManifestRefused => "manifest_refused",
+    Denied => "denied",
 });
 
 impl EventKind {
@@ -72,7 +75,7 @@ impl EventKind {
         use EventKind::*;
         match self {
             Refuse | Fail | Rollback | RestoreFailed | Alert | LatencyAlert | DriftAlert | ConfigRefused
-            | ManifestRefused => Severity::Warning,
+            | ManifestRefused | Denied => Severity::Warning,
             Deploy | Activate | Retire | Undeploy | Reload | AllowFp32 | Interrupted | LatencyRecovered
             | DriftRecovered | ConfigReload => Severity::Info,
         }

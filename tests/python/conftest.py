@@ -1,5 +1,6 @@
 """A real dsmild for the Python tests: started on a temp dir with the sample
-model deployed through dsmilctl, reachable over TCP. Readiness comes from the
+model deployed through dsmilctl, reachable over TCP (gRPC) and HTTP (KServe v2
+REST), each on a port the OS picks. Readiness comes from the
 daemon's own sd_notify READY=1 on a socket this fixture binds; no sleeps."""
 
 import json
@@ -38,6 +39,7 @@ def daemon(tmp_path_factory):
             "--cache-dir", tmp / "cache",
             "--socket", sock,
             "--tcp", "127.0.0.1:0",
+            "--http", "127.0.0.1:0",
             "--metrics", "",
         ],
         env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
@@ -62,7 +64,8 @@ def daemon(tmp_path_factory):
         # max batch of 64, so this deployment takes more.
         ctl("deploy", SAMPLE / "model.onnx", "--allow-fp32", "--name", "digits", "--device", "47",
             "--max-batch", "512")
-        yield {"tcp": ctl("status")["tcp_address"], "ctl": ctl}
+        status = ctl("status")
+        yield {"tcp": status["tcp_address"], "http": status["http_address"], "ctl": ctl}
     finally:
         proc.terminate()
         proc.wait(timeout=60)

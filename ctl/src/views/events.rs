@@ -1,5 +1,6 @@
 //! `dsmilctl events`: the audit log, filtered by model and kind, once or
-//! (`--follow`) as it grows.
+//! (`--follow`) as it grows. BY names who caused each event: the principal,
+//! then uid/pid (Unix socket) or the TCP peer; empty for the daemon's own.
 
 use dsmil_proto::control as pb;
 
@@ -61,14 +62,14 @@ async fn fetch(c: &mut Clients, q: &Query, after: u64, wait_ms: u32) -> anyhow::
 
 fn header() {
     println!(
-        "{:<5} {:<20} {:<14} {:<12} {:<7} {:<6} DETAIL",
-        "SEQ", "AT", "KIND", "MODEL", "VERSION", "DEVICE"
+        "{:<5} {:<20} {:<14} {:<12} {:<7} {:<6} {:<28} DETAIL",
+        "SEQ", "AT", "KIND", "MODEL", "VERSION", "DEVICE", "BY"
     );
 }
 
 fn row(e: &pb::Event) {
     println!(
-        "{:<5} {:<20} {:<14} {:<12} {:<7} {:<6} {}",
+        "{:<5} {:<20} {:<14} {:<12} {:<7} {:<6} {:<28} {}",
         e.seq,
         time_ms(e.at_unix_ms),
         e.kind,
@@ -79,6 +80,21 @@ fn row(e: &pb::Event) {
             e.version.to_string()
         },
         e.device.map_or(String::new(), |d| d.to_string()),
+        by(e),
         e.detail
     );
+}
+
+/// "alice (uid 1001 pid 42)", "anonymous (tcp 127.0.0.1:5000)", or "".
+fn by(e: &pb::Event) -> String {
+    if e.principal.is_empty() && e.transport.is_empty() {
+        return String::new();
+    }
+    let how = match (e.caller_uid, e.caller_pid) {
+        (Some(uid), Some(pid)) => format!("uid {uid} pid {pid}"),
+        (Some(uid), None) => format!("uid {uid}"),
+        _ if !e.peer.is_empty() => format!("{} {}", e.transport, e.peer),
+        _ => e.transport.clone(),
+    };
+    format!("{} ({how})", e.principal)
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ort::environment::Environment;
+use ort::logging::LogLevel;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynTensor, DynTensorValueType, TensorElementType, ValueType};
@@ -49,6 +50,24 @@ pub fn locate_onnxruntime(configured: Option<&Path>) -> Result<PathBuf, BackendE
 pub struct OnnxRuntime {
     environment: Environment,
     library: PathBuf,
+    log_level: LogLevel,
+}
+
+/// ONNX Runtime's own severity: the most the log filter would show of the
+/// `ort` target, which is warning unless the operator asks for more
+/// (`RUST_LOG=ort=info`; see `logging`). Set in the runtime itself, so it
+/// does not format thousands of lines (graph transformers, arena growth)
+/// only for the filter to drop them.
+fn runtime_log_level() -> LogLevel {
+    if tracing::enabled!(target: "ort::logging", tracing::Level::TRACE) {
+        LogLevel::Verbose
+    } else if tracing::enabled!(target: "ort::logging", tracing::Level::INFO) {
+        LogLevel::Info
+    } else if tracing::enabled!(target: "ort::logging", tracing::Level::WARN) {
+        LogLevel::Warning
+    } else {
+        LogLevel::Error
+    }
 }
 
 impl OnnxRuntime {
@@ -64,9 +83,12 @@ impl OnnxRuntime {
             .with_name("dsmild")
             .build()
             .map_err(|e| load_err(e.to_string()))?;
+        let log_level = runtime_log_level();
+        environment.set_log_level(log_level);
         Ok(OnnxRuntime {
             environment,
             library: library.to_owned(),
+            log_level,
         })
     }
 
@@ -90,6 +112,8 @@ impl Backend for OnnxRuntime {
         let load = |e: ort::Error| BackendError::Load(e.to_string());
         let mut builder = Session::builder(&self.environment)
             .map_err(load)?
+            .with_log_level(self.log_level)
+            .map_err(|e| BackendError::Load(e.to_string()))?
             .with_optimization_level(match options.inspect {
                 true => GraphOptimizationLevel::Disable,
                 false => GraphOptimizationLevel::Level3,

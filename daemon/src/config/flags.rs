@@ -22,6 +22,9 @@ pub struct Flags {
     /// Prometheus listener address; "" turns it off.
     #[arg(long)]
     pub metrics: Option<String>,
+    /// KServe v2 REST (HTTP) listener address; "" turns it off.
+    #[arg(long)]
+    pub http: Option<String>,
 }
 
 impl Flags {
@@ -34,6 +37,7 @@ impl Flags {
             ("listeners.unix_socket", s(&self.socket)),
             ("listeners.tcp", s(&self.tcp)),
             ("listeners.metrics", s(&self.metrics)),
+            ("listeners.http", s(&self.http)),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub use flags::Flags;
 pub use resolve::{
     Config, DeploymentConfig, HardwareConfig, ListenerConfig, LoggingConfig, MAX_BATCH_SIZE, MemoryConfig,
-    MonitoringConfig, PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig,
+    MonitoringConfig, PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig, group_id,
 };
 
 /// The shipped defaults, byte for byte.

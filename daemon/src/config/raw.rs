@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub monitoring: RawMonitoring,
     pub logging: RawLogging,
     pub listeners: RawListeners,
+    pub access: RawAccess,
     pub paths: RawPaths,
     pub runtimes: RawRuntimes,
 }
@@ -122,6 +123,7 @@ pub struct RawListeners {
     pub unix_socket: String,
     pub tcp: String,
     pub metrics: String,
+    pub http: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,4 +148,32 @@ pub struct RawLogging {
     pub format: String,
     pub level: String,
     pub journal_socket: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccess {
+    pub socket_group: RawId,
+    pub tcp_anonymous_clearance: u8,
+    pub principals: Vec<RawPrincipal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrincipal {
+    pub name: String,
+    #[serde(default)]
+    pub users: Vec<RawId>,
+    #[serde(default)]
+    pub groups: Vec<RawId>,
+    pub role: String,
+    pub clearance: u8,
+}
+
+/// A user or group: a name, or a numeric id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawId {
+    Id(u32),
+    Name(String),
 }

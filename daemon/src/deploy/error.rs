@@ -53,7 +53,7 @@ pub enum DeployError {
         name: String,
         limit: u64,
     },
-    #[error("dry run on synthetic inputs of the declared shapes failed: {0}")]
+    #[error("dry run failed: {0}")]
     DryRun(String),
     #[error("{stage} failed: {detail}")]
     StageFailed { stage: DeployState, detail: String },
@@ -119,6 +119,13 @@ pub enum DeployError {
 }
 
 impl DeployError {
+    /// The message and its causes, ": "-separated, each said once: what the
+    /// client is told and what the journal keeps, so a deploy from models.d
+    /// or a script leaves the same reason the CLI would have printed.
+    pub fn reason(&self) -> String {
+        chain(self)
+    }
+
     pub(crate) fn stage(stage: DeployState, err: impl std::fmt::Display) -> DeployError {
         DeployError::StageFailed {
             stage,
@@ -137,4 +144,21 @@ impl From<PoolError> for DeployError {
             },
         }
     }
+}
+
+/// An error and its causes, ": "-separated, each said once (a message that
+/// already quotes its cause does not repeat it). The one rendering of an
+/// error chain: the journal's reasons and the gRPC messages use it.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -125,7 +125,7 @@ impl Deployer {
             match self.deploy_manifest(loaded) {
                 Ok(()) => out.deployed.push(name),
                 Err(e) => {
-                    let why = e.to_string();
+                    let why = e.reason();
                     self.refuse_manifest(&shown, &why);
                     out.refused.push((shown, why));
                 }

@@ -29,7 +29,7 @@ pub mod supervisor;
 use std::sync::{Arc, Mutex};
 
 pub use dsmil_kinds::DeployState;
-pub use error::DeployError;
+pub use error::{DeployError, chain as error_chain};
 pub use manifests::Reconciled;
 pub use pipeline::Progress;
 pub use plan::Staged;

@@ -238,7 +238,7 @@ impl StageRunner<'_, '_> {
 
     /// Ends the deployment Failed (best effort: the journal may be what failed).
     pub(super) fn fail(&mut self, error: &DeployError) {
-        let detail = error.to_string();
+        let detail = error.reason();
         let event = match self.deployer.journal.deployment(self.id) {
             Ok(record) => EventRecord::about(EventKind::Fail, &record, detail.clone()),
             // The journal itself may be what failed: say at least which deployment.

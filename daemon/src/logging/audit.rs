@@ -1,7 +1,9 @@
 //! Audit events (deploy, activate, undeploy, rollback, refusals, config
 //! reloads, ...) go to the sled event log first; this task follows the log
 //! and repeats each event to the tracing log (hence journald), with its
-//! structured fields and the MESSAGE_ID of its kind.
+//! structured fields and the MESSAGE_ID of its kind. An event a caller
+//! caused also carries PRINCIPAL, CALLER_UID, CALLER_PID, TRANSPORT and
+//! PEER (empty for the daemon's own actions).
 
 use dsmil_kinds::{EventKind, Severity};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +24,8 @@ fn emit(e: &EventRecord) {
     count(e);
     let device = e.device.map(|d| d.to_string()).unwrap_or_default();
     let layer = e.layer.map(|l| l.to_string()).unwrap_or_default();
+    let caller_uid = e.caller_uid.map(|u| u.to_string()).unwrap_or_default();
+    let caller_pid = e.caller_pid.map(|p| p.to_string()).unwrap_or_default();
     macro_rules! log {
         ($level:ident) => {
             tracing::$level!(
@@ -34,6 +38,11 @@ fn emit(e: &EventRecord) {
                 layer = %layer,
                 deployment = e.deployment_id,
                 seq = e.seq,
+                principal = %e.principal,
+                caller_uid = %caller_uid,
+                caller_pid = %caller_pid,
+                transport = %e.transport,
+                peer = %e.peer,
                 "{}: {}", e.kind, e.detail
             )
         };

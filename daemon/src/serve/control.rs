@@ -6,6 +6,11 @@
 //! deploys and undeploys. Never builds a status (`status` maps every error),
 //! never decides what a deploy, rollback or quantization does (the
 //! deployer's), and never streams an upload itself (`upload`).
+//!
+//! Each handler first asks the [`Gate`] whether its caller may (one
+//! `access::authorise` per call); lists keep only what the caller's
+//! clearance covers; a state-changing call runs with its caller set on its
+//! thread, so the events it journals name who asked.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,8 +22,10 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::error::ControlError;
+use super::gate::{Gate, event_caller};
 use super::{convert, upload};
-use crate::deploy::{Deployer, Progress};
+use crate::access::{Action, Caller};
+use crate::deploy::{Deployer, Progress, RollbackTarget};
 
 /// Facts about the running server that status reports.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +33,8 @@ pub struct ServerInfo {
     pub unix_socket: String,
     pub tcp_address: String,
     pub metrics_address: String,
+    /// The KServe v2 REST listener's address; empty when off.
+    pub http_address: String,
     pub state_dir: String,
 }
 
@@ -37,6 +46,7 @@ pub struct ControlService {
     reloader: Arc<crate::reload::Reloader>,
     /// Per-model grpc.health status, set before a deploy or undeploy answers.
     health: tonic_health::server::HealthReporter,
+    gate: Gate,
 }
 
 impl ControlService {
@@ -47,6 +57,7 @@ impl ControlService {
         health: tonic_health::server::HealthReporter,
     ) -> ControlService {
         ControlService {
+            gate: Gate::new(Arc::clone(&deployer)),
             deployer,
             reloader,
             info: Arc::new(info),
@@ -54,6 +65,47 @@ impl ControlService {
             health,
         }
     }
+}
+
+/// The highest layer `model` serves or served in (its deployments'), so a
+/// clearance covers the model only if it covers all of them; None for a
+/// model never deployed.
+fn model_layer(deployer: &Deployer, model: &str) -> Result<Option<u8>, ControlError> {
+    if let Some(serving) = deployer.registry().get(model) {
+        return Ok(Some(serving.record.layer));
+    }
+    Ok(deployer
+        .journal()
+        .deployments()?
+        .iter()
+        .filter(|d| d.model == model)
+        .map(|d| d.layer)
+        .max())
+}
+
+/// The models a caller may not see: some deployment of theirs is in a layer
+/// above the caller's clearance.
+fn hidden_models(deployer: &Deployer, caller: &Caller) -> Result<std::collections::HashSet<String>, ControlError> {
+    Ok(deployer
+        .journal()
+        .deployments()?
+        .into_iter()
+        .filter(|d| !caller.sees(d.layer))
+        .map(|d| d.model)
+        .collect())
+}
+
+/// The layer a rollback touches (None when the target does not exist: the
+/// deployer then says so).
+fn rollback_layer(deployer: &Deployer, target: &RollbackTarget) -> Result<Option<u8>, ControlError> {
+    Ok(match target {
+        RollbackTarget::Model(m) => model_layer(deployer, m)?,
+        RollbackTarget::Device(d) => {
+            let topology = &deployer.config().topology;
+            topology.device(*d).ok().map(|d| topology.layer_of(d).id)
+        }
+        RollbackTarget::Layer(l) => Some(u8::try_from(*l).unwrap_or(u8::MAX)),
+    })
 }
 
 /// Runs blocking work (journal reads, deploys) off the tokio workers.
@@ -72,18 +124,42 @@ impl Control for ControlService {
     type DeployStream = ProgressStream;
 
     async fn deploy(&self, request: Request<Streaming<pb::DeployRequest>>) -> Result<Response<ProgressStream>, Status> {
+        let caller = self.gate.caller(&request);
+        // Unknown callers are refused before a byte is uploaded (any known
+        // principal may view); the deploy rule needs the spec's layer.
+        self.gate.check(&caller, Action::View).await?;
         let mut inbound = request.into_inner();
         let spec = upload::read_spec(&self.deployer, &mut inbound).await?;
         crate::deploy::validate_name(&spec.name)?;
+        // The layer the spec names (by layer or device), else the model's
+        // current one; with neither, placement may pick any layer.
+        let layer = {
+            let topology = &self.deployer.config().topology;
+            match (spec.layer, spec.device) {
+                (Some(l), _) => Some(u8::try_from(l).unwrap_or(u8::MAX)),
+                (None, Some(d)) => topology.device(d).ok().map(|d| topology.layer_of(d).id),
+                (None, None) => self.deployer.registry().get(&spec.name).map(|m| m.record.layer),
+            }
+        };
+        self.gate
+            .check(
+                &caller,
+                Action::Deploy {
+                    model: &spec.name,
+                    layer,
+                },
+            )
+            .await?;
         let (spec, staged) = upload::receive(&self.deployer, &mut inbound, spec).await?;
 
         let (tx, mut from_pipeline) = tokio::sync::mpsc::channel(16);
         let deployer = Arc::clone(&self.deployer);
+        let by = event_caller(&caller);
         tokio::task::spawn_blocking(move || {
             let mut report = |p: Progress| {
                 let _ = tx.blocking_send(Ok(convert::progress(p)));
             };
-            let last = match deployer.deploy(spec, staged, &mut report) {
+            let last = match by.acting(|| deployer.deploy(spec, staged, &mut report)) {
                 Ok(record) => Ok(convert::deployed(&record)),
                 Err(e) => Err(Status::from(e)),
             };
@@ -115,10 +191,25 @@ impl Control for ControlService {
     }
 
     async fn undeploy(&self, request: Request<pb::UndeployRequest>) -> Result<Response<pb::UndeployResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let model = request.into_inner().model;
         let deployer = Arc::clone(&self.deployer);
         let name = model.clone();
-        let retired = blocking(move || Ok(deployer.undeploy(&name)?)).await?;
+        let layer = blocking(move || model_layer(&deployer, &name)).await?;
+        self.gate
+            .check(
+                &caller,
+                Action::Undeploy {
+                    model: &model,
+                    layer: layer.unwrap_or(1),
+                },
+            )
+            .await?;
+        let deployer = Arc::clone(&self.deployer);
+        let name = model.clone();
+        let by = event_caller(&caller);
+        let retired = blocking(move || Ok(by.acting(|| deployer.undeploy(&name))?)).await?;
         self.health
             .set_service_status(&model, tonic_health::ServingStatus::NotServing)
             .await;
@@ -128,20 +219,46 @@ impl Control for ControlService {
     }
 
     async fn rollback(&self, request: Request<pb::RollbackRequest>) -> Result<Response<pb::RollbackResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let (target, reason) = convert::rollback_target(request.into_inner())?;
         let deployer = Arc::clone(&self.deployer);
-        let restored = blocking(move || Ok(deployer.rollback(&target, &reason, &mut |_| {})?)).await?;
+        let t = target.clone();
+        let layer = blocking(move || rollback_layer(&deployer, &t)).await?;
+        let described = match &target {
+            RollbackTarget::Model(m) => format!("model {m:?}"),
+            RollbackTarget::Device(d) => format!("device {d}"),
+            RollbackTarget::Layer(l) => format!("layer {l}"),
+        };
+        self.gate
+            .check(
+                &caller,
+                Action::Rollback {
+                    target: &described,
+                    layer: layer.unwrap_or(1),
+                },
+            )
+            .await?;
+        let deployer = Arc::clone(&self.deployer);
+        let by = event_caller(&caller);
+        let restored = blocking(move || Ok(by.acting(|| deployer.rollback(&target, &reason, &mut |_| {}))?)).await?;
         Ok(Response::new(pb::RollbackResponse {
             restored: restored.iter().map(convert::deployment).collect(),
         }))
     }
 
-    async fn list_models(&self, _: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let deployer = Arc::clone(&self.deployer);
         let models = blocking(move || {
             let journal = deployer.journal();
+            let hidden = hidden_models(&deployer, &caller)?;
             let mut out = Vec::new();
-            for model in journal.models()? {
+            for model in journal.models()?.into_iter().filter(|m| !hidden.contains(&m.name)) {
                 let versions = journal.versions(&model.name)?;
                 let serving = deployer.registry().get(&model.name).map(|a| a.record.clone());
                 out.push((model.name, versions, serving));
@@ -160,11 +277,14 @@ impl Control for ControlService {
         &self,
         request: Request<pb::ListDeploymentsRequest>,
     ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let model = request.into_inner().model;
         let deployer = Arc::clone(&self.deployer);
         let records = blocking(move || Ok(deployer.journal().deployments()?)).await?;
         let deployments = records
             .iter()
+            .filter(|d| caller.sees(d.layer))
             .filter(|d| model.is_empty() || d.model == model)
             .map(convert::deployment)
             .collect();
@@ -175,21 +295,36 @@ impl Control for ControlService {
         &self,
         request: Request<pb::GetDeploymentRequest>,
     ) -> Result<Response<pb::Deployment>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let id = request.into_inner().id;
         let deployer = Arc::clone(&self.deployer);
         let record = blocking(move || Ok(deployer.journal().deployment(id)?)).await?;
+        let what = format!("deployment {id}");
+        self.gate
+            .check(
+                &caller,
+                Action::ViewIn {
+                    what: &what,
+                    layer: record.layer,
+                },
+            )
+            .await?;
         Ok(Response::new(convert::deployment(&record)))
     }
 
     async fn list_devices(
         &self,
-        _: Request<pb::ListDevicesRequest>,
+        request: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let topology = &self.deployer.config().topology;
         let registry = self.deployer.registry();
         let devices = topology
             .devices()
             .iter()
+            .filter(|d| caller.sees(topology.layer_of(d).id))
             .map(|d| {
                 let serving = registry.on_device(d.id);
                 let record = serving.as_ref().map(|m| &m.record);
@@ -199,12 +334,18 @@ impl Control for ControlService {
         Ok(Response::new(pb::ListDevicesResponse { devices }))
     }
 
-    async fn list_layers(&self, _: Request<pb::ListLayersRequest>) -> Result<Response<pb::ListLayersResponse>, Status> {
+    async fn list_layers(
+        &self,
+        request: Request<pb::ListLayersRequest>,
+    ) -> Result<Response<pb::ListLayersResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let topology = &self.deployer.config().topology;
         let serving = self.deployer.registry().all();
         let layers = topology
             .layers()
             .iter()
+            .filter(|l| caller.sees(l.id))
             .map(|l| {
                 let here: Vec<_> = serving.iter().map(|m| &m.record).filter(|r| r.layer == l.id).collect();
                 convert::layer(l, &here)
@@ -213,7 +354,9 @@ impl Control for ControlService {
         Ok(Response::new(pb::ListLayersResponse { layers }))
     }
 
-    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         Ok(Response::new(convert::status(
             &self.info,
             self.started.elapsed(),
@@ -222,7 +365,15 @@ impl Control for ControlService {
     }
 
     async fn report(&self, request: Request<pb::ReportRequest>) -> Result<Response<pb::QuantizationReport>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let req = request.into_inner();
+        let deployer = Arc::clone(&self.deployer);
+        let name = req.model.clone();
+        if let Some(layer) = blocking(move || model_layer(&deployer, &name)).await? {
+            let what = format!("the report of {:?}", req.model);
+            self.gate.check(&caller, Action::ViewIn { what: &what, layer }).await?;
+        }
         let deployer = Arc::clone(&self.deployer);
         let model = req.model.clone();
         let (version, report) = blocking(move || {
@@ -250,30 +401,58 @@ impl Control for ControlService {
         Ok(Response::new(convert::report(&model, version, report)))
     }
 
-    async fn reload(&self, _: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadResponse>, Status> {
+    async fn reload(&self, request: Request<pb::ReloadRequest>) -> Result<Response<pb::ReloadResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::Reload).await?;
         let reloader = Arc::clone(&self.reloader);
-        let outcome = blocking(move || Ok(reloader.reload("dsmilctl reload")?)).await?;
+        let by = event_caller(&caller);
+        let outcome = blocking(move || Ok(by.acting(|| reloader.reload("dsmilctl reload"))?)).await?;
         Ok(Response::new(pb::ReloadResponse {
             changes: outcome.changes,
             warnings: outcome.warnings,
         }))
     }
 
-    async fn top(&self, _: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
+    async fn top(&self, request: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let span = crate::monitor::sampler::LIVE_SPAN;
         let serving = self.deployer.registry().all();
         Ok(Response::new(pb::TopResponse {
-            deployments: serving.iter().map(|m| convert::deployment_load(m, span)).collect(),
+            deployments: serving
+                .iter()
+                .filter(|m| caller.sees(m.record.layer))
+                .map(|m| convert::deployment_load(m, span))
+                .collect(),
             rss_bytes: crate::monitor::process::rss_bytes(),
             span_seconds: span.as_secs() as u32,
         }))
     }
 
     async fn drift(&self, request: Request<pb::DriftRequest>) -> Result<Response<pb::DriftResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let wanted = request.into_inner().model;
+        if let Some(m) = self.deployer.registry().get(&wanted) {
+            let what = format!("the drift of {wanted:?}");
+            self.gate
+                .check(
+                    &caller,
+                    Action::ViewIn {
+                        what: &what,
+                        layer: m.record.layer,
+                    },
+                )
+                .await?;
+        }
         let deployer = Arc::clone(&self.deployer);
         let models = blocking(move || {
-            let serving = deployer.registry().all();
+            let serving: Vec<_> = deployer
+                .registry()
+                .all()
+                .into_iter()
+                .filter(|m| caller.sees(m.record.layer))
+                .collect();
             if !wanted.is_empty() && !serving.iter().any(|m| m.record.model == wanted) {
                 return Err(ControlError::NotServing(wanted));
             }
@@ -294,12 +473,23 @@ impl Control for ControlService {
         &self,
         request: Request<pb::ReportOutcomeRequest>,
     ) -> Result<Response<pb::ReportOutcomeResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let req = request.into_inner();
         let model = self
             .deployer
             .registry()
             .get(&req.model)
-            .ok_or(ControlError::NotServing(req.model))?;
+            .ok_or(ControlError::NotServing(req.model.clone()))?;
+        self.gate
+            .check(
+                &caller,
+                Action::Feedback {
+                    model: &req.model,
+                    layer: model.record.layer,
+                },
+            )
+            .await?;
         model.drift.report_outcome(req.predicted == req.actual);
         Ok(Response::new(convert::outcome(&model.drift.report())))
     }
@@ -310,6 +500,8 @@ impl Control for ControlService {
         &self,
         request: Request<Streaming<pb::DeployRequest>>,
     ) -> Result<Response<Self::QuantizeStream>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::Quantize).await?;
         let mut inbound = request.into_inner();
         let spec = upload::read_spec(&self.deployer, &mut inbound).await?;
         let (spec, staged) = upload::receive(&self.deployer, &mut inbound, spec).await?;
@@ -323,6 +515,8 @@ impl Control for ControlService {
     }
 
     async fn events(&self, request: Request<pb::EventsRequest>) -> Result<Response<pb::EventsResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        self.gate.check(&caller, Action::View).await?;
         let req = request.into_inner();
         let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(req.wait_ms));
         // Subscribe before the first look, so an event landing in between
@@ -331,13 +525,16 @@ impl Control for ControlService {
         loop {
             let deployer = Arc::clone(&self.deployer);
             let (model, kind, after, limit) = (req.model.clone(), req.kind.clone(), req.after, req.limit as usize);
+            let caller = caller.clone();
             let events: Vec<pb::Event> = blocking(move || {
+                let hidden = hidden_models(&deployer, &caller)?;
                 let model = (!model.is_empty()).then_some(model.as_str());
                 let mut found: Vec<_> = deployer
                     .journal()
                     .events(after, model, 0)?
                     .into_iter()
                     .filter(|e| kind.is_empty() || e.kind.as_str() == kind)
+                    .filter(|e| e.layer.is_none_or(|l| caller.sees(l)) && !hidden.contains(&e.model))
                     .collect();
                 if limit > 0 {
                     found.truncate(limit);

@@ -324,6 +324,11 @@ pub fn event(e: &EventRecord) -> pb::Event {
         layer: e.layer.map(u32::from),
         deployment_id: e.deployment_id,
         detail: e.detail.clone(),
+        principal: e.principal.clone(),
+        caller_uid: e.caller_uid,
+        caller_pid: e.caller_pid,
+        transport: e.transport.clone(),
+        peer: e.peer.clone(),
     }
 }
 
@@ -533,6 +538,7 @@ pub fn status(info: &ServerInfo, uptime: Duration, deployer: &Deployer) -> pb::S
         unix_socket: info.unix_socket.clone(),
         tcp_address: info.tcp_address.clone(),
         metrics_address: info.metrics_address.clone(),
+        http_address: info.http_address.clone(),
         warnings: deployer.warnings(),
         rss_bytes: crate::monitor::process::rss_bytes(),
         openvino_devices: runtimes

@@ -3,6 +3,10 @@
 //! pool, record the request's metrics and encode. They never run a model
 //! themselves, and never judge a new version: each answer is handed to
 //! `Registry::record_outcome`, which judges probation and raises alarms.
+//!
+//! Every handler asks the [`Gate`] first: a known principal to connect at
+//! all, then client role and the model's layer as clearance to infer (the
+//! model reads need viewer and the clearance).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +17,9 @@ use tonic::{Request, Response, Status};
 
 use super::InferError;
 use super::convert;
+use super::gate::Gate;
 use super::status::{code_label, infer_code};
+use crate::access::{Action, Caller};
 use crate::backend::DataType;
 use crate::deploy::{ActiveModel, Registry};
 use crate::monitor::{self, DeploymentLabels};
@@ -23,11 +29,29 @@ pub const SERVER_NAME: &str = "dsmild";
 #[derive(Clone)]
 pub struct InferenceService {
     registry: Arc<Registry>,
+    gate: Gate,
 }
 
 impl InferenceService {
-    pub fn new(registry: Arc<Registry>) -> InferenceService {
-        InferenceService { registry }
+    pub fn new(registry: Arc<Registry>, gate: Gate) -> InferenceService {
+        InferenceService { registry, gate }
+    }
+
+    /// The caller, if it is a known principal at all.
+    async fn connect<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let caller = self.gate.caller(request);
+        self.gate.check(&caller, Action::Connect).await?;
+        Ok(caller)
+    }
+
+    /// `resolve`, then the caller's clearance for the model's layer.
+    async fn resolve_for(&self, caller: &Caller, name: &str, version: &str) -> Result<Arc<ActiveModel>, Status> {
+        let model = self.resolve(name, version)?;
+        let layer = model.record.layer;
+        self.gate
+            .check(caller, Action::ReadModel { model: name, layer })
+            .await?;
+        Ok(model)
     }
 
     fn resolve(&self, name: &str, version: &str) -> Result<Arc<ActiveModel>, InferError> {
@@ -150,14 +174,19 @@ fn duration(count: u64, ns: u64) -> Option<pb::StatisticDuration> {
 
 #[tonic::async_trait]
 impl GrpcInferenceService for InferenceService {
-    async fn server_live(&self, _: Request<pb::ServerLiveRequest>) -> Result<Response<pb::ServerLiveResponse>, Status> {
+    async fn server_live(
+        &self,
+        request: Request<pb::ServerLiveRequest>,
+    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        self.connect(&request).await?;
         Ok(Response::new(pb::ServerLiveResponse { live: true }))
     }
 
     async fn server_ready(
         &self,
-        _: Request<pb::ServerReadyRequest>,
+        request: Request<pb::ServerReadyRequest>,
     ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        self.connect(&request).await?;
         Ok(Response::new(pb::ServerReadyResponse {
             ready: self.registry.is_ready(),
         }))
@@ -167,18 +196,34 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        let caller = self.connect(&request).await?;
         let req = request.into_inner();
-        Ok(Response::new(pb::ModelReadyResponse {
-            ready: self
-                .resolve(&req.name, &req.version)
-                .is_ok_and(|m| m.healthy.load(std::sync::atomic::Ordering::Acquire)),
-        }))
+        // Not deployed is "not ready"; deployed above the caller's clearance
+        // is a denial, like every other read of the model.
+        let ready = match self.resolve(&req.name, &req.version) {
+            Ok(model) => {
+                let layer = model.record.layer;
+                self.gate
+                    .check(
+                        &caller,
+                        Action::ReadModel {
+                            model: &req.name,
+                            layer,
+                        },
+                    )
+                    .await?;
+                model.healthy.load(std::sync::atomic::Ordering::Acquire)
+            }
+            Err(_) => false,
+        };
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
     }
 
     async fn server_metadata(
         &self,
-        _: Request<pb::ServerMetadataRequest>,
+        request: Request<pb::ServerMetadataRequest>,
     ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        self.connect(&request).await?;
         Ok(Response::new(pb::ServerMetadataResponse {
             name: SERVER_NAME.to_owned(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -190,8 +235,9 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        let caller = self.connect(&request).await?;
         let req = request.into_inner();
-        let model = self.resolve(&req.name, &req.version)?;
+        let model = self.resolve_for(&caller, &req.name, &req.version).await?;
         Ok(Response::new(pb::ModelMetadataResponse {
             name: model.record.model.clone(),
             versions: vec![model.record.version.to_string()],
@@ -207,6 +253,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&request);
+        let caller = self.connect(&request).await?;
         let mut req = request.into_inner();
         let model = match self.resolve(&req.model_name, &req.model_version) {
             Ok(model) => model,
@@ -221,6 +268,15 @@ impl GrpcInferenceService for InferenceService {
                 return Err(e.into());
             }
         };
+        self.gate
+            .check(
+                &caller,
+                Action::Infer {
+                    model: &req.model_name,
+                    layer: model.record.layer,
+                },
+            )
+            .await?;
         let in_flight = model.metrics.start();
         let result = self.infer(&model, &mut req, deadline).await;
         drop(in_flight);
@@ -242,8 +298,9 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<pb::ModelConfigRequest>,
     ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        let caller = self.connect(&request).await?;
         let req = request.into_inner();
-        let model = self.resolve(&req.name, &req.version)?;
+        let model = self.resolve_for(&caller, &req.name, &req.version).await?;
         let sig = &model.signature;
         // Triton's convention: the batch dimension is left out of dims.
         let batched = sig.is_batched();
@@ -292,11 +349,14 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<pb::ModelStatisticsRequest>,
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let caller = self.connect(&request).await?;
         let req = request.into_inner();
         let models = if req.name.is_empty() {
-            self.registry.all()
+            let mut all = self.registry.all();
+            all.retain(|m| caller.sees(m.record.layer));
+            all
         } else {
-            vec![self.resolve(&req.name, &req.version)?]
+            vec![self.resolve_for(&caller, &req.name, &req.version).await?]
         };
         let model_stats = models
             .iter()

@@ -1,9 +1,14 @@
 //! Serving: the gRPC services (KServe v2 inference, dsmil.v1 control,
-//! grpc.health.v1) on the Unix socket and the optional TCP listener.
+//! grpc.health.v1) on the Unix socket and the optional TCP listener, and
+//! KServe v2 REST ([`rest`], the same inference service) on the optional
+//! HTTP listener.
 //!
 //! Handlers are thin: decode, call the domain (`deploy`, the registry, a
 //! model's pool), encode. Domain errors become statuses in [`status`] only;
-//! wire conversions live in [`convert`] only.
+//! wire conversions live in [`convert`] only. Who may call is checked at the
+//! top of every handler of both services through [`Gate`] (one
+//! `access::authorise`), with the peer tonic puts in each request's
+//! extensions: SO_PEERCRED on the Unix socket, the address on TCP.
 
 mod control;
 // Public only for the fuzz targets (fuzz/), which drive request checking
@@ -11,8 +16,10 @@ mod control;
 #[doc(hidden)]
 pub mod convert;
 mod error;
+mod gate;
 pub mod health;
 mod inference;
+mod rest;
 pub mod socket;
 pub mod status;
 mod upload;
@@ -26,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use control::{ControlService, ServerInfo};
 pub use error::InferError;
+pub use gate::Gate;
 pub use inference::InferenceService;
 
 /// Control messages (deploy chunks are 1 MiB, responses carry reports and
@@ -86,6 +94,7 @@ pub async fn serve(
     services: Services,
     unix: UnixListener,
     tcp: Option<TcpListener>,
+    http: Option<TcpListener>,
     shutdown: CancellationToken,
     drain: Duration,
 ) -> Result<(), tonic::transport::Error> {
@@ -98,6 +107,10 @@ pub async fn serve(
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
     });
+    if let Some(http) = http {
+        let rest = rest::Rest::new(services.inference.clone(), services.max_request_bytes);
+        servers.spawn(rest::serve(rest, http, shutdown.clone()));
+    }
     if let Some(tcp) = tcp {
         let stop = shutdown.clone();
         let router = services.router();

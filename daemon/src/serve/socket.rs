@@ -2,6 +2,11 @@
 //! socket file is removed only by the process holding the lock (a stale one
 //! from a crash, before binding; ours, on a clean exit), so two daemons can
 //! never steal each other's socket.
+//!
+//! The socket is made mode 0660 and given the configured group
+//! (`access.socket_group`) right after binding, whatever the umask: who may
+//! connect is the group's business, what a caller may do is `access`'s (by
+//! its peer credentials, on every call).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -34,7 +39,10 @@ impl Drop for SocketGuard {
     }
 }
 
-pub fn bind_unix(socket: &Path) -> Result<(UnixListener, SocketGuard), SocketError> {
+/// The socket's mode: owner and group read and write, nobody else.
+pub const SOCKET_MODE: u32 = 0o660;
+
+pub fn bind_unix(socket: &Path, group: &str) -> Result<(UnixListener, SocketGuard), SocketError> {
     let io = |action, path: &Path| {
         let path = path.to_owned();
         move |source| SocketError::Io { action, path, source }
@@ -68,11 +76,28 @@ pub fn bind_unix(socket: &Path) -> Result<(UnixListener, SocketGuard), SocketErr
         Err(e) => return Err(io("removing stale", socket)(e)),
     }
     let listener = UnixListener::bind(socket).map_err(io("binding", socket))?;
-    Ok((
-        listener,
-        SocketGuard {
-            socket: socket.to_owned(),
-            _lock: lock,
-        },
-    ))
+    let guard = SocketGuard {
+        socket: socket.to_owned(),
+        _lock: lock,
+    };
+    // Nothing is accepted before `serve` starts, and every call is
+    // authorised by its peer's credentials, so the moment between bind and
+    // chmod grants nothing.
+    let gid = match crate::config::group_id(group) {
+        Some(gid) => Some(gid),
+        None => {
+            tracing::warn!(
+                socket = %socket.display(),
+                group,
+                "the socket's group does not exist (access.socket_group; systemd-sysusers creates \"dsmil\"): \
+                 the socket keeps the daemon's own group"
+            );
+            None
+        }
+    };
+    std::os::unix::fs::chown(socket, None, gid).map_err(io("setting the group of", socket))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(SOCKET_MODE))
+        .map_err(io("setting the mode of", socket))?;
+    Ok((listener, guard))
 }

@@ -5,6 +5,7 @@ use tonic::{Code, Status};
 
 use super::InferError;
 use super::error::ControlError;
+use crate::access::Denial;
 use crate::backend::{BackendError, PoolError};
 use crate::compress::CompressError;
 use crate::compress::offline::OfflineError;
@@ -12,19 +13,10 @@ use crate::deploy::{DeployError, QuantizeError};
 use crate::store::StoreError;
 use crate::topology::TopologyError;
 
-/// The full chain, ": "-separated, so the client sees causes too.
+/// The full chain, so the client sees causes too (the journal keeps the
+/// same text: `deploy::error::chain`).
 fn message(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::deploy::error_chain(err)
 }
 
 pub fn deploy_code(err: &DeployError) -> Code {
@@ -186,6 +178,22 @@ impl From<ControlError> for Status {
             ControlError::Reload(r) => reload_code(r),
         };
         Status::new(code, message(&err))
+    }
+}
+
+/// Access control's refusals: UNAUTHENTICATED for a caller with no
+/// principal, PERMISSION_DENIED for a principal without the role or
+/// clearance. The message names the principal, the rule and the level.
+pub fn denial_code(denial: &Denial) -> Code {
+    match denial {
+        Denial::Unauthenticated { .. } => Code::Unauthenticated,
+        Denial::Forbidden { .. } => Code::PermissionDenied,
+    }
+}
+
+impl From<Denial> for Status {
+    fn from(denial: Denial) -> Status {
+        Status::new(denial_code(&denial), denial.to_string())
     }
 }
 
@@ -392,6 +400,38 @@ mod tests {
         // Wrapping a domain error changes neither its code nor its message.
         let wrapped = Status::from(ControlError::from(DeployError::MissingSpec));
         assert_eq!(wrapped.message(), Status::from(DeployError::MissingSpec).message());
+    }
+
+    #[test]
+    fn denials_are_unauthenticated_or_permission_denied_and_name_the_principal() {
+        use crate::access::{Action, Caller, Peer, Principal, Role, authorise};
+        let unknown = Caller {
+            peer: Peer::Unix {
+                uid: 4242,
+                gid: 4242,
+                pid: Some(7),
+            },
+            principal: None,
+        };
+        let status = Status::from(authorise(&unknown, &Action::View).unwrap_err());
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert!(status.message().contains("uid 4242 pid 7"), "{}", status.message());
+        let viewer = Caller {
+            principal: Some(Principal {
+                name: "watch".into(),
+                role: Role::Viewer,
+                clearance: 5,
+                inference_only: false,
+            }),
+            ..unknown
+        };
+        let status = Status::from(authorise(&viewer, &Action::Reload).unwrap_err());
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(
+            status.message().contains("\"watch\"") && status.message().contains("needs admin"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

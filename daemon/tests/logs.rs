@@ -1,0 +1,94 @@
+//! The daemon's log as an operator reads it: no ONNX Runtime chatter at the
+//! default level (but there when asked for), no colour codes in a file, and
+//! one line, not one per ping, for a notify socket nobody reads any more.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use common::*;
+
+/// Deploys the sample as INT8 (calibrated, gated: the run that once wrote
+/// thousands of `GraphTransformer` and `Extending BFCArena` lines).
+fn quantize_the_sample(daemon: &Daemon) {
+    let deployed = daemon.ctl_json(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "digits",
+        "--device",
+        "47",
+        "--calib",
+        SAMPLE_TEST_SET,
+        "--val",
+        SAMPLE_TEST_SET,
+    ]);
+    assert_eq!(deployed["state"], "Active", "{deployed}");
+}
+
+fn runtime_chatter(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("GraphTransformer") || l.contains("BFCArena"))
+        .collect()
+}
+
+#[test]
+fn a_quantizing_deploy_logs_no_runtime_chatter_and_no_colour_codes() {
+    // The harness runs dsmild with RUST_LOG=info and stderr into a file.
+    let daemon = Daemon::start();
+    quantize_the_sample(&daemon);
+    let log = daemon.log();
+    assert!(
+        log.contains("listening") || log.contains("ready"),
+        "the log has the daemon's own lines:\n{log}"
+    );
+    let chatter = runtime_chatter(&log);
+    assert!(
+        chatter.is_empty(),
+        "ONNX Runtime's info lines reached the log: {chatter:#?}"
+    );
+    assert!(!log.contains("\x1b["), "colour codes in a log file:\n{log:?}");
+    assert!(
+        !log.contains("was designed for ONNX Runtime"),
+        "the ort version note is info, not for the default log:\n{log}"
+    );
+    let lines = log.lines().count();
+    assert!(lines < 200, "a deploy should take tens of lines, not {lines}:\n{log}");
+}
+
+#[test]
+fn asking_for_the_runtime_s_log_shows_it() {
+    let daemon = Daemon::start_with_env(tempfile::tempdir().unwrap(), &[], &[("RUST_LOG", "info,ort=info")]);
+    daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
+    let log = daemon.log();
+    assert!(
+        !runtime_chatter(&log).is_empty(),
+        "RUST_LOG=ort=info shows ONNX Runtime's own info lines:\n{log}"
+    );
+    assert!(!log.contains("\x1b["), "still no colour codes in a file");
+}
+
+#[test]
+fn a_notify_socket_nobody_reads_is_reported_once() {
+    // A watchdog period of 400 ms: a ping every 200 ms, so a few seconds
+    // make many failed sends.
+    let mut daemon = Daemon::start_with_env(tempfile::tempdir().unwrap(), &[], &[("WATCHDOG_USEC", "400000")]);
+    // The watchdog pings (after READY=1).
+    daemon.wait_for("WATCHDOG=1");
+    // What a start script that waited for READY=1 and exited leaves: the
+    // socket's file, with nothing bound to it (sends are refused).
+    let path = daemon.dir.path().join("notify.sock");
+    std::fs::remove_file(&path).unwrap();
+    drop(UnixDatagram::bind(&path).unwrap());
+    std::thread::sleep(Duration::from_secs(3));
+    let log = daemon.log();
+    let failures = log.lines().filter(|l| l.contains("could not notify systemd")).count();
+    assert_eq!(
+        failures, 1,
+        "one line for a socket that went away, not one per ping:\n{log}"
+    );
+    assert!(log.contains("Connection refused"), "{log}");
+    // The daemon serves on regardless.
+    assert_eq!(daemon.ctl_json(&["status"])["ready"], true);
+}
