@@ -13,6 +13,7 @@ pub mod data;
 pub mod dynamic;
 pub mod gate;
 mod graph;
+mod npz;
 pub mod offline;
 pub mod params;
 pub mod qdq;

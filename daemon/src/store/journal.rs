@@ -98,10 +98,40 @@ pub struct Existing {
     pub reason: String,
 }
 
+/// How long an open waits for sled's file lock to be released by the same
+/// process's previous handle, whose background I/O may outlive its drop
+/// for a moment. Another process holding it is refused after this wait.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The sled database under `dir`, without sled's background flusher (every
+/// write is flushed before the call returns anyway). A lock still held by
+/// this process's previous handle of the same journal (an in-process
+/// restart, a test's reopen) is waited for, up to [`LOCK_WAIT`].
+pub(super) fn open_sled(dir: &Path) -> Result<Db, sled::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None)
+            .open();
+        match opened {
+            // sled reports the held lock as an Other error wrapping EWOULDBLOCK.
+            Err(sled::Error::Io(e))
+                if (e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock"))
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Journal {
     pub fn open(dir: &Path) -> Result<Journal, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating", dir, e))?;
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let db = open_sled(dir)?;
         let files = Arc::new(Files::record(dir)?);
         let meta = db.open_tree("meta")?;
         let found = match meta.get("schema_version")? {

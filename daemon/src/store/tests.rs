@@ -1,3 +1,4 @@
+use super::journal::open_sled;
 use super::migrations::run_migration;
 use super::*;
 use dsmil_kinds::DeployState;
@@ -27,7 +28,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
 #[test]
 fn migration_0_to_1_creates_the_trees_and_counters() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = open_sled(dir.path()).unwrap();
     run_migration(&db, 0).unwrap();
     let names: Vec<String> = db
         .tree_names()
@@ -49,7 +50,7 @@ fn migration_1_to_2_adds_the_reports_tree_and_keeps_the_data() {
     let dir = tempfile::tempdir().unwrap();
     {
         // A version-1 journal with a deployment in it.
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_sled(dir.path()).unwrap();
         run_migration(&db, 0).unwrap();
         let meta = db.open_tree("meta").unwrap();
         meta.insert("schema_version", &1u32.to_be_bytes()).unwrap();
@@ -57,7 +58,7 @@ fn migration_1_to_2_adds_the_reports_tree_and_keeps_the_data() {
     }
     {
         // Write a deployment as version 1 would have: through the trees only.
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_sled(dir.path()).unwrap();
         assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"reports"));
         db.open_tree("deployments")
             .unwrap()
@@ -73,7 +74,7 @@ fn migration_1_to_2_adds_the_reports_tree_and_keeps_the_data() {
         "the reports tree exists and is empty"
     );
     drop(journal);
-    let db = sled::open(dir.path()).unwrap();
+    let db = open_sled(dir.path()).unwrap();
     assert!(db.tree_names().iter().any(|n| n.as_ref() == b"reports"));
     assert!(
         db.open_tree("deployments")
@@ -92,7 +93,7 @@ fn a_fresh_journal_is_at_the_current_schema_and_a_newer_one_is_refused() {
     assert_eq!(journal.schema_version().unwrap(), SCHEMA_VERSION);
     drop(journal);
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = open_sled(dir.path()).unwrap();
         db.open_tree("meta")
             .unwrap()
             .insert("schema_version", &99u32.to_be_bytes())
@@ -358,7 +359,7 @@ fn legacy_deployment(backend: &str) -> Vec<u8> {
 /// A version-2 journal as an older dsmild wrote it: strings where kinds go,
 /// a deployment without the hint and precision fields.
 fn journal_v2(dir: &std::path::Path, backend: &str) {
-    let db = sled::open(dir).unwrap();
+    let db = open_sled(dir).unwrap();
     run_migration(&db, 0).unwrap();
     run_migration(&db, 1).unwrap();
     db.open_tree("meta")
@@ -408,7 +409,7 @@ fn migration_2_to_3_types_every_record_and_makes_defaults_explicit() {
     );
     drop(journal);
     // Written back whole: the implicit defaults are in the stored JSON now.
-    let db = sled::open(dir.path()).unwrap();
+    let db = open_sled(dir.path()).unwrap();
     let raw = db
         .open_tree("deployments")
         .unwrap()

@@ -3,6 +3,7 @@ use dsmil_proto::inference::{InferTensorContents, ModelInferRequest};
 
 use super::*;
 use crate::backend::{DataType, RequestLimits, Signature, TensorSpec};
+use crate::serve::InferError;
 
 const LIMITS: RequestLimits = RequestLimits {
     max_bytes: 1 << 20,

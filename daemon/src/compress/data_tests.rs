@@ -1,0 +1,274 @@
+use std::io::{Cursor, Write};
+
+use super::super::npz::*;
+use super::*;
+use crate::backend::TensorSpec;
+use zip::CompressionMethod;
+
+fn signature() -> Signature {
+    Signature {
+        inputs: vec![TensorSpec {
+            name: "pixels".into(),
+            dtype: DataType::F32,
+            shape: vec![-1, 64],
+        }],
+        outputs: vec![],
+    }
+}
+
+/// An .npy: magic, version 1.0, the dict padded to 64 bytes, then `data`.
+fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = dict.to_owned();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = MAGIC.to_vec();
+    out.extend([1, 0]);
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+fn f32_npy(shape: &str, values: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..values).flat_map(|i| (i as f32 / 10.0).to_le_bytes()).collect();
+    npy(
+        &format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"),
+        &data,
+    )
+}
+
+/// An uncompressed zip of (name, bytes), as numpy.savez writes it.
+fn npz(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    for (name, bytes) in entries {
+        zip.start_file(*name, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+fn read(bytes: Vec<u8>) -> Result<Samples, String> {
+    Samples::from_reader(Cursor::new(bytes), "test.npz", &signature(), usize::MAX).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_well_formed_file_reads() {
+    let samples = read(npz(&[
+        ("pixels.npy", f32_npy("(3, 64)", 3 * 64)),
+        (
+            "labels.npy",
+            npy(
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }",
+                &[1i64, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
+            ),
+        ),
+    ]))
+    .unwrap();
+    assert_eq!(samples.len(), 3);
+    assert_eq!(samples.labels(), Some(&[1, 2, 3][..]));
+    assert_eq!(samples.sample(2)[0].shape, vec![1, 64]);
+}
+
+#[test]
+fn a_small_file_declaring_a_huge_array_is_an_error_not_an_allocation() {
+    for shape in ["(1000000000000, 64)", "(100000000, 64)"] {
+        let file = npz(&[("pixels.npy", f32_npy(shape, 64))]);
+        assert!(file.len() < 600, "{} bytes", file.len());
+        let err = read(file).err().unwrap();
+        assert!(
+            err.contains("array \"pixels\"")
+                && err.contains(&shape.replace(['(', ')'], ""))
+                && err.contains("256 bytes"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_shape_that_overflows_is_an_error() {
+    let err = read(npz(&[("pixels.npy", f32_npy("(18446744073709551615, 64)", 1))]))
+        .err()
+        .unwrap();
+    assert!(err.contains("array \"pixels\"") && err.contains("overflows"), "{err}");
+    let err = read(npz(&[("pixels.npy", f32_npy("(99999999999999999999999, 64)", 1))]))
+        .err()
+        .unwrap();
+    assert!(err.contains("array \"pixels\"") && err.contains("too large"), "{err}");
+    // However long the header, the message quotes only an excerpt.
+    let digits = "9".repeat(5000);
+    let err = read(npz(&[("pixels.npy", f32_npy(&format!("({digits}, 64)"), 1))]))
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("too large") && err.len() < 400,
+        "{} bytes: {err}",
+        err.len()
+    );
+}
+
+#[test]
+fn a_shape_that_disagrees_with_the_entry_size_is_an_error() {
+    // Fewer bytes than declared, and more.
+    let err = read(npz(&[("pixels.npy", f32_npy("(4, 64)", 3 * 64))])).err().unwrap();
+    assert!(
+        err.contains("array \"pixels\"") && err.contains("(1024 bytes)") && err.contains("holds 768 bytes"),
+        "{err}"
+    );
+    let err = read(npz(&[("pixels.npy", f32_npy("(2, 64)", 3 * 64))])).err().unwrap();
+    assert!(err.contains("(512 bytes)") && err.contains("holds 768 bytes"), "{err}");
+}
+
+#[test]
+fn a_truncated_entry_is_an_error() {
+    // The .npy cut inside its data, and inside its header, each in an
+    // otherwise well-formed zip.
+    let whole = f32_npy("(3, 64)", 3 * 64);
+    let err = read(npz(&[("pixels.npy", whole[..500].to_vec())])).err().unwrap();
+    assert!(
+        err.contains("array \"pixels\"") && err.contains("(768 bytes)") && err.contains("holds 372 bytes"),
+        "{err}"
+    );
+    let err = read(npz(&[("pixels.npy", whole[..40].to_vec())])).err().unwrap();
+    assert!(
+        err.contains("array \"pixels\"") && err.contains("declares 118 bytes") && err.contains("holds 40 bytes"),
+        "{err}"
+    );
+    let err = read(npz(&[("pixels.npy", MAGIC[..4].to_vec())])).err().unwrap();
+    assert!(
+        err.contains("array \"pixels\"") && err.contains("no .npy header"),
+        "{err}"
+    );
+    // A version 2 header claiming 4 GiB of dict in a 12-byte entry.
+    let mut header_only = MAGIC.to_vec();
+    header_only.extend([2, 0]);
+    header_only.extend(u32::MAX.to_le_bytes());
+    let err = read(npz(&[("pixels.npy", header_only)])).err().unwrap();
+    assert!(
+        err.contains("array \"pixels\"") && err.contains("4294967295 bytes") && err.contains("holds 12 bytes"),
+        "{err}"
+    );
+    // The file itself cut short: the zip's directory is gone.
+    let file = npz(&[("pixels.npy", whole)]);
+    let err = read(file[..file.len() / 2].to_vec()).err().unwrap();
+    assert!(err.contains("not an .npz file"), "{err}");
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn an_entry_whose_zip_sizes_lie_is_an_error() {
+    let mut file = npz(&[("pixels.npy", f32_npy("(3, 64)", 3 * 64))]);
+    // Raise the entry's sizes (both the local and central headers') to
+    // 1 GiB: the data would run past the end of the file.
+    let big = (1u32 << 30).to_le_bytes();
+    for (signature, offset) in [(&b"PK\x03\x04"[..], 18), (&b"PK\x01\x02"[..], 20)] {
+        let at = find(&file, signature).unwrap() + offset;
+        file[at..at + 4].copy_from_slice(&big);
+        file[at + 4..at + 8].copy_from_slice(&big);
+    }
+    let err = read(file).err().unwrap();
+    assert!(
+        err.contains("array \"pixels\"")
+            && err.contains("declares 1073741824 bytes from offset 40")
+            && err.contains("file is 1014 bytes long"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_zip_is_an_error() {
+    let err = read(b"\x93NUMPY not a zip at all".to_vec()).err().unwrap();
+    assert!(err.starts_with("test.npz: not an .npz file"), "{err}");
+    let err = read(Vec::new()).err().unwrap();
+    assert!(err.contains("not an .npz file"), "{err}");
+}
+
+#[test]
+fn malformed_headers_are_errors_naming_the_array() {
+    for (dict, needle) in [
+        (
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 64), }",
+            "\"<f8\" (expected float32)",
+        ),
+        (
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3, 64), }",
+            "expected a string",
+        ),
+        ("{'descr': '<f4', 'fortran_order': False, }", "no 'shape'"),
+        ("{'descr': '<f4', 'shape': (3, 64), 'shape': (3, 64), }", "given twice"),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-3, 64), }",
+            "expected a dimension",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (192), }",
+            "not a tuple",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (3, 64), }",
+            "True or False",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': ((((3, 64), }",
+            "expected a dimension",
+        ),
+    ] {
+        let err = read(npz(&[("pixels.npy", npy(dict, &[0; 768]))])).err().unwrap();
+        assert!(
+            err.contains("array \"pixels\"") && err.contains(needle),
+            "{dict}: {err}"
+        );
+    }
+    let mut v9 = f32_npy("(3, 64)", 192);
+    v9[6] = 9;
+    let err = read(npz(&[("pixels.npy", v9)])).err().unwrap();
+    assert!(err.contains("array \"pixels\"") && err.contains("version 9.0"), "{err}");
+}
+
+#[test]
+fn headers_parse_as_numpy_writes_them() {
+    let parsed = |dict: &str| parse_dict(dict);
+    assert_eq!(
+        parsed("{'descr': '<f4', 'fortran_order': False, 'shape': (360, 64), }"),
+        Ok(("<f4".into(), false, vec![360, 64]))
+    );
+    assert_eq!(
+        parsed("{\"shape\": (5L,), \"fortran_order\": True, \"descr\": \">f4\"}   "),
+        Ok((">f4".into(), true, vec![5]))
+    );
+    assert_eq!(
+        parsed("{'descr': '<f4', 'fortran_order': False, 'shape': ()}"),
+        Ok(("<f4".into(), false, vec![]))
+    );
+}
+
+#[test]
+fn fortran_order_arrays_read_in_their_order() {
+    let data: Vec<u8> = (0..128).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let samples = read(npz(&[(
+        "pixels.npy",
+        npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 64), }", &data),
+    )]))
+    .unwrap();
+    // Column-major: row 1 holds the odd elements.
+    let row = &samples.sample(1)[0].data;
+    assert_eq!(&row[..8], &[1f32.to_le_bytes(), 3f32.to_le_bytes()].concat()[..]);
+}
+
+#[test]
+fn the_budget_covers_all_arrays_of_a_file() {
+    let file = npz(&[("a.npy", f32_npy("(2, 64)", 128)), ("b.npy", f32_npy("(2, 64)", 128))]);
+    let mut npz = Npz::open(Cursor::new(file)).unwrap();
+    npz.budget = 800;
+    npz.array::<f32>("a", &["<f4"], "float32").unwrap();
+    let err = npz.array::<f32>("b", &["<f4"], "float32").err().unwrap();
+    assert!(
+        err.contains("array \"b\"") && err.contains("512 bytes of data, more than the 288 bytes left"),
+        "{err}"
+    );
+}
