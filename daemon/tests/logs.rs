@@ -71,9 +71,13 @@ fn asking_for_the_runtime_s_log_shows_it() {
 
 #[test]
 fn a_notify_socket_nobody_reads_is_reported_once() {
-    // A watchdog period of 400 ms: a ping every 200 ms, so a few seconds
-    // make many failed sends.
-    let mut daemon = Daemon::start_with_env(tempfile::tempdir().unwrap(), &[], &[("WATCHDOG_USEC", "400000")]);
+    // A watchdog period of 400 ms: a ping every 200 ms. The repeats are
+    // logged at debug level, which this test turns on to see them happen.
+    let mut daemon = Daemon::start_with_env(
+        tempfile::tempdir().unwrap(),
+        &[],
+        &[("WATCHDOG_USEC", "400000"), ("RUST_LOG", "info,dsmild::systemd=debug")],
+    );
     // The watchdog pings (after READY=1).
     daemon.wait_for("WATCHDOG=1");
     // What a start script that waited for READY=1 and exited leaves: the
@@ -81,9 +85,26 @@ fn a_notify_socket_nobody_reads_is_reported_once() {
     let path = daemon.dir.path().join("notify.sock");
     std::fs::remove_file(&path).unwrap();
     drop(UnixDatagram::bind(&path).unwrap());
-    std::thread::sleep(Duration::from_secs(3));
+    // Wait for the evidence itself: five refused sends after the first.
+    let repeats = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("could not notify systemd") && l.contains("DEBUG"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while repeats(&daemon.log()) < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no repeated sends:\n{}",
+            daemon.log()
+        );
+        std::thread::yield_now();
+    }
     let log = daemon.log();
-    let failures = log.lines().filter(|l| l.contains("could not notify systemd")).count();
+    let failures = log
+        .lines()
+        .filter(|l| l.contains("could not notify systemd") && !l.contains("DEBUG"))
+        .count();
     assert_eq!(
         failures, 1,
         "one line for a socket that went away, not one per ping:\n{log}"

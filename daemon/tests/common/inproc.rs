@@ -21,7 +21,7 @@ use dsmild::DaemonError;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 /// How long the daemon may take to bind, restore and start serving.
 const STARTUP: Duration = Duration::from_secs(120);
@@ -187,15 +187,5 @@ fn watch_for(path: &Path) -> (notify::RecommendedWatcher, tokio::sync::mpsc::Unb
 
 /// Connects to the socket `run` has bound (it listens from the same call).
 async fn connect(socket: &Path) -> Channel {
-    let path = socket.to_owned();
-    Endpoint::from_static("http://dsmild.test")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
-        .await
-        .expect("connect to dsmild's socket")
+    super::unix_channel(socket).await
 }

@@ -198,17 +198,7 @@ impl Daemon {
     }
 
     pub async fn channel(&self) -> Channel {
-        let path = self.socket();
-        Endpoint::from_static("http://dsmild.test")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    let stream = tokio::net::UnixStream::connect(path).await?;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                }
-            }))
-            .await
-            .expect("connect to dsmild's socket")
+        unix_channel(&self.socket()).await
     }
 
     /// grpc.health.v1 Check of `service` ("" for the whole server).
@@ -380,6 +370,21 @@ pub fn digits_request(rows: i64, value: f32) -> dsmil_proto::inference::ModelInf
         raw_input_contents: vec![f32_bytes(&vec![value; rows as usize * 64])],
         ..Default::default()
     }
+}
+
+/// A gRPC channel over dsmild's Unix socket at `socket`.
+pub async fn unix_channel(socket: &Path) -> Channel {
+    let path = socket.to_owned();
+    Endpoint::from_static("http://dsmild.test")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await
+        .expect("connect to dsmild's socket")
 }
 
 /// dsmilctl sits beside dsmild in the target directory (scripts/test.sh
