@@ -4,7 +4,7 @@
 //! never steal each other's socket.
 //!
 //! The socket is made mode 0660 and given the configured group
-//! (`access.socket_group`) right after binding, whatever the umask: who may
+//! (`access.socket_group`) before it appears at its path, whatever the umask: who may
 //! connect is the group's business, what a caller may do is `access`'s (by
 //! its peer credentials, on every call).
 
@@ -75,14 +75,13 @@ pub fn bind_unix(socket: &Path, group: &str) -> Result<(UnixListener, SocketGuar
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("removing stale", socket)(e)),
     }
-    let listener = UnixListener::bind(socket).map_err(io("binding", socket))?;
-    let guard = SocketGuard {
-        socket: socket.to_owned(),
-        _lock: lock,
-    };
-    // Nothing is accepted before `serve` starts, and every call is
-    // authorised by its peer's credentials, so the moment between bind and
-    // chmod grants nothing.
+    // Bound, listening and given its mode under a temporary name, then
+    // renamed into place: the path appears only once a connect can succeed
+    // and only with its final mode (bind and listen are two system calls, and
+    // a watcher of the directory would otherwise race the second).
+    let staging = staging_path(socket);
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging).map_err(io("binding", &staging))?;
     let gid = match crate::config::group_id(group) {
         Some(gid) => Some(gid),
         None => {
@@ -95,9 +94,30 @@ pub fn bind_unix(socket: &Path, group: &str) -> Result<(UnixListener, SocketGuar
             None
         }
     };
-    std::os::unix::fs::chown(socket, None, gid).map_err(io("setting the group of", socket))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(SOCKET_MODE))
-        .map_err(io("setting the mode of", socket))?;
+    let placed = (|| {
+        std::os::unix::fs::chown(&staging, None, gid).map_err(io("setting the group of", &staging))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(SOCKET_MODE))
+            .map_err(io("setting the mode of", &staging))?;
+        std::fs::rename(&staging, socket).map_err(io("moving into place", socket))
+    })();
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(e);
+    }
+    let guard = SocketGuard {
+        socket: socket.to_owned(),
+        _lock: lock,
+    };
     Ok((listener, guard))
+}
+
+/// A short name beside the socket (a Unix socket path is limited to 107
+/// bytes, so the final name plus a suffix might not fit).
+fn staging_path(socket: &Path) -> PathBuf {
+    let name = format!(".dsmild-{}.sock", std::process::id());
+    match socket.parent() {
+        Some(dir) => dir.join(name),
+        None => PathBuf::from(name),
+    }
 }

@@ -174,7 +174,9 @@ fn watch_for(path: &Path) -> (notify::RecommendedWatcher, tokio::sync::mpsc::Unb
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let wanted = path.to_owned();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| e.kind.is_create() && e.paths.contains(&wanted)) {
+        // The daemon renames the listening socket into place, so any event
+        // naming the path (a create or the rename's target) will do.
+        if event.is_ok_and(|e| e.paths.contains(&wanted)) && wanted.exists() {
             let _ = tx.send(());
         }
     })
