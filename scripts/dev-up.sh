@@ -21,8 +21,11 @@ else
     # the startup. The script exits then, leaving NOTIFY_SOCKET with no
     # reader: dsmild says so once in its log ("could not notify systemd;
     # further failures are not logged ..."), not at every status update.
+    # For development: TCP and HTTP open to anonymous inference at every
+    # layer. The shipped config serves neither (README, Security).
     python3 scripts/start-dsmild.py "$root/target/release/dsmild" "$run" \
-        --tcp 127.0.0.1:8001 --http 127.0.0.1:8000 --metrics 127.0.0.1:9464
+        --tcp 127.0.0.1:8001 --http 127.0.0.1:8000 --metrics 127.0.0.1:9464 \
+        --anonymous-clearance 9
 fi
 
 ctl=("$root/target/release/dsmilctl" --socket "$run/dsmild.sock")

@@ -1,24 +1,52 @@
 #!/usr/bin/env bash
 # Fetches the native inference runtimes dsmild loads at run time, from the
 # official Python wheels on PyPI (pip download, pinned versions, nothing else is
-# downloaded), and extracts their shared libraries into runtimes/ (git-ignored):
+# downloaded), and extracts their shared libraries into DEST:
 #
-#   runtimes/onnxruntime/libonnxruntime.so   ONNX Runtime (CPU)
-#   runtimes/openvino/libopenvino_c.so       OpenVINO: C API, CPU/GPU/NPU
-#                                            plugins, ONNX/IR/TFLite frontends
+#   DEST/onnxruntime/libonnxruntime.so   ONNX Runtime (CPU)
+#   DEST/openvino/libopenvino_c.so       OpenVINO: C API, CPU/GPU/NPU
+#                                        plugins, ONNX/IR/TFLite frontends
+#
+# DEST is runtimes/ (git-ignored) when this runs from a source checkout, and
+# /usr/lib/dsmil/runtimes when it is the packaged `dsmil-fetch-runtimes` (run
+# it as root, then `systemctl restart dsmild`); `--dest DIR` (or --prefix DIR)
+# picks another.
 #
 # dsmild finds them through config (runtimes.onnxruntime_library,
 # runtimes.openvino_library), the ORT_DYLIB_PATH / OPENVINO_LIB_DIR
-# environment variables, or this folder. Idempotent: a runtime
-# already in place is kept.
+# environment variables, the checkout's runtimes/, or /usr/lib/dsmil/runtimes.
+# Idempotent: a runtime already in place is kept.
 set -euo pipefail
 
 ORT_VERSION=1.31.1
 OV_VERSION=2026.4.1
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-dest="$root/runtimes"
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -f "$here/../Cargo.toml" ] && [ -d "$here/../daemon" ]; then
+    dest="$(cd "$here/.." && pwd)/runtimes"   # a source checkout
+else
+    dest=/usr/lib/dsmil/runtimes              # installed (dsmil-fetch-runtimes)
+fi
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dest | --prefix)
+            [ $# -ge 2 ] || { echo "$1 needs a directory" >&2; exit 2; }
+            dest=$2
+            shift 2
+            ;;
+        --dest=* | --prefix=*) dest=${1#*=}; shift ;;
+        -h | --help)
+            echo "usage: $(basename "$0") [--dest DIR]   (default: $dest)"
+            echo "Fetches ONNX Runtime $ORT_VERSION and OpenVINO $OV_VERSION into DIR."
+            exit 0
+            ;;
+        *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
+    esac
+done
+# The daemon's own user reads what root installs here.
+umask 022
 mkdir -p "$dest"
+dest=$(cd "$dest" && pwd)
 
 fetch_wheel() { # name version -> path of the downloaded wheel
     local name=$1 version=$2 tmp

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::{actions, client, deploy, infer, quantize, views};
+use crate::{actions, client, deploy, infer, keys, quantize, views};
 
 #[derive(Parser)]
 #[command(name = "dsmilctl", version, about = "Control the dsmil edge inference daemon")]
@@ -14,9 +14,20 @@ pub struct Cli {
     /// dsmild's Unix socket.
     #[arg(long, global = true, env = "DSMIL_SOCKET", default_value = "/run/dsmild/dsmild.sock")]
     socket: String,
-    /// Reach dsmild over TCP instead (host:port).
+    /// Reach dsmild over TCP instead (host:port, or https://host:port).
     #[arg(long, global = true, env = "DSMIL_ADDR")]
     addr: Option<String>,
+    /// With --addr: the CA (PEM) that signed dsmild's TLS certificate; turns
+    /// TLS on.
+    #[arg(long, global = true, env = "DSMIL_CA", requires = "addr")]
+    ca: Option<PathBuf>,
+    /// With --addr: this client's certificate (PEM) for mutual TLS; it names
+    /// the principal (the Control API over TCP needs one).
+    #[arg(long, global = true, env = "DSMIL_CERT", requires_all = ["addr", "key"])]
+    cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, global = true, env = "DSMIL_KEY", requires = "cert")]
+    key: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -64,6 +75,31 @@ enum Command {
         /// daemon's serving.max_batch_size).
         #[arg(long, default_value_t = 0)]
         max_batch: u64,
+        /// A detached signature of the model (`dsmilctl sign`); required in
+        /// the layers dsmild's [signing].required_layers lists.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+    },
+    /// Make an ed25519 key pair for signing models: PREFIX.key (private,
+    /// mode 0600) and PREFIX.pub; never overwrites.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a model: a detached signature over "dsmil-model-v1\n" + its
+    /// sha256 (hex), written to MODEL.sig, for `deploy --signature`.
+    Sign {
+        model: PathBuf,
+        /// The private key (PKCS#8 PEM, from `dsmilctl keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to write the signature (default: MODEL.sig).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// An OpenVINO IR's .bin, signed with the .xml (default: the .xml's
+        /// name with .bin, if there).
+        #[arg(long)]
+        weights: Option<PathBuf>,
     },
     /// Quantize a model to INT8 on the daemon without deploying it; writes
     /// the INT8 model and prints the report.
@@ -175,9 +211,25 @@ enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut c = client::connect(&cli.socket, cli.addr.as_deref()).await?;
     let json = cli.json;
+    // Key work is local: no daemon needed.
+    match &cli.command {
+        Command::Keygen { out } => return keys::keygen(out, json),
+        Command::Sign {
+            model,
+            key,
+            out,
+            weights,
+        } => return keys::sign(model, key, weights.as_deref(), out.as_deref(), json),
+        _ => {}
+    }
+    let tls = client::Tls {
+        ca: cli.ca.clone(),
+        identity: cli.cert.clone().zip(cli.key.clone()),
+    };
+    let mut c = client::connect(&cli.socket, cli.addr.as_deref(), &tls).await?;
     match cli.command {
+        Command::Keygen { .. } | Command::Sign { .. } => unreachable!("run above, without a connection"),
         Command::Deploy {
             file,
             name,
@@ -193,6 +245,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             infer_requests,
             precision,
             max_batch,
+            signature,
         } => {
             let args = deploy::Args {
                 file: &file,
@@ -209,6 +262,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 infer_requests,
                 precision,
                 max_batch,
+                signature: signature.as_deref(),
             };
             deploy::run(&mut c, args, json).await
         }

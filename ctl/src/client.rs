@@ -1,9 +1,37 @@
-//! Connecting to dsmild: the Unix socket by default, TCP with --addr.
+//! Connecting to dsmild: the Unix socket by default, TCP with --addr, TLS
+//! (mutual with a client certificate) with --ca/--cert/--key.
 
 use anyhow::Context;
 use dsmil_proto::control::control_client::ControlClient;
 use dsmil_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+
+/// TLS files for a TCP connection; all None: plain TCP (unless the address
+/// says https, then the system's roots are not consulted: --ca is needed).
+#[derive(Default)]
+pub struct Tls {
+    pub ca: Option<std::path::PathBuf>,
+    /// Certificate and key (PEM) for mutual TLS.
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Tls {
+    fn config(&self) -> anyhow::Result<Option<ClientTlsConfig>> {
+        if self.ca.is_none() && self.identity.is_none() {
+            return Ok(None);
+        }
+        let read =
+            |path: &std::path::Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+        let mut config = ClientTlsConfig::new();
+        if let Some(ca) = &self.ca {
+            config = config.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(Some(config))
+    }
+}
 
 pub struct Clients {
     pub control: ControlClient<Channel>,
@@ -12,16 +40,44 @@ pub struct Clients {
 
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
-pub async fn connect(socket: &str, addr: Option<&str>) -> anyhow::Result<Clients> {
+/// dsmilctl's HTTP/2 channel settings, set deliberately (issue 14; see
+/// docs/benchmarks.md, "Transport"), for TCP and the Unix socket alike:
+/// - TCP_NODELAY (tonic's default, stated so it stays): a gRPC call is a
+///   few small writes in a row, and with Nagle each waits for the peer's
+///   delayed ACK (40 ms).
+/// - Fixed receive windows, as large as dsmild's (4 MiB per call, 16 MiB per
+///   connection), no adaptive window: an image-sized answer or a 1 MiB
+///   deploy chunk arrives without waiting a round trip for a WINDOW_UPDATE,
+///   from the first call on (the adaptive mode starts at 64 KiB).
+/// - Frames up to 256 KiB accepted from dsmild (16 KiB is HTTP/2's default).
+fn channel_settings(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .tcp_nodelay(true)
+        .http2_adaptive_window(false)
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20)
+        .max_frame_size(256 << 10)
+}
+
+pub async fn connect(socket: &str, addr: Option<&str>, tls: &Tls) -> anyhow::Result<Clients> {
     let channel = match addr {
         Some(addr) => {
+            let tls = tls.config()?;
             let url = if addr.contains("://") {
                 addr.to_owned()
+            } else if tls.is_some() {
+                format!("https://{addr}")
             } else {
                 format!("http://{addr}")
             };
-            Endpoint::from_shared(url.clone())
-                .with_context(|| format!("{url} is not an address"))?
+            let mut endpoint =
+                Endpoint::from_shared(url.clone()).with_context(|| format!("{url} is not an address"))?;
+            if let Some(tls) = tls {
+                endpoint = endpoint
+                    .tls_config(tls)
+                    .with_context(|| format!("TLS settings for {url}"))?;
+            }
+            channel_settings(endpoint)
                 .connect()
                 .await
                 .with_context(|| format!("cannot reach dsmild at {url}"))?
@@ -29,7 +85,7 @@ pub async fn connect(socket: &str, addr: Option<&str>) -> anyhow::Result<Clients
         None => {
             let path = socket.to_owned();
             // The URI is a placeholder: the connector ignores it and dials the socket.
-            Endpoint::from_static("http://dsmild.local")
+            channel_settings(Endpoint::from_static("http://dsmild.local"))
                 .connect_with_connector(tower::service_fn(move |_: Uri| {
                     let path = path.clone();
                     async move {

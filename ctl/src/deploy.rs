@@ -28,6 +28,8 @@ pub struct Args<'a> {
     pub infer_requests: u32,
     pub precision: String,
     pub max_batch: u64,
+    /// A detached signature file (`dsmilctl sign`).
+    pub signature: Option<&'a Path>,
 }
 
 /// How an FP32 upload becomes INT8: the flags `deploy` and `quantize` share.
@@ -83,6 +85,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         _ => None,
     };
     let weights = weights_path.as_deref().map(read).transpose()?;
+    let signature = args.signature.map(crate::keys::read_signature).transpose()?;
     let Int8Files {
         calibration,
         validation,
@@ -107,6 +110,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         infer_requests: args.infer_requests,
         precision: args.precision,
         max_batch: args.max_batch,
+        signature: signature.unwrap_or_default(),
     };
     let bar = if json {
         ProgressBar::hidden()

@@ -9,6 +9,7 @@ mod client;
 mod deploy;
 mod html;
 mod infer;
+mod keys;
 mod output;
 mod quantize;
 mod table;

@@ -232,11 +232,15 @@ pub async fn run(
     tasks.spawn(crate::monitor::sampler::run(sampler, token.clone()));
     tasks.spawn(crate::logging::audit_to_log(journal.clone(), token.clone()));
     tasks.spawn(crate::reload::watch(Arc::clone(&reloader), token.clone()));
+    // One gate for both services: one denial rate limit and one set of
+    // per-principal shares.
+    let gate = Gate::new(Arc::clone(&deployer));
     let services = Services {
-        inference: InferenceService::new(Arc::clone(&registry), Gate::new(Arc::clone(&deployer))),
-        control: ControlService::new(Arc::clone(&deployer), Arc::clone(&reloader), info, health.clone()),
+        inference: InferenceService::new(Arc::clone(&registry), gate.clone()),
+        control: ControlService::new(Arc::clone(&deployer), Arc::clone(&reloader), info, health.clone(), gate),
         health: health_service,
         max_request_bytes: config.serving.max_request_bytes,
+        tls: config.listeners.tls.clone(),
     };
     let server = tokio::spawn(crate::serve::serve(services, unix, tcp, http, token.clone(), DRAIN));
     tasks.spawn(crate::deploy::supervisor::supervise(

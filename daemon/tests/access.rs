@@ -329,7 +329,7 @@ fn roles_and_clearances_allow_and_deny_every_call() {
         &["uid 1004"],
     );
 
-    // TCP: inference as the anonymous client (clearance 9 by default), the
+    // TCP: inference as the anonymous client (the harness sets clearance 9), the
     // Control API not at all.
     let tcp = daemon.ctl_json(&["status"])["tcp_address"].as_str().unwrap().to_owned();
     let out = Command::new(ctl_binary())
@@ -341,7 +341,11 @@ fn roles_and_clearances_allow_and_deny_every_call() {
         .args(["--addr", &tcp, "models"])
         .output()
         .unwrap();
-    refused(&out, "Unauthenticated", &["tcp 127.0.0.1:", "only to local principals"]);
+    refused(
+        &out,
+        "Unauthenticated",
+        &["tcp 127.0.0.1:", "TCP with a client certificate"],
+    );
 
     // The audit: each change and each denial, with its principal.
     let events = daemon.ctl_json(&["events", "--limit", "1000"]);

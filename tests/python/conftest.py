@@ -3,6 +3,7 @@ model deployed through dsmilctl, reachable over TCP (gRPC) and HTTP (KServe v2
 REST), each on a port the OS picks. Readiness comes from the
 daemon's own sd_notify READY=1 on a socket this fixture binds; no sleeps."""
 
+import contextlib
 import json
 import os
 import socket
@@ -23,9 +24,10 @@ def _binary(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def daemon(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dsmild")
+@contextlib.contextmanager
+def running_daemon(tmp: Path, *args):
+    """A dsmild on `tmp` with extra `args`, up once it says READY=1; yields
+    a `ctl(*args)` that runs dsmilctl --json over its socket."""
     notify_path = tmp / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
@@ -38,9 +40,7 @@ def daemon(tmp_path_factory):
             "--state-dir", tmp / "state",
             "--cache-dir", tmp / "cache",
             "--socket", sock,
-            "--tcp", "127.0.0.1:0",
-            "--http", "127.0.0.1:0",
-            "--metrics", "",
+            *args,
         ],
         env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
         stdout=subprocess.DEVNULL,
@@ -59,6 +59,19 @@ def daemon(tmp_path_factory):
             )
             return json.loads(out.stdout)
 
+        yield ctl
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+        notify.close()
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dsmild")
+    args = ("--tcp", "127.0.0.1:0", "--anonymous-clearance", "9", "--http", "127.0.0.1:0", "--metrics", "")
+    with running_daemon(tmp, *args) as ctl:
         # FP32 on purpose: the test compares with onnxruntime's FP32 outputs.
         # The whole 360-row test set goes in one request: above the default
         # max batch of 64, so this deployment takes more.
@@ -66,8 +79,3 @@ def daemon(tmp_path_factory):
             "--max-batch", "512")
         status = ctl("status")
         yield {"tcp": status["tcp_address"], "http": status["http_address"], "ctl": ctl}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        log.close()
-        notify.close()

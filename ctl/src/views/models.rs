@@ -1,5 +1,6 @@
 //! `dsmilctl models`: each model with its active version, device, number
-//! of versions and the latest one's sha256.
+//! of versions and the latest one's sha256 and signer (`--json` has every
+//! version's, with the signing key's fingerprint).
 
 use dsmil_proto::control as pb;
 
@@ -13,7 +14,15 @@ pub async fn run(c: &mut Clients, json: bool) -> anyhow::Result<()> {
 }
 
 fn table(r: &pb::ListModelsResponse) {
-    let mut t = Table::new(&["MODEL", "ACTIVE", "DEVICE", "VERSIONS", "LATEST SHA256", "STATE"]);
+    let mut t = Table::new(&[
+        "MODEL",
+        "ACTIVE",
+        "DEVICE",
+        "VERSIONS",
+        "LATEST SHA256",
+        "SIGNED BY",
+        "STATE",
+    ]);
     for m in &r.models {
         t.row(vec![
             m.name.clone(),
@@ -27,6 +36,10 @@ fn table(r: &pb::ListModelsResponse) {
             m.versions
                 .last()
                 .map_or(String::new(), |v| v.sha256[..12.min(v.sha256.len())].to_owned()),
+            m.versions
+                .last()
+                .filter(|v| !v.signed_by.is_empty())
+                .map_or("-".into(), |v| v.signed_by.clone()),
             m.state.clone(),
         ]);
     }

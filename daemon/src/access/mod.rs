@@ -2,11 +2,14 @@
 //! [`authorise`] is the one function that allows or denies each call.
 //!
 //! A caller is what the listener knows about the peer: SO_PEERCRED's uid,
-//! gid and pid on the Unix socket, the peer address on TCP (which has no
-//! identity until mTLS exists; see [`Policy::tcp_anonymous_clearance`]).
-//! [`Policy::identify`] maps it to a [`Principal`]: root and the daemon's own
-//! uid are always admin at level 9, then the configured principals by uid,
-//! then by gid; anything else is nobody.
+//! gid and pid on the Unix socket; on TCP the address and, with mutual TLS,
+//! the names of the verified client certificate. [`Policy::identify`] maps it
+//! to a [`Principal`]: root and the daemon's own uid are always admin at
+//! level 9, then the configured principals by uid, then by the caller's
+//! primary gid, then by group membership; a certificate by its subject's
+//! common name or a subject alternative name; a TCP caller without a
+//! certificate is the anonymous inference client if the config names one
+//! ([`Policy::tcp_anonymous_clearance`]); anything else is nobody.
 //!
 //! Pure: no I/O, no clock, no tonic. The config resolves user and group
 //! names to ids; `serve` reads the peer, calls this and maps a [`Denial`] to
@@ -71,6 +74,22 @@ pub struct PrincipalRule {
     pub clearance: u8,
     pub uids: Vec<u32>,
     pub gids: Vec<u32>,
+    /// Members of `gids` as the group database lists them (supplementary
+    /// groups, which SO_PEERCRED does not report), resolved with the config.
+    pub member_uids: Vec<u32>,
+    /// Client-certificate names (subject CN, DNS/email/URI SANs) that are
+    /// this principal over mutual TLS.
+    pub certificate_names: Vec<String>,
+    /// Per-principal bounds, when they differ from the policy's.
+    pub limits: Option<Limits>,
+}
+
+/// How much one principal may have in flight at once, so one caller cannot
+/// starve the others. 0 means no bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub inferences: u32,
+    pub deploys: u32,
 }
 
 /// The `[access]` section, resolved.
@@ -79,11 +98,13 @@ pub struct Policy {
     /// The Unix socket's group (mode 0660); a name or a numeric id.
     pub socket_group: String,
     pub principals: Vec<PrincipalRule>,
-    /// Interim rule until mTLS: a TCP (or HTTP) caller is an anonymous
-    /// client for inference only, at this clearance; `None` refuses TCP
+    /// A TCP (or HTTP) caller without a client certificate is an anonymous
+    /// client for inference only, at this clearance; `None` refuses such
     /// callers everything. The Control API is never served to anonymous
     /// callers.
     pub tcp_anonymous_clearance: Option<u8>,
+    /// Per-principal bounds unless a principal sets its own.
+    pub limits: Limits,
     /// The daemon's own uid (admin at level 9 like root); set at start.
     pub daemon_uid: u32,
 }
@@ -91,50 +112,79 @@ pub struct Policy {
 impl Policy {
     /// The principal a peer is, if any.
     pub fn identify(&self, peer: Peer) -> Caller {
-        let principal = match peer {
+        let configured = |p: &PrincipalRule| Principal {
+            name: Arc::clone(&p.name),
+            role: p.role,
+            clearance: p.clearance,
+            inference_only: false,
+            limits: p.limits.unwrap_or(self.limits),
+        };
+        let principal = match &peer {
             Peer::Unix { uid, gid, .. } => {
+                let (uid, gid) = (*uid, *gid);
                 if uid == 0 || uid == self.daemon_uid {
                     Some(Principal {
                         name: Arc::from(if uid == 0 { "root" } else { "dsmild" }),
                         role: Role::Admin,
                         clearance: MAX_CLEARANCE,
                         inference_only: false,
+                        limits: self.limits,
                     })
                 } else {
                     self.principals
                         .iter()
                         .find(|p| p.uids.contains(&uid))
                         .or_else(|| self.principals.iter().find(|p| p.gids.contains(&gid)))
-                        .map(|p| Principal {
-                            name: Arc::clone(&p.name),
-                            role: p.role,
-                            clearance: p.clearance,
-                            inference_only: false,
-                        })
+                        .or_else(|| self.principals.iter().find(|p| p.member_uids.contains(&uid)))
+                        .map(configured)
                 }
             }
-            Peer::Tcp { .. } => self.tcp_anonymous_clearance.map(|clearance| Principal {
+            // A certificate that names no principal is an unknown caller,
+            // not an anonymous one: it claimed an identity we do not grant.
+            Peer::Tcp {
+                certificate: Some(cert),
+                ..
+            } => self
+                .principals
+                .iter()
+                .find(|p| p.certificate_names.iter().any(|n| cert.names.contains(n)))
+                .map(configured),
+            Peer::Tcp { certificate: None, .. } => self.tcp_anonymous_clearance.map(|clearance| Principal {
                 name: Arc::from("anonymous"),
                 role: Role::Client,
                 clearance,
                 inference_only: true,
+                limits: self.limits,
             }),
         };
         Caller { peer, principal }
     }
 }
 
+/// A verified client certificate, as far as identity goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    /// The subject as printed (RFC 4514 order), for the audit.
+    pub subject: String,
+    /// The subject's common names and the DNS, email and URI alternative
+    /// names: what `certificate_names` match.
+    pub names: Vec<String>,
+}
+
 /// What the listener knows about the other end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
     Unix {
         uid: u32,
         gid: u32,
         pid: Option<i32>,
     },
-    /// TCP or HTTP; the address when the transport gave one.
+    /// TCP or HTTP; the address when the transport gave one, whether the
+    /// connection is TLS, and the client certificate it verified.
     Tcp {
         addr: Option<SocketAddr>,
+        tls: bool,
+        certificate: Option<Arc<Certificate>>,
     },
 }
 
@@ -142,7 +192,8 @@ impl Peer {
     pub fn transport(&self) -> &'static str {
         match self {
             Peer::Unix { .. } => "unix",
-            Peer::Tcp { .. } => "tcp",
+            Peer::Tcp { tls: false, .. } => "tcp",
+            Peer::Tcp { tls: true, .. } => "tls",
         }
     }
 }
@@ -154,8 +205,16 @@ impl fmt::Display for Peer {
                 uid, pid: Some(pid), ..
             } => write!(f, "uid {uid} pid {pid}"),
             Peer::Unix { uid, pid: None, .. } => write!(f, "uid {uid}"),
-            Peer::Tcp { addr: Some(addr) } => write!(f, "tcp {addr}"),
-            Peer::Tcp { addr: None } => f.write_str("tcp"),
+            Peer::Tcp { addr, certificate, .. } => {
+                f.write_str(self.transport())?;
+                if let Some(addr) = addr {
+                    write!(f, " {addr}")?;
+                }
+                if let Some(cert) = certificate {
+                    write!(f, " certificate {:?}", cert.subject)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -168,6 +227,7 @@ pub struct Principal {
     pub clearance: u8,
     /// The anonymous TCP principal: inference (and the reads around it) only.
     pub inference_only: bool,
+    pub limits: Limits,
 }
 
 /// A call's caller: the peer, and the principal it maps to (None: unknown).
@@ -331,6 +391,17 @@ pub enum Denial {
     },
 }
 
+/// A principal already has as much in flight as it may
+/// (`access.max_concurrent_*`); `serve::status` makes it RESOURCE_EXHAUSTED.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("principal {principal:?} already has {limit} {what} in flight (access.{key}); retry when one has finished")]
+pub struct Saturated {
+    pub principal: String,
+    pub what: &'static str,
+    pub limit: u32,
+    pub key: &'static str,
+}
+
 /// The one decision: may `caller` do `action`?
 pub fn authorise(caller: &Caller, action: &Action) -> Result<(), Denial> {
     let (role, layer) = action.needs();
@@ -339,8 +410,8 @@ pub fn authorise(caller: &Caller, action: &Action) -> Result<(), Denial> {
             return Err(Denial::Unauthenticated {
                 caller: caller.to_string(),
                 rule: format!(
-                    "{}; the Control API is served only to local principals (TCP callers have no identity until \
-                     mTLS)",
+                    "{}; the Control API is served only to identified principals: the Unix socket, or TCP with a \
+                     client certificate (mutual TLS, listeners.tls_client_ca)",
                     action.rule()
                 ),
             });

@@ -12,6 +12,7 @@ fn policy() -> Policy {
                 clearance: 5,
                 uids: vec![1001],
                 gids: vec![],
+                ..rule()
             },
             PrincipalRule {
                 name: "apps".into(),
@@ -19,6 +20,8 @@ fn policy() -> Policy {
                 clearance: 5,
                 uids: vec![],
                 gids: vec![2000],
+                member_uids: vec![3100],
+                ..rule()
             },
             PrincipalRule {
                 name: "ops".into(),
@@ -26,10 +29,46 @@ fn policy() -> Policy {
                 clearance: 7,
                 uids: vec![1003],
                 gids: vec![],
+                certificate_names: vec!["ops-console.example".into()],
+                limits: Some(Limits {
+                    inferences: 4,
+                    deploys: 1,
+                }),
+                ..rule()
             },
         ],
         tcp_anonymous_clearance: Some(9),
+        limits: Limits {
+            inferences: 64,
+            deploys: 2,
+        },
         daemon_uid: 999,
+    }
+}
+
+fn rule() -> PrincipalRule {
+    PrincipalRule {
+        name: "x".into(),
+        role: Role::Viewer,
+        clearance: 1,
+        uids: vec![],
+        gids: vec![],
+        member_uids: vec![],
+        certificate_names: vec![],
+        limits: None,
+    }
+}
+
+fn tcp(certificate: Option<&[&str]>) -> Peer {
+    Peer::Tcp {
+        addr: Some("127.0.0.1:4000".parse().unwrap()),
+        tls: certificate.is_some(),
+        certificate: certificate.map(|names| {
+            Arc::new(Certificate {
+                subject: format!("CN={}", names[0]),
+                names: names.iter().map(|n| n.to_string()).collect(),
+            })
+        }),
     }
 }
 
@@ -104,46 +143,67 @@ fn roles_and_clearances_are_both_needed() {
 
 #[test]
 fn tcp_is_an_anonymous_client_for_inference_only() {
-    let c = policy().identify(Peer::Tcp {
-        addr: Some("127.0.0.1:4000".parse().unwrap()),
-    });
+    let c = policy().identify(tcp(None));
     assert_eq!(authorise(&c, &infer(9)), Ok(()));
     let e = authorise(&c, &Action::View).unwrap_err();
     assert!(matches!(e, Denial::Unauthenticated { .. }), "{e}");
     assert!(e.to_string().contains("tcp 127.0.0.1:4000"), "{e}");
+    assert!(e.to_string().contains("client certificate"), "{e}");
 
     let closed = Policy {
         tcp_anonymous_clearance: None,
         ..policy()
     };
-    let c = closed.identify(Peer::Tcp { addr: None });
+    let c = closed.identify(Peer::Tcp {
+        addr: None,
+        tls: false,
+        certificate: None,
+    });
     assert!(matches!(authorise(&c, &infer(1)), Err(Denial::Unauthenticated { .. })));
 }
 
-/// The identity check an inference request pays: identify the peer, then
-/// `authorise` twice (connect, then the model's layer). A benchmark, not a
-/// timed test: `cargo test --release -p dsmild --lib access::tests::identity_check_cost -- --ignored --nocapture`.
 #[test]
-#[ignore = "a benchmark; run by hand"]
-fn identity_check_cost() {
-    let policy = std::sync::RwLock::new(std::sync::Arc::new(policy()));
-    let rounds = 2_000_000u32;
-    let started = std::time::Instant::now();
-    let mut allowed = 0u32;
-    for i in 0..rounds {
-        // As serve::gate does: the config snapshot, then the one function.
-        let snapshot = std::sync::Arc::clone(&policy.read().unwrap());
-        let caller = snapshot.identify(Peer::Unix {
-            // Matched by group, after every uid rule: the longest scan.
-            uid: 5555 + (i & 1),
-            gid: 2000,
-            pid: Some(7),
-        });
-        if authorise(&caller, &Action::Connect).is_ok() && authorise(&caller, &infer(5)).is_ok() {
-            allowed += 1;
+fn a_client_certificate_names_its_principal_and_an_unknown_one_is_nobody() {
+    let ops = policy().identify(tcp(Some(&["laptop-7", "ops-console.example"])));
+    let p = ops.principal.as_ref().expect("matched by an alternative name");
+    assert_eq!((&*p.name, p.role, p.clearance), ("ops", Role::Operator, 7));
+    assert_eq!(ops.peer.transport(), "tls");
+    assert_eq!(authorise(&ops, &Action::View), Ok(()), "Control over mTLS");
+    let deploy = |layer| Action::Deploy { model: "m", layer };
+    assert_eq!(authorise(&ops, &deploy(Some(7))), Ok(()));
+    assert!(authorise(&ops, &deploy(Some(8))).is_err());
+    assert_eq!(
+        p.limits,
+        Limits {
+            inferences: 4,
+            deploys: 1
         }
-    }
-    let per = started.elapsed() / rounds;
-    println!("identity check: {per:?} per request ({allowed} of {rounds} allowed)");
-    assert!(allowed > 0);
+    );
+
+    // Presenting a certificate nobody is configured for is not anonymous.
+    let stranger = policy().identify(tcp(Some(&["someone-else.example"])));
+    assert_eq!(stranger.principal, None);
+    let e = authorise(&stranger, &infer(1)).unwrap_err();
+    assert!(e.to_string().contains("certificate \"CN=someone-else.example\""), "{e}");
+}
+
+#[test]
+fn supplementary_group_members_are_covered_after_uids_and_primary_groups() {
+    let member = unix(3100, 3100);
+    assert_eq!(member.name(), "apps", "listed as a member of gid 2000");
+    assert_eq!(authorise(&member, &infer(5)), Ok(()));
+    // A uid rule still wins over membership.
+    let mut p = policy();
+    p.principals[0].uids.push(3100);
+    assert_eq!(
+        p.identify(Peer::Unix {
+            uid: 3100,
+            gid: 3100,
+            pid: None
+        })
+        .name(),
+        "watch"
+    );
+    // Principals without their own limits get the policy's.
+    assert_eq!(member.principal.unwrap().limits.inferences, 64);
 }

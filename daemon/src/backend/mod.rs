@@ -21,13 +21,44 @@ pub use tensor::{DataType, RequestLimits, Signature, Tensor, TensorSpec, TensorV
 
 use crate::topology::Target;
 
+/// Where an installed host keeps the runtimes (`dsmil-fetch-runtimes`'s
+/// default destination), searched after the configured paths.
+pub const INSTALLED_RUNTIMES: &str = "/usr/lib/dsmil/runtimes";
+
+/// How to get the native runtimes on the host this binary runs on: the
+/// checkout's script when dsmild runs from a source tree (target/<profile>/),
+/// the packaged command when one is installed beside it, else both names.
+pub fn fetch_runtimes_hint() -> String {
+    let exe = std::env::current_exe().ok();
+    let checkout = exe.iter().flat_map(|e| e.ancestors().skip(1).take(4)).find_map(|dir| {
+        let script = dir.join("scripts/fetch-runtimes.sh");
+        script.is_file().then_some(script)
+    });
+    let packaged = exe
+        .as_deref()
+        .and_then(|e| e.parent())
+        .map(|dir| dir.join("dsmil-fetch-runtimes"))
+        .filter(|p| p.is_file());
+    match (checkout, packaged) {
+        (Some(script), _) => format!("Run {}", script.display()),
+        (None, Some(command)) => format!(
+            "Run {} as root (it installs them into {INSTALLED_RUNTIMES}) and restart dsmild",
+            command.display()
+        ),
+        (None, None) => format!(
+            "Install them with dsmil-fetch-runtimes (the dsmil package; into {INSTALLED_RUNTIMES}) \
+             or scripts/fetch-runtimes.sh (a source checkout)"
+        ),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(
         "the ONNX Runtime library was not found (looked in: {searched}). \
-         Run scripts/fetch-runtimes.sh, or point runtimes.onnxruntime_library or ORT_DYLIB_PATH at libonnxruntime.so"
+         {hint}, or point runtimes.onnxruntime_library or ORT_DYLIB_PATH at libonnxruntime.so"
     )]
-    RuntimeMissing { searched: String },
+    RuntimeMissing { searched: String, hint: String },
     #[error("loading the ONNX Runtime library {path}: {detail}")]
     RuntimeLoad { path: String, detail: String },
     #[error("no runtime is available for target {target}: {detail}")]

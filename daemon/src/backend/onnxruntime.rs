@@ -1,6 +1,7 @@
 //! ONNX Runtime through the `ort` crate, loaded at run time (`load-dynamic`)
 //! from the official library: config, then `ORT_DYLIB_PATH`, then the
-//! workspace's `runtimes/onnxruntime/` (scripts/fetch-runtimes.sh), then the
+//! workspace's `runtimes/onnxruntime/` (scripts/fetch-runtimes.sh), then an
+//! installed host's /usr/lib/dsmil/runtimes/ (dsmil-fetch-runtimes), then the
 //! system's library folders.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub fn locate_onnxruntime(configured: Option<&Path>) -> Result<PathBuf, BackendE
                 candidates.push(dir.join("runtimes/onnxruntime").join(LIB_NAME));
             }
         }
+        candidates.push(Path::new(super::INSTALLED_RUNTIMES).join("onnxruntime").join(LIB_NAME));
         for dir in ["/usr/lib/dsmil", "/usr/local/lib", "/usr/lib"] {
             candidates.push(Path::new(dir).join(LIB_NAME));
         }
@@ -44,6 +46,7 @@ pub fn locate_onnxruntime(configured: Option<&Path>) -> Result<PathBuf, BackendE
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
+            hint: super::fetch_runtimes_hint(),
         })
 }
 

@@ -20,7 +20,8 @@ const LIB_NAME: &str = "libopenvino_c.so";
 
 /// Finds libopenvino_c.so: the configured path (file or folder), else
 /// $OPENVINO_LIB_DIR, the workspace's runtimes/openvino/ (a development
-/// checkout), /usr/lib/dsmil/openvino.
+/// checkout), /usr/lib/dsmil/runtimes/openvino (dsmil-fetch-runtimes),
+/// /usr/lib/dsmil/openvino.
 pub fn locate_openvino(configured: Option<&Path>) -> Result<PathBuf, String> {
     let mut candidates = Vec::new();
     let as_file = |p: PathBuf| if p.is_dir() { p.join(LIB_NAME) } else { p };
@@ -35,17 +36,19 @@ pub fn locate_openvino(configured: Option<&Path>) -> Result<PathBuf, String> {
                 candidates.push(dir.join("runtimes/openvino").join(LIB_NAME));
             }
         }
+        candidates.push(Path::new(super::INSTALLED_RUNTIMES).join("openvino").join(LIB_NAME));
         candidates.push(Path::new("/usr/lib/dsmil/openvino").join(LIB_NAME));
     }
     candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
         format!(
-            "the OpenVINO library was not found (looked in: {}). Run scripts/fetch-runtimes.sh, or point \
+            "the OpenVINO library was not found (looked in: {}). {}, or point \
              runtimes.openvino_library or OPENVINO_LIB_DIR at the folder holding libopenvino_c.so",
             candidates
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            super::fetch_runtimes_hint()
         )
     })
 }

@@ -15,6 +15,7 @@ pub mod gate;
 mod graph;
 mod npz;
 pub mod offline;
+pub mod opset;
 pub mod params;
 pub mod qdq;
 
@@ -36,6 +37,19 @@ pub enum CompressError {
     Data { path: String, detail: String },
     #[error("the model imports opset {0}; INT8 QDQ needs opset 13 or later (per-channel DequantizeLinear)")]
     Opset(i64),
+    #[error(transparent)]
+    Upgrade(#[from] opset::UpgradeError),
+    #[error(
+        "the model upgraded from opset {from} to {} computes {output:?} differently from the original on sample \
+         {sample} ({detail}); quantize an opset-13 export instead",
+        opset::TARGET
+    )]
+    UpgradeChanged {
+        from: i64,
+        output: String,
+        sample: usize,
+        detail: String,
+    },
     #[error("the model has no graph")]
     NoGraph,
     #[error("not an ONNX model: {0}")]
@@ -118,6 +132,12 @@ pub struct Report {
     pub quantize_ms: u64,
     #[serde(default)]
     pub gate_ms: u64,
+    /// The opset the upload had when it was upgraded to 13 first.
+    #[serde(default)]
+    pub upgraded_from_opset: Option<i64>,
+    /// What the upgrade rewrote, one line per node.
+    #[serde(default)]
+    pub opset_rewrites: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -209,11 +229,85 @@ pub fn quantize(
     options: &Options,
 ) -> Result<Quantized, CompressError> {
     let gate_data = validation.or(calibration);
-    match (options.method, calibration) {
-        (Method::Dynamic, _) => quantize_dynamic(backend, model, gate_data, options.min_retention),
-        (_, Some(calibration)) => quantize_static(backend, model, calibration, gate_data, options),
-        (method, None) => Err(CompressError::NeedsCalibration(method.name())),
+    if options.method != Method::Dynamic && calibration.is_none() {
+        return Err(CompressError::NeedsCalibration(options.method.name()));
     }
+    // Before calibration: a model that cannot be upgraded is refused cheaply.
+    let upgraded = upgrade_checked(backend, model, gate_data)?;
+    let bytes = upgraded.as_ref().map_or(model, |(bytes, _)| bytes.as_slice());
+    let mut quantized = match (options.method, calibration) {
+        (Method::Dynamic, _) => quantize_dynamic(backend, bytes, gate_data, options.min_retention),
+        (_, Some(calibration)) => quantize_static(backend, bytes, calibration, gate_data, options),
+        (method, None) => Err(CompressError::NeedsCalibration(method.name())),
+    }?;
+    if let Some((_, upgrade)) = upgraded {
+        quantized.report.size_before = model.len();
+        quantized.report.upgraded_from_opset = Some(upgrade.from);
+        quantized.report.opset_rewrites = upgrade.rewrites;
+    }
+    Ok(quantized)
+}
+
+/// `model` upgraded to opset 13 when it is older (None when it is not),
+/// after checking that the upgraded model computes the same outputs as the
+/// original on the first samples of `data` (up to 8). Without data the
+/// conversion's own rules are all there is, and the log says so.
+pub fn upgrade_checked(
+    backend: &dyn Backend,
+    model: &[u8],
+    data: Option<&Samples>,
+) -> Result<Option<(Vec<u8>, opset::Upgraded)>, CompressError> {
+    let proto = ModelProto::decode(model).map_err(|e| CompressError::Decode(e.to_string()))?;
+    let Some(upgrade) = opset::upgrade(&proto)? else {
+        return Ok(None);
+    };
+    let bytes = upgrade.model.encode_to_vec();
+    match data {
+        Some(data) => {
+            let load = LoadOptions::default();
+            let mut original = backend.load(model, &load)?;
+            let mut upgraded = backend.load(&bytes, &load)?;
+            for i in 0..data.len().min(8) {
+                let inputs = data.sample(i);
+                let want = original.run(&inputs)?;
+                let got = upgraded.run(&inputs)?;
+                for (w, g) in want.iter().zip(&got) {
+                    if let Some(detail) = differs(w, g) {
+                        return Err(CompressError::UpgradeChanged {
+                            from: upgrade.from,
+                            output: w.name.clone(),
+                            sample: i,
+                            detail,
+                        });
+                    }
+                }
+            }
+        }
+        None => tracing::warn!(
+            from = upgrade.from,
+            "upgraded to opset 13 without data to compare the outputs on; give --val or --calib to check it"
+        ),
+    }
+    tracing::info!(from = upgrade.from, rewrites = upgrade.rewrites.len(), "upgraded the model to opset 13");
+    Ok(Some((bytes, upgrade)))
+}
+
+/// How `got` differs from `want`, if it does beyond float rounding (the
+/// upgrade may reorder arithmetic, e.g. a Softmax spelled out).
+fn differs(want: &crate::backend::Tensor, got: &crate::backend::Tensor) -> Option<String> {
+    if want.dtype != got.dtype || want.shape != got.shape {
+        return Some(format!(
+            "{:?} {:?} became {:?} {:?}",
+            want.dtype, want.shape, got.dtype, got.shape
+        ));
+    }
+    if want.dtype != DataType::F32 {
+        return (want.data != got.data).then(|| "different values".to_owned());
+    }
+    let (w, g) = (crate::backend::f32s(&want.data), crate::backend::f32s(&got.data));
+    let scale = w.clone().fold(1f32, |m, v| m.max(v.abs()));
+    let worst = w.zip(g).fold(0f32, |m, (a, b)| if a.is_nan() && b.is_nan() { m } else { m.max((a - b).abs()) });
+    (worst.is_nan() || worst > 1e-4 * scale).then(|| format!("largest difference {worst:e}, values up to {scale:e}"))
 }
 
 /// Dynamic quantization (weights int8 now, activations at run time), gated
@@ -257,6 +351,8 @@ pub fn quantize_dynamic(
             evaluations: usize::from(validation.is_some()),
             quantize_ms,
             gate_ms: started.elapsed().as_millis() as u64 - quantize_ms,
+            upgraded_from_opset: None,
+            opset_rewrites: Vec::new(),
         },
         model: bytes,
     })
@@ -361,6 +457,8 @@ pub fn quantize_static(
             quantized_activations: summary.quantized_activations,
             folded_batch_norms: summary.folded_batch_norms,
             evaluation,
+            upgraded_from_opset: None,
+            opset_rewrites: Vec::new(),
         },
         model: bytes,
     })

@@ -25,6 +25,10 @@ pub struct Flags {
     /// KServe v2 REST (HTTP) listener address; "" turns it off.
     #[arg(long)]
     pub http: Option<String>,
+    /// Clearance of the anonymous TCP/HTTP inference client (0 refuses
+    /// callers without a client certificate); access.tcp_anonymous_clearance.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub anonymous_clearance: Option<u8>,
 }
 
 impl Flags {
@@ -40,6 +44,10 @@ impl Flags {
             ("listeners.http", s(&self.http)),
         ]
         .into_iter()
+        .chain([(
+            "access.tcp_anonymous_clearance",
+            self.anonymous_clearance.map(|c| toml::Value::Integer(c.into())),
+        )])
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect()
     }

@@ -8,16 +8,18 @@
 //!
 //! This module reads files; it never opens sockets or the store.
 
+mod access;
 mod flags;
 mod raw;
 mod resolve;
 
 use std::path::{Path, PathBuf};
 
+pub use access::{TlsConfig, group_id};
 pub use flags::Flags;
 pub use resolve::{
     Config, DeploymentConfig, HardwareConfig, ListenerConfig, LoggingConfig, MAX_BATCH_SIZE, MemoryConfig,
-    MonitoringConfig, PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig, group_id,
+    MonitoringConfig, PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig,
 };
 
 /// The shipped defaults, byte for byte.
@@ -41,31 +43,57 @@ pub enum ConfigError {
 /// A command-line override: a dotted key and its value, applied last.
 pub type Override = (&'static str, toml::Value);
 
+/// The file the systemd unit names with `--config`. It alone may be missing:
+/// dsmild then runs on the built-in defaults (and logs a warning, see
+/// [`is_missing_default`]), as on a host whose admin removed the packaged
+/// conffile. Any other missing file given with `--config` is an error.
+pub const DEFAULT_FILE: &str = "/etc/dsmil/dsmil.toml";
+
 /// Loads the defaults, layers `file` (if any) and `overrides` over them, and
-/// resolves the result.
+/// resolves the result. A missing [`DEFAULT_FILE`] counts as empty.
 pub fn load(file: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
+    layered(file, overrides, Path::new(DEFAULT_FILE))
+}
+
+/// Validates a file as `dsmild check-config` does: layered over the defaults.
+/// The file must exist, whatever its path.
+pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
+    layered(Some(path), &[], Path::new(""))
+}
+
+/// Whether `file` is [`DEFAULT_FILE`] and absent, so [`load`] used the
+/// built-in defaults alone: the caller logs it once logging is set up.
+pub fn is_missing_default(file: &Path) -> bool {
+    file == Path::new(DEFAULT_FILE)
+        && std::fs::symlink_metadata(file).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// [`load`], with `optional` the one file whose absence is not an error.
+fn layered(file: Option<&Path>, overrides: &[Override], optional: &Path) -> Result<Config, ConfigError> {
     let mut doc = parse(DEFAULT_TOML, "built-in defaults")?;
     let origin = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            let origin = path.display().to_string();
-            merge(&mut doc, parse(&text, &origin)?);
-            origin
-        }
+        Some(path) => match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path == optional => {
+                format!("built-in defaults ({} is missing)", path.display())
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+            Ok(text) => {
+                let origin = path.display().to_string();
+                merge(&mut doc, parse(&text, &origin)?);
+                origin
+            }
+        },
         None => "built-in defaults".to_owned(),
     };
     for (key, value) in overrides {
         set_dotted(&mut doc, key, value.clone());
     }
     resolve::resolve(doc, &origin)
-}
-
-/// Validates a file as `dsmild check-config` does: layered over the defaults.
-pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
-    load(Some(path), &[])
 }
 
 fn parse(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
@@ -105,3 +133,26 @@ fn set_dotted(doc: &mut toml::Table, key: &str, value: toml::Value) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod missing_default {
+    use super::*;
+
+    #[test]
+    fn only_the_default_file_may_be_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = dir.path().join("dsmil.toml");
+        let defaults = layered(Some(&default), &[], &default).unwrap();
+        assert_eq!(
+            defaults.listeners.unix_socket,
+            load(None, &[]).unwrap().listeners.unix_socket
+        );
+
+        let other = dir.path().join("other.toml");
+        let err = layered(Some(&other), &[], &default).unwrap_err().to_string();
+        assert!(err.contains("cannot read") && err.contains("other.toml"), "{err}");
+        // check-config is asked about a file: it must be there.
+        assert!(check_file(&default).is_err());
+        assert!(!is_missing_default(&default));
+    }
+}

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub logging: RawLogging,
     pub listeners: RawListeners,
     pub access: RawAccess,
+    pub signing: RawSigning,
     pub paths: RawPaths,
     pub runtimes: RawRuntimes,
 }
@@ -124,6 +125,9 @@ pub struct RawListeners {
     pub tcp: String,
     pub metrics: String,
     pub http: String,
+    pub tls_certificate: String,
+    pub tls_key: String,
+    pub tls_client_ca: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +159,8 @@ pub struct RawLogging {
 pub struct RawAccess {
     pub socket_group: RawId,
     pub tcp_anonymous_clearance: u8,
+    pub max_concurrent_inferences: u32,
+    pub max_concurrent_deploys: u32,
     pub principals: Vec<RawPrincipal>,
 }
 
@@ -166,8 +172,12 @@ pub struct RawPrincipal {
     pub users: Vec<RawId>,
     #[serde(default)]
     pub groups: Vec<RawId>,
+    #[serde(default)]
+    pub certificate_names: Vec<String>,
     pub role: String,
     pub clearance: u8,
+    pub max_concurrent_inferences: Option<u32>,
+    pub max_concurrent_deploys: Option<u32>,
 }
 
 /// A user or group: a name, or a numeric id.
@@ -176,4 +186,20 @@ pub struct RawPrincipal {
 pub enum RawId {
     Id(u32),
     Name(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigning {
+    pub trusted_keys: Vec<RawTrustedKey>,
+    pub required_layers: Vec<u8>,
+}
+
+/// A trusted public key: inline (`public_key`) or in a PEM file (`path`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrustedKey {
+    pub name: String,
+    pub public_key: Option<String>,
+    pub path: Option<String>,
 }

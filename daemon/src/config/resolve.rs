@@ -31,6 +31,8 @@ pub struct Config {
     pub listeners: ListenerConfig,
     /// `[access]`: principals, the socket's group, the interim TCP rule.
     pub access: crate::access::Policy,
+    /// `[signing]`: the trusted keys and the layers that require a signature.
+    pub signing: SigningConfig,
     pub paths: PathsConfig,
     pub runtimes: RuntimesConfig,
 }
@@ -124,6 +126,22 @@ pub struct ListenerConfig {
     pub metrics: Option<SocketAddr>,
     /// KServe v2 REST (HTTP/1.1); None when off.
     pub http: Option<SocketAddr>,
+    /// TLS on the gRPC TCP listener (mutual with a client CA); None: plain.
+    pub tls: Option<super::access::TlsConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SigningConfig {
+    pub trusted_keys: Vec<TrustedKey>,
+    /// Layer ids in which a deploy must carry a valid signature.
+    pub required_layers: std::collections::BTreeSet<u8>,
+}
+
+/// A public key deploy signatures may verify with, by its config name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustedKey {
+    pub name: String,
+    pub key: ed25519_dalek::VerifyingKey,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -318,6 +336,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     let tcp = optional_addr(&l.tcp, "listeners.tcp", &mut problems);
     let metrics = optional_addr(&l.metrics, "listeners.metrics", &mut problems);
     let http = optional_addr(&l.http, "listeners.http", &mut problems);
+    let tls = super::access::resolve_tls(l, &mut problems);
 
     for (key, value) in [
         ("paths.state_dir", &raw.paths.state_dir),
@@ -330,7 +349,8 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     }
 
     let topology = resolve_topology(&raw, &mut problems);
-    let access = resolve_access(&raw.access, &mut problems);
+    let access = super::access::resolve_access(&raw.access, &mut problems);
+    let signing = resolve_signing(&raw, &mut problems);
 
     if !problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -398,8 +418,10 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             tcp,
             metrics,
             http,
+            tls,
         },
         access,
+        signing,
         paths: PathsConfig {
             state_dir: PathBuf::from(&raw.paths.state_dir),
             cache_dir: PathBuf::from(&raw.paths.cache_dir),
@@ -418,101 +440,6 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             openvino_inference_precision: raw.runtimes.openvino_inference_precision.clone(),
         },
     })
-}
-
-fn resolve_access(raw: &super::raw::RawAccess, problems: &mut Vec<String>) -> crate::access::Policy {
-    use super::raw::RawId;
-    use crate::access::{MAX_CLEARANCE, Policy, PrincipalRule, Role};
-    let clearance_ok = |c: u8| (1..=MAX_CLEARANCE).contains(&c);
-    let tcp = raw.tcp_anonymous_clearance;
-    if tcp > MAX_CLEARANCE {
-        problems.push(format!(
-            "access.tcp_anonymous_clearance = {tcp}: expected 0 (refuse TCP callers) or a clearance 1-{MAX_CLEARANCE}"
-        ));
-    }
-    let mut principals = Vec::new();
-    let mut names = std::collections::HashSet::new();
-    for (i, p) in raw.principals.iter().enumerate() {
-        let key = format!("access.principals[{i}] ({:?})", p.name);
-        if p.name.is_empty() || p.name == "anonymous" || p.name == "unknown" {
-            problems.push(format!("{key}: name must be set, and not \"anonymous\" or \"unknown\""));
-        } else if !names.insert(p.name.clone()) {
-            problems.push(format!("{key}: the name is used twice"));
-        }
-        let role = p.role.parse::<Role>().unwrap_or_else(|e| {
-            problems.push(format!("{key}: role: {e}"));
-            Role::Viewer
-        });
-        if !clearance_ok(p.clearance) {
-            problems.push(format!(
-                "{key}: clearance = {}: expected 1-{MAX_CLEARANCE}",
-                p.clearance
-            ));
-        }
-        if p.users.is_empty() && p.groups.is_empty() {
-            problems.push(format!("{key}: names no users and no groups, so it covers nobody"));
-        }
-        let mut ids = |list: &[RawId], what: &str, table: &str| -> Vec<u32> {
-            list.iter()
-                .filter_map(|id| match id {
-                    RawId::Id(n) => Some(*n),
-                    RawId::Name(name) => lookup_id(table, name).or_else(|| {
-                        problems.push(format!("{key}: {what} {name:?} does not exist (in {table})"));
-                        None
-                    }),
-                })
-                .collect()
-        };
-        let uids = ids(&p.users, "user", "/etc/passwd");
-        let gids = ids(&p.groups, "group", "/etc/group");
-        principals.push(PrincipalRule {
-            name: p.name.as_str().into(),
-            role,
-            clearance: p.clearance,
-            uids,
-            gids,
-        });
-    }
-    let socket_group = match &raw.socket_group {
-        RawId::Id(n) => n.to_string(),
-        RawId::Name(name) if name.is_empty() => {
-            problems.push("access.socket_group must be set (a group name or gid)".to_owned());
-            String::new()
-        }
-        RawId::Name(name) => name.clone(),
-    };
-    Policy {
-        socket_group,
-        principals,
-        tcp_anonymous_clearance: (tcp > 0).then_some(tcp),
-        daemon_uid: daemon_uid(),
-    }
-}
-
-/// The effective uid of this process (the owner of /proc/self).
-fn daemon_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
-}
-
-/// A user's uid (`/etc/passwd`) or a group's gid (`/etc/group`) by name,
-/// from the files themselves: NSS sources (LDAP, sssd) are not consulted,
-/// so such users and groups are named by their numeric ids.
-pub fn lookup_id(table: &str, name: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(table).ok()?;
-    text.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == name).then_some(())?;
-        fields.nth(1)?.parse().ok()
-    })
-}
-
-/// A group given as a name or a numeric gid, if it exists.
-pub fn group_id(group: &str) -> Option<u32> {
-    match group.parse::<u32>() {
-        Ok(gid) => Some(gid),
-        Err(_) => lookup_id("/etc/group", group),
-    }
 }
 
 fn optional_addr(value: &str, key: &str, problems: &mut Vec<String>) -> Option<SocketAddr> {
@@ -586,59 +513,84 @@ fn resolve_topology(raw: &RawConfig, problems: &mut Vec<String>) -> Option<Topol
     }
 }
 
-#[cfg(test)]
-mod access_tests {
-    use crate::access::Role;
-
-    fn load(access: &str) -> Result<super::Config, super::ConfigError> {
-        let mut doc: toml::Table = super::super::DEFAULT_TOML.parse().unwrap();
-        doc.insert("access".into(), toml::Value::Table(access.parse().unwrap()));
-        super::resolve(doc, "test")
-    }
-
-    #[test]
-    fn principals_resolve_names_and_ids_and_every_problem_is_named() {
-        let config = load(
-            r#"socket_group = "root"
-               tcp_anonymous_clearance = 0
-               principals = [{ name = "ops", users = ["root", 1001], groups = [7], role = "operator", clearance = 7 }]"#,
-        )
-        .unwrap();
-        let p = &config.access.principals[0];
-        assert_eq!(
-            (p.role, p.clearance, &p.uids, &p.gids),
-            (Role::Operator, 7, &vec![0, 1001], &vec![7])
-        );
-        assert_eq!(config.access.tcp_anonymous_clearance, None);
-
-        let err = load(
-            r#"socket_group = ""
-               tcp_anonymous_clearance = 10
-               principals = [
-                 { name = "a", users = ["no-such-user-here"], role = "boss", clearance = 0 },
-                 { name = "a", role = "viewer", clearance = 3 },
-               ]"#,
-        )
-        .unwrap_err()
-        .to_string();
-        for expected in [
-            "access.tcp_anonymous_clearance = 10",
-            "user \"no-such-user-here\" does not exist",
-            "\"boss\" is not a role",
-            "clearance = 0: expected 1-9",
-            "the name is used twice",
-            "covers nobody",
-            "access.socket_group must be set",
-        ] {
-            assert!(err.contains(expected), "{expected:?} missing from: {err}");
+/// `[signing]`: each key parsed (a problem names the key that does not),
+/// names unique, each required layer one of `[[layers]]`.
+fn resolve_signing(raw: &RawConfig, problems: &mut Vec<String>) -> SigningConfig {
+    let s = &raw.signing;
+    let mut trusted_keys: Vec<TrustedKey> = Vec::new();
+    for (i, k) in s.trusted_keys.iter().enumerate() {
+        let key_name = format!("signing.trusted_keys[{i}] (name = {:?})", k.name);
+        let name_ok = (1..=64).contains(&k.name.len())
+            && k.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !name_ok {
+            problems.push(format!(
+                "{key_name}: a key's name is 1-64 characters from A-Z a-z 0-9 . _ -"
+            ));
+        } else if trusted_keys.iter().any(|t| t.name == k.name) {
+            problems.push(format!("{key_name}: a second key with this name"));
+        }
+        let text = match (&k.public_key, &k.path) {
+            (Some(inline), None) => inline.clone(),
+            (None, Some(path)) if !std::path::Path::new(path).is_absolute() => {
+                problems.push(format!("{key_name}: path = {path:?} must be absolute"));
+                continue;
+            }
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) => {
+                    problems.push(format!("{key_name}: cannot read path = {path:?}: {e}"));
+                    continue;
+                }
+            },
+            _ => {
+                problems.push(format!("{key_name}: give exactly one of public_key and path"));
+                continue;
+            }
+        };
+        match parse_public_key(&text) {
+            Ok(key) => trusted_keys.push(TrustedKey {
+                name: k.name.clone(),
+                key,
+            }),
+            Err(why) => problems.push(format!("{key_name}: {why}")),
         }
     }
-
-    #[test]
-    fn the_shipped_defaults_map_nobody_and_serve_tcp_inference_at_nine() {
-        let config = super::super::load(None, &[]).unwrap();
-        assert!(config.access.principals.is_empty());
-        assert_eq!(config.access.socket_group, "dsmil");
-        assert_eq!(config.access.tcp_anonymous_clearance, Some(9));
+    let layers: Vec<u8> = raw.layers.iter().map(|l| l.id).collect();
+    for id in &s.required_layers {
+        if !layers.contains(id) {
+            problems.push(format!(
+                "signing.required_layers: layer {id} is not one of [[layers]] ({layers:?})"
+            ));
+        }
     }
+    if !s.required_layers.is_empty() && s.trusted_keys.is_empty() {
+        problems.push(
+            "signing.required_layers is set but signing.trusted_keys is empty: nothing could be deployed there"
+                .to_owned(),
+        );
+    }
+    SigningConfig {
+        trusted_keys,
+        required_layers: s.required_layers.iter().copied().collect(),
+    }
+}
+
+/// An ed25519 public key: a PEM "PUBLIC KEY" (SubjectPublicKeyInfo, what
+/// `dsmilctl keygen` and `openssl pkey -pubout` write), or just its base64
+/// line.
+fn parse_public_key(text: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    let text = text.trim();
+    let pem = match text.starts_with("-----BEGIN") {
+        true => format!("{text}\n"),
+        false => format!("-----BEGIN PUBLIC KEY-----\n{text}\n-----END PUBLIC KEY-----\n"),
+    };
+    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(&pem)
+        .map_err(|e| format!("not an ed25519 public key (PEM \"PUBLIC KEY\" or its base64 line): {e}"))?;
+    if key.is_weak() {
+        return Err("a weak (small-order) ed25519 key, which any signature could match".to_owned());
+    }
+    Ok(key)
 }

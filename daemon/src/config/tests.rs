@@ -55,17 +55,20 @@ fn the_shipped_defaults_are_the_design_table() {
     assert_eq!(c.monitoring.metrics_collection_interval.as_secs(), 60);
     assert_eq!(c.monitoring.drift_detection_threshold_percent, 5.0);
     assert_eq!(c.monitoring.alert_on_latency_p99_ms, 2000);
-    assert_eq!(c.listeners.tcp.unwrap().to_string(), "127.0.0.1:8001");
+    assert_eq!(c.listeners.tcp, None, "no TCP unless asked (issue 12)");
     assert_eq!(c.listeners.metrics.unwrap().to_string(), "127.0.0.1:9464");
     assert_eq!(c.hardware.fallback_target, Target::Cpu);
 }
 
 #[test]
 fn a_file_overrides_only_what_it_names_and_flags_override_the_file() {
-    let f = file("[deployment]\nwarmup_iterations = 3\n[listeners]\ntcp = \"\"\n");
+    let f = file("[deployment]\nwarmup_iterations = 3\n[listeners]\ntcp = \"127.0.0.1:9000\"\nmetrics = \"\"\n");
     let c = load(
         Some(f.path()),
-        &[("paths.state_dir", toml::Value::String("/tmp/x".into()))],
+        &[
+            ("paths.state_dir", toml::Value::String("/tmp/x".into())),
+            ("listeners.tcp", toml::Value::String("127.0.0.1:9001".into())),
+        ],
     )
     .unwrap();
     assert_eq!(c.deployment.warmup_iterations, 3);
@@ -74,7 +77,12 @@ fn a_file_overrides_only_what_it_names_and_flags_override_the_file() {
         30,
         "sibling keys keep their defaults"
     );
-    assert!(c.listeners.tcp.is_none(), "\"\" turns the listener off");
+    assert!(c.listeners.metrics.is_none(), "\"\" turns the listener off");
+    assert_eq!(
+        c.listeners.tcp.unwrap().to_string(),
+        "127.0.0.1:9001",
+        "the flag wins over the file"
+    );
     assert_eq!(c.paths.state_dir, std::path::PathBuf::from("/tmp/x"));
 }
 
@@ -132,4 +140,55 @@ fn syntax_errors_name_the_file() {
     let f = file("[deployment\n");
     let err = load(Some(f.path()), &[]).unwrap_err().to_string();
     assert!(err.starts_with(&f.path().display().to_string()), "{err}");
+}
+
+// A public key (RFC 8032's first test vector), as a .pub file and inline.
+const TEST_PUB_PEM: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n";
+
+#[test]
+fn signing_keys_resolve_inline_and_from_a_file_and_default_to_off() {
+    let defaults = load(None, &[]).unwrap();
+    assert!(defaults.signing.trusted_keys.is_empty() && defaults.signing.required_layers.is_empty());
+    let pem = file(TEST_PUB_PEM);
+    let f = file(&format!(
+        "[signing]\nrequired_layers = [3, 7]\ntrusted_keys = [\n  {{ name = \"release\", public_key = \
+         \"MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\" }},\n  {{ name = \"ci\", path = {:?} }},\n]\n",
+        pem.path().display().to_string()
+    ));
+    let c = load(Some(f.path()), &[]).unwrap();
+    let names: Vec<&str> = c.signing.trusted_keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["release", "ci"]);
+    assert_eq!(c.signing.trusted_keys[0].key, c.signing.trusted_keys[1].key);
+    assert_eq!(
+        hex::encode(c.signing.trusted_keys[0].key.as_bytes()),
+        "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+    );
+    assert_eq!(c.signing.required_layers.iter().copied().collect::<Vec<_>>(), [3, 7]);
+}
+
+#[test]
+fn bad_signing_settings_are_each_named() {
+    let f = file(
+        "[signing]\nrequired_layers = [12]\ntrusted_keys = [\n  { name = \"broken\", public_key = \"not a key\" },\n  \
+         { name = \"both\", public_key = \"x\", path = \"/k.pub\" },\n  { name = \"relative\", path = \"k.pub\" },\n  \
+         { name = \"missing\", path = \"/nonexistent/dsmil/k.pub\" },\n  { name = \"bad name!\", public_key = \
+         \"MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\" },\n]\n",
+    );
+    let all = problems(load(Some(f.path()), &[]).unwrap_err()).join("\n");
+    for needle in [
+        "name = \"broken\"): not an ed25519 public key",
+        "name = \"both\"): give exactly one of public_key and path",
+        "name = \"relative\"): path = \"k.pub\" must be absolute",
+        "name = \"missing\"): cannot read path",
+        "name = \"bad name!\"): a key's name is 1-64 characters",
+        "signing.required_layers: layer 12 is not one of [[layers]]",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    let f = file("[signing]\nrequired_layers = [3]\n");
+    let all = problems(load(Some(f.path()), &[]).unwrap_err()).join("\n");
+    assert!(all.contains("signing.trusted_keys is empty"), "{all}");
+    let f = file("[signing]\nrequire = [3]\n");
+    let err = load(Some(f.path()), &[]).unwrap_err().to_string();
+    assert!(err.contains("require"), "{err}");
 }

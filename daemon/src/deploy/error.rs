@@ -108,6 +108,9 @@ pub enum DeployError {
     UnknownBackend(String),
     #[error("{0:?} was declared in the DeploySpec but not uploaded")]
     MissingAttachment(&'static str),
+    /// A missing or bad signature ([`super::signature`]).
+    #[error(transparent)]
+    Signature(#[from] super::signature::SignatureError),
     #[error("quantizing")]
     Quantization(#[from] crate::compress::CompressError),
     #[error(transparent)]

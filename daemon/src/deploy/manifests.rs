@@ -11,6 +11,7 @@
 //! calibration = "calib.npz"      # optional; validation = "val.npz"
 //! method = "entropy"             # optional; also activations, backend,
 //! allow_fp32 = false             #   performance_hint, classification, note
+//! signature = "digits.onnx.sig"  # optional: `dsmilctl sign`'s detached signature
 //! ```
 //!
 //! What each manifest last deployed is remembered in the journal (a
@@ -57,6 +58,9 @@ struct Manifest {
     classification: Option<u32>,
     #[serde(default)]
     note: String,
+    /// A detached signature file (`dsmilctl sign`), checked like a deploy's
+    /// `--signature`.
+    signature: Option<PathBuf>,
 }
 
 /// What a reconciliation did.
@@ -216,6 +220,16 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             hasher.update(Sha256::digest(&bytes));
         }
     }
+    // Part of the fingerprint: a new signature for the same model applies.
+    let signature = match &m.signature {
+        Some(path) => {
+            let path = resolve(path);
+            let bytes = std::fs::read(&path).map_err(|e| format!("signature {}: {e}", path.display()))?;
+            hasher.update(Sha256::digest(&bytes));
+            bytes
+        }
+        None => Vec::new(),
+    };
     Ok(Loaded {
         spec: DeploySpec {
             name: m.name,
@@ -241,6 +255,7 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             workers: m.infer_requests,
             precision: m.precision,
             max_batch: m.max_batch,
+            signature,
         }
         .parse()
         .map_err(|e| e.to_string())?,

@@ -175,3 +175,21 @@ fn the_fingerprint_changes_with_the_manifest_or_any_file_it_names_and_only_then(
     folder.write("unrelated.npz", b"anything");
     assert_eq!(folder.load("digits", &text).unwrap().fingerprint, new_calibration);
 }
+
+#[test]
+fn a_manifests_signature_file_is_sent_and_a_new_one_deploys_again() {
+    let folder = Folder::new();
+    assert_eq!(folder.load("digits", MINIMAL).unwrap().spec.signature, None);
+    folder.write("digits.onnx.sig", &[7; 64]);
+    let text = format!("{MINIMAL}signature = \"digits.onnx.sig\"\n");
+    let first = folder.load("digits", &text).unwrap();
+    assert_eq!(first.spec.signature, Some(vec![7; 64]));
+    folder.write("digits.onnx.sig", &[8; 64]);
+    assert_ne!(folder.load("digits", &text).unwrap().fingerprint, first.fingerprint);
+    std::fs::remove_file(folder.path().join("digits.onnx.sig")).unwrap();
+    let err = folder.load("digits", &text).err().expect("refused");
+    assert!(
+        err.starts_with("signature ") && err.contains("digits.onnx.sig"),
+        "{err}"
+    );
+}

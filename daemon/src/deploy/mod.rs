@@ -21,6 +21,7 @@ mod registry;
 mod request;
 mod restore;
 mod rollback;
+pub mod signature;
 mod validate;
 mod workers;
 

@@ -177,8 +177,14 @@ impl StageRunner<'_, '_> {
                 let record = deployer.journal.set_served(self.id, &sha256)?;
                 deployer.journal.put_report(&record.model, record.version, &q.report)?;
                 let e = q.report.evaluation.as_ref().expect("the plan guarantees gate data");
+                let upgraded = q.report.upgraded_from_opset.map_or_else(String::new, |from| {
+                    format!(
+                        "upgraded from opset {from} to 13 ({} nodes rewritten, outputs checked); ",
+                        q.report.opset_rewrites.len()
+                    )
+                });
                 let summary = format!(
-                    "INT8 ({}, {} samples): {} {:.4} vs {:.4} FP32, retention {:.4}; {} → {} bytes",
+                    "{upgraded}INT8 ({}, {} samples): {} {:.4} vs {:.4} FP32, retention {:.4}; {} → {} bytes",
                     q.report.method,
                     q.report.calibration_samples,
                     e.metric,

@@ -2,12 +2,12 @@
 //! to a journaled deployment and the [`Plan`] the stage runner carries out.
 //! Checks the upload against what the spec declared, inspects the model,
 //! decides what the Quantizing stage will do, estimates memory, places it
-//! (placement, clearance, runtime), commits the blob and journals the
-//! deployment `Uploaded`; then hands over to [`Deployer::launch`].
+//! (placement, clearance, signature, runtime), commits the blob and journals
+//! the deployment `Uploaded`; then hands over to [`Deployer::launch`].
 //!
-//! A refusal here records nothing but (for placement and clearance) an
-//! audit event: it must never journal a deployment it then abandons, nor
-//! load a model (the stages do).
+//! A refusal here records nothing but (for placement, clearance and the
+//! signature) an audit event: it must never journal a deployment it then
+//! abandons, nor load a model (the stages do).
 
 use std::sync::Arc;
 
@@ -171,6 +171,29 @@ impl Deployer {
             });
             return Err(e.into());
         }
+        // Signed models: the layer is known now. A refusal is audited.
+        let signing = &config.signing;
+        let signed_by = match super::signature::check(
+            spec.signature.as_deref(),
+            &staged.model.sha256,
+            staged.weights.as_ref().map(|w| w.sha256.as_str()),
+            signing.trusted_keys.iter().map(|k| (k.name.as_str(), &k.key)),
+            super::signature::Placed {
+                layer: layer.id,
+                layer_name: &layer.name,
+                required: signing.required_layers.contains(&layer.id),
+            },
+        ) {
+            Ok(signed_by) => signed_by,
+            Err(e) => {
+                self.audit(EventRecord {
+                    device: Some(device.id),
+                    layer: Some(layer.id),
+                    ..EventRecord::of(EventKind::Refuse, &spec.name, e.to_string())
+                });
+                return Err(e.into());
+            }
+        };
         let super::launch::Runtime {
             wanted,
             effective,
@@ -208,6 +231,7 @@ impl Deployer {
             precision: spec.precision,
             max_batch,
             estimated_bytes: estimate,
+            signed_by,
             existing: None,
         })?;
         let replaced = (

@@ -36,6 +36,8 @@ pub struct DeploySpec {
     pub workers: u32,
     pub precision: String,
     pub max_batch: u64,
+    /// A detached signature (64 raw bytes); empty: unsigned.
+    pub signature: Vec<u8>,
 }
 
 /// A deploy, parsed and checked: a valid name, known spellings, bounded
@@ -64,6 +66,9 @@ pub struct DeployRequest {
     pub precision: Precision,
     /// Largest batch of a batched model, 1..=MAX_BATCH_SIZE.
     pub max_batch: Option<u64>,
+    /// A detached signature, checked once the layer is known
+    /// (`deploy::signature`); `None`: unsigned.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// Most workers (infer requests) one deployment may run.
@@ -147,6 +152,7 @@ impl DeploySpec {
             workers: (self.workers > 0).then_some(self.workers),
             precision,
             max_batch: (self.max_batch > 0).then_some(self.max_batch),
+            signature: (!self.signature.is_empty()).then_some(self.signature),
         })
     }
 }

@@ -126,6 +126,27 @@ impl Deployer {
         let workers = super::launch::Launch::of(&current.record, &config).workers;
         let estimate = admission::estimate(&info, workers, max_batch);
         let layer = config.topology.layer(u32::from(current.record.layer))?;
+        // A reload runs what serves now again; a rollback brings back an
+        // older version, which must meet the layer's signing rule of today.
+        if kind == dsmil_kinds::EventKind::Rollback {
+            let signing = &config.signing;
+            let placed = super::signature::Placed {
+                layer: layer.id,
+                layer_name: &layer.name,
+                required: signing.required_layers.contains(&layer.id),
+            };
+            let trusted = signing.trusted_keys.iter().map(|k| (k.name.as_str(), &k.key));
+            let checked =
+                super::signature::check_existing(model, version.version, version.signed_by.as_ref(), trusted, placed);
+            if let Err(e) = checked {
+                self.audit(crate::store::EventRecord {
+                    device: Some(current.record.device),
+                    layer: Some(layer.id),
+                    ..crate::store::EventRecord::of(dsmil_kinds::EventKind::Refuse, model, e.to_string())
+                });
+                return Err(e.into());
+            }
+        }
         admission::admit(&config, &self.registry, layer, model, estimate, "estimated")?;
         let device = config.topology.device(current.record.device)?;
         // The restored version runs where the current one does.
@@ -151,6 +172,7 @@ impl Deployer {
             precision: current.record.precision,
             max_batch,
             estimated_bytes: estimate,
+            signed_by: None,
             existing: Some(Existing {
                 version: version.version,
                 kind,

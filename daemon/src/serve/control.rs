@@ -55,9 +55,10 @@ impl ControlService {
         reloader: Arc<crate::reload::Reloader>,
         info: ServerInfo,
         health: tonic_health::server::HealthReporter,
+        gate: Gate,
     ) -> ControlService {
         ControlService {
-            gate: Gate::new(Arc::clone(&deployer)),
+            gate,
             deployer,
             reloader,
             info: Arc::new(info),
@@ -150,6 +151,8 @@ impl Control for ControlService {
                 },
             )
             .await?;
+        // Held until the pipeline ends, upload included.
+        let share = self.gate.admit_deploy(&caller)?;
         let (spec, staged) = upload::receive(&self.deployer, &mut inbound, spec).await?;
 
         let (tx, mut from_pipeline) = tokio::sync::mpsc::channel(16);
@@ -164,6 +167,7 @@ impl Control for ControlService {
                 Err(e) => Err(Status::from(e)),
             };
             let _ = tx.blocking_send(last);
+            drop(share);
         });
         // Forward the pipeline's progress; before the final message, mark the
         // model SERVING in grpc.health so the caller can watch it at once.
@@ -502,6 +506,7 @@ impl Control for ControlService {
     ) -> Result<Response<Self::QuantizeStream>, Status> {
         let caller = self.gate.caller(&request);
         self.gate.check(&caller, Action::Quantize).await?;
+        let _share = self.gate.admit_deploy(&caller)?;
         let mut inbound = request.into_inner();
         let spec = upload::read_spec(&self.deployer, &mut inbound).await?;
         let (spec, staged) = upload::receive(&self.deployer, &mut inbound, spec).await?;

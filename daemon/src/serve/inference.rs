@@ -277,6 +277,7 @@ impl GrpcInferenceService for InferenceService {
                 },
             )
             .await?;
+        let _share = self.gate.admit_inference(&caller)?;
         let in_flight = model.metrics.start();
         let result = self.infer(&model, &mut req, deadline).await;
         drop(in_flight);

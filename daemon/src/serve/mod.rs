@@ -8,7 +8,8 @@
 //! wire conversions live in [`convert`] only. Who may call is checked at the
 //! top of every handler of both services through [`Gate`] (one
 //! `access::authorise`), with the peer tonic puts in each request's
-//! extensions: SO_PEERCRED on the Unix socket, the address on TCP.
+//! extensions: SO_PEERCRED on the Unix socket, the address and the client
+//! certificate ([`tls`]) on TCP.
 
 mod control;
 // Public only for the fuzz targets (fuzz/), which drive request checking
@@ -22,6 +23,10 @@ mod inference;
 mod rest;
 pub mod socket;
 pub mod status;
+// Public only for the identity benchmark (daemon/benches/identity.rs).
+#[doc(hidden)]
+pub mod tls;
+pub mod transport;
 mod upload;
 
 use std::time::Duration;
@@ -50,25 +55,39 @@ pub struct Services {
     pub health: HealthServer,
     /// serving.max_request_bytes: the largest inference message decoded.
     pub max_request_bytes: usize,
+    /// TLS (mutual with a client CA) on the TCP listener; None: plain TCP.
+    pub tls: Option<crate::config::TlsConfig>,
 }
 
 type Router<L> = tonic::transport::server::Router<L>;
 
 impl Services {
+    // The type names the status-rewriting closure's layer, which has no
+    // name to alias on stable Rust.
+    #[allow(clippy::type_complexity)]
     fn router(
         self,
-    ) -> Router<
-        tower::layer::util::Stack<
-            tower::util::MapResponseLayer<impl Fn(TransportResponse) -> TransportResponse + Clone>,
-            tower::layer::util::Identity,
+        tls: Option<crate::config::TlsConfig>,
+    ) -> Result<
+        Router<
+            tower::layer::util::Stack<
+                tower::util::MapResponseLayer<impl Fn(TransportResponse) -> TransportResponse + Clone>,
+                tower::layer::util::Identity,
+            >,
         >,
+        tonic::transport::Error,
     > {
         let limit = self.max_request_bytes;
         let rewrite = move |mut response: TransportResponse| {
             status::rewrite_transport_status(response.headers_mut(), limit);
             response
         };
-        tonic::transport::Server::builder()
+        // HTTP/2 windows and frame size: chosen and explained in `transport`.
+        let mut server = transport::server();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls::server_config(&tls))?;
+        }
+        Ok(server
             .layer(tower::util::MapResponseLayer::new(rewrite))
             .add_service(
                 GrpcInferenceServiceServer::new(self.inference)
@@ -82,7 +101,7 @@ impl Services {
                     .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_CONTROL_MESSAGE_BYTES),
             )
-            .add_service(self.health)
+            .add_service(self.health))
     }
 }
 
@@ -100,7 +119,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let mut servers = tokio::task::JoinSet::new();
     let stop = shutdown.clone();
-    let router = services.clone().router();
+    let router = services.clone().router(None)?;
     servers.spawn(async move {
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(unix);
         router
@@ -113,9 +132,11 @@ pub async fn serve(
     }
     if let Some(tcp) = tcp {
         let stop = shutdown.clone();
-        let router = services.router();
+        let tls = services.tls.clone();
+        let router = services.router(tls)?;
         servers.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(tcp);
+            // TCP_NODELAY on each accepted socket (see `transport`).
+            let incoming = transport::tcp_incoming(tcp);
             router
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await

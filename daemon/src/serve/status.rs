@@ -58,6 +58,7 @@ pub fn deploy_code(err: &DeployError) -> Code {
         | DeployError::IrWithoutWeights
         | DeployError::CannotQuantize(_) => Code::InvalidArgument,
         DeployError::NeedsOpenVino { .. } => Code::FailedPrecondition,
+        DeployError::Signature(_) => Code::PermissionDenied,
         DeployError::Quantization(q) => compress_code(q),
         DeployError::Backend(b) => backend_code(b),
         DeployError::Store(s) => store_code(s),
@@ -67,8 +68,9 @@ pub fn deploy_code(err: &DeployError) -> Code {
 
 pub fn compress_code(err: &CompressError) -> Code {
     match err {
-        CompressError::GateFailed { .. } => Code::FailedPrecondition,
+        CompressError::GateFailed { .. } | CompressError::UpgradeChanged { .. } => Code::FailedPrecondition,
         CompressError::Data { .. }
+        | CompressError::Upgrade(_)
         | CompressError::Opset(_)
         | CompressError::Decode(_)
         | CompressError::NoGraph
@@ -194,6 +196,14 @@ pub fn denial_code(denial: &Denial) -> Code {
 impl From<Denial> for Status {
     fn from(denial: Denial) -> Status {
         Status::new(denial_code(&denial), denial.to_string())
+    }
+}
+
+/// A principal over its in-flight bound: RESOURCE_EXHAUSTED (Triton's code
+/// for a full queue), which clients treat as "retry later".
+impl From<crate::access::Saturated> for Status {
+    fn from(saturated: crate::access::Saturated) -> Status {
+        Status::new(Code::ResourceExhausted, saturated.to_string())
     }
 }
 
@@ -422,10 +432,26 @@ mod tests {
                 role: Role::Viewer,
                 clearance: 5,
                 inference_only: false,
+                limits: crate::access::Limits {
+                    inferences: 1,
+                    deploys: 1,
+                },
             }),
             ..unknown
         };
         let status = Status::from(authorise(&viewer, &Action::Reload).unwrap_err());
+        let busy = Status::from(crate::access::Saturated {
+            principal: "watch".into(),
+            what: "inference requests",
+            limit: 1,
+            key: "max_concurrent_inferences",
+        });
+        assert_eq!(busy.code(), Code::ResourceExhausted);
+        assert!(
+            busy.message().contains("access.max_concurrent_inferences"),
+            "{}",
+            busy.message()
+        );
         assert_eq!(status.code(), Code::PermissionDenied);
         assert!(
             status.message().contains("\"watch\"") && status.message().contains("needs admin"),

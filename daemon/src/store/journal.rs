@@ -85,6 +85,8 @@ pub struct NewDeployment {
     pub precision: Precision,
     pub max_batch: u64,
     pub estimated_bytes: u64,
+    /// A new version's verified signer (an existing version keeps its own).
+    pub signed_by: Option<super::SignedBy>,
     /// Re-deploy an existing version (a rollback or a reload) instead of
     /// recording a new one.
     pub existing: Option<Existing>,
@@ -276,6 +278,7 @@ impl Journal {
                         classification: new.classification,
                         created_ms: now,
                         note: new.note.clone(),
+                        signed_by: new.signed_by.clone(),
                     }
                 }
             };

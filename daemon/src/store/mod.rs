@@ -34,7 +34,9 @@ mod records;
 pub use blobs::{BlobStore, StagedBlob, Upload};
 pub use journal::{Existing, Journal, NewDeployment};
 pub use migrations::SCHEMA_VERSION;
-pub use records::{DeploymentRecord, EventCaller, EventRecord, ModelRecord, StateChange, VersionRecord, now_ms};
+pub use records::{
+    DeploymentRecord, EventCaller, EventRecord, ModelRecord, SignedBy, StateChange, VersionRecord, now_ms,
+};
 
 use std::path::{Path, PathBuf};
 

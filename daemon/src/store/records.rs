@@ -31,6 +31,19 @@ pub struct VersionRecord {
     pub created_ms: u64,
     #[serde(default)]
     pub note: String,
+    /// The trusted key whose signature over the model was verified at
+    /// deploy (none: deployed unsigned, or before signatures existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<SignedBy>,
+}
+
+/// A verified signature's key: its name in `[signing].trusted_keys` then,
+/// and its fingerprint ("sha256:" + hex), which stays true if the name is
+/// later given to another key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SignedBy {
+    pub key: String,
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

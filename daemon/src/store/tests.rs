@@ -21,8 +21,33 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         precision: dsmil_kinds::Precision::Default,
         max_batch: 0,
         estimated_bytes: 1 << 20,
+        signed_by: None,
         existing: None,
     }
+}
+
+#[test]
+fn a_version_records_its_signer_and_older_records_read_as_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    let signer = SignedBy {
+        key: "release".into(),
+        fingerprint: format!("sha256:{}", "cd".repeat(32)),
+    };
+    let (version, _) = journal
+        .create_deployment(NewDeployment {
+            signed_by: Some(signer.clone()),
+            ..new_deployment("signed", 47)
+        })
+        .unwrap();
+    assert_eq!(version.signed_by.as_ref(), Some(&signer));
+    assert_eq!(journal.version("signed", 1).unwrap().unwrap().signed_by, Some(signer));
+    // A record written before the field existed.
+    let old =
+        r#"{"model":"m","version":1,"sha256":"ab","size_bytes":1,"format":"onnx","classification":3,"created_ms":5}"#;
+    let decoded: VersionRecord = serde_json::from_str(old).unwrap();
+    assert_eq!(decoded.signed_by, None);
+    assert!(!serde_json::to_string(&decoded).unwrap().contains("signed_by"));
 }
 
 #[test]

@@ -74,6 +74,13 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .args(["--tcp", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            // TCP callers without a certificate are refused by default;
+            // the tests of TCP serving want them served, unless they say.
+            .args(if args.contains(&"--anonymous-clearance") {
+                &[][..]
+            } else {
+                &["--anonymous-clearance", "9"][..]
+            })
             .args(args)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("RUST_LOG", "info")

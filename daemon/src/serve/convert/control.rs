@@ -144,6 +144,7 @@ pub fn deploy_request(spec: pb::DeploySpec) -> Result<DeployRequest, DeployError
         workers: spec.infer_requests,
         precision: spec.precision,
         max_batch: spec.max_batch,
+        signature: spec.signature,
     }
     .parse()
 }
@@ -205,6 +206,8 @@ pub fn model(name: &str, versions: Vec<VersionRecord>, serving: Option<&Deployme
                 created_unix_ms: v.created_ms,
                 format: v.format.to_string(),
                 note: v.note,
+                signed_by: v.signed_by.as_ref().map(|s| s.key.clone()).unwrap_or_default(),
+                signed_by_fingerprint: v.signed_by.map(|s| s.fingerprint).unwrap_or_default(),
             })
             .collect(),
         active_version: serving.map_or(0, |a| a.version),
