@@ -8,7 +8,8 @@
 #   - the unit passes `systemd-analyze verify` (ExecStart pointed at the
 #     installed binary) and its Documentation= file is installed;
 #   - the installed dsmild and dsmilctl run: --version, check-config of the
-#     packaged config, and a short start on temporary paths whose status
+#     packaged config, dsmilctl's completions and man page are there, and a
+#     short start on temporary paths whose status
 #     names the installed dsmil-fetch-runtimes when a runtime is missing.
 # Needs root (dpkg --root, systemd-sysusers --root).
 set -euo pipefail
@@ -33,9 +34,10 @@ has() { # file pattern what
 }
 
 echo "== metadata and contents of $(basename "$deb")"
-dpkg-deb -f "$deb" Package | grep -qx dsmil || fail "the package is not named dsmil"
-dpkg-deb -f "$deb" Depends | grep -q systemd || fail "no dependency providing systemd-sysusers"
-dpkg-deb -c "$deb" >"$work/contents"
+[ "$(dpkg-deb -f "$deb" Package)" = dsmil ] || fail "the package is not named dsmil"
+[[ $(dpkg-deb -f "$deb" Depends) == *systemd* ]] || fail "no dependency providing systemd-sysusers"
+# dpkg-deb -c prints numeric owners as 0/0; compare as root/root.
+dpkg-deb -c "$deb" | sed 's| 0/0 | root/root |' >"$work/contents"
 for entry in \
     '-rwxr-xr-x root/root .* \./usr/bin/dsmild$' \
     '-rwxr-xr-x root/root .* \./usr/bin/dsmilctl$' \
@@ -45,9 +47,12 @@ for entry in \
     '-rw-r--r-- root/root .* \./usr/lib/tmpfiles\.d/dsmild\.conf$' \
     '-rw-r--r-- root/root .* \./etc/dsmil/dsmil\.toml$' \
     '-rw-r--r-- root/root .* \./usr/share/doc/dsmil/README\.md$' \
-    '-rw-r--r-- root/root .* \./usr/share/doc/dsmil/copyright$'; do
-    # dpkg-deb -c prints numeric owners as 0/0; compare as root/root.
-    sed 's| 0/0 | root/root |' "$work/contents" | grep -qE -- "$entry" || fail "missing or wrong mode: $entry"
+    '-rw-r--r-- root/root .* \./usr/share/doc/dsmil/copyright$' \
+    '-rw-r--r-- root/root .* \./usr/share/bash-completion/completions/dsmilctl$' \
+    '-rw-r--r-- root/root .* \./usr/share/zsh/vendor-completions/_dsmilctl$' \
+    '-rw-r--r-- root/root .* \./usr/share/fish/vendor_completions.d/dsmilctl\.fish$' \
+    '-rw-r--r-- root/root .* \./usr/share/man/man1/dsmilctl\.1\.gz$'; do
+    grep -qE -- "$entry" "$work/contents" || fail "missing or wrong mode: $entry"
 done
 dpkg-deb --ctrl-tarfile "$deb" | tar -x -C "$work"
 [ "$(cat "$work/conffiles")" = /etc/dsmil/dsmil.toml ] || fail "conffiles is not exactly /etc/dsmil/dsmil.toml: $(cat "$work/conffiles")"
@@ -91,11 +96,15 @@ if ! systemd-analyze verify --man=no "$work/units/dsmild.service" >"$work/verify
 fi
 
 echo "== the installed binaries"
-"$root/usr/bin/dsmild" --version | grep -q '^dsmild ' || fail "dsmild --version"
-"$root/usr/bin/dsmilctl" --version | grep -q '^dsmilctl ' || fail "dsmilctl --version"
+[[ $("$root/usr/bin/dsmild" --version) == "dsmild "* ]] || fail "dsmild --version"
+[[ $("$root/usr/bin/dsmilctl" --version) == "dsmilctl "* ]] || fail "dsmilctl --version"
 "$root/usr/bin/dsmild" check-config "$root/etc/dsmil/dsmil.toml" || fail "check-config of the packaged config"
-"$root/usr/bin/dsmil-fetch-runtimes" --help | grep -q 'default: /usr/lib/dsmil/runtimes' ||
-    fail "dsmil-fetch-runtimes does not default to /usr/lib/dsmil/runtimes"
+bash -n "$root/usr/share/bash-completion/completions/dsmilctl" || fail "the bash completion does not parse"
+has "$root/usr/share/bash-completion/completions/dsmilctl" 'complete .*dsmilctl' "the bash completion registers nothing"
+zcat "$root/usr/share/man/man1/dsmilctl.1.gz" >"$work/dsmilctl.1"
+has "$work/dsmilctl.1" '^\.TH dsmilctl' "dsmilctl.1 is not a man page"
+"$root/usr/bin/dsmil-fetch-runtimes" --help >"$work/fetch-help"
+has "$work/fetch-help" 'default: /usr/lib/dsmil/runtimes' "dsmil-fetch-runtimes does not default to /usr/lib/dsmil/runtimes"
 # The production config serves no network listener.
 has "$root/etc/dsmil/dsmil.toml" '^tcp = ""$' "the packaged config turns on a TCP listener"
 has "$root/etc/dsmil/dsmil.toml" '^http = ""$' "the packaged config turns on an HTTP listener"
@@ -137,6 +146,6 @@ dpkg --root="$root" --force-script-chrootless --log=/dev/null --purge dsmil >"$w
 
 if command -v lintian >/dev/null; then
     echo "== lintian (advisory)"
-    lintian --no-tag-display-limit "$deb" || true
+    lintian --tag-display-limit 0 "$deb" || true
 fi
 echo "package check: ok"

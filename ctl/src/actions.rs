@@ -1,6 +1,7 @@
 //! The commands that change what dsmild does, other than uploading a model
 //! (`deploy`, `quantize`): undeploy, rollback, reload of its configuration,
-//! and feedback (a reported outcome, counted towards accuracy drift). Each
+//! prune (old versions and their files), and feedback (a reported outcome,
+//! counted towards accuracy drift). Each
 //! sends one request and prints what the daemon says it did, never a
 //! result of its own.
 
@@ -53,6 +54,31 @@ pub async fn reload(c: &mut Clients, json: bool) -> anyhow::Result<()> {
         }
         for warning in &r.warnings {
             println!("warning: {warning}");
+        }
+    })
+}
+
+pub async fn prune(c: &mut Clients, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let r = c.control.prune(pb::PruneRequest { dry_run }).await?.into_inner();
+    output::print(&r, json, || {
+        let verb = if r.dry_run { "would remove" } else { "removed" };
+        for v in &r.versions {
+            let ids: Vec<String> = v.deployments.iter().map(u64::to_string).collect();
+            println!(
+                "{verb} {} version {} (deployments {})",
+                v.model,
+                v.version,
+                if ids.is_empty() { "none".into() } else { ids.join(", ") }
+            );
+        }
+        for b in &r.blobs {
+            println!("{verb} blob {} ({})", b.sha256, crate::table::bytes(b.size_bytes));
+        }
+        if r.versions.is_empty() && r.blobs.is_empty() {
+            println!("nothing to prune");
+        }
+        for note in &r.notes {
+            println!("note: {note}");
         }
     })
 }

@@ -30,6 +30,8 @@ pub struct Args<'a> {
     pub max_batch: u64,
     /// A detached signature file (`dsmilctl sign`).
     pub signature: Option<&'a Path>,
+    /// NAME=D0,D1,... for synthetic runs.
+    pub input_shapes: Vec<String>,
 }
 
 /// How an FP32 upload becomes INT8: the flags `deploy` and `quantize` share.
@@ -47,6 +49,10 @@ pub struct Int8Flags {
     /// Activation type: uint8 or int8 (default: the daemon's config).
     #[arg(long, default_value = "")]
     pub activations: String,
+    /// What the accuracy gate measures: accuracy, agreement, position,
+    /// cosine, snr or iou (default: chosen per output by its kind).
+    #[arg(long, default_value = "")]
+    pub gate_metric: String,
 }
 
 /// The INT8 flags' files, read, with the spec fields they fill.
@@ -104,6 +110,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         validation: validation.as_ref().map(|(_, a)| a.clone()),
         method: args.int8.method.clone(),
         activations: args.int8.activations.clone(),
+        gate_metric: args.int8.gate_metric.clone(),
         allow_fp32: args.allow_fp32,
         backend: args.backend,
         performance_hint: args.performance_hint,
@@ -111,6 +118,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         precision: args.precision,
         max_batch: args.max_batch,
         signature: signature.unwrap_or_default(),
+        input_shapes: args.input_shapes,
     };
     let bar = if json {
         ProgressBar::hidden()

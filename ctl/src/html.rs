@@ -76,7 +76,7 @@ td.int8 {{ color: #b35c12; }} td.fp32 {{ color: #2f5d9e; }}
 <p>Method {method}, {activations} activations, {samples} calibration samples; {metric} over {val} validation samples.</p>
 <table>
 <tr><th></th><th>FP32</th><th>INT8</th><th></th></tr>
-<tr><td>size</td><td>{size_before} bytes</td><td>{size_after} bytes</td><td>{ratio:.2}x smaller</td></tr>
+<tr><td>size</td><td>{size_before} bytes</td><td>{size_after} bytes</td><td>{ratio}</td></tr>
 <tr><td>{metric}</td><td>{fp32:.4}</td><td>{int8:.4}</td><td>retention {retention:.4}</td></tr>
 <tr><td>latency p50</td><td>{fp50:.3} ms</td><td>{ip50:.3} ms</td><td></td></tr>
 <tr><td>latency p95</td><td>{fp95:.3} ms</td><td>{ip95:.3} ms</td><td></td></tr>
@@ -100,11 +100,7 @@ td.int8 {{ color: #b35c12; }} td.fp32 {{ color: #2f5d9e; }}
         val = r.validation_samples,
         size_before = r.size_before,
         size_after = r.size_after,
-        ratio = if r.size_after > 0 {
-            r.size_before as f64 / r.size_after as f64
-        } else {
-            0.0
-        },
+        ratio = crate::views::report::size_change(r.size_before, r.size_after),
         fp32 = r.fp32,
         int8 = r.int8,
         retention = r.retention,

@@ -35,7 +35,9 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
         let v = if args.random {
             tensors::random(&input.datatype, &input.shape, args.batch)
         } else {
-            find_input(&args.inputs, &input.name, meta.inputs.len())?
+            let v = find_input(&args.inputs, &input.name, meta.inputs.len())?;
+            tensors::check_exact(&v, &input.datatype).with_context(|| format!("input {:?}", input.name))?;
+            v
         };
         values.push((input.name.clone(), input.datatype.clone(), v));
     }

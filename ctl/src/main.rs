@@ -7,6 +7,7 @@ mod actions;
 mod cli;
 mod client;
 mod deploy;
+mod generate;
 mod html;
 mod infer;
 mod keys;

@@ -1,6 +1,10 @@
 //! Tensors for `dsmilctl infer`: reading .npy/.npz files, making random
 //! inputs, encoding to the KServe raw layout of the model's declared datatype,
-//! and decoding raw outputs for display.
+//! and decoding raw outputs for display. A file whose values the model's
+//! datatype cannot hold exactly (float64 into FP32, floats into integers)
+//! is refused, never cast: the model would answer for other inputs than
+//! the file's. A conversion that changes no value (a uint8 image into FP32)
+//! goes ahead.
 
 use std::fs::File;
 use std::path::Path;
@@ -14,6 +18,9 @@ use rand::Rng;
 pub struct Values {
     pub shape: Vec<i64>,
     pub data: Vec<f64>,
+    /// The file's element type as numpy names it ("float64"); "" for values
+    /// made for the model's own datatype (--random).
+    pub dtype: &'static str,
 }
 
 macro_rules! try_types {
@@ -26,6 +33,7 @@ macro_rules! try_types {
                     return Ok(Values {
                         shape: array.shape().iter().map(|&d| d as i64).collect(),
                         data: array.iter().map(|&v| v as f64).collect(),
+                        dtype: numpy_name(std::any::type_name::<$t>()),
                     });
                 }
                 Err(e) => {
@@ -61,6 +69,7 @@ pub fn read_npy(path: &Path) -> anyhow::Result<Values> {
         return Ok(Values {
             shape: array.shape().iter().map(|&d| d as i64).collect(),
             data: array.iter().map(|&v| f64::from(u8::from(v))).collect(),
+            dtype: "bool",
         });
     }
     Err(last.expect("at least one type was tried")).with_context(|| format!("reading {} as .npy", path.display()))
@@ -109,7 +118,84 @@ pub fn random(datatype: &str, shape: &[i64], batch: i64) -> Values {
             _ => f64::from(rng.random_range(0..10u8)),
         })
         .collect();
-    Values { shape, data }
+    Values { shape, data, dtype: "" }
+}
+
+/// numpy's name for a Rust element type.
+fn numpy_name(rust: &str) -> &'static str {
+    match rust {
+        "f32" => "float32",
+        "f64" => "float64",
+        "i8" => "int8",
+        "i16" => "int16",
+        "i32" => "int32",
+        "i64" => "int64",
+        "u8" => "uint8",
+        "u16" => "uint16",
+        "u32" => "uint32",
+        "u64" => "uint64",
+        _ => "bool",
+    }
+}
+
+/// `v` as `datatype` holds it (NaN stays NaN; out of range saturates).
+fn as_datatype(v: f64, datatype: &str) -> f64 {
+    match datatype {
+        "FP32" => f64::from(v as f32),
+        "FP16" => half::f16::from_f64(v).to_f64(),
+        "BF16" => half::bf16::from_f64(v).to_f64(),
+        "INT8" => f64::from(v as i8),
+        "INT16" => f64::from(v as i16),
+        "INT32" => f64::from(v as i32),
+        "INT64" => v as i64 as f64,
+        "UINT8" => f64::from(v as u8),
+        "UINT16" => f64::from(v as u16),
+        "UINT32" => f64::from(v as u32),
+        "UINT64" => v as u64 as f64,
+        "BOOL" => f64::from(u8::from(v != 0.0)),
+        _ => v,
+    }
+}
+
+/// Refuses values read from a file of another element type than
+/// `datatype` if converting would change any of them, saying how many,
+/// the first, and how to save the file instead.
+pub fn check_exact(values: &Values, datatype: &str) -> anyhow::Result<()> {
+    if values.dtype.is_empty() {
+        return Ok(());
+    }
+    let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+    let mut changed = values
+        .data
+        .iter()
+        .map(|&v| (v, as_datatype(v, datatype)))
+        .filter(|&(v, held)| !same(v, held));
+    let Some((v, held)) = changed.next() else {
+        return Ok(());
+    };
+    let count = 1 + changed.count();
+    let wanted = match datatype {
+        "FP32" => "float32",
+        "FP64" => "float64",
+        "FP16" => "float16",
+        "INT8" => "int8",
+        "INT16" => "int16",
+        "INT32" => "int32",
+        "INT64" => "int64",
+        "UINT8" => "uint8",
+        "UINT16" => "uint16",
+        "UINT32" => "uint32",
+        "UINT64" => "uint64",
+        "BOOL" => "bool",
+        other => other,
+    };
+    bail!(
+        "the file holds {} values and the model takes {datatype}: {count} of {} would change in conversion \
+         (the first: {v} becomes {held}); dsmilctl does not cast them. Save the array as {wanted} \
+         (numpy: a.astype(np.{wanted})) to send it",
+        values.dtype,
+        values.data.len()
+    )
 }
 
 /// Encodes values as the raw little-endian bytes of `datatype`.

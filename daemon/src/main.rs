@@ -46,7 +46,7 @@ fn real_main() -> anyhow::Result<()> {
         Some(Command::Quantize(args)) => {
             dsmild::logging::init_human();
             let config = config::load(cli.run.config.as_deref(), &cli.run.overrides())?;
-            warn_if_default_missing(&cli.run);
+            cli.run.warn_if_default_missing();
             let report = dsmild::compress::offline::run(&config, &args.into_job(&config)?)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
@@ -63,7 +63,7 @@ fn real_main() -> anyhow::Result<()> {
             let config = config::load(cli.run.config.as_deref(), &cli.run.overrides())?;
             let destination = dsmild::logging::init(&config.logging);
             tracing::info!(version = env!("CARGO_PKG_VERSION"), log = %destination, "dsmild starting");
-            warn_if_default_missing(&cli.run);
+            cli.run.warn_if_default_missing();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("dsmild-io")
@@ -89,15 +89,4 @@ fn real_main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The unit's config file may be missing (the defaults apply); say so, once
-/// logging is set up, so an operator who expected their file learns why.
-fn warn_if_default_missing(flags: &config::Flags) {
-    if let Some(file) = flags.config.as_deref().filter(|f| config::is_missing_default(f)) {
-        tracing::warn!(
-            file = %file.display(),
-            "the config file is missing; running on the built-in defaults (`dsmild default-config` prints them)"
-        );
-    }
 }

@@ -102,7 +102,7 @@ async fn kill_9_during_activation_keeps_what_the_journal_committed() {
     let seen = daemon.ctl_json(&["events"])["events"]
         .as_array()
         .unwrap()
-        .last()
+        .first()
         .unwrap()["seq"]
         .as_u64()
         .unwrap();

@@ -87,30 +87,10 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
     assert!(sample(&text, "dsmil_process_resident_memory_bytes").unwrap() > 1e6);
     assert_eq!(sample(&text, r#"dsmil_deploys_total{model="digits"}"#), Some(1.0));
 
-    // Every metric the shipped Grafana dashboard queries is exported.
-    let dashboard = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/grafana/dsmil-dashboard.json"
-    ))
-    .unwrap();
-    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
-    let mut queried = std::collections::BTreeSet::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
-            let expr = target["expr"].as_str().unwrap();
-            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if word.starts_with("dsmil_") {
-                    queried.insert(
-                        word.trim_end_matches("_bucket")
-                            .trim_end_matches("_sum")
-                            .trim_end_matches("_count")
-                            .to_owned(),
-                    );
-                }
-            }
-        }
-    }
-    assert!(queried.len() >= 15, "{queried:?}");
+    // Every metric the shipped Grafana dashboard queries is exported, and
+    // every query is filtered by the job and instance variables.
+    let queried = dashboard_metrics();
+    assert!(queried.len() >= 20, "{queried:?}");
     let missing: Vec<&String> = queried
         .iter()
         .filter(|m| !text.contains(&format!("# TYPE {m} ")))
@@ -124,7 +104,12 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
         "{text}"
     );
 
-    // promtool (Debian package `prometheus`; scripts/test.sh installs it).
+    promtool_check_metrics(&text);
+}
+
+/// `promtool check metrics` (Debian package `prometheus`; scripts/test.sh
+/// installs it) on a scrape: the format and the naming lints.
+fn promtool_check_metrics(text: &str) {
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -140,6 +125,199 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn dashboard() -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana/dsmil-dashboard.json"
+    ))
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Each metric an expression selects, with its label selector (empty when
+/// it has none): `rate(x_total{a="b"}[5m])` gives `("x_total", "a=\"b\"")`.
+/// Only dsmild's own families and the standard process family count.
+fn selected_metrics(expr: &str) -> Vec<(String, String)> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut found = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find(|c: char| ident(c)) {
+        let word_len = rest[start..].find(|c: char| !ident(c)).unwrap_or(rest.len() - start);
+        let word = &rest[start..start + word_len];
+        let after = &rest[start + word_len..];
+        rest = after;
+        if !(word.starts_with("dsmil_") || word.starts_with("process_")) {
+            continue;
+        }
+        let selector = after
+            .strip_prefix('{')
+            .and_then(|s| s.split_once('}'))
+            .map_or(String::new(), |(inside, _)| inside.to_owned());
+        found.push((word.to_owned(), selector));
+    }
+    found
+}
+
+/// The metric families the dashboard queries, after checking what every
+/// dashboard must: a data source variable every panel uses, `job` and
+/// `instance` variables, each selection filtered by both (two hosts never
+/// merge) and the drift score shown as the unitless number it is.
+fn dashboard_metrics() -> std::collections::BTreeSet<String> {
+    let dashboard = dashboard();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for needed in ["datasource", "job", "instance"] {
+        assert!(variables.contains(&needed), "no ${needed} variable: {variables:?}");
+    }
+    let mut queries: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        if panel["datasource"]["uid"] != "${datasource}" {
+            problems.push(format!("{title}: not on the $datasource variable"));
+        }
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push(target["expr"].as_str().unwrap().to_owned());
+        }
+        if title.starts_with("Drift") {
+            let unit = panel["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
+            assert!(!unit.contains("percent"), "PSI is unitless, not {unit}");
+            let steps: Vec<f64> = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s["value"].as_f64())
+                .collect();
+            assert_eq!(steps, [0.1, 0.25], "PSI's conventional thresholds");
+        }
+    }
+    let mut queried = std::collections::BTreeSet::new();
+    for expr in &queries {
+        let selected = selected_metrics(expr);
+        assert!(!selected.is_empty(), "a query of no dsmild metric: {expr}");
+        for (metric, selector) in selected {
+            for filter in [r#"job=~"$job""#, r#"instance=~"$instance""#] {
+                if !selector.split(',').any(|m| m.trim() == filter) {
+                    problems.push(format!("{metric} without {filter} in {expr}"));
+                }
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| metric.strip_suffix(suffix))
+                .unwrap_or(&metric);
+            queried.insert(family.to_owned());
+        }
+    }
+    // The variables' own queries name metrics too.
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["query"].as_str() {
+            queried.extend(selected_metrics(query).into_iter().map(|(m, _)| m));
+        }
+    }
+    assert!(problems.is_empty(), "the dashboard: {problems:#?}");
+    queried
+}
+
+#[test]
+fn the_dashboard_selector_check_reads_promql() {
+    assert_eq!(
+        selected_metrics(r#"sum by (instance, model) (rate(dsmil_x_total{job=~"$job",code="OK"}[5m])) / process_y"#),
+        [
+            ("dsmil_x_total".to_owned(), r#"job=~"$job",code="OK""#.to_owned()),
+            ("process_y".to_owned(), String::new())
+        ]
+    );
+}
+
+/// The value of `name`'s only sample (a family without labels).
+fn single(text: &str, name: &str) -> f64 {
+    sample(text, &format!("{name} ")).unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn process_build_and_inference_counts_follow_convention_and_layer_memory_survives_a_restart() {
+    let daemon = Daemon::start();
+    let address = daemon.ctl_json(&["status"])["metrics_address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = scrape(&address);
+
+    // The standard process family, read at the scrape.
+    let cpu_before = single(&before, "process_cpu_seconds_total");
+    assert!(before.contains("# TYPE process_cpu_seconds_total counter"), "{before}");
+    assert!(single(&before, "process_resident_memory_bytes") > 1e6);
+    assert!(single(&before, "process_virtual_memory_bytes") >= single(&before, "process_resident_memory_bytes"));
+    let (open, max) = (single(&before, "process_open_fds"), single(&before, "process_max_fds"));
+    assert!(open >= 3.0 && max >= open, "{open} of {max}");
+    let started = single(&before, "process_start_time_seconds");
+    assert!((unix_now() - started).abs() < 120.0, "started at {started}");
+    let build = format!(
+        r#"dsmil_build_info{{version="{}",git_commit=""#,
+        env!("CARGO_PKG_VERSION")
+    );
+    let info = before.lines().find(|l| l.starts_with(&build));
+    assert!(info.is_some_and(|l| l.ends_with("} 1")), "{before}");
+
+    // Three rows in one request: three inferences, one execution.
+    let deployed = daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
+    let mut client = daemon.inference().await;
+    client.model_infer(digits_request(3, 0.5)).await.unwrap();
+    let after = scrape(&address);
+    let labels = r#"model="digits",version="1",device="47",layer="7",backend="onnxruntime""#;
+    let count = |text: &str, name: &str| sample(text, &format!("{name}{{{labels}}}"));
+    assert_eq!(count(&after, "dsmil_inference_count_total"), Some(3.0), "{after}");
+    assert_eq!(count(&after, "dsmil_inference_exec_count_total"), Some(1.0));
+    client.model_infer(digits_request(2, 0.5)).await.unwrap();
+    client.model_infer(digits_request(1, 0.5)).await.unwrap();
+    let later = scrape(&address);
+    assert_eq!(count(&later, "dsmil_inference_count_total"), Some(6.0));
+    assert_eq!(count(&later, "dsmil_inference_exec_count_total"), Some(3.0));
+    // A deploy's checks and warmup run the model, but are no application's
+    // executions; they do take CPU, which the counter shows at once.
+    let cpu_after = single(&after, "process_cpu_seconds_total");
+    assert!(cpu_after > cpu_before, "{cpu_before} then {cpu_after}");
+    assert!(single(&later, "process_cpu_seconds_total") >= cpu_after);
+    promtool_check_metrics(&later);
+
+    // After a restart the first scrape already shows the restored
+    // deployment's memory (the sampler's first tick ran before the restore).
+    let dir = daemon.stop();
+    let daemon = Daemon::start_in(dir, &[]);
+    let address = daemon.ctl_json(&["status"])["metrics_address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = scrape(&address);
+    let layer = |name: &str| sample(&first, &format!(r#"{name}{{layer="7"}}"#));
+    assert_eq!(
+        layer("dsmil_layer_memory_estimated_bytes"),
+        deployed["estimated_bytes"].as_f64(),
+        "{first}"
+    );
+    assert!(deployed["estimated_bytes"].as_u64().unwrap() > 0);
+    let shown = daemon.ctl_json(&["show", &deployed["id"].to_string()]);
+    assert_eq!(
+        layer("dsmil_layer_memory_measured_bytes"),
+        shown["measured_bytes"].as_f64()
+    );
+    assert!(layer("dsmil_layer_memory_measured_bytes").unwrap() > 0.0);
+    // The restored deployment's counters start again, at zero.
+    assert_eq!(count(&first, "dsmil_inference_count_total"), Some(0.0));
+    assert_eq!(count(&first, "dsmil_inference_exec_count_total"), Some(0.0));
 }
 
 #[test]

@@ -8,12 +8,12 @@ mod common;
 
 use std::sync::OnceLock;
 
-use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
-use dsmil_proto::onnx::type_proto::{Tensor as TensorType, Value};
-use dsmil_proto::onnx::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, attribute_proto, tensor_shape_proto,
+use common::onnx::{
+    attr_float as float, attr_floats as floats, attr_int as int, attr_ints as ints, attr_string as string,
+    floats as const_f32, int64s, node_with as op, output, value,
 };
+use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
+use dsmil_proto::onnx::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
 use dsmild::backend::{Backend, DataType, LoadOptions, OnnxRuntime, Tensor, locate_onnxruntime};
 use dsmild::compress::opset;
 use prost::Message;
@@ -22,125 +22,6 @@ use rand::Rng;
 fn runtime() -> &'static OnnxRuntime {
     static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
     RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
-}
-
-fn value(name: &str, dims: &[i64]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(Value::TensorType(TensorType {
-                elem_type: Some(OnnxType::Float as i32),
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        // Negative: a named (dynamic) dimension.
-                        .map(|d| tensor_shape_proto::Dimension {
-                            value: Some(if *d < 0 {
-                                tensor_shape_proto::dimension::Value::DimParam("N".into())
-                            } else {
-                                tensor_shape_proto::dimension::Value::DimValue(*d)
-                            }),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// An output whose type the runtime infers (outputs only need a name for
-/// ONNX Runtime, but a type keeps the model valid).
-fn output(name: &str, dtype: OnnxType) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(Value::TensorType(TensorType {
-                elem_type: Some(dtype as i32),
-                shape: None,
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn op(op: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        name: Some(format!("{op}_{}", outputs[0])),
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute: attributes,
-        ..Default::default()
-    }
-}
-
-fn ints(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Ints as i32),
-        ints: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn int(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Int as i32),
-        i: Some(value),
-        ..Default::default()
-    }
-}
-
-fn float(name: &str, value: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Float as i32),
-        f: Some(value),
-        ..Default::default()
-    }
-}
-
-fn floats(name: &str, values: &[f32]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::Floats as i32),
-        floats: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn string(name: &str, value: &str) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(attribute_proto::AttributeType::String as i32),
-        s: Some(value.as_bytes().to_vec()),
-        ..Default::default()
-    }
-}
-
-fn const_f32(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(OnnxType::Float as i32),
-        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        ..Default::default()
-    }
-}
-
-fn const_i64(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(OnnxType::Int64 as i32),
-        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        ..Default::default()
-    }
 }
 
 struct Case {
@@ -171,6 +52,14 @@ fn model(case: &Case) -> ModelProto {
     }
 }
 
+/// An int64 initializer of `dims` (common's `int64s` is 1-D).
+fn int64s_shaped(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        ..int64s(name, values)
+    }
+}
+
 fn f32_out(name: &str) -> ValueInfoProto {
     output(name, OnnxType::Float)
 }
@@ -186,24 +75,69 @@ fn cases() -> Vec<Case> {
     };
     let y = || vec![f32_out("y")];
     vec![
-        case("Softmax axis 1 of rank 3 (flattened)", 11, &[2, 3, 4], vec![op("Softmax", &["x"], &["y"], vec![int("axis", 1)])], vec![], y()),
-        case("LogSoftmax default axis of rank 2", 9, &[2, 5], vec![op("LogSoftmax", &["x"], &["y"], vec![])], vec![], y()),
-        case("Hardmax axis 1 of rank 3", 12, &[2, 3, 4], vec![op("Hardmax", &["x"], &["y"], vec![int("axis", 1)])], vec![], y()),
+        case(
+            "Softmax axis 1 of rank 3 (flattened)",
+            11,
+            &[2, 3, 4],
+            vec![op("Softmax", &["x"], &["y"], vec![int("axis", 1)])],
+            vec![],
+            y(),
+        ),
+        case(
+            "LogSoftmax default axis of rank 2",
+            9,
+            &[2, 5],
+            vec![op("LogSoftmax", &["x"], &["y"], vec![])],
+            vec![],
+            y(),
+        ),
+        case(
+            "Hardmax axis 1 of rank 3",
+            12,
+            &[2, 3, 4],
+            vec![op("Hardmax", &["x"], &["y"], vec![int("axis", 1)])],
+            vec![],
+            y(),
+        ),
         case(
             "Split with split attribute",
             12,
             &[2, 3, 4],
-            vec![op("Split", &["x"], &["a", "b"], vec![int("axis", 1), ints("split", &[1, 2])])],
+            vec![op(
+                "Split",
+                &["x"],
+                &["a", "b"],
+                vec![int("axis", 1), ints("split", &[1, 2])],
+            )],
             vec![],
             vec![f32_out("a"), f32_out("b")],
         ),
-        case("Squeeze axes", 11, &[1, 3, 4], vec![op("Squeeze", &["x"], &["y"], vec![ints("axes", &[0])])], vec![], y()),
-        case("Unsqueeze axes", 9, &[3, 4], vec![op("Unsqueeze", &["x"], &["y"], vec![ints("axes", &[0, 3])])], vec![], y()),
+        case(
+            "Squeeze axes",
+            11,
+            &[1, 3, 4],
+            vec![op("Squeeze", &["x"], &["y"], vec![ints("axes", &[0])])],
+            vec![],
+            y(),
+        ),
+        case(
+            "Unsqueeze axes",
+            9,
+            &[3, 4],
+            vec![op("Unsqueeze", &["x"], &["y"], vec![ints("axes", &[0, 3])])],
+            vec![],
+            y(),
+        ),
         case(
             "ReduceSum axes",
             12,
             &[2, 3, 4],
-            vec![op("ReduceSum", &["x"], &["y"], vec![ints("axes", &[1]), int("keepdims", 0)])],
+            vec![op(
+                "ReduceSum",
+                &["x"],
+                &["y"],
+                vec![ints("axes", &[1]), int("keepdims", 0)],
+            )],
             vec![],
             y(),
         ),
@@ -232,7 +166,12 @@ fn cases() -> Vec<Case> {
             "Pad reflect",
             10,
             &[1, 2, 4, 4],
-            vec![op("Pad", &["x"], &["y"], vec![ints("pads", &[0, 0, 1, 1, 0, 0, 1, 1]), string("mode", "reflect")])],
+            vec![op(
+                "Pad",
+                &["x"],
+                &["y"],
+                vec![ints("pads", &[0, 0, 1, 1, 0, 0, 1, 1]), string("mode", "reflect")],
+            )],
             vec![],
             y(),
         ),
@@ -240,7 +179,12 @@ fn cases() -> Vec<Case> {
             "Slice attributes",
             9,
             &[2, 3, 6],
-            vec![op("Slice", &["x"], &["y"], vec![ints("starts", &[1, 0]), ints("ends", &[3, 2]), ints("axes", &[2, 0])])],
+            vec![op(
+                "Slice",
+                &["x"],
+                &["y"],
+                vec![ints("starts", &[1, 0]), ints("ends", &[3, 2]), ints("axes", &[2, 0])],
+            )],
             vec![],
             y(),
         ),
@@ -256,7 +200,12 @@ fn cases() -> Vec<Case> {
             "Upsample-7 nearest (scales attribute)",
             7,
             &[1, 2, 3, 3],
-            vec![op("Upsample", &["x"], &["y"], vec![floats("scales", &[1.0, 1.0, 2.0, 3.0])])],
+            vec![op(
+                "Upsample",
+                &["x"],
+                &["y"],
+                vec![floats("scales", &[1.0, 1.0, 2.0, 3.0])],
+            )],
             vec![],
             y(),
         ),
@@ -296,7 +245,12 @@ fn cases() -> Vec<Case> {
             "BatchNormalization-7 with spatial",
             7,
             &[1, 2, 3, 3],
-            vec![op("BatchNormalization", &["x", "g", "b", "m", "v"], &["y"], vec![int("spatial", 1), float("epsilon", 1e-3)])],
+            vec![op(
+                "BatchNormalization",
+                &["x", "g", "b", "m", "v"],
+                &["y"],
+                vec![int("spatial", 1), float("epsilon", 1e-3)],
+            )],
             vec![
                 const_f32("g", &[2], &[0.5, 2.0]),
                 const_f32("b", &[2], &[0.1, -0.3]),
@@ -310,7 +264,10 @@ fn cases() -> Vec<Case> {
             9,
             &[2, 4],
             vec![op("Scatter", &["x", "idx", "upd"], &["y"], vec![int("axis", 1)])],
-            vec![const_i64("idx", &[2, 1], &[3, 0]), const_f32("upd", &[2, 1], &[9.0, -9.0])],
+            vec![
+                int64s_shaped("idx", &[2, 1], &[3, 0]),
+                const_f32("upd", &[2, 1], &[9.0, -9.0]),
+            ],
             y(),
         ),
     ]
@@ -387,7 +344,12 @@ fn an_opset_11_classifier_is_upgraded_checked_and_quantized() {
             op("Gemm", &["r", "w2", "b2"], &["logits"], vec![int("transB", 1)]),
             op("Softmax", &["logits"], &["y"], vec![int("axis", 1)]),
         ],
-        initializers: vec![weights("w1", &[32, 16]), weights("b1", &[32]), weights("w2", &[5, 32]), weights("b2", &[5])],
+        initializers: vec![
+            weights("w1", &[32, 16]),
+            weights("b1", &[32]),
+            weights("w2", &[5, 32]),
+            weights("b2", &[5]),
+        ],
         outputs: vec![value("y", &[-1, 5])],
     };
     let bytes = model(&case).encode_to_vec();
@@ -404,7 +366,16 @@ fn an_opset_11_classifier_is_upgraded_checked_and_quantized() {
         activations: dsmild::compress::ActivationType::U8Asymmetric,
         max_samples: 64,
         fallback_evaluations: 16,
-        min_retention: 0.5,
+        gate: dsmild::compress::gate::GateSpec {
+            metric: None,
+            thresholds: dsmild::compress::gate::Thresholds {
+                retention: 0.5,
+                position: 0.9,
+                cosine: 0.99,
+                snr_db: 20.0,
+                iou: 0.9,
+            },
+        },
     };
     let q = dsmild::compress::quantize(runtime(), &bytes, Some(&samples), Some(&samples), &options).unwrap();
     assert_eq!(q.report.upgraded_from_opset, Some(11));

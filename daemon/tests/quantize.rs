@@ -33,7 +33,16 @@ fn options(method: Method) -> Options {
         activations: ActivationType::U8Asymmetric,
         max_samples: 1000,
         fallback_evaluations: 16,
-        min_retention: 0.95,
+        gate: dsmild::compress::gate::GateSpec {
+            metric: None,
+            thresholds: dsmild::compress::gate::Thresholds {
+                retention: 0.95,
+                position: 0.9,
+                cosine: 0.99,
+                snr_db: 20.0,
+                iou: 0.9,
+            },
+        },
     }
 }
 
@@ -131,7 +140,7 @@ fn the_gate_refuses_a_quantization_that_destroys_accuracy() {
     assert!(*retention < *min, "{err}");
     assert!(
         err.to_string()
-            .contains("INT8 accuracy gate failed: top-1 accuracy retention"),
+            .contains("INT8 accuracy gate failed on output \"probabilities\": top-1 accuracy"),
         "{err}"
     );
 }
@@ -251,7 +260,16 @@ fn calibrate_and_rewrite(model: &[u8], x_dims: &[usize]) -> Vec<u8> {
         &calibration,
         Some(&calibration),
         &Options {
-            min_retention: 0.0,
+            gate: dsmild::compress::gate::GateSpec {
+                metric: None,
+                thresholds: dsmild::compress::gate::Thresholds {
+                    retention: 0.0,
+                    position: 0.9,
+                    cosine: 0.99,
+                    snr_db: 20.0,
+                    iou: 0.9,
+                },
+            },
             ..options(Method::MinMax)
         },
     )
@@ -612,7 +630,7 @@ fn dynamic_mode_quantizes_matmul_weights_and_activations_at_run_time() {
     });
     let val_path = npz(dir.path(), "v.npz", &[("x", val)], None);
     let validation = Samples::read(&val_path, &signature(&model), 1000).unwrap();
-    let q = compress::quantize_dynamic(runtime(), &model, Some(&validation), 0.95).unwrap();
+    let q = compress::quantize_dynamic(runtime(), &model, Some(&validation), &options(Method::Dynamic).gate).unwrap();
     let proto = ModelProto::decode(q.model.as_slice()).unwrap();
     let ops: Vec<&str> = proto.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
     assert!(

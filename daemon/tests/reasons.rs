@@ -116,7 +116,7 @@ fn a_refused_quantization_keeps_its_reason_in_show_events_and_journald() {
 
     let (id, detail) = failed_detail(&daemon, "digits");
     assert!(
-        detail.contains("INT8 accuracy gate failed") && detail.contains("retention") && detail.contains("--method"),
+        detail.contains("INT8 accuracy gate failed") && detail.contains("is below") && detail.contains("--method"),
         "the Failed state change keeps the whole reason, not only the stage: {detail:?}"
     );
     assert!(
@@ -149,12 +149,12 @@ fn a_manifest_deploy_that_fails_keeps_its_reason() {
     let refused = daemon.wait_event("", "manifest_refused", 0);
     let why = refused["detail"].as_str().unwrap();
     assert!(
-        why.contains("digits.toml") && why.contains("INT8 accuracy gate failed") && why.contains("retention"),
+        why.contains("digits.toml") && why.contains("INT8 accuracy gate failed") && why.contains("is below"),
         "the manifest's refusal says why: {refused}"
     );
     let (id, detail) = failed_detail(&daemon, "digits");
     assert!(
-        detail.contains("INT8 accuracy gate failed") && detail.contains("retention"),
+        detail.contains("INT8 accuracy gate failed") && detail.contains("is below"),
         "{detail:?}"
     );
     assert!(why.contains(&detail), "one reason, told the same way:\n{why}\n{detail}");

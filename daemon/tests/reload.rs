@@ -68,7 +68,7 @@ fn config_changes_apply_live_and_bad_ones_are_refused() {
     let after = daemon.ctl_json(&["events"])["events"]
         .as_array()
         .unwrap()
-        .last()
+        .first()
         .unwrap()["seq"]
         .as_u64()
         .unwrap();

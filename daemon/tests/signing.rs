@@ -145,7 +145,8 @@ async fn a_layer_that_requires_signatures_takes_only_a_model_signed_by_a_trusted
     assert_eq!(daemon.deployment_states(Some("digits")), [(1, "Active".to_owned())]);
     assert_eq!(daemon.deployment_states(Some("digits2")), []);
     let refusals = |model: &str| {
-        let events = daemon.ctl_json(&["events", "--model", model, "--kind", "refuse"]);
+        // Oldest first: forward from the start.
+        let events = daemon.ctl_json(&["events", "--model", model, "--kind", "refuse", "--after", "0"]);
         events["events"].as_array().unwrap().clone()
     };
     let details = |events: &[serde_json::Value]| -> Vec<String> {

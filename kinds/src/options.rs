@@ -165,3 +165,31 @@ mod tests {
         );
     }
 }
+
+/// What the accuracy gate measures, FP32 against INT8. Chosen per output by
+/// its kind unless the operator names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GateMetric {
+    /// Top-1 accuracy against labels (retention = int8 / fp32).
+    Accuracy,
+    /// Top-1 agreement of a classifier's rows.
+    Agreement,
+    /// Argmax agreement at every position of a sequence (CTC, tokens).
+    Position,
+    /// Cosine similarity of each sample's whole output (maps, boxes,
+    /// embeddings, audio).
+    Cosine,
+    /// Signal-to-quantization-noise ratio in dB over all samples.
+    Snr,
+    /// IoU of the masks thresholded at 0.5 (probability maps).
+    Iou,
+}
+
+spelled!(GateMetric, "gate metric", "accuracy, agreement, position, cosine, snr or iou", {
+    Accuracy => "accuracy",
+    Agreement => "agreement",
+    Position => "position",
+    Cosine => "cosine",
+    Snr => "snr",
+    Iou => "iou",
+});

@@ -1,8 +1,9 @@
 """dsmild's transport settings as a client sees them (issue 14: a 600 KB
 request stalled ~40 ms on Nagle's algorithm): the HTTP/2 SETTINGS and
-connection window it advertises on TCP and on the Unix socket, and
-TCP_NODELAY on its end of an accepted TCP connection (read from the daemon's
-own socket through pidfd_getfd). No timing: each check is a value.
+connection window it advertises on TCP and on the Unix socket, TCP_NODELAY
+on its end of an accepted TCP connection (read from the daemon's own socket
+through pidfd_getfd), and a tensor larger than HTTP/2's default windows
+coming back byte-exact over both. No timing: each check is a value.
 
 The expected values are daemon/src/serve/transport.rs's."""
 
@@ -15,7 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
+import tritonclient.grpc as grpcclient
+from onnx import TensorProto, helper
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / os.environ.get("DSMIL_PROFILE", "debug")
@@ -28,6 +33,20 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS, WINDOW_UPDATE = 0x4, 0x8
 SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x4, 0x5
 DEFAULT_WINDOW = 65_535  # RFC 9113: every window starts here
+# 3 MiB of FP32: more than hyper's default 1 MiB windows, many frames.
+ECHO_SHAPE = [1, 3, 512, 512]
+
+
+def _echo_model(path: Path) -> None:
+    """y = Identity(x): what comes back is exactly what was sent."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "echo",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ECHO_SHAPE)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ECHO_SHAPE)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +69,9 @@ def dsmild(tmp_path_factory):
     try:
         while "READY=1" not in notify.recv(4096).decode():
             pass
+        _echo_model(tmp / "echo.onnx")
+        subprocess.run([TARGET / "dsmilctl", "--socket", sock, "deploy", tmp / "echo.onnx", "--allow-fp32",
+                        "--name", "echo", "--device", "47"], check=True, capture_output=True)
         yield {"pid": proc.pid, "socket": str(sock), "tcp": _listening_port(proc.pid)}
     finally:
         proc.terminate()
@@ -181,3 +203,25 @@ def test_accepted_tcp_connections_have_nodelay(dsmild):
                 "dsmild's end of an accepted TCP connection must have TCP_NODELAY (Nagle stalls gRPC ~40 ms)"
         finally:
             server_end.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_a_large_tensor_comes_back_byte_exact(dsmild, transport):
+    if transport == "tcp":
+        url, args = f"127.0.0.1:{dsmild['tcp']}", []
+    else:
+        # gRPC C-core would send the socket's path as :authority, which
+        # HTTP/2 servers refuse: name a host instead.
+        url, args = f"unix://{dsmild['socket']}", [("grpc.default_authority", "localhost")]
+    args += [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+    client = grpcclient.InferenceServerClient(url, channel_args=args)
+    x = np.random.default_rng(14).standard_normal(ECHO_SHAPE).astype(np.float32)
+    # Special values too: the bytes must survive, not just the numbers.
+    x.flat[:4] = [np.nan, np.inf, -0.0, np.float32(1e-45)]
+    tensor = grpcclient.InferInput("x", ECHO_SHAPE, "FP32")
+    tensor.set_data_from_numpy(x)
+    for _ in range(2):  # a fresh connection, then one with windows already used
+        y = client.infer("echo", [tensor]).as_numpy("y")
+        assert y.shape == tuple(ECHO_SHAPE)
+        assert y.tobytes() == x.tobytes()
+    client.close()

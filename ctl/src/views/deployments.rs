@@ -1,5 +1,6 @@
-//! `dsmilctl deployments` (every deployment, or one model's, with its
-//! state) and `dsmilctl show` (one deployment with its state history).
+//! `dsmilctl deployments` (every deployment, or one model's or one
+//! state's) and `dsmilctl show` (one deployment with its state history,
+//! named by id, MODEL or MODEL:VERSION).
 
 use dsmil_proto::control as pb;
 
@@ -7,12 +8,17 @@ use crate::client::Clients;
 use crate::output;
 use crate::table::{Table, time_ms};
 
-pub async fn list(c: &mut Clients, model: String, json: bool) -> anyhow::Result<()> {
-    let r = c
+/// The deployments, of `model` when not empty, in `state` (any case) when
+/// given.
+pub async fn list(c: &mut Clients, model: String, state: Option<String>, json: bool) -> anyhow::Result<()> {
+    let mut r = c
         .control
         .list_deployments(pb::ListDeploymentsRequest { model })
         .await?
         .into_inner();
+    if let Some(state) = state {
+        r.deployments.retain(|d| d.state.eq_ignore_ascii_case(&state));
+    }
     output::print(&r, json, || table(&r))
 }
 
@@ -35,7 +41,62 @@ fn table(r: &pb::ListDeploymentsResponse) {
     t.print();
 }
 
-pub async fn show(c: &mut Clients, id: u64, json: bool) -> anyhow::Result<()> {
+/// MODEL, MODEL:VERSION or MODEL@VERSION: the name and the version, if given.
+pub fn model_version(target: &str) -> anyhow::Result<(String, Option<u32>)> {
+    match target.rsplit_once([':', '@']) {
+        Some((model, version)) => {
+            let version = version
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{version:?} in {target:?} is not a version number"))?;
+            Ok((model.to_owned(), Some(version)))
+        }
+        None => Ok((target.to_owned(), None)),
+    }
+}
+
+/// `target`'s deployment id: a number is one; MODEL is its serving
+/// deployment, else its newest; MODEL:VERSION that version's newest.
+async fn resolve(c: &mut Clients, target: &str) -> anyhow::Result<u64> {
+    if let Ok(id) = target.parse() {
+        return Ok(id);
+    }
+    let (model, version) = model_version(target)?;
+    let all = c
+        .control
+        .list_deployments(pb::ListDeploymentsRequest { model: model.clone() })
+        .await?
+        .into_inner()
+        .deployments;
+    if all.is_empty() {
+        anyhow::bail!("model {model:?} has no deployments (`dsmilctl models` lists the models)");
+    }
+    let newest = |d: &&pb::Deployment| d.id;
+    let found = match version {
+        Some(v) => all.iter().filter(|d| d.version == v).max_by_key(newest),
+        None => all
+            .iter()
+            .filter(|d| d.state == "Active")
+            .max_by_key(newest)
+            .or_else(|| all.iter().max_by_key(newest)),
+    };
+    match found {
+        Some(d) => Ok(d.id),
+        None => {
+            let mut versions: Vec<u32> = all.iter().map(|d| d.version).collect();
+            versions.sort_unstable();
+            versions.dedup();
+            let versions: Vec<String> = versions.iter().map(u32::to_string).collect();
+            anyhow::bail!(
+                "model {model:?} has no deployment of version {} (deployed versions: {})",
+                version.unwrap_or_default(),
+                versions.join(", ")
+            )
+        }
+    }
+}
+
+pub async fn show(c: &mut Clients, target: &str, json: bool) -> anyhow::Result<()> {
+    let id = resolve(c, target).await?;
     let d = c
         .control
         .get_deployment(pb::GetDeploymentRequest { id })

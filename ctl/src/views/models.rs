@@ -1,4 +1,5 @@
-//! `dsmilctl models`: each model with its active version, device, number
+//! `dsmilctl models`: each model with its active version and the id of the
+//! deployment serving it (for `dsmilctl show`), device, number
 //! of versions and the latest one's sha256 and signer (`--json` has every
 //! version's, with the signing key's fingerprint).
 
@@ -17,6 +18,7 @@ fn table(r: &pb::ListModelsResponse) {
     let mut t = Table::new(&[
         "MODEL",
         "ACTIVE",
+        "DEPLOYMENT",
         "DEVICE",
         "VERSIONS",
         "LATEST SHA256",
@@ -30,6 +32,11 @@ fn table(r: &pb::ListModelsResponse) {
                 "-".into()
             } else {
                 m.active_version.to_string()
+            },
+            if m.active_deployment == 0 {
+                "-".into()
+            } else {
+                m.active_deployment.to_string()
             },
             m.device.map_or("-".into(), |d| d.to_string()),
             m.versions.len().to_string(),

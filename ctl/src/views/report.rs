@@ -10,16 +10,11 @@ use crate::client::Clients;
 use crate::output;
 use crate::table::{Table, bytes};
 
-/// The report of `target`: MODEL (its active version) or MODEL@VERSION.
+/// The report of `target`: MODEL (its active version) or MODEL:VERSION
+/// (or MODEL@VERSION).
 pub async fn run(c: &mut Clients, target: &str, html: Option<&Path>, json: bool) -> anyhow::Result<()> {
-    let (model, version) = match target.split_once('@') {
-        Some((m, v)) => (
-            m.to_owned(),
-            v.parse()
-                .map_err(|_| anyhow::anyhow!("{v:?} is not a version number"))?,
-        ),
-        None => (target.to_owned(), 0),
-    };
+    let (model, version) = super::deployments::model_version(target)?;
+    let version = version.unwrap_or(0);
     let r = c
         .control
         .report(pb::ReportRequest { model, version })
@@ -37,11 +32,6 @@ pub fn print(r: &pb::QuantizationReport, html: Option<&Path>, json: bool) -> any
 }
 
 fn tables(r: &pb::QuantizationReport) {
-    let ratio = if r.size_after > 0 {
-        r.size_before as f64 / r.size_after as f64
-    } else {
-        0.0
-    };
     let what = match r.version {
         0 => r.model.clone(),
         v => format!("{} version {v}", r.model),
@@ -55,13 +45,20 @@ fn tables(r: &pb::QuantizationReport) {
         "size".into(),
         bytes(r.size_before),
         bytes(r.size_after),
-        format!("{ratio:.2}x smaller"),
+        size_change(r.size_before, r.size_after),
     ]);
     t.row(vec![
         r.metric.clone(),
         format!("{:.4}", r.fp32),
         format!("{:.4}", r.int8),
-        format!("retention {:.4} over {} samples", r.retention, r.validation_samples),
+        if r.threshold > 0.0 {
+            format!(
+                "{:.4} ≥ {} needed, over {} samples",
+                r.retention, r.threshold, r.validation_samples
+            )
+        } else {
+            format!("retention {:.4} over {} samples", r.retention, r.validation_samples)
+        },
     ]);
     t.row(vec![
         "latency p50".into(),
@@ -76,6 +73,19 @@ fn tables(r: &pb::QuantizationReport) {
         String::new(),
     ]);
     t.print();
+    if !r.judged_output.is_empty() {
+        println!(
+            "judged on output {:?} by {} ({})",
+            r.judged_output, r.metric, r.metric_reason
+        );
+    }
+    if r.upgraded_from_opset > 0 {
+        println!(
+            "upgraded from opset {} to 13 before quantizing ({} nodes rewritten, outputs checked unchanged)",
+            r.upgraded_from_opset,
+            r.opset_rewrites.len()
+        );
+    }
     println!("output cosine similarity (mean): {:.5}", r.mean_cosine);
     println!("MACs in INT8: {:.1}%", r.int8_mac_share * 100.0);
     if !r.fp32_fallback.is_empty() {
@@ -95,4 +105,28 @@ fn tables(r: &pb::QuantizationReport) {
         ]);
     }
     layers.print();
+}
+
+/// "3.98× smaller" or "1.06× larger": the ratio of the larger to the
+/// smaller size, so it reads the way it is worded.
+pub fn size_change(before: u64, after: u64) -> String {
+    match (before, after) {
+        (0, _) | (_, 0) => String::new(),
+        (b, a) if a > b => format!("{:.2}× larger", a as f64 / b as f64),
+        (b, a) if a < b => format!("{:.2}× smaller", b as f64 / a as f64),
+        _ => "same size".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_change;
+
+    #[test]
+    fn size_change_is_worded_by_direction() {
+        assert_eq!(size_change(400, 100), "4.00× smaller");
+        assert_eq!(size_change(100, 106), "1.06× larger");
+        assert_eq!(size_change(100, 100), "same size");
+        assert_eq!(size_change(0, 100), "");
+    }
 }

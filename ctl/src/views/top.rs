@@ -1,5 +1,9 @@
 //! `dsmilctl top`: live p50/p95/p99, throughput, outcomes and memory per
-//! deployment, redrawn every few seconds until interrupted.
+//! deployment, redrawn every few seconds until interrupted. Only a
+//! terminal gets the clear-screen codes; into a pipe or file each sample
+//! follows the last after a blank line.
+
+use std::io::IsTerminal;
 
 use dsmil_proto::control as pb;
 
@@ -10,11 +14,15 @@ use crate::table::{Table, bytes};
 pub async fn run(c: &mut Clients, every: u64, once: bool, json: bool) -> anyhow::Result<()> {
     // A stream of JSON documents would be hard to parse: --json is one sample.
     let once = once || json;
+    let terminal = std::io::stdout().is_terminal();
+    let mut first = true;
     loop {
         let r = c.control.top(pb::TopRequest {}).await?.into_inner();
-        if !once {
+        if !once && terminal {
             // Clear the screen and go home, as top(1) does.
             print!("\x1b[2J\x1b[H");
+        } else if !std::mem::take(&mut first) {
+            println!();
         }
         output::print(&r, json, || table(&r))?;
         if once {

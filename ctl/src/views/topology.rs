@@ -7,8 +7,23 @@ use crate::client::Clients;
 use crate::output;
 use crate::table::{Table, bytes};
 
-pub async fn devices(c: &mut Clients, json: bool) -> anyhow::Result<()> {
-    let r = c.control.list_devices(pb::ListDevicesRequest {}).await?.into_inner();
+/// The devices, only `layer`'s when given (refused if the caller sees no
+/// device in it).
+pub async fn devices(c: &mut Clients, layer: Option<u32>, json: bool) -> anyhow::Result<()> {
+    let mut r = c.control.list_devices(pb::ListDevicesRequest {}).await?.into_inner();
+    if let Some(layer) = layer {
+        let mut layers: Vec<u32> = r.devices.iter().map(|d| d.layer).collect();
+        r.devices.retain(|d| d.layer == layer);
+        if r.devices.is_empty() {
+            layers.sort_unstable();
+            layers.dedup();
+            let layers: Vec<String> = layers.iter().map(u32::to_string).collect();
+            anyhow::bail!(
+                "no devices in layer {layer} (layers with devices: {})",
+                layers.join(", ")
+            );
+        }
+    }
     output::print(&r, json, || devices_table(&r))
 }
 

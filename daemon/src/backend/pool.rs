@@ -81,6 +81,10 @@ pub struct Pool {
     /// Per worker: when its current run started (µs since `epoch()`, plus
     /// one), 0 while idle. The watchdog reads it to find a wedged runtime.
     busy: Arc<Vec<AtomicU64>>,
+    /// Runs made for applications' requests that returned outputs (warmup,
+    /// checks and probes excluded): the execution count, as Triton's
+    /// nv_inference_exec_count, counted where the runs happen.
+    executions: Arc<AtomicU64>,
 }
 
 /// The process's reference instant for `busy` stamps.
@@ -95,15 +99,17 @@ impl Pool {
         let (queue, jobs) = sync_channel::<Job>(capacity);
         let jobs = Arc::new(Mutex::new(jobs));
         let busy: Arc<Vec<AtomicU64>> = Arc::new(models.iter().map(|_| AtomicU64::new(0)).collect());
+        let executions = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::new();
         for (i, model) in models.into_iter().enumerate() {
             let jobs = Arc::clone(&jobs);
             let label = label.to_owned();
             let busy = Arc::clone(&busy);
+            let executions = Arc::clone(&executions);
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("infer-{label}-{i}"))
-                    .spawn(move || worker(&label, model, &jobs, &busy[i]))?,
+                    .spawn(move || worker(&label, model, &jobs, &busy[i], &executions))?,
             );
         }
         Ok(Pool {
@@ -112,6 +118,7 @@ impl Pool {
             queue,
             workers,
             busy,
+            executions,
         })
     }
 
@@ -129,6 +136,11 @@ impl Pool {
 
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// How many runs the workers have made for applications' requests.
+    pub fn executions(&self) -> u64 {
+        self.executions.load(Ordering::Relaxed)
     }
 
     /// Queues a run; the answer arrives on the returned receiver.
@@ -186,7 +198,13 @@ impl Pool {
     }
 }
 
-fn worker(label: &str, mut model: Box<dyn LoadedModel>, jobs: &Mutex<Receiver<Job>>, busy: &AtomicU64) {
+fn worker(
+    label: &str,
+    mut model: Box<dyn LoadedModel>,
+    jobs: &Mutex<Receiver<Job>>,
+    busy: &AtomicU64,
+    executions: &AtomicU64,
+) {
     loop {
         // The lock is held only while waiting for the next job, so idle
         // workers queue up on it and one busy worker never blocks another.
@@ -214,6 +232,9 @@ fn worker(label: &str, mut model: Box<dyn LoadedModel>, jobs: &Mutex<Receiver<Jo
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&job.inputs)));
         busy.store(0, Ordering::Relaxed);
         let compute = started.elapsed();
+        if job.external() && matches!(result, Ok(Ok(_))) {
+            executions.fetch_add(1, Ordering::Relaxed);
+        }
         let result = match result {
             Ok(Ok(outputs)) => Ok(RunOutcome {
                 outputs,

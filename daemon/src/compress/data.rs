@@ -1,6 +1,11 @@
 //! Calibration and validation data: an .npz whose keys are the model's input
 //! names (plus, for validation, an optional `labels`), each array holding
-//! samples along its first axis. Checked against the model's signature before
+//! samples along its first axis. An array of the input's own rank holds one
+//! row per sample (the input's first axis is the batch); an array one rank
+//! higher holds whole inputs stacked on a new leading axis, which is how a
+//! fixed-batch-1 model, a scalar input (a sample rate) or a state tensor
+//! whose batch is not its first axis gets many samples. FP32 and INT64
+//! inputs are read (only FP32 tensors are calibrated). Checked against the model's signature before
 //! anything runs: a missing name, a wrong dtype or shape, NaN or Inf is a
 //! clear error, never a half-calibrated model.
 //!
@@ -22,9 +27,42 @@ use crate::backend::{DataType, Signature, Tensor};
 /// Samples, one batch of inputs each (rows of the arrays), plus labels.
 pub struct Samples {
     /// Per input, in signature order: the whole array.
-    inputs: Vec<(String, ArrayD<f32>)>,
+    inputs: Vec<Column>,
     labels: Option<Vec<i64>>,
     count: usize,
+}
+
+/// One input's samples.
+struct Column {
+    name: String,
+    values: Values,
+    /// Whole inputs stacked on a new leading axis (else rows of a batch).
+    stacked: bool,
+}
+
+enum Values {
+    F32(ArrayD<f32>),
+    I64(ArrayD<i64>),
+}
+
+impl Values {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Values::F32(a) => a.shape(),
+            Values::I64(a) => a.shape(),
+        }
+    }
+}
+
+/// Sample `i` of `array`: the row, with its batch axis of 1 put back unless
+/// the samples are stacked whole inputs.
+fn take<A: Copy>(array: &ArrayD<A>, i: usize, stacked: bool) -> (Vec<i64>, Vec<A>) {
+    let row = array.index_axis(Axis(0), i);
+    let row = if stacked { row } else { row.insert_axis(Axis(0)) };
+    (
+        row.shape().iter().map(|&d| d as i64).collect(),
+        row.iter().copied().collect(),
+    )
 }
 
 impl Samples {
@@ -61,27 +99,50 @@ impl Samples {
                     names.join(", ")
                 )));
             }
-            if spec.dtype != DataType::F32 {
+            let values = match spec.dtype {
+                DataType::F32 => {
+                    let array: ArrayD<f32> = npz.array(&spec.name, &["<f4", ">f4"], "float32").map_err(err)?;
+                    if let Some(bad) = array.iter().position(|v| !v.is_finite()) {
+                        return Err(err(format!("array {:?} holds NaN or Inf (element {bad})", spec.name)));
+                    }
+                    Values::F32(array)
+                }
+                DataType::I64 => Values::I64(npz.array(&spec.name, &["<i8", ">i8"], "int64").map_err(err)?),
+                other => {
+                    return Err(err(format!(
+                        "input {}: data for {other} inputs cannot be given yet (FP32 and INT64 can)",
+                        spec.name
+                    )));
+                }
+            };
+            let shape: Vec<i64> = values.shape().iter().map(|&d| d as i64).collect();
+            // Checked per sample: a row with its batch axis of 1 put back, or
+            // a whole input.
+            let row: Vec<i64> = std::iter::once(1).chain(shape.iter().skip(1).copied()).collect();
+            let stacked = if !shape.is_empty() && spec.accepts_shape(&row) {
+                false
+            } else if shape.len() == spec.shape.len() + 1 && spec.accepts_shape(&shape[1..]) {
+                true
+            } else {
                 return Err(err(format!(
-                    "input {}: only FP32 inputs can be calibrated (it is {})",
-                    spec.name, spec.dtype
-                )));
-            }
-            let array: ArrayD<f32> = npz.array(&spec.name, &["<f4", ">f4"], "float32").map_err(err)?;
-            let shape: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
-            if !spec.accepts_shape(&shape) {
-                return Err(err(format!(
-                    "array {:?} has shape {:?}; the input is {} (samples along the first axis)",
+                    "array {:?} has shape {:?}; the input is {}: give samples along a first axis, as rows of \
+                     the input's batch ({}) or as whole inputs stacked on a new axis ([N{}])",
                     spec.name,
                     shape,
-                    crate::backend::format_shape(&spec.shape)
+                    crate::backend::format_shape(&spec.shape),
+                    crate::backend::format_shape(&spec.shape),
+                    spec.shape
+                        .iter()
+                        .map(|d| if *d < 0 { ",?".to_owned() } else { format!(",{d}") })
+                        .collect::<String>()
                 )));
-            }
-            if let Some(bad) = array.iter().position(|v| !v.is_finite()) {
-                return Err(err(format!("array {:?} holds NaN or Inf (element {bad})", spec.name)));
-            }
-            count = count.min(array.shape().first().copied().unwrap_or(0));
-            inputs.push((spec.name.clone(), array));
+            };
+            count = count.min(shape.first().copied().unwrap_or(0) as usize);
+            inputs.push(Column {
+                name: spec.name.clone(),
+                values,
+                stacked,
+            });
         }
         let labels = if names.iter().any(|n| n == "labels") {
             let labels: ArrayD<i64> = npz.array("labels", &["<i8", ">i8"], "int64 class ids").map_err(err)?;
@@ -120,13 +181,22 @@ impl Samples {
     pub fn sample(&self, i: usize) -> Vec<Tensor> {
         self.inputs
             .iter()
-            .map(|(name, array)| {
-                let row = array.index_axis(Axis(0), i).insert_axis(Axis(0));
+            .map(|c| {
+                let (dtype, shape, data) = match &c.values {
+                    Values::F32(a) => {
+                        let (shape, v) = take(a, i, c.stacked);
+                        (DataType::F32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                    }
+                    Values::I64(a) => {
+                        let (shape, v) = take(a, i, c.stacked);
+                        (DataType::I64, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                    }
+                };
                 Tensor {
-                    name: name.clone(),
-                    dtype: DataType::F32,
-                    shape: row.shape().iter().map(|&d| d as i64).collect(),
-                    data: row.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    name: c.name.clone(),
+                    dtype,
+                    shape,
+                    data,
                 }
             })
             .collect()

@@ -272,3 +272,73 @@ fn the_budget_covers_all_arrays_of_a_file() {
         "{err}"
     );
 }
+
+#[test]
+fn whole_inputs_stacked_on_a_new_axis_feed_fixed_batch_scalar_and_int64_inputs() {
+    // A fixed-batch-1 image, an int64 scalar (a sample rate) and a state
+    // whose batch is its second axis.
+    let signature = Signature {
+        inputs: vec![
+            TensorSpec {
+                name: "x".into(),
+                dtype: DataType::F32,
+                shape: vec![1, 8],
+            },
+            TensorSpec {
+                name: "sr".into(),
+                dtype: DataType::I64,
+                shape: vec![],
+            },
+            TensorSpec {
+                name: "state".into(),
+                dtype: DataType::F32,
+                shape: vec![2, -1, 4],
+            },
+        ],
+        outputs: vec![],
+    };
+    let i64_npy = |shape: &str, values: &[i64]| {
+        npy(
+            &format!("{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}"),
+            &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+    };
+    let file = npz(&[
+        ("x.npy", f32_npy("(64, 1, 8)", 64 * 8)),
+        ("sr.npy", i64_npy("(64,)", &[16000; 64])),
+        ("state.npy", f32_npy("(64, 2, 1, 4)", 64 * 8)),
+    ]);
+    let samples = Samples::from_reader(Cursor::new(file), "t.npz", &signature, usize::MAX).unwrap();
+    assert_eq!(samples.len(), 64, "a fixed-batch-1 model calibrates on 64 samples");
+    let last = samples.sample(63);
+    assert_eq!(last[0].shape, [1, 8]);
+    assert_eq!((last[1].dtype, last[1].shape.as_slice()), (DataType::I64, &[][..]));
+    assert_eq!(last[1].data, 16000i64.to_le_bytes());
+    assert_eq!(last[2].shape, [2, 1, 4]);
+    // Row 63 of x holds values 63*8 .. 63*8+7 (tenths).
+    assert_eq!(&last[0].data[..4], &(504.0f32 / 10.0).to_le_bytes());
+
+    // Rows of a batch of 1 are single samples too.
+    let rows = npz(&[
+        ("x.npy", f32_npy("(64, 8)", 64 * 8)),
+        ("sr.npy", i64_npy("(64,)", &[16000; 64])),
+        ("state.npy", f32_npy("(64, 2, 1, 4)", 64 * 8)),
+    ]);
+    let samples = Samples::from_reader(Cursor::new(rows), "t.npz", &signature, usize::MAX).unwrap();
+    assert_eq!(
+        (samples.len(), samples.sample(5)[0].shape.as_slice()),
+        (64, &[1, 8][..])
+    );
+
+    // Neither rows of the input nor stacked inputs: refused, both forms named.
+    let bad = npz(&[
+        ("x.npy", f32_npy("(64, 9)", 64 * 9)),
+        ("sr.npy", i64_npy("(64,)", &[16000; 64])),
+        ("state.npy", f32_npy("(64, 2, 1, 4)", 64 * 8)),
+    ]);
+    let err = Samples::from_reader(Cursor::new(bad), "t.npz", &signature, usize::MAX)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("[N,1,8]") && err.contains("\"x\""), "{err}");
+}

@@ -1,7 +1,14 @@
 //! The accuracy gate: the FP32 and INT8 models run the same validation
-//! samples. With labels, the metric is top-1 accuracy and retention is
-//! int8 / fp32; without, it is top-1 agreement between the two, with the
-//! mean cosine similarity of their outputs alongside.
+//! samples, and each FP32 output is judged by a metric that fits its kind:
+//! top-1 accuracy with labels, top-1 agreement for classifier rows,
+//! per-position agreement for sequences, thresholded-mask IoU for
+//! probability maps, cosine similarity for other dense outputs (maps, boxes,
+//! embeddings, audio); SQNR in dB on request. The operator may name the
+//! metric; each has its own threshold ([`Thresholds`]). The verdict is the
+//! output that does worst against its threshold, and the evaluation says
+//! which output judged, by which metric, and why.
+
+use dsmil_kinds::GateMetric;
 
 use super::CompressError;
 use super::data::Samples;
@@ -9,10 +16,13 @@ use crate::backend::{DataType, LoadedModel, Tensor};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
-    /// "top-1 accuracy" or "top-1 agreement".
+    /// "top-1 accuracy", "top-1 agreement", "per-position agreement",
+    /// "cosine similarity", "SQNR dB" or "mask IoU".
     pub metric: String,
     pub fp32: f64,
     pub int8: f64,
+    /// The value judged against `threshold` (int8 / fp32 for accuracy, the
+    /// metric itself otherwise).
     pub retention: f64,
     pub mean_cosine: f64,
     pub samples: usize,
@@ -21,25 +31,110 @@ pub struct Evaluation {
     pub fp32_p95_ms: f64,
     pub int8_p50_ms: f64,
     pub int8_p95_ms: f64,
+    /// What `retention` must reach (older reports: 0, meaning the config's
+    /// min_accuracy_retention of the day).
+    #[serde(default)]
+    pub threshold: f64,
+    /// The output that judged, and why its metric was chosen.
+    #[serde(default)]
+    pub output: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl Evaluation {
+    pub fn passes(&self) -> bool {
+        self.retention >= self.threshold
+    }
+}
+
+/// Each metric's pass mark (`[quantization]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Accuracy retention (int8 / fp32) and classifier agreement.
+    pub retention: f64,
+    pub position: f64,
+    pub cosine: f64,
+    pub snr_db: f64,
+    pub iou: f64,
+}
+
+impl Thresholds {
+    pub fn of(&self, metric: GateMetric) -> f64 {
+        match metric {
+            GateMetric::Accuracy | GateMetric::Agreement => self.retention,
+            GateMetric::Position => self.position,
+            GateMetric::Cosine => self.cosine,
+            GateMetric::Snr => self.snr_db,
+            GateMetric::Iou => self.iou,
+        }
+    }
+}
+
+/// How the gate judges: a metric named by the operator (else chosen per
+/// output), and the thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateSpec {
+    pub metric: Option<GateMetric>,
+    pub thresholds: Thresholds,
+}
+
+fn label(metric: GateMetric) -> &'static str {
+    match metric {
+        GateMetric::Accuracy => "top-1 accuracy",
+        GateMetric::Agreement => "top-1 agreement",
+        GateMetric::Position => "per-position agreement",
+        GateMetric::Cosine => "cosine similarity",
+        GateMetric::Snr => "SQNR dB",
+        GateMetric::Iou => "mask IoU",
+    }
+}
+
+/// The SQNR reported for outputs identical to FP32's.
+const MAX_SNR_DB: f64 = 300.0;
+
+/// Classes a classifier-shaped last axis may have.
+const MAX_CLASSES: i64 = 1000;
+
+/// The metric for an output of `shape` whose FP32 values on the first
+/// sample are `values`, and why.
+pub fn choose(shape: &[i64], values: &[f32], labelled: bool) -> (GateMetric, String) {
+    let last = shape.last().copied().unwrap_or(1);
+    let rows_are_distributions = last >= 2 && {
+        let rows = values.chunks(last as usize);
+        rows.len() > 0
+            && values.iter().all(|v| *v >= 0.0)
+            && values
+                .chunks(last as usize)
+                .all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-2)
+    };
+    let in_unit_range = !values.is_empty() && values.iter().all(|v| (0.0..=1.0).contains(v));
+    match shape.len() {
+        2 if labelled => (
+            GateMetric::Accuracy,
+            "labels given with a [batch, classes] output".into(),
+        ),
+        2 if (2..=MAX_CLASSES).contains(&last) || rows_are_distributions => {
+            (GateMetric::Agreement, format!("[batch, {last}] rows of class scores"))
+        }
+        3 if rows_are_distributions => (
+            GateMetric::Position,
+            format!("a sequence: each position's {last} scores sum to 1"),
+        ),
+        r if r >= 3 && in_unit_range => (
+            GateMetric::Iou,
+            "a probability map: rank ≥ 3, every value in [0, 1]".into(),
+        ),
+        _ => (GateMetric::Cosine, format!("a dense output of shape {shape:?}")),
+    }
 }
 
 fn percentile_ms(samples: &mut [std::time::Duration], q: f64) -> f64 {
     crate::monitor::probation::percentile(samples, q).as_secs_f64() * 1e3
 }
 
-/// The first FP32 output, as rows of scores (the classifier's).
-fn scores(outputs: &[Tensor]) -> Result<(Vec<f32>, usize), CompressError> {
-    let t = outputs
-        .iter()
-        .find(|t| t.dtype == DataType::F32)
-        .ok_or(CompressError::NoFloatOutput)?;
-    let values: Vec<f32> = t
-        .data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect();
-    let width = t.shape.last().copied().unwrap_or(1).max(1) as usize;
-    Ok((values, width))
+fn floats(t: &Tensor) -> Vec<f32> {
+    crate::backend::f32s(&t.data).collect()
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -57,13 +152,97 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
+/// One FP32 output's running comparison.
+#[derive(Default)]
+struct Tally {
+    name: String,
+    metric: Option<(GateMetric, String)>,
+    width: usize,
+    /// Rows (last-axis vectors) whose argmax agreed, of all rows.
+    agree: usize,
+    rows: usize,
+    /// Per-sample cosine of the whole output.
+    cosine_sum: f64,
+    samples: usize,
+    signal: f64,
+    noise: f64,
+    intersection: u64,
+    union: u64,
+    right_fp32: usize,
+    right_int8: usize,
+}
+
+impl Tally {
+    fn add(&mut self, a: &[f32], b: &[f32], label: Option<i64>) {
+        for (ra, rb) in a.chunks(self.width).zip(b.chunks(self.width)) {
+            self.agree += usize::from(argmax(ra) == argmax(rb));
+            self.rows += 1;
+        }
+        if let Some(label) = label {
+            let (first_a, first_b) = (&a[..self.width.min(a.len())], &b[..self.width.min(b.len())]);
+            self.right_fp32 += usize::from(argmax(first_a) as i64 == label);
+            self.right_int8 += usize::from(argmax(first_b) as i64 == label);
+        }
+        self.cosine_sum += cosine(a, b);
+        self.samples += 1;
+        for (x, y) in a.iter().zip(b) {
+            let (x, y) = (f64::from(*x), f64::from(*y));
+            self.signal += x * x;
+            self.noise += (x - y) * (x - y);
+            let (mx, my) = (x > 0.5, y > 0.5);
+            self.intersection += u64::from(mx && my);
+            self.union += u64::from(mx || my);
+        }
+    }
+
+    /// (fp32, int8, value judged) for `metric`.
+    fn score(&self, metric: GateMetric) -> (f64, f64, f64) {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::from(u8::from(a == 0.0)) };
+        match metric {
+            GateMetric::Accuracy => {
+                let n = self.samples.max(1) as f64;
+                let (f, i) = (self.right_fp32 as f64 / n, self.right_int8 as f64 / n);
+                (f, i, ratio(i, f))
+            }
+            GateMetric::Agreement | GateMetric::Position => {
+                let a = self.agree as f64 / self.rows.max(1) as f64;
+                (1.0, a, a)
+            }
+            GateMetric::Cosine => {
+                let c = self.cosine_sum / self.samples.max(1) as f64;
+                (1.0, c, c)
+            }
+            GateMetric::Snr => {
+                // Capped so it stays a number in the journal's JSON (an
+                // exact match has no noise at all); FP32 is the reference,
+                // so its column holds no measurement: 0.
+                let db = if self.noise == 0.0 {
+                    MAX_SNR_DB
+                } else {
+                    (10.0 * (self.signal / self.noise).log10()).min(MAX_SNR_DB)
+                };
+                (0.0, db, db)
+            }
+            GateMetric::Iou => {
+                let iou = if self.union == 0 {
+                    1.0
+                } else {
+                    self.intersection as f64 / self.union as f64
+                };
+                (1.0, iou, iou)
+            }
+        }
+    }
+}
+
 pub fn evaluate(
     fp32: &mut dyn LoadedModel,
     int8: &mut dyn LoadedModel,
     samples: &Samples,
+    spec: &GateSpec,
 ) -> Result<Evaluation, CompressError> {
-    let (mut right_fp32, mut right_int8, mut agree, mut cos_sum, mut rows) = (0usize, 0usize, 0usize, 0.0f64, 0usize);
     let labels = samples.labels();
+    let mut tallies: Vec<Tally> = Vec::new();
     let (mut t_fp32, mut t_int8) = (Vec::new(), Vec::new());
     for i in 0..samples.len() {
         let inputs = samples.sample(i);
@@ -73,60 +252,106 @@ pub fn evaluate(
         let started = std::time::Instant::now();
         let out_b = int8.run(&inputs)?;
         t_int8.push(started.elapsed());
-        let (a, width) = scores(&out_a)?;
-        let (b, _) = scores(&out_b)?;
-        for (r, (ra, rb)) in a.chunks(width).zip(b.chunks(width)).enumerate() {
-            let (pa, pb) = (argmax(ra), argmax(rb));
-            agree += usize::from(pa == pb);
-            cos_sum += cosine(ra, rb);
-            if let Some(labels) = labels
-                && r == 0
-            {
-                right_fp32 += usize::from(pa as i64 == labels[i]);
-                right_int8 += usize::from(pb as i64 == labels[i]);
+        let pairs = out_a
+            .iter()
+            .zip(&out_b)
+            .filter(|(a, b)| a.dtype == DataType::F32 && b.dtype == DataType::F32);
+        for (j, (a, b)) in pairs.enumerate() {
+            let (va, vb) = (floats(a), floats(b));
+            if tallies.len() == j {
+                // Labels belong to the first output (the classifier's).
+                let labelled = j == 0 && labels.is_some();
+                let chosen = match spec.metric {
+                    Some(GateMetric::Accuracy) if !labelled => GateMetric::Agreement,
+                    Some(m) => m,
+                    None => choose(&a.shape, &va, labelled).0,
+                };
+                let reason = match spec.metric {
+                    Some(_) => "named by the operator".to_owned(),
+                    None => choose(&a.shape, &va, labelled).1,
+                };
+                tallies.push(Tally {
+                    name: a.name.clone(),
+                    metric: Some((chosen, reason)),
+                    width: a.shape.last().copied().unwrap_or(1).max(1) as usize,
+                    ..Default::default()
+                });
             }
-            rows += 1;
+            let label = labels.filter(|_| j == 0).map(|l| l[i]);
+            tallies[j].add(&va, &vb, label);
         }
     }
-    let n = samples.len() as f64;
-    let mean_cosine = cos_sum / rows.max(1) as f64;
+    // The output that does worst against its threshold judges.
+    let judged = tallies
+        .iter()
+        .map(|t| {
+            let (metric, reason) = t.metric.clone().expect("set when created");
+            let (f, i, value) = t.score(metric);
+            let threshold = spec.thresholds.of(metric);
+            let standing = if threshold > 0.0 { value / threshold } else { value };
+            (standing, t, metric, reason, f, i, value, threshold)
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .ok_or(CompressError::NoFloatOutput)?;
+    let (_, tally, metric, reason, fp32_value, int8_value, value, threshold) = judged;
+    let mean_cosine = tally.cosine_sum / tally.samples.max(1) as f64;
     let (fp32_p50_ms, fp32_p95_ms) = (percentile_ms(&mut t_fp32, 0.5), percentile_ms(&mut t_fp32, 0.95));
     let (int8_p50_ms, int8_p95_ms) = (percentile_ms(&mut t_int8, 0.5), percentile_ms(&mut t_int8, 0.95));
-    Ok(match labels {
-        Some(_) => {
-            let (fp32, int8) = (right_fp32 as f64 / n, right_int8 as f64 / n);
-            let retention = if fp32 > 0.0 {
-                int8 / fp32
-            } else {
-                f64::from(u8::from(int8 == 0.0))
-            };
-            Evaluation {
-                metric: "top-1 accuracy".into(),
-                fp32,
-                int8,
-                retention,
-                mean_cosine,
-                samples: samples.len(),
-                fp32_p50_ms,
-                fp32_p95_ms,
-                int8_p50_ms,
-                int8_p95_ms,
-            }
-        }
-        None => {
-            let agreement = agree as f64 / rows.max(1) as f64;
-            Evaluation {
-                metric: "top-1 agreement".into(),
-                fp32: 1.0,
-                int8: agreement,
-                retention: agreement,
-                mean_cosine,
-                samples: samples.len(),
-                fp32_p50_ms,
-                fp32_p95_ms,
-                int8_p50_ms,
-                int8_p95_ms,
-            }
-        }
+    Ok(Evaluation {
+        metric: label(metric).into(),
+        fp32: fp32_value,
+        int8: int8_value,
+        retention: value,
+        mean_cosine,
+        samples: samples.len(),
+        fp32_p50_ms,
+        fp32_p95_ms,
+        int8_p50_ms,
+        int8_p95_ms,
+        threshold,
+        output: tally.name.clone(),
+        reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metric_fits_the_output() {
+        let probs = [0.1, 0.7, 0.2, 0.3, 0.3, 0.4];
+        assert_eq!(choose(&[2, 3], &probs, true).0, GateMetric::Accuracy);
+        assert_eq!(
+            choose(&[2, 3], &[3.0, -1.0, 0.5, 2.0, 2.5, -7.0], false).0,
+            GateMetric::Agreement
+        );
+        // Embeddings: too wide for classes, not distributions.
+        let wide = vec![0.25f32; 2 * 2048];
+        assert_eq!(choose(&[2, 2048], &wide, false).0, GateMetric::Cosine);
+        // CTC-like: [batch, time, classes] rows summing to 1.
+        assert_eq!(choose(&[1, 2, 3], &probs, false).0, GateMetric::Position);
+        // A text detector's probability map.
+        let map = vec![0.2f32, 0.9, 0.0, 1.0];
+        assert_eq!(choose(&[1, 1, 2, 2], &map, false).0, GateMetric::Iou);
+        // YOLO-style raw boxes and scores: dense.
+        let raw = vec![12.5f32, 0.3, 300.0, 0.01];
+        assert_eq!(choose(&[1, 4, 1], &raw, false).0, GateMetric::Cosine);
+    }
+
+    #[test]
+    fn scores_are_what_their_names_say() {
+        let mut t = Tally {
+            width: 2,
+            ..Default::default()
+        };
+        t.add(&[0.9, 0.1, 0.2, 0.8], &[0.8, 0.2, 0.6, 0.4], Some(0));
+        assert_eq!(t.score(GateMetric::Agreement).2, 0.5);
+        assert_eq!(t.score(GateMetric::Accuracy), (1.0, 1.0, 1.0));
+        // Masks > 0.5: fp32 {0, 3}, int8 {0, 2}: IoU 1/3.
+        assert!((t.score(GateMetric::Iou).2 - 1.0 / 3.0).abs() < 1e-12);
+        let snr = t.score(GateMetric::Snr).2;
+        let (signal, noise): (f64, f64) = (0.81 + 0.01 + 0.04 + 0.64, 0.01 + 0.01 + 0.16 + 0.16);
+        assert!((snr - 10.0 * (signal / noise).log10()).abs() < 1e-6, "{snr}");
+    }
 }

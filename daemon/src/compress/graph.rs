@@ -92,3 +92,84 @@ pub fn dequantized_constant(
     );
     (dq, output)
 }
+
+/// Moves the tensors of the main graph's `Constant` nodes into initializers,
+/// and folds an `Identity` or a `Cast` to float of an initializer into one,
+/// so that weights an exporter held in nodes are found by the quantizer
+/// like any other. Returns how many nodes became initializers. Graph
+/// outputs are never folded away (they must stay produced by a node).
+pub fn promote_constants(model: &mut ModelProto) -> usize {
+    let Some(graph) = model.graph.as_mut() else {
+        return 0;
+    };
+    let outputs: std::collections::HashSet<String> = graph.output.iter().map(|o| o.name().to_owned()).collect();
+    let mut promoted = 0;
+    let nodes = std::mem::take(&mut graph.node);
+    for n in nodes {
+        let out = n.output.first().cloned().unwrap_or_default();
+        let folded = if outputs.contains(&out) || !(n.domain().is_empty() || n.domain() == "ai.onnx") {
+            None
+        } else {
+            match n.op_type() {
+                "Constant" => n
+                    .attribute
+                    .iter()
+                    .find(|a| a.name() == "value")
+                    .and_then(|a| a.t.clone()),
+                "Identity" => graph.initializer.iter().find(|t| t.name() == n.input[0]).cloned(),
+                "Cast" if cast_target(&n) == Some(OnnxType::Float as i64) => graph
+                    .initializer
+                    .iter()
+                    .find(|t| t.name() == n.input[0])
+                    .and_then(as_float),
+                _ => None,
+            }
+        };
+        match folded {
+            Some(mut tensor) => {
+                tensor.name = Some(out);
+                graph.initializer.push(tensor);
+                promoted += 1;
+            }
+            None => graph.node.push(n),
+        }
+    }
+    // A folded Identity or Cast leaves its source unread: drop it rather
+    // than ship the weight twice.
+    if promoted > 0 {
+        // Graph outputs, and inputs an initializer gives a default to.
+        let mut read: std::collections::HashSet<&str> = outputs.iter().map(String::as_str).collect();
+        read.extend(graph.input.iter().map(|i| i.name()));
+        for n in &graph.node {
+            read.extend(n.input.iter().map(String::as_str));
+            for a in &n.attribute {
+                // Subgraphs may read the outer scope: keep what they name.
+                for g in a.g.iter().chain(&a.graphs) {
+                    read.extend(g.node.iter().flat_map(|n| n.input.iter().map(String::as_str)));
+                }
+            }
+        }
+        let read: std::collections::HashSet<String> = read.into_iter().map(str::to_owned).collect();
+        graph.initializer.retain(|t| read.contains(t.name()));
+    }
+    promoted
+}
+
+fn cast_target(n: &NodeProto) -> Option<i64> {
+    n.attribute.iter().find(|a| a.name() == "to").and_then(|a| a.i)
+}
+
+/// A float or float16 tensor as float32 (raw data only; other encodings
+/// and types are left to the runtime).
+fn as_float(t: &TensorProto) -> Option<TensorProto> {
+    let raw = t.raw_data.as_ref()?;
+    let values: Vec<u8> = match OnnxType::try_from(t.data_type()).ok()? {
+        OnnxType::Float => raw.clone(),
+        OnnxType::Float16 => raw
+            .chunks_exact(2)
+            .flat_map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
+            .collect(),
+        _ => return None,
+    };
+    Some(tensor(t.name(), t.dims.clone(), OnnxType::Float, values))
+}

@@ -63,11 +63,14 @@ pub enum CompressError {
     #[error("calibration")]
     Backend(#[from] BackendError),
     #[error(
-        "INT8 accuracy gate failed: {metric} retention {retention:.4} is below {min} \
-         (fp32 {fp32:.4}, int8 {int8:.4}); try another --method or more calibration data"
+        "INT8 accuracy gate failed on output {output:?}: {metric} {retention:.4} is below {min} \
+         (fp32 {fp32:.4}, int8 {int8:.4}; {metric} because {reason}); try another --method, more calibration \
+         data, or --gate-metric if this output is judged by the wrong measure"
     )]
     GateFailed {
         metric: String,
+        output: String,
+        reason: String,
         retention: f64,
         min: f64,
         fp32: f64,
@@ -83,8 +86,9 @@ pub struct Options {
     pub activations: ActivationType,
     /// At most this many calibration samples are used.
     pub max_samples: usize,
-    /// The gate's threshold on retention (quantization.min_accuracy_retention).
-    pub min_retention: f64,
+    /// How the gate judges: the metric (named, or chosen per output) and
+    /// each metric's threshold.
+    pub gate: gate::GateSpec,
     /// The mixed-precision fallback's budget of evaluations.
     pub fallback_evaluations: usize,
 }
@@ -96,12 +100,16 @@ impl Options {
         q: &crate::config::QuantizationConfig,
         method: Option<dsmil_kinds::MethodName>,
         activations: Option<ActivationType>,
+        metric: Option<dsmil_kinds::GateMetric>,
     ) -> Options {
         Options {
             method: method.map_or(q.method, |m| Method::from_name(m, q.percentile)),
             activations: activations.unwrap_or(q.activations),
             max_samples: q.calibration_samples as usize,
-            min_retention: q.min_accuracy_retention,
+            gate: gate::GateSpec {
+                metric,
+                thresholds: q.thresholds,
+            },
             fallback_evaluations: q.fallback_evaluations as usize,
         }
     }
@@ -138,6 +146,9 @@ pub struct Report {
     /// What the upgrade rewrote, one line per node.
     #[serde(default)]
     pub opset_rewrites: Vec<String>,
+    /// Constant nodes (or Identity/Cast of weights) made initializers.
+    #[serde(default)]
+    pub promoted_constants: usize,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -235,13 +246,19 @@ pub fn quantize(
     // Before calibration: a model that cannot be upgraded is refused cheaply.
     let upgraded = upgrade_checked(backend, model, gate_data)?;
     let bytes = upgraded.as_ref().map_or(model, |(bytes, _)| bytes.as_slice());
+    // Weights held in Constant nodes become initializers, so they are found.
+    let mut proto = ModelProto::decode(bytes).map_err(|e| CompressError::Decode(e.to_string()))?;
+    let promoted = graph::promote_constants(&mut proto);
+    let promoted_bytes = (promoted > 0).then(|| proto.encode_to_vec());
+    let bytes = promoted_bytes.as_deref().unwrap_or(bytes);
     let mut quantized = match (options.method, calibration) {
-        (Method::Dynamic, _) => quantize_dynamic(backend, bytes, gate_data, options.min_retention),
+        (Method::Dynamic, _) => quantize_dynamic(backend, bytes, gate_data, &options.gate),
         (_, Some(calibration)) => quantize_static(backend, bytes, calibration, gate_data, options),
         (method, None) => Err(CompressError::NeedsCalibration(method.name())),
     }?;
+    quantized.report.promoted_constants = promoted;
+    quantized.report.size_before = model.len();
     if let Some((_, upgrade)) = upgraded {
-        quantized.report.size_before = model.len();
         quantized.report.upgraded_from_opset = Some(upgrade.from);
         quantized.report.opset_rewrites = upgrade.rewrites;
     }
@@ -288,7 +305,11 @@ pub fn upgrade_checked(
             "upgraded to opset 13 without data to compare the outputs on; give --val or --calib to check it"
         ),
     }
-    tracing::info!(from = upgrade.from, rewrites = upgrade.rewrites.len(), "upgraded the model to opset 13");
+    tracing::info!(
+        from = upgrade.from,
+        rewrites = upgrade.rewrites.len(),
+        "upgraded the model to opset 13"
+    );
     Ok(Some((bytes, upgrade)))
 }
 
@@ -306,7 +327,13 @@ fn differs(want: &crate::backend::Tensor, got: &crate::backend::Tensor) -> Optio
     }
     let (w, g) = (crate::backend::f32s(&want.data), crate::backend::f32s(&got.data));
     let scale = w.clone().fold(1f32, |m, v| m.max(v.abs()));
-    let worst = w.zip(g).fold(0f32, |m, (a, b)| if a.is_nan() && b.is_nan() { m } else { m.max((a - b).abs()) });
+    let worst = w.zip(g).fold(0f32, |m, (a, b)| {
+        if a.is_nan() && b.is_nan() {
+            m
+        } else {
+            m.max((a - b).abs())
+        }
+    });
     (worst.is_nan() || worst > 1e-4 * scale).then(|| format!("largest difference {worst:e}, values up to {scale:e}"))
 }
 
@@ -316,7 +343,7 @@ pub fn quantize_dynamic(
     backend: &dyn Backend,
     model: &[u8],
     validation: Option<&Samples>,
-    min_retention: f64,
+    gate_spec: &gate::GateSpec,
 ) -> Result<Quantized, CompressError> {
     let started = std::time::Instant::now();
     let proto = ModelProto::decode(model).map_err(|e| CompressError::Decode(e.to_string()))?;
@@ -328,12 +355,13 @@ pub fn quantize_dynamic(
             let load = LoadOptions::default();
             let mut fp32 = backend.load(model, &load)?;
             let mut int8 = backend.load(&bytes, &load)?;
-            let e = gate::evaluate(&mut *fp32, &mut *int8, val)?;
-            Some(gate_verdict(e, min_retention)?)
+            let e = gate::evaluate(&mut *fp32, &mut *int8, val, gate_spec)?;
+            Some(gate_verdict(e)?)
         }
         None => None,
     };
     let layers = layer_precisions(&proto, &rewritten, &HashMap::new());
+    let int8_mac_share = mac_share(&layers);
     Ok(Quantized {
         report: Report {
             method: "dynamic".into(),
@@ -346,13 +374,14 @@ pub fn quantize_dynamic(
             folded_batch_norms: 0,
             evaluation,
             layers,
-            int8_mac_share: 0.0,
+            int8_mac_share,
             fp32_fallback: Vec::new(),
             evaluations: usize::from(validation.is_some()),
             quantize_ms,
             gate_ms: started.elapsed().as_millis() as u64 - quantize_ms,
             upgraded_from_opset: None,
             opset_rewrites: Vec::new(),
+            promoted_constants: 0,
         },
         model: bytes,
     })
@@ -393,10 +422,10 @@ pub fn quantize_static(
             let mut evaluate = |candidate: &ModelProto| -> Result<Evaluation, CompressError> {
                 evaluations.set(evaluations.get() + 1);
                 let mut int8 = backend.load(&candidate.encode_to_vec(), &load)?;
-                gate::evaluate(&mut *fp32, &mut *int8, val)
+                gate::evaluate(&mut *fp32, &mut *int8, val, &options.gate)
             };
             let mut best = evaluate(&quantized)?;
-            if best.retention < options.min_retention && options.fallback_evaluations > 1 {
+            if !best.passes() && options.fallback_evaluations > 1 {
                 // Sensitivity: how much each layer's return to FP32 alone recovers.
                 let mut sensitivity = Vec::new();
                 for node in summary.quantized_nodes.clone() {
@@ -414,10 +443,10 @@ pub fn quantize_static(
                     keep.insert(node);
                     let (candidate, candidate_summary) = rewrite(&keep)?;
                     let e = evaluate(&candidate)?;
-                    if e.retention > best.retention || e.retention >= options.min_retention {
+                    if e.retention > best.retention || e.passes() {
                         (quantized, summary, best) = (candidate, candidate_summary, e);
                     }
-                    if best.retention >= options.min_retention {
+                    if best.passes() {
                         break;
                     }
                 }
@@ -428,19 +457,18 @@ pub fn quantize_static(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "accuracy gate evaluated"
             );
-            Some(gate_verdict(best, options.min_retention)?)
+            Some(gate_verdict(best)?)
         }
     };
     let bytes = quantized.encode_to_vec();
     let layers = layer_precisions(&proto, &summary.quantized_nodes, &calibrated.shapes);
-    let total: u64 = layers.iter().map(|l| l.macs).sum();
-    let int8: u64 = layers.iter().filter(|l| l.precision == "int8").map(|l| l.macs).sum();
+    let int8_mac_share = mac_share(&layers);
     let mut fp32_fallback: Vec<String> = keep.into_iter().collect();
     fp32_fallback.sort();
     Ok(Quantized {
         report: Report {
             layers,
-            int8_mac_share: if total > 0 { int8 as f64 / total as f64 } else { 0.0 },
+            int8_mac_share,
             fp32_fallback,
             evaluations: evaluations.get(),
             quantize_ms,
@@ -459,23 +487,34 @@ pub fn quantize_static(
             evaluation,
             upgraded_from_opset: None,
             opset_rewrites: Vec::new(),
+            promoted_constants: 0,
         },
         model: bytes,
     })
 }
 
 /// The evaluation if it passes the gate, else the refusal.
-fn gate_verdict(e: Evaluation, min_retention: f64) -> Result<Evaluation, CompressError> {
-    if e.retention >= min_retention {
+fn gate_verdict(e: Evaluation) -> Result<Evaluation, CompressError> {
+    if e.passes() {
         return Ok(e);
     }
     Err(CompressError::GateFailed {
         metric: e.metric,
+        output: e.output,
+        reason: e.reason,
         retention: e.retention,
-        min: min_retention,
+        min: e.threshold,
         fp32: e.fp32,
         int8: e.int8,
     })
+}
+
+/// The share of the weight ops' multiply-accumulates that run in INT8 (0
+/// for a model with none).
+fn mac_share(layers: &[LayerPrecision]) -> f64 {
+    let total: u64 = layers.iter().map(|l| l.macs).sum();
+    let int8: u64 = layers.iter().filter(|l| l.precision == "int8").map(|l| l.macs).sum();
+    if total > 0 { int8 as f64 / total as f64 } else { 0.0 }
 }
 
 /// Every weight op of the original model, with its precision (INT8 if named

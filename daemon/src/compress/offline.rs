@@ -40,7 +40,7 @@ impl QuantizeArgs {
         let method = self.method.parse().map_err(invalid)?;
         let activations = self.activations.parse().map_err(invalid)?;
         Ok(Job {
-            options: Options::resolve(&q, Some(method), Some(activations)),
+            options: Options::resolve(&q, Some(method), Some(activations), None),
             input: self.input,
             calibration: self.calib,
             validation: self.val,

@@ -309,17 +309,37 @@ impl Context {
         let y = n.output[0].clone();
         let (shape, flat, normalised) = (self.name(&n, "shape"), self.name(&n, "flat"), self.name(&n, "norm"));
         let base = display_name(&n);
-        let shape_node = node("Shape", &format!("{base}__shape"), vec![x.clone()], vec![shape.clone()], None);
-        let flatten = node("Flatten", &format!("{base}__flatten"), vec![x], vec![flat.clone()], Some(axis));
+        let shape_node = node(
+            "Shape",
+            &format!("{base}__shape"),
+            vec![x.clone()],
+            vec![shape.clone()],
+            None,
+        );
+        let flatten = node(
+            "Flatten",
+            &format!("{base}__flatten"),
+            vec![x],
+            vec![flat.clone()],
+            Some(axis),
+        );
         let mut op = n.clone();
         op.input = vec![flat];
         op.output = vec![normalised.clone()];
         op.attribute.push(int_attr("axis", -1));
-        let reshape = node("Reshape", &format!("{base}__reshape"), vec![normalised, shape], vec![y], None);
+        let reshape = node(
+            "Reshape",
+            &format!("{base}__reshape"),
+            vec![normalised, shape],
+            vec![y],
+            None,
+        );
         Ok(Rewrite {
             nodes: vec![shape_node, flatten, op, reshape],
             constants: Vec::new(),
-            note: Some(format!("axis {axis}: flattened, normalised, reshaped (the pre-13 meaning)")),
+            note: Some(format!(
+                "axis {axis}: flattened, normalised, reshaped (the pre-13 meaning)"
+            )),
         })
     }
 
@@ -490,7 +510,11 @@ mod tests {
 
     #[test]
     fn attributes_that_became_inputs_become_constants() {
-        let squeeze = with_ints(node("Squeeze", "sq", vec!["x".into()], vec!["y".into()], None), "axes", &[0]);
+        let squeeze = with_ints(
+            node("Squeeze", "sq", vec!["x".into()], vec!["y".into()], None),
+            "axes",
+            &[0],
+        );
         let up = upgrade(&model(11, vec![squeeze])).unwrap().unwrap();
         assert_eq!(up.from, 11);
         assert_eq!(default_opset(&up.model), 13);
@@ -505,8 +529,11 @@ mod tests {
     #[test]
     fn a_model_at_13_is_left_alone_and_removed_ops_are_refused_by_name() {
         assert!(upgrade(&model(13, vec![])).unwrap().is_none());
-        let err = upgrade(&model(9, vec![node("ImageScaler", "scale0", vec!["x".into()], vec!["y".into()], None)]))
-            .unwrap_err();
+        let err = upgrade(&model(
+            9,
+            vec![node("ImageScaler", "scale0", vec!["x".into()], vec!["y".into()], None)],
+        ))
+        .unwrap_err();
         assert_eq!((err.node.as_str(), err.op.as_str()), ("scale0", "ImageScaler"));
         assert!(err.to_string().contains("opset 9 to 13"), "{err}");
         let dropout = || node("Dropout", "d", vec!["x".into()], vec!["y".into(), "mask".into()], None);
@@ -521,7 +548,19 @@ mod tests {
     fn softmax_keeps_its_pre_13_meaning() {
         let sm = node("Softmax", "sm", vec!["x".into()], vec!["y".into()], Some(1));
         let up = upgrade(&model(11, vec![sm])).unwrap().unwrap();
-        let ops: Vec<&str> = up.model.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
-        assert_eq!(ops, ["Shape", "Flatten", "Softmax", "Reshape"], "rank unknown: spelled out");
+        let ops: Vec<&str> = up
+            .model
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .map(|n| n.op_type())
+            .collect();
+        assert_eq!(
+            ops,
+            ["Shape", "Flatten", "Softmax", "Reshape"],
+            "rank unknown: spelled out"
+        );
     }
 }

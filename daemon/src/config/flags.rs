@@ -51,4 +51,16 @@ impl Flags {
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect()
     }
+
+    /// The unit's config file may be missing (the defaults apply); says so,
+    /// once logging is set up, so an operator who expected their file
+    /// learns why.
+    pub fn warn_if_default_missing(&self) {
+        if let Some(file) = self.config.as_deref().filter(|f| super::is_missing_default(f)) {
+            tracing::warn!(
+                file = %file.display(),
+                "the config file is missing; running on the built-in defaults (`dsmild default-config` prints them)"
+            );
+        }
+    }
 }

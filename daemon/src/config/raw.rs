@@ -79,6 +79,11 @@ pub struct RawQuantization {
     pub percentile: f64,
     pub activations: String,
     pub fallback_evaluations: u32,
+    pub min_position_agreement: f64,
+    pub min_cosine: f64,
+    pub min_snr_db: f64,
+    pub min_mask_iou: f64,
+    pub min_int8_mac_share: f64,
 }
 
 #[derive(Debug, Deserialize)]

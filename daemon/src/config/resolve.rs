@@ -81,6 +81,10 @@ pub struct QuantizationConfig {
     pub percentile: f64,
     pub activations: ActivationType,
     pub fallback_evaluations: u32,
+    /// The gate's pass mark per metric (accuracy retention included).
+    pub thresholds: crate::compress::gate::Thresholds,
+    /// Below this share of MACs in INT8 a quantized model counts as FP32.
+    pub min_int8_mac_share: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -225,6 +229,30 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         format!(
             "quantization.min_accuracy_retention = {} must be in (0, 1]",
             q.min_accuracy_retention
+        ),
+    );
+    for (key, value) in [
+        ("min_position_agreement", q.min_position_agreement),
+        ("min_cosine", q.min_cosine),
+        ("min_mask_iou", q.min_mask_iou),
+    ] {
+        check(
+            (0.0..=1.0).contains(&value) && value > 0.0,
+            format!("quantization.{key} = {value} must be in (0, 1]"),
+        );
+    }
+    check(
+        (0.0..=1.0).contains(&q.min_int8_mac_share),
+        format!(
+            "quantization.min_int8_mac_share = {} must be in [0, 1]",
+            q.min_int8_mac_share
+        ),
+    );
+    check(
+        q.min_snr_db.is_finite() && q.min_snr_db > 0.0,
+        format!(
+            "quantization.min_snr_db = {} must be a positive number of dB",
+            q.min_snr_db
         ),
     );
     check(
@@ -379,6 +407,14 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             method: Method::parse(&q.method, q.percentile).unwrap_or(Method::MinMax),
             percentile: q.percentile,
             fallback_evaluations: q.fallback_evaluations,
+            min_int8_mac_share: q.min_int8_mac_share,
+            thresholds: crate::compress::gate::Thresholds {
+                retention: q.min_accuracy_retention,
+                position: q.min_position_agreement,
+                cosine: q.min_cosine,
+                snr_db: q.min_snr_db,
+                iou: q.min_mask_iou,
+            },
             activations: if q.activations == "int8" {
                 ActivationType::I8Symmetric
             } else {

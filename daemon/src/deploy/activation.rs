@@ -126,7 +126,7 @@ impl StageRunner<'_, '_> {
         let mut latencies = Vec::with_capacity(iterations as usize);
         for _ in 0..iterations {
             let outcome = pool
-                .run_blocking(synthetic_inputs(signature), timeout)
+                .run_blocking(synthetic_inputs(signature, &self.probe_shapes), timeout)
                 .map_err(|e| DeployError::stage(DeployState::WarmingUp, e))?;
             latencies.push(outcome.compute);
         }
@@ -158,7 +158,7 @@ impl StageRunner<'_, '_> {
             ),
         )?;
         let mut slowest = Duration::ZERO;
-        for (what, inputs) in check_inputs(signature, self.baseline.as_ref()) {
+        for (what, inputs) in check_inputs(signature, self.baseline.as_ref(), &self.probe_shapes) {
             let fail = |e: String| DeployError::stage(DeployState::HealthChecking, format!("on {what}: {e}"));
             let outcome = pool.run_blocking(inputs, timeout).map_err(|e| fail(e.to_string()))?;
             check_outputs(signature, &outcome.outputs).map_err(fail)?;

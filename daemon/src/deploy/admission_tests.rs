@@ -47,6 +47,7 @@ pub(crate) fn record(model: &str, device: u32, layer: u8, estimated: u64, measur
         created_ms: 0,
         estimated_bytes: estimated,
         measured_bytes: measured,
+        probe_shapes: Vec::new(),
     }
 }
 

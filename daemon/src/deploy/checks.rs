@@ -19,21 +19,64 @@ const CHECK_SAMPLES: usize = 8;
 /// first samples of the deploy's data when it brought some (a model that
 /// answers NaN on real data must not pass on synthetic inputs), else one
 /// synthetic input.
-pub(super) fn check_inputs(signature: &Signature, data: Option<&Samples>) -> Vec<(String, Vec<Tensor>)> {
+pub(super) fn check_inputs(
+    signature: &Signature,
+    data: Option<&Samples>,
+    shapes: &[(String, Vec<i64>)],
+) -> Vec<(String, Vec<Tensor>)> {
     match data {
         Some(samples) => (0..samples.len().min(CHECK_SAMPLES))
             .map(|i| (format!("the deploy's data, sample {i}"), samples.sample(i)))
             .collect(),
-        None => vec![("synthetic inputs".to_owned(), synthetic_inputs(signature))],
+        None => vec![("synthetic inputs".to_owned(), synthetic_inputs(signature, shapes))],
     }
 }
 
-/// One synthetic tensor per input, dynamic dimensions set to 1.
-pub(super) fn synthetic_inputs(signature: &Signature) -> Vec<Tensor> {
+/// The shapes a deployment's synthetic runs use, checked against the
+/// signature: the first sample's when the deploy brought data, else the
+/// operator's `--input-shape`s. Only inputs with a dynamic dimension need
+/// one; a named input the model lacks, or a shape its declaration does not
+/// accept, is an error naming it.
+pub(super) fn probe_shapes(
+    signature: &Signature,
+    data: Option<&Samples>,
+    named: &[(String, Vec<i64>)],
+) -> Result<Vec<(String, Vec<i64>)>, String> {
+    if let Some(samples) = data {
+        return Ok(samples.sample(0).into_iter().map(|t| (t.name, t.shape)).collect());
+    }
+    for (name, shape) in named {
+        let Some(spec) = signature.inputs.iter().find(|s| s.name == *name) else {
+            let names: Vec<&str> = signature.inputs.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!(
+                "--input-shape {name}: the model has no such input (it has {})",
+                names.join(", ")
+            ));
+        };
+        if !spec.accepts_shape(shape) {
+            return Err(format!(
+                "--input-shape {name}={}: the input is declared {}",
+                shape.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
+                crate::backend::format_shape(&spec.shape)
+            ));
+        }
+    }
+    Ok(named.to_vec())
+}
+
+/// One synthetic tensor per input: of the shape recorded for it (from the
+/// deploy's data or `--input-shape`), else with dynamic dimensions set to 1.
+pub(super) fn synthetic_inputs(signature: &Signature, shapes: &[(String, Vec<i64>)]) -> Vec<Tensor> {
     signature
         .inputs
         .iter()
-        .map(|spec| Tensor::synthetic(spec, spec.concrete_shape(1)))
+        .map(|spec| {
+            let shape = shapes
+                .iter()
+                .find(|(name, _)| *name == spec.name)
+                .map_or_else(|| spec.concrete_shape(1), |(_, shape)| shape.clone());
+            Tensor::synthetic(spec, shape)
+        })
         .collect()
 }
 

@@ -43,6 +43,11 @@ struct Manifest {
     #[serde(default)]
     activations: String,
     #[serde(default)]
+    gate_metric: String,
+    /// "NAME=D0,D1,..." per input, like `--input-shape`.
+    #[serde(default)]
+    input_shapes: Vec<String>,
+    #[serde(default)]
     allow_fp32: bool,
     #[serde(default)]
     backend: String,
@@ -249,6 +254,8 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             validation: None,
             method: m.method,
             activations: m.activations,
+            gate_metric: m.gate_metric,
+            input_shapes: m.input_shapes,
             allow_fp32: m.allow_fp32,
             backend: m.backend,
             performance_hint: m.performance_hint,

@@ -83,6 +83,7 @@ impl Deployer {
             since: Instant::now(),
             replaced,
             baseline: None,
+            probe_shapes: record.probe_shapes.clone(),
             workers: launch.workers,
         };
         match run.stages(bytes, info, layer, &*backend, &launch.options, quantize) {
@@ -112,6 +113,9 @@ pub(super) struct StageRunner<'a, 'p> {
     /// The deploy's validation (else calibration) samples: the drift
     /// baseline, run through the new version before it serves.
     pub(super) baseline: Option<Samples>,
+    /// What synthetic runs feed (`DeploymentRecord::probe_shapes`), set at
+    /// Validating.
+    pub(super) probe_shapes: Vec<(String, Vec<i64>)>,
     /// Worker instances (infer requests) to load.
     workers: usize,
 }
@@ -165,13 +169,37 @@ impl StageRunner<'_, '_> {
         self.enter(DeployState::Quantizing, plan.describe())?;
         let deployer = self.deployer;
         match plan {
-            Quantize::Int8 { options, .. } => {
+            Quantize::Int8 {
+                options, allow_fp32, ..
+            } => {
                 // Calibrated and gated with the serving options (precision).
                 let serving = crate::backend::Serving {
                     backend,
                     options: serving_options.clone(),
                 };
                 let q = quantize(&serving, bytes, calibration.as_ref(), validation.as_ref(), &options)?;
+                // INT8 by name only is FP32 by policy.
+                let share = q.report.int8_mac_share;
+                let min = self.config.quantization.min_int8_mac_share;
+                if share < min {
+                    let layers = q.report.layers.len();
+                    let int8 = q.report.layers.iter().filter(|l| l.precision == "int8").count();
+                    if !allow_fp32 {
+                        return Err(DeployError::MostlyFp32 {
+                            share: share * 100.0,
+                            min: min * 100.0,
+                            int8,
+                            layers,
+                        });
+                    }
+                    let record = deployer.journal.deployment(self.id)?;
+                    let detail = format!(
+                        "served mostly in FP32 by operator override (--allow-fp32): {:.1}% of MACs in INT8 \
+                         ({int8} of {layers} weight layers)",
+                        share * 100.0
+                    );
+                    deployer.audit(EventRecord::about(EventKind::AllowFp32, &record, detail));
+                }
                 self.baseline = validation.or(calibration);
                 let sha256 = deployer.blobs.put(&q.model)?;
                 let record = deployer.journal.set_served(self.id, &sha256)?;

@@ -70,7 +70,10 @@ pub(super) enum Quantize {
     Int8 {
         calibration: Option<StagedBlob>,
         validation: Option<StagedBlob>,
-        options: crate::compress::Options,
+        /// Boxed: the options dwarf the other variants.
+        options: Box<crate::compress::Options>,
+        /// The operator accepts a result that stays mostly FP32.
+        allow_fp32: bool,
     },
     /// The upload is already INT8.
     AlreadyInt8,
@@ -103,7 +106,8 @@ impl Deployer {
             _ => staged.model.read()?,
         };
         let info = crate::model::inspect(format, &bytes)?;
-        let options = crate::compress::Options::resolve(&config.quantization, spec.method, spec.activations);
+        let options =
+            crate::compress::Options::resolve(&config.quantization, spec.method, spec.activations, spec.gate_metric);
         let method = options.method;
         // Static methods calibrate on the calibration data; dynamic needs
         // only data for the gate (either file).
@@ -120,7 +124,8 @@ impl Deployer {
             Quantize::Int8 {
                 calibration: staged.calibration,
                 validation: staged.validation,
-                options,
+                options: Box::new(options),
+                allow_fp32: spec.allow_fp32,
             }
         } else if spec.allow_fp32 {
             Quantize::AllowFp32
@@ -231,6 +236,7 @@ impl Deployer {
             precision: spec.precision,
             max_batch,
             estimated_bytes: estimate,
+            probe_shapes: spec.input_shapes.clone(),
             signed_by,
             existing: None,
         })?;
@@ -260,7 +266,7 @@ impl Quantize {
             Quantize::Int8 {
                 options, validation, ..
             } => format!(
-                "{} to INT8, gated on {} data (retention ≥ {})",
+                "{} to INT8, gated on {} data ({})",
                 match options.method {
                     crate::compress::Method::Dynamic => "dynamic quantization (activations at run time)".to_owned(),
                     m => format!("calibrating ({}) and rewriting", m.name()),
@@ -270,7 +276,13 @@ impl Quantize {
                 } else {
                     "the calibration"
                 },
-                options.min_retention
+                match options.gate.metric {
+                    Some(m) => format!("{m} ≥ {}", options.gate.thresholds.of(m)),
+                    None => format!(
+                        "each output by its kind; accuracy retention ≥ {}",
+                        options.gate.thresholds.retention
+                    ),
+                }
             ),
             Quantize::AlreadyInt8 => "already INT8 (QDQ or integer operators): passes through".into(),
             Quantize::AllowFp32 => "FP32 kept by operator override (--allow-fp32)".into(),

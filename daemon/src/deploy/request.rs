@@ -38,6 +38,9 @@ pub struct DeploySpec {
     pub max_batch: u64,
     /// A detached signature (64 raw bytes); empty: unsigned.
     pub signature: Vec<u8>,
+    pub gate_metric: String,
+    /// "NAME=D0,D1,..." each.
+    pub input_shapes: Vec<String>,
 }
 
 /// A deploy, parsed and checked: a valid name, known spellings, bounded
@@ -57,6 +60,10 @@ pub struct DeployRequest {
     pub validation: Option<(u64, String)>,
     pub method: Option<MethodName>,
     pub activations: Option<ActivationType>,
+    /// The gate's metric; None: chosen per output.
+    pub gate_metric: Option<dsmil_kinds::GateMetric>,
+    /// Shapes for synthetic runs, per input (bounded: see `input_shape`).
+    pub input_shapes: Vec<(String, Vec<i64>)>,
     pub allow_fp32: bool,
     /// The runtime for a cpu device (npu and gpu are always OpenVINO's).
     pub backend: Option<BackendKind>,
@@ -117,6 +124,22 @@ impl DeploySpec {
             "" => None,
             name => Some(name.parse::<ActivationType>().map_err(invalid)?),
         };
+        let gate_metric = match self.gate_metric.as_str() {
+            "" => None,
+            name => Some(name.parse::<dsmil_kinds::GateMetric>().map_err(invalid)?),
+        };
+        if self.input_shapes.len() > MAX_SHAPED_INPUTS {
+            return Err(DeployError::InvalidOption(format!(
+                "{} --input-shape values; at most {MAX_SHAPED_INPUTS}",
+                self.input_shapes.len()
+            )));
+        }
+        let input_shapes = self
+            .input_shapes
+            .iter()
+            .map(|s| input_shape(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(DeployError::InvalidOption)?;
         let backend = optional(&self.backend, || DeployError::UnknownBackend(self.backend.clone()))?;
         let performance_hint = optional(&self.performance_hint, || {
             DeployError::UnknownHint(self.performance_hint.clone())
@@ -146,6 +169,8 @@ impl DeploySpec {
             validation: self.validation,
             method,
             activations,
+            gate_metric,
+            input_shapes,
             allow_fp32: self.allow_fp32,
             backend,
             performance_hint,
@@ -157,8 +182,61 @@ impl DeploySpec {
     }
 }
 
+/// Inputs a deploy may give shapes for.
+const MAX_SHAPED_INPUTS: usize = 64;
+/// Elements one synthetic input may have: what a probe allocates.
+const MAX_SYNTHETIC_ELEMENTS: i64 = 1 << 24;
+
+/// "NAME=D0,D1,...": a rank up to 8 of positive dimensions whose product is
+/// at most MAX_SYNTHETIC_ELEMENTS, checked before anything is allocated.
+fn input_shape(text: &str) -> Result<(String, Vec<i64>), String> {
+    let bad = |why: &str| format!("--input-shape {text:?}: {why} (expected NAME=D0,D1,..., e.g. images=1,3,320,320)");
+    let (name, dims) = text.split_once('=').ok_or_else(|| bad("no '='"))?;
+    if name.is_empty() {
+        return Err(bad("no input name"));
+    }
+    let dims: Vec<i64> = match dims {
+        "" => Vec::new(),
+        dims => dims
+            .split(',')
+            .map(|d| d.trim().parse::<i64>().ok().filter(|d| *d > 0))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("dimensions must be positive integers"))?,
+    };
+    if dims.len() > 8 {
+        return Err(bad("more than 8 dimensions"));
+    }
+    let elements = dims.iter().try_fold(1i64, |acc, d| acc.checked_mul(*d));
+    if elements.is_none_or(|n| n > MAX_SYNTHETIC_ELEMENTS) {
+        return Err(bad(&format!("more than {MAX_SYNTHETIC_ELEMENTS} elements")));
+    }
+    Ok((name.to_owned(), dims))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn input_shapes_are_parsed_and_bounded_before_anything_is_allocated() {
+        assert_eq!(
+            super::input_shape("images=1,3,320,320"),
+            Ok(("images".to_owned(), vec![1, 3, 320, 320]))
+        );
+        assert_eq!(super::input_shape("sr="), Ok(("sr".to_owned(), vec![])));
+        for (bad, why) in [
+            ("images", "no '='"),
+            ("=1,2", "no input name"),
+            ("x=1,0", "positive integers"),
+            ("x=1,-3", "positive integers"),
+            ("x=a", "positive integers"),
+            ("x=1,1,1,1,1,1,1,1,1", "more than 8"),
+            ("x=100000,100000,100000", "elements"),
+            ("x=9223372036854775807,2", "elements"),
+        ] {
+            let err = super::input_shape(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
     use super::*;
 
     fn spec() -> DeploySpec {

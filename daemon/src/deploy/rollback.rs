@@ -157,6 +157,7 @@ impl Deployer {
         } = self.runtime_for(&config, device, layer, Some(current.record.backend))?;
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),
+            probe_shapes: from.probe_shapes.clone(),
             sha256: from.sha256.clone(),
             size_bytes: bytes.len() as u64,
             format: version.format,

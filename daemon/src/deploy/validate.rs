@@ -74,6 +74,7 @@ impl StageRunner<'_, '_> {
                 calibration,
                 validation,
                 options,
+                ..
             } => (
                 calibration
                     .as_ref()
@@ -86,7 +87,14 @@ impl StageRunner<'_, '_> {
             ),
             _ => (None, None),
         };
-        for (what, inputs) in check_inputs(&signature, validation.as_ref().or(calibration.as_ref())) {
+        let data = validation.as_ref().or(calibration.as_ref());
+        let shapes =
+            super::checks::probe_shapes(&signature, data, &self.probe_shapes).map_err(DeployError::InvalidOption)?;
+        if shapes != self.probe_shapes {
+            self.deployer.journal.set_probe_shapes(self.id, &shapes)?;
+            self.probe_shapes = shapes;
+        }
+        for (what, inputs) in check_inputs(&signature, data, &self.probe_shapes) {
             let outputs = probe
                 .run(&inputs)
                 .map_err(|e| DeployError::DryRun(format!("on {what}: {e}")))?;

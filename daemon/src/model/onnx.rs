@@ -33,8 +33,8 @@ pub struct ModelInfo {
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
     pub node_count: usize,
-    /// Sum of initializer elements (sparse ones counted dense, as runtimes
-    /// hold them), in every graph that runs.
+    /// Sum of initializer and Constant-node tensor elements (sparse ones
+    /// counted dense, as runtimes hold them), in every graph that runs.
     pub parameter_count: u64,
     /// Bytes of initializer data (the weights a runtime must hold).
     pub weight_bytes: u64,
@@ -206,6 +206,23 @@ pub fn inspect_onnx(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
         for tensor in body.initializers {
             parameter_count = parameter_count.saturating_add(elements(&tensor.dims).unwrap_or(u64::MAX));
             weight_bytes = weight_bytes.saturating_add(tensor_bytes(tensor));
+        }
+        // Weights some exporters hold in Constant nodes instead of
+        // initializers are weights all the same.
+        for node in body
+            .nodes
+            .iter()
+            .filter(|n| n.op_type() == "Constant" && n.domain().is_empty())
+        {
+            for tensor in node
+                .attribute
+                .iter()
+                .filter(|a| a.name() == "value")
+                .filter_map(|a| a.t.as_ref())
+            {
+                parameter_count = parameter_count.saturating_add(elements(&tensor.dims).unwrap_or(u64::MAX));
+                weight_bytes = weight_bytes.saturating_add(tensor_bytes(tensor));
+            }
         }
         // Runtimes densify sparse initializers when they load them.
         for sparse in body.sparse_initializers {

@@ -1,6 +1,7 @@
 //! The Prometheus text endpoint: `GET /metrics` over HTTP/1.1 on the metrics
 //! listener (loopback by default). The recorder is process-global; the
-//! endpoint renders it on demand.
+//! endpoint renders it on demand, on a blocking thread (see
+//! [`Recorders::render`]: hooks, /proc).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -71,9 +72,19 @@ impl MetricsEndpoint {
 
 async fn respond(req: Request<Incoming>, handle: Recorders) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = if req.uri().path() == "/metrics" {
-        Response::builder()
-            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-            .body(Full::new(Bytes::from(handle.render())))
+        // Rendering reads /proc and runs the scrape hooks: off the tokio
+        // workers, like every other blocking read.
+        match tokio::task::spawn_blocking(move || handle.render()).await {
+            Ok(text) => Response::builder()
+                .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                .body(Full::new(Bytes::from(text))),
+            Err(e) => {
+                tracing::error!(error = %e, "rendering /metrics failed");
+                Response::builder()
+                    .status(StatusCode::INTERNAL_SERVER_ERROR)
+                    .body(Full::new(Bytes::from_static(b"rendering the metrics failed\n")))
+            }
+        }
     } else {
         Response::builder()
             .status(StatusCode::NOT_FOUND)

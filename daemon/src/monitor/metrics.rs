@@ -1,9 +1,16 @@
 //! The metrics dsmild exports, by name. Conventions: `dsmil_` prefix, base
-//! units with their suffix (`_seconds`), counters end in `_total`.
+//! units with their suffix (`_seconds`), counters end in `_total`; the
+//! standard `process_*` family keeps the names every Prometheus client
+//! library gives it, so stock dashboards and alerts work unchanged.
 
 use std::time::Duration;
 
 pub const REQUESTS_TOTAL: &str = "dsmil_inference_requests_total";
+/// Rows inferred (the batch dimension), as Triton's nv_inference_count.
+pub const INFERENCE_COUNT: &str = "dsmil_inference_count_total";
+/// Runs of the model, as Triton's nv_inference_exec_count.
+pub const EXEC_COUNT: &str = "dsmil_inference_exec_count_total";
+pub const BUILD_INFO: &str = "dsmil_build_info";
 pub const REQUEST_DURATION: &str = "dsmil_inference_request_duration_seconds";
 pub const MODELS_LOADED: &str = "dsmil_models_loaded";
 pub const QUEUE_DURATION: &str = "dsmil_inference_queue_duration_seconds";
@@ -17,8 +24,16 @@ pub const LATENCY_ALERTS: &str = "dsmil_latency_alerts_total";
 pub const LAYER_BUDGET: &str = "dsmil_layer_memory_budget_bytes";
 pub const LAYER_ESTIMATED: &str = "dsmil_layer_memory_estimated_bytes";
 pub const LAYER_MEASURED: &str = "dsmil_layer_memory_measured_bytes";
+/// Deprecated: `process_resident_memory_bytes`, read at each scrape.
 pub const PROCESS_RSS: &str = "dsmil_process_resident_memory_bytes";
+/// Deprecated: `rate(process_cpu_seconds_total[...])`.
 pub const PROCESS_CPU: &str = "dsmil_process_cpu_usage_ratio";
+pub const PROCESS_CPU_SECONDS: &str = "process_cpu_seconds_total";
+pub const PROCESS_RESIDENT: &str = "process_resident_memory_bytes";
+pub const PROCESS_VIRTUAL: &str = "process_virtual_memory_bytes";
+pub const PROCESS_OPEN_FDS: &str = "process_open_fds";
+pub const PROCESS_MAX_FDS: &str = "process_max_fds";
+pub const PROCESS_START_TIME: &str = "process_start_time_seconds";
 pub const HOST_MEMORY_TOTAL: &str = "dsmil_host_memory_total_bytes";
 pub const HOST_MEMORY_AVAILABLE: &str = "dsmil_host_memory_available_bytes";
 pub const LATENCY_P99: &str = "dsmil_inference_latency_p99_seconds";
@@ -84,6 +99,8 @@ pub struct DeploymentMetrics {
     compute: metrics::Histogram,
     in_flight: metrics::Gauge,
     probe_failures: metrics::Counter,
+    inferences: metrics::Counter,
+    executions: metrics::Counter,
     p99: metrics::Gauge,
     drift: metrics::Gauge,
     /// Set when the model is undeployed: a late error must not register
@@ -116,6 +133,8 @@ impl DeploymentMetrics {
             compute: metrics::histogram!(COMPUTE_DURATION, l.clone()),
             in_flight: metrics::gauge!(IN_FLIGHT, l.clone()),
             probe_failures: metrics::counter!(HEALTH_PROBE_FAILURES, l.clone()),
+            inferences: metrics::counter!(INFERENCE_COUNT, l.clone()),
+            executions: metrics::counter!(EXEC_COUNT, l.clone()),
             p99: metrics::gauge!(LATENCY_P99, l.clone()),
             drift: metrics::gauge!(DRIFT_SCORE, l),
             labels,
@@ -137,6 +156,16 @@ impl DeploymentMetrics {
     pub fn record_stages(&self, queued: Duration, compute: Duration) {
         self.queue.record(queued.as_secs_f64());
         self.compute.record(compute.as_secs_f64());
+    }
+
+    /// A successful request's rows (1 for a model without a batch
+    /// dimension), and the number of runs the deployment's workers have
+    /// made for applications so far (the pool counts them where they run).
+    pub fn record_inferences(&self, rows: u64, executions: u64) {
+        self.inferences.increment(rows);
+        // A counter set absolutely only ever rises (the recorder keeps the
+        // larger value), so concurrent requests cannot move it back.
+        self.executions.absolute(executions);
     }
 
     pub fn probe_failed(&self) {
@@ -171,10 +200,89 @@ pub fn set_models_loaded(count: usize) {
     metrics::gauge!(MODELS_LOADED).set(count as f64);
 }
 
+/// `dsmil_build_info` = 1, its labels naming what is running: the
+/// package version and, when the build had it, the git commit
+/// (`DSMIL_GIT_COMMIT` in the build's environment; "unknown" otherwise).
+fn set_build_info() {
+    let commit = option_env!("DSMIL_GIT_COMMIT")
+        .filter(|c| !c.is_empty())
+        .unwrap_or("unknown");
+    metrics::gauge!(
+        BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "git_commit" => commit,
+    )
+    .set(1.0);
+}
+
+/// The standard process family in the text exposition format, one block
+/// per metric as the Prometheus exporter writes them. Rendered from a
+/// fresh read at each scrape; `metrics` counters hold only integers, and
+/// CPU seconds need their fraction.
+pub(super) fn process_exposition(figures: &super::process::Figures) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, value: Option<f64>| {
+        if let Some(value) = value {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n\n");
+        }
+    };
+    family(
+        PROCESS_CPU_SECONDS,
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        figures.cpu_seconds,
+    );
+    family(
+        PROCESS_RESIDENT,
+        "gauge",
+        "Resident memory size in bytes.",
+        figures.resident_bytes.map(|v| v as f64),
+    );
+    family(
+        PROCESS_VIRTUAL,
+        "gauge",
+        "Virtual memory size in bytes.",
+        figures.virtual_bytes.map(|v| v as f64),
+    );
+    family(
+        PROCESS_OPEN_FDS,
+        "gauge",
+        "Number of open file descriptors.",
+        figures.open_fds.map(|v| v as f64),
+    );
+    family(
+        PROCESS_MAX_FDS,
+        "gauge",
+        "Maximum number of open file descriptors.",
+        figures.max_fds.map(|v| v as f64),
+    );
+    family(
+        PROCESS_START_TIME,
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        figures.start_time_seconds,
+    );
+    out
+}
+
 pub(super) fn describe() {
+    metrics::describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels say which dsmild is running (version, git_commit)."
+    );
+    set_build_info();
     metrics::describe_counter!(
         REQUESTS_TOTAL,
         "Inference requests, by model, version, device, layer and gRPC code."
+    );
+    metrics::describe_counter!(
+        INFERENCE_COUNT,
+        "Rows inferred by successful requests (the batch size of each; 1 without a batch dimension)."
+    );
+    metrics::describe_counter!(
+        EXEC_COUNT,
+        "Model executions run for applications' requests (one per request today: no dynamic batching)."
     );
     metrics::describe_histogram!(
         REQUEST_DURATION,
@@ -212,10 +320,14 @@ pub(super) fn describe() {
         metrics::Unit::Bytes,
         "Memory the layer's deployments were measured to take (RSS delta at load)."
     );
-    metrics::describe_gauge!(PROCESS_RSS, metrics::Unit::Bytes, "dsmild's resident memory.");
+    metrics::describe_gauge!(
+        PROCESS_RSS,
+        metrics::Unit::Bytes,
+        "Deprecated, use process_resident_memory_bytes: dsmild's resident memory at the last sample."
+    );
     metrics::describe_gauge!(
         PROCESS_CPU,
-        "dsmild's CPU use over the last sampling interval (1 = one core)."
+        "Deprecated, use rate(process_cpu_seconds_total): dsmild's CPU use over the last sampling interval (1 = one core)."
     );
     metrics::describe_gauge!(HOST_MEMORY_TOTAL, metrics::Unit::Bytes, "The host's memory.");
     metrics::describe_gauge!(
@@ -237,4 +349,29 @@ pub(super) fn describe() {
         metrics::Unit::Seconds,
         "Live p99 latency over the deployment's recent requests."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_exposition;
+    use crate::monitor::process::Figures;
+
+    #[test]
+    fn the_process_family_keeps_fractions_and_leaves_out_what_proc_did_not_say() {
+        let figures = Figures {
+            cpu_seconds: Some(1.25),
+            resident_bytes: Some(4096),
+            start_time_seconds: Some(1_796_379_396.5),
+            ..Figures::default()
+        };
+        let text = process_exposition(&figures);
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.25\n\n"),
+            "{text}"
+        );
+        assert!(text.contains("process_resident_memory_bytes 4096\n"));
+        assert!(text.contains("process_start_time_seconds 1796379396.5\n"));
+        assert!(!text.contains("process_open_fds"), "{text}");
+        assert!(!text.contains("process_max_fds"));
+    }
 }

@@ -9,6 +9,11 @@
 //! deployment record, never from a request), so the set of recorders
 //! follows what is deployed. `/metrics` renders every recorder and merges
 //! the families, so the output is one valid exposition.
+//!
+//! What a scrape shows is current: before rendering, the hooks registered
+//! with [`on_scrape`] set the gauges they own (layer memory, from what
+//! serves now), and the `process_*` family is read from /proc there and
+//! then. Nothing shown waits for a sampler tick.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
@@ -37,7 +42,12 @@ struct Inner {
     models: RwLock<HashMap<String, PrometheusRecorder>>,
     /// Replayed on each model's recorder when it is made.
     descriptions: Mutex<Vec<Description>>,
+    /// Run before each render.
+    hooks: Mutex<Vec<ScrapeHook>>,
 }
+
+/// Sets gauges from their source just before a scrape renders them.
+pub type ScrapeHook = Box<dyn Fn() + Send + Sync>;
 
 /// The installed recorder (a clone is what `metrics` holds globally).
 #[derive(Clone)]
@@ -77,6 +87,7 @@ impl Recorders {
                 daemon: build()?,
                 models: RwLock::new(HashMap::new()),
                 descriptions: Mutex::new(Vec::new()),
+                hooks: Mutex::new(Vec::new()),
             }),
         };
         metrics::set_global_recorder(recorders.clone()).map_err(|e| e.to_string())?;
@@ -127,9 +138,20 @@ impl Recorders {
             .collect()
     }
 
-    /// The text exposition of every series, one block per metric family.
+    /// The text exposition of every series, one block per metric family,
+    /// as of now: the scrape hooks run first and the process figures are
+    /// read. Reads /proc: call it from a blocking thread.
     pub fn render(&self) -> String {
-        merge(self.handles().iter().map(PrometheusHandle::render))
+        for hook in self.inner.hooks.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            hook();
+        }
+        let process = super::metrics::process_exposition(&super::process::Figures::read());
+        merge(
+            self.handles()
+                .iter()
+                .map(PrometheusHandle::render)
+                .chain(std::iter::once(process)),
+        )
     }
 
     /// Drains histogram samples into their buckets (see the exporter's docs).
@@ -170,6 +192,20 @@ pub fn forget_model(model: &str) {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(model);
+    }
+}
+
+/// Runs `hook` before every render of `/metrics`, for gauges whose truth
+/// lives elsewhere and may change between sampler ticks. Without an
+/// installed recorder (no metrics listener) it is dropped: nothing scrapes.
+pub fn on_scrape(hook: ScrapeHook) {
+    if let Some(recorders) = INSTALLED.get() {
+        recorders
+            .inner
+            .hooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(hook);
     }
 }
 

@@ -1,7 +1,10 @@
 //! The sampler observes and reports. Every
 //! `monitoring.metrics_collection_interval_seconds`: the process's RSS and
-//! CPU and the host's memory (from `sysinfo`), each layer's memory (budget,
-//! estimated, measured), each deployment's live p99 and the p99 alert: a
+//! CPU (the deprecated `dsmil_process_*` gauges; `process_*` is read at each
+//! scrape) and the host's memory (from `sysinfo`), each layer's memory
+//! (budget, estimated, measured; also set at every scrape, so a restart's
+//! first scrape shows what was restored), each deployment's live p99 and
+//! the p99 alert: a
 //! deployment whose p99 over the last minute rises above
 //! `monitoring.alert_on_latency_p99_ms` gets a `latency_alert` event
 //! (journal, metrics, log), once per crossing. Drift is judged then too, and
@@ -96,6 +99,15 @@ impl Sampler {
 
 pub async fn run(sampler: Sampler, token: CancellationToken) {
     let sampler = Arc::new(sampler);
+    // Layer memory changes with every deploy, undeploy and restore, not on
+    // the sampler's clock: a scrape sets it from what serves then, so it is
+    // right from the first scrape after a start.
+    let watched = Arc::downgrade(&sampler);
+    super::recorder::on_scrape(Box::new(move || {
+        if let Some(sampler) = watched.upgrade() {
+            sampler.layer_memory();
+        }
+    }));
     let mut next_sample = Instant::now();
     let mut rows_quiet_until = Instant::now();
     loop {
@@ -142,19 +154,9 @@ impl Sampler {
         }
         drop(system);
 
+        self.layer_memory();
         let config = (self.sources.config)();
         let serving = (self.sources.serving)();
-        for layer in config.topology.layers().iter().filter(|l| !l.reserved) {
-            let label = [("layer", layer.id.to_string())];
-            let here = serving.iter().filter(|m| m.record().layer == layer.id);
-            let (estimated, measured) = here.fold((0, 0), |(e, m), d| {
-                (e + d.record().estimated_bytes, m + d.record().measured_bytes)
-            });
-            metrics::gauge!(LAYER_BUDGET, &label).set(layer.budget_bytes.unwrap_or(0) as f64);
-            metrics::gauge!(LAYER_ESTIMATED, &label).set(estimated as f64);
-            metrics::gauge!(LAYER_MEASURED, &label).set(measured as f64);
-        }
-
         for m in &serving {
             self.check_drift(&config, &**m);
         }
@@ -184,6 +186,24 @@ impl Sampler {
                 metrics::counter!(LATENCY_ALERTS, m.metrics().labels().to_labels()).increment(1);
             }
             self.journal_alert(EventRecord::about(kind, m.record(), detail));
+        }
+    }
+
+    /// Each layer's memory gauges (budget, estimated, measured) from the
+    /// configuration and the deployments serving now. Also run at every
+    /// scrape: cheap, a registry read and no I/O.
+    fn layer_memory(&self) {
+        let config = (self.sources.config)();
+        let serving = (self.sources.serving)();
+        for layer in config.topology.layers().iter().filter(|l| !l.reserved) {
+            let label = [("layer", layer.id.to_string())];
+            let here = serving.iter().filter(|m| m.record().layer == layer.id);
+            let (estimated, measured) = here.fold((0, 0), |(e, m), d| {
+                (e + d.record().estimated_bytes, m + d.record().measured_bytes)
+            });
+            metrics::gauge!(LAYER_BUDGET, &label).set(layer.budget_bytes.unwrap_or(0) as f64);
+            metrics::gauge!(LAYER_ESTIMATED, &label).set(estimated as f64);
+            metrics::gauge!(LAYER_MEASURED, &label).set(measured as f64);
         }
     }
 

@@ -26,6 +26,7 @@ use super::gate::{Gate, event_caller};
 use super::{convert, upload};
 use crate::access::{Action, Caller};
 use crate::deploy::{Deployer, Progress, RollbackTarget};
+use dsmil_kinds::{DeployState, EventKind};
 
 /// Facts about the running server that status reports.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +107,71 @@ fn rollback_layer(deployer: &Deployer, target: &RollbackTarget) -> Result<Option
             topology.device(*d).ok().map(|d| topology.layer_of(d).id)
         }
         RollbackTarget::Layer(l) => Some(u8::try_from(*l).unwrap_or(u8::MAX)),
+    })
+}
+
+/// Why `model` `version` has no quantization report: there is no such
+/// version, its deploy failed before Quantizing finished or has not got
+/// that far yet, or it was never quantized by dsmild (uploaded INT8 or
+/// served FP32). Blocking (journal reads).
+fn missing_report(deployer: &Deployer, model: &str, version: u32) -> Result<ControlError, ControlError> {
+    let journal = deployer.journal();
+    let versions = journal.versions(model)?;
+    if versions.is_empty() {
+        return Ok(ControlError::NoVersions(model.to_owned()));
+    }
+    if !versions.iter().any(|v| v.version == version) {
+        return Ok(ControlError::NoSuchVersion {
+            model: model.to_owned(),
+            version,
+            versions: versions
+                .iter()
+                .map(|v| v.version.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let stage = |s: DeployState| DeployState::PIPELINE.iter().position(|p| *p == s);
+    let quantized_at = stage(DeployState::Quantizing);
+    let newest = journal
+        .deployments()?
+        .into_iter()
+        .filter(|d| d.model == model && d.version == version)
+        .max_by_key(|d| d.id);
+    let why = newest.and_then(|d| {
+        // The furthest pipeline stage it reached.
+        let reached = d.history.iter().filter_map(|c| stage(c.state)).max();
+        if reached > quantized_at {
+            return None;
+        }
+        if d.state == DeployState::Failed {
+            let at = d
+                .history
+                .iter()
+                .rev()
+                .find(|c| c.state != DeployState::Failed)
+                .map_or("upload".to_owned(), |c| c.state.to_string());
+            let detail = d
+                .history
+                .iter()
+                .rfind(|c| c.state == DeployState::Failed)
+                .map_or(String::new(), |c| format!(": {}", c.detail));
+            return Some(format!("its deploy failed at {at} (deployment {}){detail}", d.id));
+        }
+        d.state
+            .is_in_progress()
+            .then(|| format!("its deploy is still at {} (deployment {})", d.state, d.id))
+    });
+    Ok(match why {
+        Some(why) => ControlError::ReportMissing {
+            model: model.to_owned(),
+            version,
+            why,
+        },
+        None => ControlError::NoReport {
+            model: model.to_owned(),
+            version,
+        },
     })
 }
 
@@ -394,11 +460,10 @@ impl Control for ControlService {
                 },
                 v => v,
             };
-            let report: crate::compress::Report =
-                journal.report(&req.model, version)?.ok_or(ControlError::NoReport {
-                    model: req.model,
-                    version,
-                })?;
+            let report: crate::compress::Report = match journal.report(&req.model, version)? {
+                Some(report) => report,
+                None => return Err(missing_report(&deployer, &req.model, version)?),
+            };
             Ok((version, report))
         })
         .await?;
@@ -519,27 +584,55 @@ impl Control for ControlService {
         ))
     }
 
+    async fn prune(&self, request: Request<pb::PruneRequest>) -> Result<Response<pb::PruneResponse>, Status> {
+        let caller = self.gate.caller(&request);
+        // Server-wide and destructive, even as a dry run it lists every
+        // layer's versions: admin, as for reload.
+        self.gate.check(&caller, Action::Reload).await?;
+        let dry_run = request.into_inner().dry_run;
+        let deployer = Arc::clone(&self.deployer);
+        let pruned = blocking(move || Ok(crate::store::prune(deployer.journal(), deployer.blobs(), dry_run)?)).await?;
+        Ok(Response::new(convert::pruned(pruned, dry_run)))
+    }
+
     async fn events(&self, request: Request<pb::EventsRequest>) -> Result<Response<pb::EventsResponse>, Status> {
         let caller = self.gate.caller(&request);
         self.gate.check(&caller, Action::View).await?;
         let req = request.into_inner();
+        let kind = match req.kind.as_str() {
+            "" => None,
+            given => Some(given.parse::<EventKind>().map_err(|_| ControlError::UnknownEventKind {
+                given: given.to_owned(),
+                known: EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+            })?),
+        };
         let deadline = Instant::now() + std::time::Duration::from_millis(u64::from(req.wait_ms));
         // Subscribe before the first look, so an event landing in between
         // still wakes us.
         let mut appended = self.deployer.journal().subscribe_events();
         loop {
             let deployer = Arc::clone(&self.deployer);
-            let (model, kind, after, limit) = (req.model.clone(), req.kind.clone(), req.after, req.limit as usize);
+            let (model, after, limit) = (req.model.clone(), req.after, req.limit as usize);
+            let (newest_first, since) = (req.newest_first, req.since_unix_ms);
             let caller = caller.clone();
             let events: Vec<pb::Event> = blocking(move || {
                 let hidden = hidden_models(&deployer, &caller)?;
-                let model = (!model.is_empty()).then_some(model.as_str());
+                let keep = |e: &crate::store::EventRecord| {
+                    (model.is_empty() || e.model == model)
+                        && kind.is_none_or(|k| e.kind == k)
+                        && e.at_ms >= since
+                        && e.layer.is_none_or(|l| caller.sees(l))
+                        && !hidden.contains(&e.model)
+                };
+                if newest_first {
+                    return Ok(deployer.journal().newest_events(after, limit, keep)?);
+                }
+                let only = (!model.is_empty()).then_some(model.as_str());
                 let mut found: Vec<_> = deployer
                     .journal()
-                    .events(after, model, 0)?
+                    .events(after, only, 0)?
                     .into_iter()
-                    .filter(|e| kind.is_empty() || e.kind.as_str() == kind)
-                    .filter(|e| e.layer.is_none_or(|l| caller.sees(l)) && !hidden.contains(&e.model))
+                    .filter(|e| keep(e))
                     .collect();
                 if limit > 0 {
                     found.truncate(limit);

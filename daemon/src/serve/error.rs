@@ -105,6 +105,18 @@ pub enum ControlError {
     NoReport { model: String, version: u32 },
     #[error("model {0:?} is not serving")]
     NotServing(String),
+    #[error("model {model:?} has no version {version} (its versions: {versions})")]
+    NoSuchVersion {
+        model: String,
+        version: u32,
+        versions: String,
+    },
+    /// A version whose deploy failed or has not got that far: `why` says
+    /// which (the failure's reason, or the stage it is at).
+    #[error("{model} version {version} has no quantization report: {why}")]
+    ReportMissing { model: String, version: u32, why: String },
+    #[error("unknown event kind {given:?}; the kinds are {known}")]
+    UnknownEventKind { given: String, known: String },
     #[error("worker thread failed: {0}")]
     Worker(String),
     #[error(transparent)]

@@ -77,8 +77,10 @@ impl InferenceService {
     ) -> Result<pb::ModelInferResponse, InferError> {
         let started = Instant::now();
         let inputs = convert::request_inputs(&model.record.model, req, &model.signature, model.limits)?;
+        // Rows, as Triton counts inferences: the batch dimension, or one.
         let items = inputs
             .first()
+            .filter(|_| model.signature.is_batched())
             .and_then(|t| t.shape.first())
             .map_or(1, |&d| d.max(1) as u64);
         // A sampled request is kept for the shadow check (after the answer).
@@ -114,6 +116,7 @@ impl InferenceService {
             .stats
             .record_success(started.elapsed(), outcome.queued, outcome.compute, items);
         model.metrics.record_stages(outcome.queued, outcome.compute);
+        model.metrics.record_inferences(items, model.pool.executions());
         Ok(pb::ModelInferResponse {
             model_name: model.record.model.clone(),
             model_version: model.record.version.to_string(),

@@ -46,6 +46,8 @@ pub fn deploy_code(err: &DeployError) -> Code {
             Code::NotFound
         }
         DeployError::NoEarlierVersion { .. } => Code::FailedPrecondition,
+        // Like a failed gate: the result, not the request, is refused.
+        DeployError::MostlyFp32 { .. } => Code::FailedPrecondition,
         DeployError::NeedsCalibration(_)
         | DeployError::NeedsValidation(_)
         | DeployError::MissingAttachment(_)
@@ -99,6 +101,7 @@ fn store_code(err: &StoreError) -> Code {
         StoreError::DiskFull { .. } => Code::ResourceExhausted,
         StoreError::UnknownDeployment(_) => Code::NotFound,
         StoreError::InvalidTransition { .. } => Code::FailedPrecondition,
+        StoreError::PruneRaced => Code::Aborted,
         StoreError::Sled(_)
         | StoreError::Corrupt { .. }
         | StoreError::SchemaTooNew { .. }
@@ -169,10 +172,15 @@ impl From<ControlError> for Status {
         let code = match &err {
             // The transport's status, given this daemon's code for it.
             ControlError::Stream(status) => return inbound(status.clone(), super::MAX_CONTROL_MESSAGE_BYTES),
-            ControlError::SpecNotFirst | ControlError::UndeclaredChunk | ControlError::NoRollbackTarget => {
-                Code::InvalidArgument
-            }
-            ControlError::NoVersions(_) | ControlError::NoReport { .. } | ControlError::NotServing(_) => Code::NotFound,
+            ControlError::SpecNotFirst
+            | ControlError::UndeclaredChunk
+            | ControlError::NoRollbackTarget
+            | ControlError::UnknownEventKind { .. } => Code::InvalidArgument,
+            ControlError::NoVersions(_)
+            | ControlError::NoReport { .. }
+            | ControlError::NoSuchVersion { .. }
+            | ControlError::ReportMissing { .. }
+            | ControlError::NotServing(_) => Code::NotFound,
             ControlError::Worker(_) => Code::Internal,
             ControlError::Deploy(d) => deploy_code(d),
             ControlError::Quantize(q) => quantize_code(q),
@@ -388,6 +396,29 @@ mod tests {
                 Code::NotFound,
             ),
             (ControlError::NotServing("m".into()), Code::NotFound),
+            (
+                ControlError::NoSuchVersion {
+                    model: "m".into(),
+                    version: 9,
+                    versions: "1, 2".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                ControlError::ReportMissing {
+                    model: "m".into(),
+                    version: 2,
+                    why: "its deploy failed".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                ControlError::UnknownEventKind {
+                    given: "bogus".into(),
+                    known: "deploy, activate".into(),
+                },
+                Code::InvalidArgument,
+            ),
             (ControlError::Worker("panicked".into()), Code::Internal),
             (DeployError::MissingSpec.into(), Code::InvalidArgument),
             (StoreError::UnknownDeployment(7).into(), Code::NotFound),

@@ -71,6 +71,51 @@ impl BlobStore {
         Ok(bytes)
     }
 
+    /// Every stored blob: its name (sha256), size and last write, for
+    /// pruning. Blocking.
+    pub fn list(&self) -> Result<Vec<(String, u64, std::time::SystemTime)>, StoreError> {
+        let dir = self.sha_dir();
+        let entries = std::fs::read_dir(&dir).map_err(|e| StoreError::io("listing", &dir, e))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io("listing", &dir, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let meta = entry
+                .metadata()
+                .map_err(|e| StoreError::io("reading", entry.path(), e))?;
+            if !meta.is_file() {
+                continue;
+            }
+            let written = meta
+                .modified()
+                .map_err(|e| StoreError::io("reading", entry.path(), e))?;
+            out.push((name, meta.len(), written));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes a blob if it was last written before `unless_newer_than`
+    /// (a commit since then means something uses it again), then syncs the
+    /// directory. True if it was removed. Blocking.
+    pub fn remove(&self, sha256: &str, unless_newer_than: std::time::SystemTime) -> Result<bool, StoreError> {
+        let path = self.path(sha256);
+        match std::fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(written) if written < unless_newer_than => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io("reading", path, e)),
+        }
+        std::fs::remove_file(&path).map_err(|e| StoreError::io("removing", &path, e))?;
+        let dir = self.sha_dir();
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io("syncing", &dir, e))?;
+        Ok(true)
+    }
+
     /// Stores bytes the daemon made (a quantized model), atomically like an
     /// upload; returns their sha256. Blocking.
     pub fn put(&self, bytes: &[u8]) -> Result<String, StoreError> {

@@ -85,6 +85,8 @@ pub struct NewDeployment {
     pub precision: Precision,
     pub max_batch: u64,
     pub estimated_bytes: u64,
+    /// Shapes for synthetic runs (`DeploymentRecord::probe_shapes`).
+    pub probe_shapes: Vec<(String, Vec<i64>)>,
     /// A new version's verified signer (an existing version keeps its own).
     pub signed_by: Option<super::SignedBy>,
     /// Re-deploy an existing version (a rollback or a reload) instead of
@@ -308,6 +310,7 @@ impl Journal {
                 created_ms: now,
                 estimated_bytes: new.estimated_bytes,
                 measured_bytes: 0,
+                probe_shapes: new.probe_shapes.clone(),
             };
             models.insert(new.model.as_bytes(), encode(&model))?;
             if new.existing.is_none() {
@@ -403,6 +406,11 @@ impl Journal {
     }
 
     /// Records the blob a deployment serves (its quantized model).
+    /// Records the shapes synthetic runs of this deployment use.
+    pub fn set_probe_shapes(&self, id: u64, shapes: &[(String, Vec<i64>)]) -> Result<DeploymentRecord, StoreError> {
+        self.update(id, |r| r.probe_shapes = shapes.to_vec())
+    }
+
     pub fn set_served(&self, id: u64, sha256: &str) -> Result<DeploymentRecord, StoreError> {
         self.update(id, |r| r.sha256 = sha256.to_owned())
     }
@@ -497,6 +505,87 @@ impl Journal {
             let (k, v) = kv?;
             let event: EventRecord = decode(&v, &format!("events/{:?}", k.as_ref()))?;
             if model.is_some_and(|m| m != event.model) {
+                continue;
+            }
+            out.push(event);
+            if limit != 0 && out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The id the next deployment will get: unchanged means no deployment
+    /// was created in between.
+    pub(super) fn next_deployment_id(&self) -> Result<u64, StoreError> {
+        Ok(match self.meta.get("next_deployment_id")? {
+            Some(v) => u64::from_be_bytes(fixed(&v, "next_deployment_id")?),
+            None => 1,
+        })
+    }
+
+    /// Removes `versions` of their models, with their reports and the
+    /// deployments `deployments`, in one transaction, provided the journal
+    /// is as `seen` (every deployment, read after `next_id`) says: no
+    /// deployment created or changed since, else [`StoreError::PruneRaced`]
+    /// and nothing is removed. Model records stay, so version numbers are
+    /// never reused; events stay (append-only).
+    pub(super) fn remove_versions(
+        &self,
+        next_id: u64,
+        seen: &[DeploymentRecord],
+        versions: &[(String, u32)],
+        deployments: &[u64],
+    ) -> Result<(), StoreError> {
+        self.writable()?;
+        let trees = (&self.meta, &self.versions, &self.deployments, &self.reports);
+        let result = trees.transaction(|(meta, version_tree, deployment_tree, reports)| {
+            let now_next = match meta.get("next_deployment_id")? {
+                Some(v) => u64::from_be_bytes(fixed(&v, "next_deployment_id").map_err(abort)?),
+                None => 1,
+            };
+            if now_next != next_id {
+                return Err(abort(StoreError::PruneRaced));
+            }
+            for record in seen {
+                let key = record.id.to_be_bytes();
+                let now: Option<DeploymentRecord> = deployment_tree
+                    .get(key)?
+                    .map(|v| decode(&v, &format!("deployments/{}", record.id)))
+                    .transpose()
+                    .map_err(abort)?;
+                if now.as_ref() != Some(record) {
+                    return Err(abort(StoreError::PruneRaced));
+                }
+            }
+            for id in deployments {
+                deployment_tree.remove(&id.to_be_bytes())?;
+            }
+            for (model, version) in versions {
+                version_tree.remove(version_key(model, *version))?;
+                reports.remove(version_key(model, *version))?;
+            }
+            Ok(())
+        });
+        result.map_err(unwrap_tx)?;
+        self.flush()
+    }
+
+    /// The newest events with seq > `after` that `keep` accepts, at most
+    /// `limit` (0: no limit), newest first. Reads back from the end of the
+    /// log and stops at `limit`, so the newest few cost little however long
+    /// the log is.
+    pub fn newest_events(
+        &self,
+        after: u64,
+        limit: usize,
+        mut keep: impl FnMut(&EventRecord) -> bool,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.events.range((after + 1).to_be_bytes()..).rev() {
+            let (k, v) = kv?;
+            let event: EventRecord = decode(&v, &format!("events/{:?}", k.as_ref()))?;
+            if !keep(&event) {
                 continue;
             }
             out.push(event);

@@ -29,11 +29,13 @@ mod blobs;
 mod integrity;
 mod journal;
 mod migrations;
+mod prune;
 mod records;
 
 pub use blobs::{BlobStore, StagedBlob, Upload};
 pub use journal::{Existing, Journal, NewDeployment};
 pub use migrations::SCHEMA_VERSION;
+pub use prune::{BLOB_GRACE, Pruned, PrunedBlob, PrunedVersion, prune};
 pub use records::{
     DeploymentRecord, EventCaller, EventRecord, ModelRecord, SignedBy, StateChange, VersionRecord, now_ms,
 };
@@ -75,6 +77,8 @@ pub enum StoreError {
         from: DeployState,
         to: DeployState,
     },
+    #[error("the journal changed while pruning (a deploy, rollback or undeploy); nothing was removed: prune again")]
+    PruneRaced,
 }
 
 impl StoreError {

@@ -91,6 +91,11 @@ pub struct DeploymentRecord {
     pub estimated_bytes: u64,
     #[serde(default)]
     pub measured_bytes: u64,
+    /// The concrete shape of each input that synthetic runs (warmup,
+    /// health probes) feed, where the declared shape is dynamic: from the
+    /// deploy's data or `--input-shape`. Empty: dynamic dimensions are 1.
+    #[serde(default)]
+    pub probe_shapes: Vec<(String, Vec<i64>)>,
 }
 
 impl DeploymentRecord {

@@ -21,6 +21,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         precision: dsmil_kinds::Precision::Default,
         max_batch: 0,
         estimated_bytes: 1 << 20,
+        probe_shapes: Vec::new(),
         signed_by: None,
         existing: None,
     }
@@ -204,6 +205,12 @@ fn events_are_ordered_and_filtered() {
         vec!["deploy", "refuse"]
     );
     assert_eq!(journal.events(1, None, 1).unwrap()[0].seq, 2);
+
+    let newest = journal.newest_events(0, 2, |_| true).unwrap();
+    assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 2]);
+    let a_newest = journal.newest_events(0, 0, |e| e.model == "a").unwrap();
+    assert_eq!(a_newest.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 1]);
+    assert!(journal.newest_events(3, 0, |_| true).unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -459,4 +466,36 @@ fn migration_2_to_3_refuses_a_spelling_no_kind_knows_and_names_the_entry() {
         err.contains("backend \"cuda\": expected onnxruntime or openvino"),
         "{err}"
     );
+}
+
+#[test]
+fn pruning_refuses_a_journal_that_changed_since_it_was_planned() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    let (_, d) = journal.create_deployment(new_deployment("a", 1)).unwrap();
+    let doomed = [("a".to_owned(), 1)];
+    let next = journal.next_deployment_id().unwrap();
+    let seen = journal.deployments().unwrap();
+    journal.transition(d.id, DeployState::Validating, "").unwrap();
+    let err = journal.remove_versions(next, &seen, &doomed, &[d.id]).unwrap_err();
+    assert!(matches!(err, StoreError::PruneRaced), "{err}");
+    assert_eq!(journal.versions("a").unwrap().len(), 1);
+
+    // A deployment created since: refused too.
+    let seen = journal.deployments().unwrap();
+    journal.create_deployment(new_deployment("b", 2)).unwrap();
+    let err = journal.remove_versions(next, &seen, &doomed, &[d.id]).unwrap_err();
+    assert!(matches!(err, StoreError::PruneRaced), "{err}");
+
+    // As planned: the version, its report and its deployment go; the model
+    // record stays, so numbering goes on.
+    journal.put_report("a", 1, &"report").unwrap();
+    let next = journal.next_deployment_id().unwrap();
+    let seen = journal.deployments().unwrap();
+    journal.remove_versions(next, &seen, &doomed, &[d.id]).unwrap();
+    assert!(journal.versions("a").unwrap().is_empty());
+    assert!(journal.report::<String>("a", 1).unwrap().is_none());
+    assert!(journal.deployments().unwrap().iter().all(|r| r.model == "b"));
+    let (v, _) = journal.create_deployment(new_deployment("a", 1)).unwrap();
+    assert_eq!(v.version, 2);
 }

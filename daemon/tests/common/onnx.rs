@@ -2,8 +2,8 @@
 //! operators and failures chosen per test, nothing downloaded.
 
 use dsmil_proto::onnx::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, tensor_proto, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto, tensor_proto, tensor_shape_proto, type_proto,
 };
 use prost::Message;
 
@@ -293,4 +293,81 @@ pub fn nan_above(limit: f32) -> Vec<u8> {
         },
         &[("", 17)],
     )
+}
+
+/// `node` with attributes.
+pub fn node_with(op: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        attribute: attributes,
+        ..node(op, inputs, outputs)
+    }
+}
+
+fn attribute(name: &str, kind: attribute_proto::AttributeType) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(kind as i32),
+        ..Default::default()
+    }
+}
+
+pub fn attr_int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        i: Some(value),
+        ..attribute(name, attribute_proto::AttributeType::Int)
+    }
+}
+
+pub fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        ints: values.to_vec(),
+        ..attribute(name, attribute_proto::AttributeType::Ints)
+    }
+}
+
+pub fn attr_float(name: &str, value: f32) -> AttributeProto {
+    AttributeProto {
+        f: Some(value),
+        ..attribute(name, attribute_proto::AttributeType::Float)
+    }
+}
+
+pub fn attr_floats(name: &str, values: &[f32]) -> AttributeProto {
+    AttributeProto {
+        floats: values.to_vec(),
+        ..attribute(name, attribute_proto::AttributeType::Floats)
+    }
+}
+
+pub fn attr_string(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        s: Some(value.as_bytes().to_vec()),
+        ..attribute(name, attribute_proto::AttributeType::String)
+    }
+}
+
+/// A float initializer with the given values.
+pub fn floats(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(FLOAT),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
+/// An output whose shape the runtime infers.
+pub fn output(name: &str, dtype: tensor_proto::DataType) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(dtype as i32),
+                shape: None,
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
 }

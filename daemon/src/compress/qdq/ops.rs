@@ -80,10 +80,13 @@ pub fn macs(graph: &GraphProto, node: &NodeProto, shapes: &HashMap<String, Vec<i
     else {
         return 0;
     };
-    let (Some(axis), Some(out)) = (weight_axis(node, w), node.output.first().and_then(|o| shapes.get(o))) else {
-        return 0;
-    };
     let weights: u64 = w.dims.iter().map(|&d| d.max(0) as u64).product();
+    // Without the output's shape (dynamic quantization calibrates nothing),
+    // one output position: each weight used once, enough to weigh layers
+    // against each other.
+    let (Some(axis), Some(out)) = (weight_axis(node, w), node.output.first().and_then(|o| shapes.get(o))) else {
+        return weights;
+    };
     let outputs: u64 = out.iter().map(|&d| d.max(0) as u64).product();
     let channels = w.dims.get(axis).copied().unwrap_or(1).max(1) as u64;
     weights * (outputs / channels)

@@ -18,6 +18,31 @@ use crate::serve::error::ControlError;
 use crate::store::{DeploymentRecord, EventRecord, StateChange, VersionRecord};
 use crate::topology::{Device, Layer};
 
+/// What a prune removed (or, for a dry run, would remove).
+pub fn pruned(pruned: crate::store::Pruned, dry_run: bool) -> pb::PruneResponse {
+    pb::PruneResponse {
+        dry_run,
+        versions: pruned
+            .versions
+            .into_iter()
+            .map(|v| pb::PrunedVersion {
+                model: v.model,
+                version: v.version,
+                deployments: v.deployments,
+            })
+            .collect(),
+        blobs: pruned
+            .blobs
+            .into_iter()
+            .map(|b| pb::PrunedBlob {
+                sha256: b.sha256,
+                size_bytes: b.size_bytes,
+            })
+            .collect(),
+        notes: pruned.notes,
+    }
+}
+
 pub fn deployment(record: &DeploymentRecord) -> pb::Deployment {
     pb::Deployment {
         id: record.id,
@@ -82,6 +107,9 @@ pub fn report(model: &str, version: u32, r: crate::compress::Report) -> pb::Quan
         fp32_p95_ms: 0.0,
         int8_p50_ms: 0.0,
         int8_p95_ms: 0.0,
+        threshold: 0.0,
+        output: String::new(),
+        reason: String::new(),
     });
     pb::QuantizationReport {
         model: model.to_owned(),
@@ -115,6 +143,11 @@ pub fn report(model: &str, version: u32, r: crate::compress::Report) -> pb::Quan
         int8_mac_share: r.int8_mac_share,
         fp32_fallback: r.fp32_fallback,
         evaluations: r.evaluations as u32,
+        threshold: e.threshold,
+        judged_output: e.output,
+        metric_reason: e.reason,
+        upgraded_from_opset: r.upgraded_from_opset.unwrap_or(0),
+        opset_rewrites: r.opset_rewrites,
     }
 }
 
@@ -138,6 +171,8 @@ pub fn deploy_request(spec: pb::DeploySpec) -> Result<DeployRequest, DeployError
         validation: attachment(spec.validation),
         method: spec.method,
         activations: spec.activations,
+        gate_metric: spec.gate_metric,
+        input_shapes: spec.input_shapes,
         allow_fp32: spec.allow_fp32,
         backend: spec.backend,
         performance_hint: spec.performance_hint,
@@ -211,6 +246,7 @@ pub fn model(name: &str, versions: Vec<VersionRecord>, serving: Option<&Deployme
             })
             .collect(),
         active_version: serving.map_or(0, |a| a.version),
+        active_deployment: serving.map_or(0, |a| a.id),
         device: serving.map(|a| a.device),
         state: if serving.is_some() {
             "serving".into()
