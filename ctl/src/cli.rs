@@ -272,8 +272,8 @@ enum Command {
         version: String,
     },
     /// Remove the versions nothing serves or can roll back to (with their
-    /// deployments and reports; events stay) and the model files no version
-    /// names. Admin only.
+    /// deployments and reports; events stay) and the model files nothing in
+    /// the journal names. Admin only.
     Prune {
         /// Only list what would be removed.
         #[arg(long)]

@@ -286,6 +286,17 @@ async fn process_build_and_inference_counts_follow_convention_and_layer_memory_s
     let later = scrape(&address);
     assert_eq!(count(&later, "dsmil_inference_count_total"), Some(6.0));
     assert_eq!(count(&later, "dsmil_inference_exec_count_total"), Some(3.0));
+    // Triton's ModelStatistics says the same.
+    let stats = client
+        .model_statistics(pb::ModelStatisticsRequest {
+            name: "digits".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let s = &stats.model_stats[0];
+    assert_eq!((s.inference_count, s.execution_count), (6, 3));
     // A deploy's checks and warmup run the model, but are no application's
     // executions; they do take CPU, which the counter shows at once.
     let cpu_after = single(&after, "process_cpu_seconds_total");
@@ -401,4 +412,155 @@ fn dsmilctl_shows_devices_layers_status_and_infers() {
     let missing = daemon.ctl(&["infer", "nope", "--random"]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+}
+
+/// An HTTP/1.0 GET (so the answer is never chunked): status line and body.
+fn http_get(addr: &str, path: &str) -> Option<(String, String)> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
+}
+
+fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A Prometheus server (the `prometheus` binary of the Debian package that
+/// also brings promtool) scraping `targets` every second as job `dsmild`.
+struct Prometheus {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(targets: &[&str]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: dsmild\n    \
+                 static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus is needed for this test: apt-get install prometheus (scripts/test.sh does)");
+        Prometheus { child, addr, _dir: dir }
+    }
+
+    /// An instant query's result vector (or scalar) as JSON.
+    fn query(&self, promql: &str) -> serde_json::Value {
+        let path = format!("/api/v1/query?query={}", url_encoded(promql));
+        let (status, body) = http_get(&self.addr, &path).unwrap_or_else(|| panic!("no answer to {promql}"));
+        assert!(status.contains(" 200 "), "{promql}: {status}\n{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["status"], "success", "{promql}: {answer}");
+        answer["data"]["result"].clone()
+    }
+
+    /// Waits (at most a minute) until `promql` returns something `done`
+    /// accepts: Prometheus scrapes on its own clock.
+    fn wait_until(&self, promql: &str, done: impl Fn(&serde_json::Value) -> bool) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ready = http_get(&self.addr, "/-/ready").is_some_and(|(s, _)| s.contains(" 200 "));
+            if ready && done(&self.query(promql)) {
+                return;
+            }
+            assert!(std::time::Instant::now() < until, "{promql} never came true");
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+}
+
+/// The dashboard's queries, run by a real Prometheus against two real
+/// daemons: every query is valid PromQL, every series it returns names its
+/// instance (no query merges two hosts), and picking one instance returns
+/// only that host's series.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_keeps_two_daemons_apart_in_prometheus() {
+    let daemons = [Daemon::start(), Daemon::start()];
+    let mut addresses = Vec::new();
+    for daemon in &daemons {
+        daemon.deploy_sample(&["--name", "digits", "--device", "47"]);
+        let mut client = daemon.inference().await;
+        client.model_infer(digits_request(3, 0.5)).await.unwrap();
+        let status = daemon.ctl_json(&["status"]);
+        addresses.push(status["metrics_address"].as_str().unwrap().to_owned());
+    }
+    let targets: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let prometheus = Prometheus::start(&targets);
+    // Three scrapes of each, so that rate() over them has two intervals.
+    prometheus.wait_until(r#"count_over_time(up{job="dsmild"}[5m]) >= 3"#, |r| {
+        r.as_array().is_some_and(|a| a.len() == 2)
+    });
+
+    let dashboard = dashboard();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    let with = |expr: &str, instance: &str| {
+        expr.replace("$job", "dsmild")
+            .replace("$instance", instance)
+            .replace("$model", ".*")
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        let result = prometheus.query(&with(expr, ".*"));
+        for series in result.as_array().unwrap() {
+            let instance = series["metric"]["instance"].as_str();
+            assert!(instance.is_some(), "{expr} merges instances: {series}");
+            seen.extend(instance.map(str::to_owned));
+        }
+        let one = prometheus.query(&with(expr, &addresses[0]));
+        for series in one.as_array().unwrap() {
+            assert_eq!(series["metric"]["instance"], addresses[0].as_str(), "{expr}: {series}");
+        }
+    }
+    let both: std::collections::BTreeSet<String> = addresses.iter().cloned().collect();
+    assert_eq!(seen, both);
+    // The variables find both daemons, and the build-info panel shows each.
+    let builds = prometheus.query(&with("dsmil_build_info{job=~\"$job\",instance=~\"$instance\"}", ".*"));
+    assert_eq!(builds.as_array().unwrap().len(), 2, "{builds}");
+    let rows = prometheus.query(&with(
+        "sum by (instance) (rate(dsmil_inference_count_total{job=~\"$job\",instance=~\"$instance\"}[5m]))",
+        ".*",
+    ));
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
 }

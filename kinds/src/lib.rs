@@ -15,7 +15,9 @@ mod state;
 
 pub use event::{EventKind, Severity};
 pub use model::Format;
-pub use options::{ActivationType, BackendKind, GateMetric, Method, MethodName, PerformanceHint, Precision, Target};
+pub use options::{
+    ActivationType, BackendKind, GateMetric, GateThresholds, Method, MethodName, PerformanceHint, Precision, Target,
+};
 pub use state::DeployState;
 
 /// A value that is not one of a kind's spellings.

@@ -193,3 +193,26 @@ spelled!(GateMetric, "gate metric", "accuracy, agreement, position, cosine, snr 
     Snr => "snr",
     Iou => "iou",
 });
+
+/// Each gate metric's pass mark (dsmild's `[quantization]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateThresholds {
+    /// Accuracy retention (int8 / fp32) and classifier agreement.
+    pub retention: f64,
+    pub position: f64,
+    pub cosine: f64,
+    pub snr_db: f64,
+    pub iou: f64,
+}
+
+impl GateThresholds {
+    pub fn of(&self, metric: GateMetric) -> f64 {
+        match metric {
+            GateMetric::Accuracy | GateMetric::Agreement => self.retention,
+            GateMetric::Position => self.position,
+            GateMetric::Cosine => self.cosine,
+            GateMetric::Snr => self.snr_db,
+            GateMetric::Iou => self.iou,
+        }
+    }
+}

@@ -49,27 +49,7 @@ impl Evaluation {
 }
 
 /// Each metric's pass mark (`[quantization]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    /// Accuracy retention (int8 / fp32) and classifier agreement.
-    pub retention: f64,
-    pub position: f64,
-    pub cosine: f64,
-    pub snr_db: f64,
-    pub iou: f64,
-}
-
-impl Thresholds {
-    pub fn of(&self, metric: GateMetric) -> f64 {
-        match metric {
-            GateMetric::Accuracy | GateMetric::Agreement => self.retention,
-            GateMetric::Position => self.position,
-            GateMetric::Cosine => self.cosine,
-            GateMetric::Snr => self.snr_db,
-            GateMetric::Iou => self.iou,
-        }
-    }
-}
+pub use dsmil_kinds::GateThresholds as Thresholds;
 
 /// How the gate judges: a metric named by the operator (else chosen per
 /// output), and the thresholds.

@@ -18,6 +18,7 @@ pub mod offline;
 pub mod opset;
 pub mod params;
 pub mod qdq;
+pub mod sensitivity;
 
 use std::collections::{HashMap, HashSet};
 
@@ -388,10 +389,10 @@ pub fn quantize_dynamic(
 }
 
 /// Quantizes `model` (ONNX bytes) to INT8 QDQ. With validation samples,
-/// evaluates FP32 against INT8; if full INT8 fails the gate, measures each
-/// quantized layer's sensitivity (retention with only that layer in FP32)
-/// and returns the most sensitive layers to FP32, one at a time, until the
-/// gate passes or `fallback_evaluations` run out.
+/// evaluates FP32 against INT8; if full INT8 fails the gate, ranks the
+/// quantized layers by the error each adds (`sensitivity`, one pass) and
+/// returns the most harmful to FP32, one more at a time, until the gate
+/// passes or `fallback_evaluations` run out.
 pub fn quantize_static(
     backend: &dyn Backend,
     model: &[u8],
@@ -426,17 +427,12 @@ pub fn quantize_static(
             };
             let mut best = evaluate(&quantized)?;
             if !best.passes() && options.fallback_evaluations > 1 {
-                // Sensitivity: how much each layer's return to FP32 alone recovers.
-                let mut sensitivity = Vec::new();
-                for node in summary.quantized_nodes.clone() {
-                    if evaluations.get() >= options.fallback_evaluations {
-                        break;
-                    }
-                    let (candidate, _) = rewrite(&HashSet::from([node.clone()]))?;
-                    sensitivity.push((evaluate(&candidate)?.retention, node));
-                }
-                sensitivity.sort_by(|a, b| b.0.total_cmp(&a.0));
-                for (_, node) in sensitivity {
+                let ranked = sensitivity::rank(backend, &proto, &quantized, &summary.quantized_nodes, val)?;
+                tracing::info!(
+                    most_harmful = ?ranked.iter().take(5).collect::<Vec<_>>(),
+                    "layers ranked by the quantization noise they add"
+                );
+                for (node, _) in ranked {
                     if evaluations.get() >= options.fallback_evaluations {
                         break;
                     }

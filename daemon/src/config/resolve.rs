@@ -82,7 +82,7 @@ pub struct QuantizationConfig {
     pub activations: ActivationType,
     pub fallback_evaluations: u32,
     /// The gate's pass mark per metric (accuracy retention included).
-    pub thresholds: crate::compress::gate::Thresholds,
+    pub thresholds: dsmil_kinds::GateThresholds,
     /// Below this share of MACs in INT8 a quantized model counts as FP32.
     pub min_int8_mac_share: f64,
 }
@@ -408,7 +408,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             percentile: q.percentile,
             fallback_evaluations: q.fallback_evaluations,
             min_int8_mac_share: q.min_int8_mac_share,
-            thresholds: crate::compress::gate::Thresholds {
+            thresholds: dsmil_kinds::GateThresholds {
                 retention: q.min_accuracy_retention,
                 position: q.min_position_agreement,
                 cosine: q.min_cosine,

@@ -371,7 +371,8 @@ impl GrpcInferenceService for InferenceService {
                     version: m.record.version.to_string(),
                     last_inference: s.last_inference_ms,
                     inference_count: s.inference_count,
-                    execution_count: s.success_count,
+                    // The pool's count, as dsmil_inference_exec_count_total.
+                    execution_count: m.pool.executions(),
                     inference_stats: Some(pb::InferStatistics {
                         success: duration(s.success_count, s.success_ns),
                         fail: duration(s.fail_count, s.fail_ns),

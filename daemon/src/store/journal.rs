@@ -501,7 +501,7 @@ impl Journal {
     /// (0: no limit), oldest first.
     pub fn events(&self, after: u64, model: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.events.range((after + 1).to_be_bytes()..) {
+        for kv in self.events.range(after.saturating_add(1).to_be_bytes()..) {
             let (k, v) = kv?;
             let event: EventRecord = decode(&v, &format!("events/{:?}", k.as_ref()))?;
             if model.is_some_and(|m| m != event.model) {
@@ -582,7 +582,7 @@ impl Journal {
         mut keep: impl FnMut(&EventRecord) -> bool,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.events.range((after + 1).to_be_bytes()..).rev() {
+        for kv in self.events.range(after.saturating_add(1).to_be_bytes()..).rev() {
             let (k, v) = kv?;
             let event: EventRecord = decode(&v, &format!("events/{:?}", k.as_ref()))?;
             if !keep(&event) {
