@@ -81,13 +81,18 @@ pub fn read(path: &Path) -> anyhow::Result<(Vec<u8>, Attachment)> {
 }
 
 pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::Result<()> {
-    let (bytes, model) = read(args.file)?;
-    let format = dsmil_kinds::Format::from_path(args.file);
+    // A snapshot directory or archive names its model; a checkpoint is
+    // refused with the command that exports it.
+    let located = crate::bring::locate(args.file)?;
+    let file = located.model.as_path();
+    let (bytes, model) = read(file)?;
+    let format = dsmil_kinds::Format::from_path(file);
     // An IR's .bin: as given, else beside the .xml with the same stem. A
     // missing .bin is the daemon's to refuse, with the fix in its message.
     let weights_path = match (format, args.weights) {
         (_, Some(path)) => Some(path.to_owned()),
-        (dsmil_kinds::Format::Ir, None) => Some(args.file.with_extension("bin")).filter(|p| p.is_file()),
+        (_, None) if located.weights.is_some() => located.weights.clone(),
+        (dsmil_kinds::Format::Ir, None) => Some(file.with_extension("bin")).filter(|p| p.is_file()),
         _ => None,
     };
     let weights = weights_path.as_deref().map(read).transpose()?;

@@ -4,6 +4,7 @@
 //! `cli` and the modules it names.
 
 mod actions;
+mod bring;
 mod cli;
 mod client;
 mod deploy;

@@ -45,6 +45,13 @@ pub enum ModelError {
     NotTflite(String),
     #[error("not an ONNX model (the bytes do not decode as onnx.ModelProto: {0}); is the file truncated?")]
     NotOnnx(String),
+    /// Weights of a training framework, not a model a runtime can run.
+    #[error(
+        "this is {0}, not a model dsmil can serve: export it to ONNX first, e.g. \
+         `torch.onnx.export(model, example_input, \"model.onnx\", opset_version=17, dynamic_axes={{...}})` \
+         (or `optimum-cli export onnx --model DIR out/` for a Hugging Face checkpoint), then deploy model.onnx"
+    )]
+    TrainingCheckpoint(&'static str),
     #[error("invalid ONNX model, {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
     Invalid(Vec<String>),
 }

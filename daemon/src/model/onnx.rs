@@ -14,6 +14,27 @@ use prost::Message;
 
 use super::ModelError;
 
+/// What a training framework's weights file looks like from its first
+/// bytes, when an upload is one: PyTorch's zip archive (`torch.save`, with a
+/// `data.pkl` entry) or a bare pickle, or a safetensors file (an 8-byte
+/// header length, then a JSON header).
+fn training_checkpoint(bytes: &[u8]) -> Option<&'static str> {
+    let head = &bytes[..bytes.len().min(4096)];
+    if head.starts_with(b"PK\x03\x04") && head.windows(8).any(|w| w == b"data.pkl") {
+        return Some("a PyTorch checkpoint (torch.save zip archive)");
+    }
+    if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+        return Some("a Python pickle (a PyTorch .pt/.pth or similar)");
+    }
+    if head.len() > 9 && head[8..].starts_with(b"{\"") {
+        let declared = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        if declared > 0 && declared < bytes.len() as u64 {
+            return Some("a safetensors weights file");
+        }
+    }
+    None
+}
+
 /// IR versions this daemon accepts (ONNX 1.3 through current).
 const IR_VERSIONS: std::ops::RangeInclusive<i64> = 3..=13;
 /// Default-domain opsets accepted.
@@ -52,6 +73,9 @@ pub struct ModelInfo {
 
 /// Decodes `bytes` as an ONNX model and checks its structure.
 pub fn inspect_onnx(bytes: &[u8]) -> Result<ModelInfo, ModelError> {
+    if let Some(what) = training_checkpoint(bytes) {
+        return Err(ModelError::TrainingCheckpoint(what));
+    }
     let model = ModelProto::decode(bytes).map_err(|e| ModelError::NotOnnx(e.to_string()))?;
     let mut problems = Vec::new();
 

@@ -543,3 +543,22 @@ fn the_ir_fixture_is_refused_only_for_its_external_tensor() {
         ]
     );
 }
+
+#[test]
+fn a_training_checkpoint_is_told_how_to_export() {
+    // torch.save writes a zip whose entries include ".../data.pkl".
+    let torch = [&b"PK\x03\x04"[..], &[0; 26], b"archive/data.pkl", &[0; 64]].concat();
+    let pickle = [&[0x80, 0x04, 0x95][..], &[0; 32]].concat();
+    let header = b"{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    let safetensors = [&(header.len() as u64).to_le_bytes()[..], header, &[0; 4]].concat();
+    for (bytes, what) in [
+        (torch, "PyTorch checkpoint"),
+        (pickle, "pickle"),
+        (safetensors, "safetensors"),
+    ] {
+        let err = inspect_onnx(&bytes).unwrap_err().to_string();
+        assert!(err.contains(what) && err.contains("torch.onnx.export"), "{err}");
+    }
+    // An ONNX file is not mistaken for one.
+    assert!(inspect_onnx(&sample()).is_ok());
+}
