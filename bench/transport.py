@@ -150,9 +150,9 @@ def median_row(rows: list) -> dict:
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def start_dsmild(bin_dir: Path, run: Path) -> tuple:
+def start_dsmild(bin_dir: Path, run: Path, batching: bool = True) -> tuple:
     run.mkdir(parents=True, exist_ok=True)
-    (run / "dsmil.toml").write_text(CONFIG)
+    (run / "dsmil.toml").write_text(CONFIG + f"dynamic_batching = {'true' if batching else 'false'}\n")
     subprocess.run(
         [sys.executable, ROOT / "scripts" / "start-dsmild.py", bin_dir / "dsmild", run,
          "--config", run / "dsmil.toml", "--tcp", "127.0.0.1:0", "--http", "", "--metrics", "",
@@ -194,13 +194,17 @@ def main() -> None:
                          "default: target/release)")
     ap.add_argument("--triton-python", help="a python with nvidia-pytriton and onnxruntime")
     ap.add_argument("--models", default="mlp,convnet")
+    ap.add_argument("--compare-batching", action="store_true",
+                    help="also start each build with [serving] dynamic_batching = false")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     models = args.models.split(",")
     builds = []
     for spec in args.bin or [str(ROOT / "target" / "release")]:
         label, _, path = spec.rpartition("=")
-        builds.append((label or "dsmild", Path(path)))
+        builds.append((label or "dsmild", Path(path), True))
+        if args.compare_batching:
+            builds.append(((label or "dsmild") + ", no batching", Path(path), False))
     tmp = Path(tempfile.mkdtemp(prefix="dsmil-transport-"))
     model_dir = tmp / "models"
     model_dir.mkdir()
@@ -209,10 +213,10 @@ def main() -> None:
 
     runs, targets, triton = [], [], None
     try:
-        for i, (label, bin_dir) in enumerate(builds):
+        for i, (label, bin_dir, batching) in enumerate(builds):
             run = tmp / f"dsmild{i}"
             runs.append(run)
-            sock, ctl = start_dsmild(bin_dir, run)
+            sock, ctl = start_dsmild(bin_dir, run, batching)
             for device, m in enumerate(models, start=47):
                 ctl("deploy", model_dir / f"{m}.onnx", "--allow-fp32", "--name", m, "--device", str(device))
             targets += [(label, "tcp", ctl("status")["tcp_address"]), (label, "unix", f"unix://{sock}")]

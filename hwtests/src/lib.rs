@@ -63,7 +63,7 @@ impl Daemon {
             .arg(dir.path().join("cache"))
             .arg("--socket")
             .arg(dir.path().join("dsmild.sock"))
-            .args(["--tcp", "127.0.0.1:0", "--metrics", ""])
+            .args(["--tcp", "127.0.0.1:0", "--anonymous-clearance", "9", "--metrics", ""])
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("DSMIL_CONFIG")
             .stderr(log)

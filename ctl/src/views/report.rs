@@ -53,8 +53,11 @@ fn tables(r: &pb::QuantizationReport) {
         format!("{:.4}", r.int8),
         if r.threshold > 0.0 {
             format!(
-                "{:.4} ≥ {} needed, over {} samples",
-                r.retention, r.threshold, r.validation_samples
+                "{}{:.4} ≥ {} needed, over {} samples",
+                if r.metric == "top-1 accuracy" { "retention " } else { "" },
+                r.retention,
+                r.threshold,
+                r.validation_samples
             )
         } else {
             format!("retention {:.4} over {} samples", r.retention, r.validation_samples)

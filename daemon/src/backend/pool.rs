@@ -7,6 +7,13 @@
 //! the runtime is caught and becomes that request's error; the thread lives on.
 //! Dropping the last handle closes the queue; workers finish what was queued
 //! and exit.
+//!
+//! Dynamic batching, for a batched model: a worker that takes an
+//! application's request also takes the compatible requests already queued
+//! (or arriving within `Batching::delay`) up to the deployment's max batch,
+//! runs them as one batch and gives each its own rows of the outputs. A run
+//! that fails, or whose outputs are not split by rows, is run again request
+//! by request, so each caller gets its own answer or error.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,6 +80,14 @@ impl Job {
     }
 }
 
+/// Dynamic batching: at most `max_rows` rows in one run, waiting at most
+/// `delay` for more once a request is taken (zero: only what is queued).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    pub max_rows: usize,
+    pub delay: Duration,
+}
+
 pub struct Pool {
     label: String,
     capacity: usize,
@@ -85,6 +100,7 @@ pub struct Pool {
     /// checks and probes excluded): the execution count, as Triton's
     /// nv_inference_exec_count, counted where the runs happen.
     executions: Arc<AtomicU64>,
+    batching: Option<Batching>,
 }
 
 /// The process's reference instant for `busy` stamps.
@@ -95,7 +111,12 @@ fn epoch() -> Instant {
 
 impl Pool {
     /// Starts one thread per model instance, named `infer-<label>-<i>`.
-    pub fn start(label: &str, models: Vec<Box<dyn LoadedModel>>, capacity: usize) -> std::io::Result<Pool> {
+    pub fn start(
+        label: &str,
+        models: Vec<Box<dyn LoadedModel>>,
+        capacity: usize,
+        batching: Option<Batching>,
+    ) -> std::io::Result<Pool> {
         let (queue, jobs) = sync_channel::<Job>(capacity);
         let jobs = Arc::new(Mutex::new(jobs));
         let busy: Arc<Vec<AtomicU64>> = Arc::new(models.iter().map(|_| AtomicU64::new(0)).collect());
@@ -109,7 +130,15 @@ impl Pool {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("infer-{label}-{i}"))
-                    .spawn(move || worker(&label, model, &jobs, &busy[i], &executions))?,
+                    .spawn(move || {
+                        let mut w = Worker {
+                            label: &label,
+                            model,
+                            busy: &busy[i],
+                            executions: &executions,
+                        };
+                        w.serve(&jobs, batching)
+                    })?,
             );
         }
         Ok(Pool {
@@ -119,7 +148,18 @@ impl Pool {
             workers,
             busy,
             executions,
+            batching,
         })
+    }
+
+    /// Worker threads (instances of the model).
+    pub fn instances(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The dynamic batching in force, if any.
+    pub fn batching(&self) -> Option<Batching> {
+        self.batching
     }
 
     /// How long the longest run in progress has been running; None when
@@ -198,49 +238,72 @@ impl Pool {
     }
 }
 
-fn worker(
-    label: &str,
-    mut model: Box<dyn LoadedModel>,
-    jobs: &Mutex<Receiver<Job>>,
-    busy: &AtomicU64,
-    executions: &AtomicU64,
-) {
-    loop {
-        // The lock is held only while waiting for the next job, so idle
-        // workers queue up on it and one busy worker never blocks another.
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
-        let Ok(job) = job else {
-            return; // queue closed: the deployment was retired
-        };
-        let queued = job.enqueued.elapsed();
-        if job.deadline.is_some_and(|d| Instant::now() >= d) {
-            job.reply.send(Err(PoolError::DeadlineExceeded {
-                model: label.to_owned(),
-                waited_ms: queued.as_millis() as u64,
-            }));
-            continue;
+/// One worker thread's state.
+struct Worker<'a> {
+    label: &'a str,
+    model: Box<dyn LoadedModel>,
+    busy: &'a AtomicU64,
+    executions: &'a AtomicU64,
+}
+
+impl Worker<'_> {
+    fn serve(&mut self, jobs: &Mutex<Receiver<Job>>, batching: Option<Batching>) {
+        loop {
+            // The lock is held only while waiting for (and gathering) the
+            // next jobs, so idle workers queue up on it and one busy worker
+            // never blocks another.
+            let (batch, carried) = {
+                let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
+                let Ok(first) = rx.recv() else {
+                    return; // queue closed: the deployment was retired
+                };
+                match batching {
+                    Some(b) if first.external() && rows(&first).is_some() => gather(&rx, first, b),
+                    _ => (vec![first], None),
+                }
+            };
+            let batch: Vec<Job> = batch.into_iter().filter_map(|job| self.unexpired(job)).collect();
+            match batch.len() {
+                0 => {}
+                1 => self.run_one(batch.into_iter().next().expect("one")),
+                _ => self.run_batch(batch),
+            }
+            if let Some(job) = carried.and_then(|job| self.unexpired(job)) {
+                self.run_one(job);
+            }
         }
+    }
+
+    /// The job, unless its deadline passed while it waited (then answered).
+    fn unexpired(&self, job: Job) -> Option<Job> {
+        if job.deadline.is_some_and(|d| Instant::now() >= d) {
+            let waited_ms = job.enqueued.elapsed().as_millis() as u64;
+            job.reply.send(Err(PoolError::DeadlineExceeded {
+                model: self.label.to_owned(),
+                waited_ms,
+            }));
+            return None;
+        }
+        Some(job)
+    }
+
+    /// One run of the model, timed and guarded against panics.
+    fn run(&mut self, inputs: &[Tensor], external: bool) -> (Result<Vec<Tensor>, PoolError>, Duration) {
         let started = Instant::now();
-        busy.store(epoch().elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
-        if job.external() {
+        self.busy
+            .store(epoch().elapsed().as_micros() as u64 + 1, Ordering::Relaxed);
+        if external {
             // The watchdog tests wedge an application's request here.
             crate::failpoint::hit("infer-external");
         }
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&job.inputs)));
-        busy.store(0, Ordering::Relaxed);
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.model.run(inputs)));
+        self.busy.store(0, Ordering::Relaxed);
         let compute = started.elapsed();
-        if job.external() && matches!(result, Ok(Ok(_))) {
-            executions.fetch_add(1, Ordering::Relaxed);
+        if external && matches!(result, Ok(Ok(_))) {
+            self.executions.fetch_add(1, Ordering::Relaxed);
         }
         let result = match result {
-            Ok(Ok(outputs)) => Ok(RunOutcome {
-                outputs,
-                queued,
-                compute,
-            }),
+            Ok(Ok(outputs)) => Ok(outputs),
             Ok(Err(e)) => Err(PoolError::Backend(e)),
             Err(panic) => {
                 let what = panic
@@ -248,12 +311,131 @@ fn worker(
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_owned());
-                tracing::error!(model = label, panic = %what, "inference thread caught a panic");
+                tracing::error!(model = self.label, panic = %what, "inference thread caught a panic");
                 Err(PoolError::Backend(BackendError::Panicked(what)))
             }
         };
-        job.reply.send(result);
+        (result, compute)
     }
+
+    fn run_one(&mut self, job: Job) {
+        let queued = job.enqueued.elapsed();
+        let (result, compute) = self.run(&job.inputs, job.external());
+        job.reply.send(result.map(|outputs| RunOutcome {
+            outputs,
+            queued,
+            compute,
+        }));
+    }
+
+    /// Runs `jobs` (compatible, batched) as one batch and splits the
+    /// outputs by rows; falls back to one run each when that cannot be done.
+    fn run_batch(&mut self, jobs: Vec<Job>) {
+        let counts: Vec<usize> = jobs.iter().map(|j| rows(j).expect("gathered jobs have rows")).collect();
+        let total: usize = counts.iter().sum();
+        let inputs: Vec<Tensor> = (0..jobs[0].inputs.len())
+            .map(|k| {
+                let first = &jobs[0].inputs[k];
+                let mut shape = first.shape.clone();
+                shape[0] = total as i64;
+                Tensor {
+                    name: first.name.clone(),
+                    dtype: first.dtype,
+                    shape,
+                    data: jobs.iter().flat_map(|j| j.inputs[k].data.iter().copied()).collect(),
+                }
+            })
+            .collect();
+        let (result, compute) = self.run(&inputs, true);
+        let split = result.ok().and_then(|outputs| split_rows(&outputs, &counts));
+        let Some(parts) = split else {
+            // Each request gets its own answer or its own error.
+            for job in jobs {
+                self.run_one(job);
+            }
+            return;
+        };
+        for (job, outputs) in jobs.into_iter().zip(parts) {
+            let queued = job.enqueued.elapsed().saturating_sub(compute);
+            job.reply.send(Ok(RunOutcome {
+                outputs,
+                queued,
+                compute,
+            }));
+        }
+    }
+}
+
+/// A job's rows along the batch dimension: every input has a first
+/// dimension, and they agree.
+fn rows(job: &Job) -> Option<usize> {
+    let first = *job.inputs.first()?.shape.first()?;
+    job.inputs
+        .iter()
+        .all(|t| t.shape.first() == Some(&first))
+        .then_some(first as usize)
+        .filter(|&r| r > 0)
+}
+
+/// Whether `b` can share a run with `a`: the same inputs, types and shapes
+/// but for the batch dimension.
+fn compatible(a: &Job, b: &Job) -> bool {
+    a.inputs.len() == b.inputs.len()
+        && a.inputs.iter().zip(&b.inputs).all(|(x, y)| {
+            x.name == y.name && x.dtype == y.dtype && x.shape.len() == y.shape.len() && x.shape[1..] == y.shape[1..]
+        })
+}
+
+/// `first` and the compatible applications' jobs queued behind it (or
+/// arriving within the delay), up to `max_rows`; the first job that does
+/// not fit is returned to run next, alone.
+fn gather(rx: &Receiver<Job>, first: Job, b: Batching) -> (Vec<Job>, Option<Job>) {
+    let mut count = rows(&first).unwrap_or(1);
+    let until = Instant::now() + b.delay;
+    let mut batch = vec![first];
+    while count < b.max_rows {
+        let next = match until.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => rx.recv_timeout(left).ok(),
+            _ => rx.try_recv().ok(),
+        };
+        let Some(job) = next else {
+            break;
+        };
+        match rows(&job) {
+            Some(r) if job.external() && compatible(&batch[0], &job) && count + r <= b.max_rows => {
+                count += r;
+                batch.push(job);
+            }
+            _ => return (batch, Some(job)),
+        }
+    }
+    (batch, None)
+}
+
+/// Each job's rows of `outputs`, if every output has the batch's rows as
+/// its first dimension; None otherwise (the run is not split by rows).
+fn split_rows(outputs: &[Tensor], counts: &[usize]) -> Option<Vec<Vec<Tensor>>> {
+    let total: usize = counts.iter().sum();
+    let mut parts: Vec<Vec<Tensor>> = counts.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+    for out in outputs {
+        if out.shape.first().copied() != Some(total as i64) || out.data.len() % total != 0 {
+            return None;
+        }
+        let per_row = out.data.len() / total;
+        let mut offset = 0;
+        for (part, &n) in parts.iter_mut().zip(counts) {
+            let mut shape = out.shape.clone();
+            shape[0] = n as i64;
+            part.push(Tensor {
+                name: out.name.clone(),
+                dtype: out.dtype,
+                shape,
+                data: out.data[offset..offset + n * per_row].to_vec(),
+            });
+            offset += n * per_row;
+        }
+    }
+    Some(parts)
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ impl Rig {
             .collect();
         Rig {
             backend,
-            pool: Pool::start("pool-test", models, capacity).unwrap(),
+            pool: Pool::start("pool-test", models, capacity, None).unwrap(),
             started,
             open: Some(open),
             dropped,
@@ -219,4 +219,71 @@ fn close_and_join_drains_the_queue_and_drops_every_instance() {
             .unwrap();
         assert_eq!(outcome.outputs, answer(&signature(), &input(rows)));
     }
+}
+
+/// A batched model that answers each row with itself and reports the rows
+/// of each run, held at a gate like `Gated`.
+struct Echo {
+    signature: Signature,
+    runs: Sender<i64>,
+    gate: Arc<Mutex<Receiver<()>>>,
+}
+
+impl LoadedModel for Echo {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+        let _ = self.runs.send(inputs[0].shape[0]);
+        let _ = self.gate.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        Ok(vec![Tensor {
+            name: "y".into(),
+            ..inputs[0].clone()
+        }])
+    }
+}
+
+#[test]
+fn queued_requests_run_as_one_batch_and_each_gets_its_own_rows() {
+    let spec = |name: &str| TensorSpec {
+        name: name.into(),
+        dtype: DataType::F32,
+        shape: vec![-1, 4],
+    };
+    let (runs_tx, runs) = channel();
+    let (open, gate) = channel::<()>();
+    let model = Echo {
+        signature: Signature {
+            inputs: vec![spec("x")],
+            outputs: vec![spec("y")],
+        },
+        runs: runs_tx,
+        gate: Arc::new(Mutex::new(gate)),
+    };
+    let batching = Batching {
+        max_rows: 8,
+        delay: Duration::ZERO,
+    };
+    let pool = Pool::start("batch-test", vec![Box::new(model)], 16, Some(batching)).unwrap();
+    let rows_of_next_run = || runs.recv_timeout(LONG).expect("a run started");
+
+    // One request runs alone; while it runs, three more queue up.
+    let first = pool.submit(input(1), None).unwrap();
+    assert_eq!(rows_of_next_run(), 1);
+    let queued: Vec<_> = [2, 3, 4].iter().map(|&r| pool.submit(input(r), None).unwrap()).collect();
+    drop(open);
+    // 2 + 3 rows fit the max batch of 8; the 4-row request does not and runs
+    // next, alone.
+    assert_eq!(rows_of_next_run(), 5);
+    assert_eq!(rows_of_next_run(), 4);
+
+    assert_eq!(first.blocking_recv().unwrap().unwrap().outputs[0].data, input(1)[0].data);
+    for (answer, rows) in queued.into_iter().zip([2, 3, 4]) {
+        let out = answer.blocking_recv().unwrap().unwrap().outputs;
+        assert_eq!(out[0].shape, [rows, 4]);
+        assert_eq!(out[0].data, input(rows)[0].data, "each request gets its own rows back");
+    }
+    assert_eq!(pool.executions(), 3, "three runs for four requests");
+    assert_eq!(pool.batching(), Some(batching));
 }

@@ -109,6 +109,8 @@ pub struct RawServing {
     pub intra_op_threads: usize,
     pub max_request_bytes: u64,
     pub max_batch_size: u64,
+    pub dynamic_batching: bool,
+    pub max_queue_delay_us: u64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -109,6 +109,9 @@ pub struct ServingConfig {
     pub intra_op_threads: usize,
     pub max_request_bytes: usize,
     pub max_batch_size: u64,
+    /// Batch queued requests of a batched model into one run, waiting at
+    /// most this long for more (None: off).
+    pub dynamic_batching: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -439,6 +442,9 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             intra_op_threads: s.intra_op_threads,
             max_request_bytes: usize::try_from(s.max_request_bytes).unwrap_or(usize::MAX),
             max_batch_size: s.max_batch_size,
+            dynamic_batching: s
+                .dynamic_batching
+                .then(|| std::time::Duration::from_micros(s.max_queue_delay_us)),
         },
         monitoring: MonitoringConfig {
             metrics_collection_interval: std::time::Duration::from_secs(m.metrics_collection_interval_seconds),

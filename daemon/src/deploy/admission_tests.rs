@@ -66,7 +66,7 @@ pub(crate) fn serving(record: DeploymentRecord) -> ActiveModel {
         }],
     };
     let label = format!("{}-v{}", record.model, record.version);
-    let pool = Pool::start(&label, vec![FakeBackend::new().model(signature.clone())], 4).unwrap();
+    let pool = Pool::start(&label, vec![FakeBackend::new().model(signature.clone())], 4, None).unwrap();
     let limits = RequestLimits {
         max_bytes: 1 << 20,
         max_batch: 8,

@@ -60,7 +60,15 @@ impl Instances {
     /// queue of `serving.queue_capacity`.
     pub fn start(self, record: &DeploymentRecord, config: &Config) -> std::io::Result<Workers> {
         let label = format!("{}-v{}", record.model, record.version);
-        let pool = Pool::start(&label, self.models, config.serving.queue_capacity)?;
+        let batching = config
+            .serving
+            .dynamic_batching
+            .filter(|_| self.signature.is_batched())
+            .map(|delay| crate::backend::Batching {
+                max_rows: usize::try_from(Launch::of(record, config).limits.max_batch).unwrap_or(usize::MAX),
+                delay,
+            });
+        let pool = Pool::start(&label, self.models, config.serving.queue_capacity, batching)?;
         Ok(Workers {
             pool,
             signature: self.signature,

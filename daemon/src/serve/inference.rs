@@ -341,10 +341,13 @@ impl GrpcInferenceService for InferenceService {
                 .collect(),
             instance_group: vec![pb::ModelInstanceGroup {
                 name: format!("{}-workers", model.record.model),
-                count: 1,
+                count: i32::try_from(model.pool.instances()).unwrap_or(i32::MAX),
                 kind: pb::model_instance_group::Kind::Cpu as i32,
             }],
-            dynamic_batching: None,
+            dynamic_batching: model.pool.batching().map(|b| pb::ModelDynamicBatching {
+                preferred_batch_size: Vec::new(),
+                max_queue_delay_microseconds: b.delay.as_micros() as u64,
+            }),
         };
         Ok(Response::new(pb::ModelConfigResponse { config: Some(config) }))
     }
