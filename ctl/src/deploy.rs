@@ -62,6 +62,17 @@ pub struct Int8Files {
 }
 
 impl Int8Flags {
+    /// The data files' names, for dsmild's messages about them.
+    pub fn file_names(&self) -> (String, String) {
+        let name = |p: &Option<std::path::PathBuf>| {
+            p.as_deref()
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        (name(&self.calib), name(&self.val))
+    }
+
     pub fn read(&self) -> anyhow::Result<Int8Files> {
         Ok(Int8Files {
             calibration: self.calib.as_deref().map(read).transpose()?,
@@ -112,6 +123,8 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         classification: args.classification,
         note: args.note,
         calibration: calibration.as_ref().map(|(_, a)| a.clone()),
+        calibration_file: args.int8.file_names().0,
+        validation_file: args.int8.file_names().1,
         validation: validation.as_ref().map(|(_, a)| a.clone()),
         method: args.int8.method.clone(),
         activations: args.int8.activations.clone(),

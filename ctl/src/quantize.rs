@@ -37,6 +37,8 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, html: Option<&Path>, jso
         size_bytes: model.size_bytes,
         sha256: model.sha256,
         calibration: calibration.as_ref().map(|(_, a)| a.clone()),
+        calibration_file: args.int8.file_names().0,
+        validation_file: args.int8.file_names().1,
         validation: validation.as_ref().map(|(_, a)| a.clone()),
         method: args.int8.method.clone(),
         activations: args.int8.activations.clone(),

@@ -72,3 +72,29 @@ fn snapshots_and_archives_deploy_and_checkpoints_are_told_how_to_export() {
         assert!(err.contains("torch.onnx.export"), "{name}: {err}");
     }
 }
+
+#[test]
+fn bad_data_is_reported_by_the_name_the_user_gave_it() {
+    let daemon = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("my-calibration.npz");
+    std::fs::write(&bad, b"this is not a zip archive").unwrap();
+    let out = daemon.ctl(&[
+        "deploy",
+        SAMPLE_MODEL,
+        "--name",
+        "digits",
+        "--layer",
+        "3",
+        "--calib",
+        bad.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--calib data (my-calibration.npz): not an .npz file"),
+        "{err}"
+    );
+    let state = daemon.state_dir();
+    assert!(!err.contains(state.to_str().unwrap()), "no staged path: {err}");
+}

@@ -271,14 +271,20 @@ fn queued_requests_run_as_one_batch_and_each_gets_its_own_rows() {
     // One request runs alone; while it runs, three more queue up.
     let first = pool.submit(input(1), None).unwrap();
     assert_eq!(rows_of_next_run(), 1);
-    let queued: Vec<_> = [2, 3, 4].iter().map(|&r| pool.submit(input(r), None).unwrap()).collect();
+    let queued: Vec<_> = [2, 3, 4]
+        .iter()
+        .map(|&r| pool.submit(input(r), None).unwrap())
+        .collect();
     drop(open);
     // 2 + 3 rows fit the max batch of 8; the 4-row request does not and runs
     // next, alone.
     assert_eq!(rows_of_next_run(), 5);
     assert_eq!(rows_of_next_run(), 4);
 
-    assert_eq!(first.blocking_recv().unwrap().unwrap().outputs[0].data, input(1)[0].data);
+    assert_eq!(
+        first.blocking_recv().unwrap().unwrap().outputs[0].data,
+        input(1)[0].data
+    );
     for (answer, rows) in queued.into_iter().zip([2, 3, 4]) {
         let out = answer.blocking_recv().unwrap().unwrap().outputs;
         assert_eq!(out[0].shape, [rows, 4]);

@@ -235,8 +235,13 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
         }
         None => Vec::new(),
     };
+    // Problems in the data are reported with the manifest's own paths.
+    let shown = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let (calibration_file, validation_file) = (shown(&m.calibration), shown(&m.validation));
     Ok(Loaded {
         spec: DeploySpec {
+            calibration_file,
+            validation_file,
             name: m.name,
             device: m.device,
             layer: m.layer,

@@ -74,6 +74,8 @@ pub(super) enum Quantize {
         options: Box<crate::compress::Options>,
         /// The operator accepts a result that stays mostly FP32.
         allow_fp32: bool,
+        /// How errors name the calibration and validation files.
+        labels: (String, String),
     },
     /// The upload is already INT8.
     AlreadyInt8,
@@ -126,6 +128,7 @@ impl Deployer {
                 validation: staged.validation,
                 options: Box::new(options),
                 allow_fp32: spec.allow_fp32,
+                labels: spec.data_labels.clone(),
             }
         } else if spec.allow_fp32 {
             Quantize::AllowFp32

@@ -41,6 +41,9 @@ pub struct DeploySpec {
     pub gate_metric: String,
     /// "NAME=D0,D1,..." each.
     pub input_shapes: Vec<String>,
+    /// The caller's names for the data files (display only).
+    pub calibration_file: String,
+    pub validation_file: String,
 }
 
 /// A deploy, parsed and checked: a valid name, known spellings, bounded
@@ -64,6 +67,8 @@ pub struct DeployRequest {
     pub gate_metric: Option<dsmil_kinds::GateMetric>,
     /// Shapes for synthetic runs, per input (bounded: see `input_shape`).
     pub input_shapes: Vec<(String, Vec<i64>)>,
+    /// How errors name the data files: "--calib data (calib.npz)".
+    pub data_labels: (String, String),
     pub allow_fp32: bool,
     /// The runtime for a cpu device (npu and gpu are always OpenVINO's).
     pub backend: Option<BackendKind>,
@@ -171,6 +176,10 @@ impl DeploySpec {
             activations,
             gate_metric,
             input_shapes,
+            data_labels: (
+                data_label("--calib", &self.calibration_file),
+                data_label("--val", &self.validation_file),
+            ),
             allow_fp32: self.allow_fp32,
             backend,
             performance_hint,
@@ -179,6 +188,15 @@ impl DeploySpec {
             max_batch: (self.max_batch > 0).then_some(self.max_batch),
             signature: (!self.signature.is_empty()).then_some(self.signature),
         })
+    }
+}
+
+/// "--calib data (calib.npz)": the flag and the caller's own file name, at
+/// most 200 characters of it (it is the caller's text).
+fn data_label(flag: &str, name: &str) -> String {
+    match name.chars().take(200).collect::<String>() {
+        name if name.is_empty() => format!("{flag} data"),
+        name => format!("{flag} data ({name})"),
     }
 }
 

@@ -74,17 +74,28 @@ impl StageRunner<'_, '_> {
                 calibration,
                 validation,
                 options,
+                labels,
                 ..
-            } => (
-                calibration
-                    .as_ref()
-                    .map(|c| Samples::read(c.path(), &signature, options.max_samples))
-                    .transpose()?,
-                validation
-                    .as_ref()
-                    .map(|v| Samples::read(v.path(), &signature, usize::MAX))
-                    .transpose()?,
-            ),
+            } => {
+                // Named as the caller knows them, not by the staged path.
+                let read = |blob: &crate::store::StagedBlob, label: &str, limit: usize| {
+                    let file = std::fs::File::open(blob.path()).map_err(|e| crate::compress::CompressError::Data {
+                        path: label.to_owned(),
+                        detail: e.to_string(),
+                    })?;
+                    Samples::from_reader(std::io::BufReader::new(file), label, &signature, limit)
+                };
+                (
+                    calibration
+                        .as_ref()
+                        .map(|c| read(c, &labels.0, options.max_samples))
+                        .transpose()?,
+                    validation
+                        .as_ref()
+                        .map(|v| read(v, &labels.1, usize::MAX))
+                        .transpose()?,
+                )
+            }
             _ => (None, None),
         };
         let data = validation.as_ref().or(calibration.as_ref());

@@ -173,6 +173,8 @@ pub fn deploy_request(spec: pb::DeploySpec) -> Result<DeployRequest, DeployError
         activations: spec.activations,
         gate_metric: spec.gate_metric,
         input_shapes: spec.input_shapes,
+        calibration_file: spec.calibration_file,
+        validation_file: spec.validation_file,
         allow_fp32: spec.allow_fp32,
         backend: spec.backend,
         performance_hint: spec.performance_hint,
