@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    // The descriptor set gRPC server reflection serves (`FILE_DESCRIPTOR_SET`).
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("dsmil_descriptor.bin");
     tonic_prost_build::configure()
+        .file_descriptor_set_path(descriptors)
         .build_server(true)
         .build_client(true)
         // dsmilctl prints control responses as JSON for scripts.

@@ -47,13 +47,20 @@ pub async fn reload(c: &mut Clients, json: bool) -> anyhow::Result<()> {
     let r = c.control.reload(pb::ReloadRequest {}).await?.into_inner();
     output::print(&r, json, || {
         if r.changes.is_empty() {
-            println!("reloaded: no change");
+            match r.in_force.as_str() {
+                "" => println!("reloaded: no change"),
+                // The file watcher (or SIGHUP) got there first.
+                earlier => println!("reloaded: nothing new; the file is already {earlier}"),
+            }
         }
         for change in &r.changes {
             println!("changed: {change}");
         }
         for warning in &r.warnings {
             println!("warning: {warning}");
+        }
+        for section in &r.pending_restart {
+            println!("pending restart: [{section}] differs from what dsmild started with; restart dsmild to apply it");
         }
     })
 }

@@ -1,7 +1,11 @@
 //! Connecting to dsmild: the Unix socket by default, TCP with --addr, TLS
 //! (mutual with a client certificate) with --ca/--cert/--key.
 
-use anyhow::Context;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
 use dsmil_proto::control::control_client::ControlClient;
 use dsmil_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
@@ -90,7 +94,7 @@ pub async fn connect(socket: &str, addr: Option<&str>, tls: &Tls) -> anyhow::Res
                     let path = path.clone();
                     async move {
                         let stream = tokio::net::UnixStream::connect(&path).await?;
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(NoSigPipe(stream)))
                     }
                 }))
                 .await
@@ -107,4 +111,61 @@ pub async fn connect(socket: &str, addr: Option<&str>, tls: &Tls) -> anyhow::Res
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     })
+}
+
+/// The Unix socket, written with `send(MSG_NOSIGNAL)`. `main` gives SIGPIPE
+/// back its default action (so `dsmilctl ... | head` just stops), and a plain
+/// write() to a socket whose daemon died would then kill dsmilctl silently
+/// with exit 141; this way the write fails with EPIPE and the caller says
+/// what happened. (TCP needs nothing: std's TcpStream sends with
+/// MSG_NOSIGNAL already.)
+struct NoSigPipe(tokio::net::UnixStream);
+
+impl tokio::io::AsyncRead for NoSigPipe {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for NoSigPipe {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let stream = &self.0;
+        loop {
+            std::task::ready!(stream.poll_write_ready(cx))?;
+            match stream.try_io(tokio::io::Interest::WRITABLE, || {
+                send_no_signal(stream.as_raw_fd(), buf)
+            }) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+fn send_no_signal(fd: std::os::fd::RawFd, buf: &[u8]) -> std::io::Result<usize> {
+    /// Linux's value (bits/socket.h).
+    const MSG_NOSIGNAL: i32 = 0x4000;
+    unsafe extern "C" {
+        fn send(fd: i32, buf: *const std::ffi::c_void, len: usize, flags: i32) -> isize;
+    }
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call; `fd` is the
+    // open socket the caller borrows.
+    let sent = unsafe { send(fd, buf.as_ptr().cast(), buf.len(), MSG_NOSIGNAL) };
+    if sent < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
+    }
 }

@@ -1,6 +1,8 @@
 //! `dsmilctl deploy`: stream the model with its sha256, show each stage.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use dsmil_proto::control::{Attachment, DeployProgress, DeployRequest, DeploySpec, deploy_request::Part};
@@ -138,10 +140,14 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         signature: signature.unwrap_or_default(),
         input_shapes: args.input_shapes,
     };
-    let bar = if json {
-        ProgressBar::hidden()
-    } else {
+    let model_name = spec.name.clone();
+    // Spinners and the upload bar only on a terminal: a pipe, a log or
+    // --json gets plain lines and no escape codes.
+    let live = !json && std::io::stdout().is_terminal();
+    let bar = if live {
         ProgressBar::new(bytes.len() as u64)
+    } else {
+        ProgressBar::hidden()
     };
     bar.set_style(ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}").expect("static template"));
     let mut messages = upload(spec, &bytes, calibration.as_ref(), validation.as_ref());
@@ -151,20 +157,48 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         }));
     }
     let uploaded = bar.clone();
-    let outbound = tokio_stream::iter(messages.into_iter().inspect(move |m| {
-        if let Some(Part::Chunk(c)) = &m.part {
-            uploaded.inc(c.len() as u64);
+    // Set once the transport has taken the last message: from then on the
+    // daemon may hold the whole upload before its answer arrives here.
+    let all_sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::clone(&all_sent);
+    let outbound = tokio_stream::iter(
+        messages
+            .into_iter()
+            .inspect(move |m| {
+                if let Some(Part::Chunk(c)) = &m.part {
+                    uploaded.inc(c.len() as u64);
+                }
+            })
+            .chain(std::iter::from_fn(move || {
+                sent.store(true, std::sync::atomic::Ordering::Relaxed);
+                None
+            })),
+    );
+    let mut watch = Watch {
+        live,
+        json,
+        upload_done: false,
+        deployment_id: None,
+        stage: None,
+    };
+    let outcome = tokio::select! {
+        outcome = follow(clients, outbound, &bar, &mut watch) => outcome,
+        interrupted = tokio::signal::ctrl_c() => {
+            interrupted.context("listening for Ctrl-C")?;
+            bar.finish_and_clear();
+            watch.finish_stage(None, "interrupted");
+            let all_sent = all_sent.load(std::sync::atomic::Ordering::Relaxed);
+            return Err(interruption(&watch, all_sent, &model_name).into());
         }
-    }));
-    let mut progress = clients.control.deploy(outbound).await?.into_inner();
-    bar.finish_and_clear();
-    let mut last: Option<DeployProgress> = None;
-    while let Some(step) = progress.message().await? {
-        if !json && !step.done {
-            println!("{:<15} {} ({} ms)", step.stage, step.detail, step.elapsed_ms);
+    };
+    let last = match outcome {
+        Ok(last) => last,
+        Err(status) => {
+            bar.finish_and_clear();
+            watch.finish_stage(None, "failed");
+            return Err(connection_lost(&status, &watch).unwrap_or_else(|| status.into()));
         }
-        last = Some(step);
-    }
+    };
     let last = last.context("dsmild closed the deploy without a result")?;
     let deployment = last.deployment.context("dsmild's last message carried no deployment")?;
     output::print(&deployment, json, || {
@@ -179,6 +213,152 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
             deployment.id
         );
     })
+}
+
+/// What `deploy` has seen so far: enough to say, on Ctrl-C or a lost
+/// connection, what became of the deploy.
+struct Watch {
+    live: bool,
+    json: bool,
+    /// dsmild answered the upload: it holds the whole upload and runs the
+    /// deploy whether or not this client stays.
+    upload_done: bool,
+    deployment_id: Option<u64>,
+    /// The stage in progress: its line, when it started here, its spinner.
+    stage: Option<(String, Instant, ProgressBar)>,
+}
+
+impl Watch {
+    /// A progress message: the stage it names has begun, and its
+    /// `elapsed_ms` is the time dsmild spent in the stage before it (see
+    /// `DeployProgress` in control.proto), so that is the number printed on
+    /// the previous stage's line.
+    fn step(&mut self, step: &DeployProgress) {
+        self.deployment_id = Some(step.deployment_id);
+        self.finish_stage(Some(step.elapsed_ms), "");
+        if self.json {
+            return;
+        }
+        let line = format!("{:<15} {}", step.stage, step.detail);
+        if step.stage == dsmil_kinds::DeployState::Active.to_string() {
+            // The end state: nothing more to time.
+            println!("{line}");
+            return;
+        }
+        let spinner = if self.live {
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("static template"));
+            spinner.set_message(line.clone());
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            spinner
+        } else {
+            ProgressBar::hidden()
+        };
+        self.stage = Some((line, Instant::now(), spinner));
+    }
+
+    /// Ends the stage in progress: its line with its own duration (dsmild's
+    /// when known, else as timed here) and `outcome` when it did not end
+    /// normally.
+    fn finish_stage(&mut self, elapsed_ms: Option<u64>, outcome: &str) {
+        let Some((line, started, spinner)) = self.stage.take() else {
+            return;
+        };
+        spinner.finish_and_clear();
+        let ms = elapsed_ms.unwrap_or_else(|| started.elapsed().as_millis() as u64);
+        if outcome.is_empty() {
+            println!("{line} ({ms} ms)");
+        } else {
+            println!("{line} ({outcome} after {ms} ms)");
+        }
+    }
+}
+
+/// Uploads, then follows the progress to the final message.
+async fn follow(
+    clients: &mut Clients,
+    outbound: impl tokio_stream::Stream<Item = DeployRequest> + Send + 'static,
+    bar: &ProgressBar,
+    watch: &mut Watch,
+) -> Result<Option<DeployProgress>, tonic::Status> {
+    // dsmild answers only once the whole upload is received and staged.
+    let mut progress = clients.control.deploy(outbound).await?.into_inner();
+    watch.upload_done = true;
+    bar.finish_and_clear();
+    let mut last = None;
+    while let Some(step) = progress.message().await? {
+        if !step.done {
+            watch.step(&step);
+        }
+        last = Some(step);
+    }
+    Ok(last)
+}
+
+/// dsmilctl's exit on Ctrl-C: the message says what became of the deploy;
+/// `main` exits 130 (128 + SIGINT), as a shell does.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+fn interruption(watch: &Watch, all_sent: bool, model: &str) -> Interrupted {
+    if !watch.upload_done && all_sent {
+        return Interrupted(format!(
+            "interrupted as the upload ended, before dsmild answered: the deploy of {model} may be running on \
+             dsmild; see dsmilctl deployments --model {model}"
+        ));
+    }
+    if !watch.upload_done {
+        return Interrupted(format!(
+            "interrupted during the upload: nothing was deployed (dsmild discards a partial upload); {model} is as it was"
+        ));
+    }
+    let which = match watch.deployment_id {
+        Some(id) => format!("deployment {id} of {model}"),
+        None => format!("the deploy of {model}"),
+    };
+    let show = match watch.deployment_id {
+        Some(id) => format!("dsmilctl show {id}"),
+        None => format!("dsmilctl deployments --model {model}"),
+    };
+    Interrupted(format!(
+        "interrupted: the upload was complete, so {which} continues on dsmild and goes Active if its checks pass.\n\
+         follow it: {show}  or  dsmilctl events --model {model} --follow\n\
+         undo it once it is Active: dsmilctl rollback {model} (back to the previous version) or dsmilctl undeploy {model}"
+    ))
+}
+
+/// A transport failure (dsmild gone: killed, crashed, restarted) said in
+/// words instead of `Unknown: h2 protocol error`; None for dsmild's own
+/// refusals, which arrive as a status without a transport source.
+fn connection_lost(status: &tonic::Status, watch: &Watch) -> Option<anyhow::Error> {
+    use std::error::Error as _;
+    let transport = matches!(
+        status.code(),
+        tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Internal
+    ) && status.source().is_some();
+    if !transport {
+        return None;
+    }
+    let during = if watch.upload_done {
+        let follow = match watch.deployment_id {
+            Some(id) => format!("`dsmilctl show {id}`"),
+            None => "`dsmilctl deployments`".to_owned(),
+        };
+        format!(
+            "during the deploy (did it stop or restart? see journalctl -u dsmild); the upload was complete: once dsmild is back, {follow} says how the deploy ended"
+        )
+    } else {
+        "during the upload (did it stop or restart? see journalctl -u dsmild); nothing was deployed".to_owned()
+    };
+    Some(anyhow::anyhow!("dsmild closed the connection {during}"))
 }
 
 /// The upload Deploy and Quantize share: the spec, then the model's chunks,

@@ -30,6 +30,10 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(interrupted) = e.downcast_ref::<deploy::Interrupted>() {
+                eprintln!("dsmilctl: {interrupted}");
+                return std::process::ExitCode::from(130);
+            }
             match e.downcast_ref::<tonic::Status>() {
                 Some(s) => eprintln!("dsmilctl: {:?}: {}", s.code(), s.message()),
                 None => eprintln!("dsmilctl: {e:#}"),

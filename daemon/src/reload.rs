@@ -52,6 +52,39 @@ pub enum ReloadError {
 pub struct ReloadOutcome {
     pub changes: Vec<String>,
     pub warnings: Vec<String>,
+    /// Restart-only sections that differ from what the daemon started with
+    /// (in force since an earlier reload or this one): pending until a restart.
+    pub pending_restart: Vec<String>,
+    /// When this reload found nothing new: the earlier reload (the file
+    /// watcher's, SIGHUP's or another `dsmilctl reload`) that put the file
+    /// in force, what it changed and when.
+    pub in_force: Option<String>,
+}
+
+/// The last reload that changed something.
+struct Applied {
+    trigger: String,
+    at: std::time::SystemTime,
+    changes: Vec<String>,
+}
+
+impl Applied {
+    fn describe(&self) -> String {
+        let secs = self
+            .at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let ago = self.at.elapsed().map(|d| d.as_secs()).unwrap_or_default();
+        format!(
+            "in force since {:02}:{:02}:{:02} UTC ({ago} s ago), applied by {}: {}",
+            secs / 3600 % 24,
+            secs / 60 % 60,
+            secs % 60,
+            self.trigger,
+            self.changes.join("; ")
+        )
+    }
 }
 
 pub struct Reloader {
@@ -59,19 +92,31 @@ pub struct Reloader {
     deployer: Arc<Deployer>,
     /// One reload at a time (a SIGHUP and a file event may coincide).
     serial: Mutex<()>,
+    /// The configuration the daemon started with: what the restart-only
+    /// sections (listeners, paths, ...) are bound to until a restart.
+    started_with: Arc<Config>,
+    applied: Mutex<Option<Applied>>,
 }
 
 impl Reloader {
     pub fn new(source: ConfigSource, deployer: Arc<Deployer>) -> Reloader {
         Reloader {
             source,
+            started_with: deployer.config(),
             deployer,
             serial: Mutex::new(()),
+            applied: Mutex::new(None),
         }
     }
 
     pub fn source(&self) -> &ConfigSource {
         &self.source
+    }
+
+    /// Restart-only changes in force in the configuration but not in what
+    /// was set up at startup (`dsmilctl status`, `dsmilctl reload`).
+    pub fn pending_restart(&self) -> Vec<String> {
+        restart_only(&self.started_with, &self.deployer.config())
     }
 
     /// Reconciles the manifests folder with what serves. Blocking.
@@ -89,10 +134,11 @@ impl Reloader {
         let result = self.source.load().map_err(ReloadError::from).and_then(|new| {
             let old = self.deployer.config();
             let outcome = compare(&old, &new, &self.deployer)?;
+            let restart_only_now = restart_only(&old, &new);
             self.deployer.set_config(Arc::new(new));
-            Ok(outcome)
+            Ok((outcome, restart_only_now))
         });
-        let result = result.map(|mut outcome| {
+        let result = result.map(|(mut outcome, restart_only_now)| {
             let r = self.reconcile();
             for (what, names) in [("deployed", &r.deployed), ("undeployed", &r.undeployed)] {
                 if !names.is_empty() {
@@ -101,6 +147,20 @@ impl Reloader {
             }
             for (file, why) in &r.refused {
                 outcome.warnings.push(format!("models.d: {file} refused: {why}"));
+            }
+            outcome.pending_restart = restart_only(&self.started_with, &self.deployer.config());
+            let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+            if outcome.changes.is_empty() && restart_only_now.is_empty() {
+                outcome.in_force = applied.as_ref().map(Applied::describe);
+            } else {
+                let waiting = restart_only_now
+                    .iter()
+                    .map(|s| format!("[{s}] changed (waits for a restart)"));
+                *applied = Some(Applied {
+                    trigger: trigger.to_owned(),
+                    at: std::time::SystemTime::now(),
+                    changes: outcome.changes.iter().cloned().chain(waiting).collect(),
+                });
             }
             outcome
         });
@@ -198,7 +258,17 @@ fn compare(old: &Config, new: &Config, deployer: &Deployer) -> Result<ReloadOutc
     for (name, _) in live.iter().filter(|(_, changed)| *changed) {
         outcome.changes.push(format!("[{name}] changed"));
     }
-    // Bound at startup: these need a restart.
+    for name in restart_only(old, new) {
+        outcome.warnings.push(format!(
+            "[{name}] changed: it takes effect at the next restart (listeners, paths, runtimes, logging and \
+             worker pools are set up at startup)"
+        ));
+    }
+    Ok(outcome)
+}
+
+/// The sections bound at startup (they need a restart) that differ.
+fn restart_only(old: &Config, new: &Config) -> Vec<String> {
     let fixed = [
         ("listeners", old.listeners != new.listeners),
         ("paths", old.paths != new.paths),
@@ -206,13 +276,11 @@ fn compare(old: &Config, new: &Config, deployer: &Deployer) -> Result<ReloadOutc
         ("serving", old.serving != new.serving),
         ("logging", old.logging != new.logging),
     ];
-    for (name, _) in fixed.iter().filter(|(_, changed)| *changed) {
-        outcome.warnings.push(format!(
-            "[{name}] changed: it takes effect at the next restart (listeners, paths, runtimes, logging and \
-             worker pools are set up at startup)"
-        ));
-    }
-    Ok(outcome)
+    fixed
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| (*name).to_owned())
+        .collect()
 }
 
 /// Reloads on SIGHUP and when the config file changes, until `token`.

@@ -4,6 +4,10 @@
 //! conversions to the daemon's domain types belong to the daemon's `serve`
 //! module, so that this crate stays a plain contract both binaries share.
 
+/// The encoded `FileDescriptorSet` of every .proto above, for gRPC server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dsmil_descriptor.bin"));
+
 pub mod inference {
     tonic::include_proto!("inference");
 }

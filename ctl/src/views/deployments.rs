@@ -115,6 +115,12 @@ fn history(d: &pb::Deployment) {
         d.state, d.target, d.effective_target, d.backend, d.classification
     );
     println!("sha256 {}", d.sha256);
+    if d.state == "Failed" && !d.history.iter().any(|h| h.state == "Active") {
+        println!(
+            "a failed attempt: version {} never served (its number stays taken: events and reports name it)",
+            d.version
+        );
+    }
     if d.max_batch > 0 {
         println!("max batch {} (batched models)", d.max_batch);
     }

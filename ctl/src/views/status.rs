@@ -58,4 +58,7 @@ fn lines(s: &pb::StatusResponse) {
     for w in &s.warnings {
         println!("warning: {w}");
     }
+    for section in &s.pending_restart {
+        println!("pending restart: [{section}] changed by a reload; it takes effect when dsmild restarts");
+    }
 }

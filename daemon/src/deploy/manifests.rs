@@ -195,6 +195,27 @@ impl Deployer {
         self.deploy(spec, staged, &mut |_| {}).map(|_| ())
     }
 
+    /// The manifest in `dir` that declares model `name`, if any (a broken
+    /// manifest counts when its `name` reads). Blocking.
+    pub fn manifest_for(&self, dir: &Path, name: &str) -> Option<PathBuf> {
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        files.into_iter().find(|file| {
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| toml::from_str::<Named>(&text).ok())
+                .is_some_and(|m| m.name == name)
+        })
+    }
+
     fn refuse_manifest(&self, file: &str, why: &str) {
         tracing::warn!(manifest = file, "models.d: {why}");
         self.audit(EventRecord::of(

@@ -276,6 +276,18 @@ impl Control for ControlService {
                 },
             )
             .await?;
+        // A model a manifest declares is the manifest's: refused, naming it.
+        if let Some(dir) = self.reloader.source().manifests_dir(&self.deployer.config()) {
+            let deployer = Arc::clone(&self.deployer);
+            let name = model.clone();
+            if let Some(manifest) = blocking(move || Ok(deployer.manifest_for(&dir, &name))).await? {
+                return Err(ControlError::ManagedByManifest {
+                    model,
+                    manifest: manifest.display().to_string(),
+                }
+                .into());
+            }
+        }
         let deployer = Arc::clone(&self.deployer);
         let name = model.clone();
         let by = event_caller(&caller);
@@ -427,11 +439,9 @@ impl Control for ControlService {
     async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let caller = self.gate.caller(&request);
         self.gate.check(&caller, Action::View).await?;
-        Ok(Response::new(convert::status(
-            &self.info,
-            self.started.elapsed(),
-            &self.deployer,
-        )))
+        let mut status = convert::status(&self.info, self.started.elapsed(), &self.deployer);
+        status.pending_restart = self.reloader.pending_restart();
+        Ok(Response::new(status))
     }
 
     async fn report(&self, request: Request<pb::ReportRequest>) -> Result<Response<pb::QuantizationReport>, Status> {
@@ -479,6 +489,8 @@ impl Control for ControlService {
         Ok(Response::new(pb::ReloadResponse {
             changes: outcome.changes,
             warnings: outcome.warnings,
+            pending_restart: outcome.pending_restart,
+            in_force: outcome.in_force.unwrap_or_default(),
         }))
     }
 

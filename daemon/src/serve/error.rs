@@ -117,6 +117,14 @@ pub enum ControlError {
     ReportMissing { model: String, version: u32, why: String },
     #[error("unknown event kind {given:?}; the kinds are {known}")]
     UnknownEventKind { given: String, known: String },
+    /// `undeploy` of a model a models.d manifest declares: the manifest is
+    /// the model's declared state, and it would deploy the model again.
+    #[error(
+        "{model} is deployed by the manifest {manifest}: an undeploy here would last only until that manifest \
+         (or a file it names) changes, when dsmild deploys it again. Remove the manifest instead: dsmild then \
+         undeploys {model} itself"
+    )]
+    ManagedByManifest { model: String, manifest: String },
     #[error("worker thread failed: {0}")]
     Worker(String),
     #[error(transparent)]

@@ -1,5 +1,8 @@
 //! `inference.GRPCInferenceService`: the KServe v2 RPCs plus Triton's
-//! ModelConfig and ModelStatistics. Handlers decode, call the registry and the
+//! ModelConfig, ModelStatistics, ModelStreamInfer (through the same
+//! inference path as ModelInfer), RepositoryIndex and LogSettings (read-only;
+//! [`triton`] holds their pure parts); Triton's other RPCs answer with what to
+//! use instead. Handlers decode, call the registry and the
 //! pool, record the request's metrics and encode. They never run a model
 //! themselves, and never judge a new version: each answer is handed to
 //! `Registry::record_outcome`, which judges probation and raises alarms.
@@ -8,17 +11,20 @@
 //! all, then client role and the model's layer as clearance to infer (the
 //! model reads need viewer and the clearance).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dsmil_proto::inference as pb;
 use dsmil_proto::inference::grpc_inference_service_server::GrpcInferenceService;
-use tonic::{Request, Response, Status};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::InferError;
 use super::convert;
 use super::gate::Gate;
 use super::status::{code_label, infer_code};
+use super::triton::{self, Unsupported};
 use crate::access::{Action, Caller};
 use crate::backend::DataType;
 use crate::deploy::{ActiveModel, Registry};
@@ -125,6 +131,69 @@ impl InferenceService {
             raw_output_contents: raw,
             ..Default::default()
         })
+    }
+
+    /// One inference, after the caller is known: resolve the model, the
+    /// caller's clearance to infer on it, the caller's in-flight limit, run,
+    /// record metrics and the outcome. ModelInfer and every request of
+    /// ModelStreamInfer go through here.
+    async fn infer_request(
+        &self,
+        caller: &Caller,
+        mut req: pb::ModelInferRequest,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<pb::ModelInferResponse, Status> {
+        let model = match self.resolve(&req.model_name, &req.model_version) {
+            Ok(model) => model,
+            Err(e) => {
+                // Counted without the name: a label per name a client
+                // invents would let clients grow the metrics without bound.
+                monitor::record_request(
+                    &DeploymentLabels::unknown(),
+                    code_label(infer_code(&e)),
+                    started.elapsed(),
+                );
+                return Err(e.into());
+            }
+        };
+        self.gate
+            .check(
+                caller,
+                Action::Infer {
+                    model: &req.model_name,
+                    layer: model.record.layer,
+                },
+            )
+            .await?;
+        let _share = self.gate.admit_inference(caller)?;
+        let in_flight = model.metrics.start();
+        let result = self.infer(&model, &mut req, deadline).await;
+        drop(in_flight);
+        let elapsed = started.elapsed();
+        let code = result.as_ref().map_or_else(infer_code, |_| tonic::Code::Ok);
+        model.metrics.record(code_label(code), elapsed);
+        match &result {
+            Ok(_) => model.recent.record(elapsed),
+            Err(_) => model.stats.record_failure(elapsed),
+        }
+        // Only the server's own failures count against a new version.
+        let server_error = result.as_ref().err().filter(|_| code == tonic::Code::Internal);
+        self.registry
+            .record_outcome(&model, elapsed, server_error.map(|e| e as &dyn std::fmt::Display));
+        result.map_err(Status::from)
+    }
+
+    /// A Triton RPC dsmild does not serve: the caller must be known; the
+    /// answer names what to use instead.
+    async fn unsupported<T, R>(
+        &self,
+        request: &Request<T>,
+        rpc: &'static str,
+        instead: &'static str,
+    ) -> Result<Response<R>, Status> {
+        self.connect(request).await?;
+        Err(Unsupported::Rpc { rpc, instead }.into())
     }
 }
 
@@ -257,45 +326,164 @@ impl GrpcInferenceService for InferenceService {
         let started = Instant::now();
         let deadline = deadline_of(&request);
         let caller = self.connect(&request).await?;
-        let mut req = request.into_inner();
-        let model = match self.resolve(&req.model_name, &req.model_version) {
-            Ok(model) => model,
-            Err(e) => {
-                // Counted without the name: a label per name a client
-                // invents would let clients grow the metrics without bound.
-                monitor::record_request(
-                    &DeploymentLabels::unknown(),
-                    code_label(infer_code(&e)),
-                    started.elapsed(),
-                );
-                return Err(e.into());
+        self.infer_request(&caller, request.into_inner(), started, deadline)
+            .await
+            .map(Response::new)
+    }
+
+    type ModelStreamInferStream =
+        Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send + 'static>>;
+
+    /// Triton's streaming inference: each request on the stream is one
+    /// ModelInfer (same checks, limits, metrics and code path), answered in
+    /// the order the requests came with the request's id. A request that
+    /// fails is answered with its error_message, as Triton does, and the
+    /// stream goes on; only a broken stream (a message that does not decode,
+    /// or over the size limit) ends it. The stream's grpc-timeout is every
+    /// request's deadline. One request runs at a time per stream: a client
+    /// wanting more in flight opens more streams, each within its caller's
+    /// access.max_concurrent_inferences.
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<pb::ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let deadline = deadline_of(&request);
+        let caller = self.connect(&request).await?;
+        let service = self.clone();
+        let answers = request.into_inner().then(move |next| {
+            let service = service.clone();
+            let caller = caller.clone();
+            async move {
+                let req = next?;
+                let started = Instant::now();
+                let (id, model_name, model_version) =
+                    (req.id.clone(), req.model_name.clone(), req.model_version.clone());
+                Ok(match service.infer_request(&caller, req, started, deadline).await {
+                    Ok(response) => pb::ModelStreamInferResponse {
+                        error_message: String::new(),
+                        infer_response: Some(response),
+                    },
+                    Err(status) => pb::ModelStreamInferResponse {
+                        error_message: status.message().to_owned(),
+                        infer_response: Some(pb::ModelInferResponse {
+                            model_name,
+                            model_version,
+                            id,
+                            ..Default::default()
+                        }),
+                    },
+                })
             }
-        };
-        self.gate
-            .check(
-                &caller,
-                Action::Infer {
-                    model: &req.model_name,
-                    layer: model.record.layer,
-                },
-            )
-            .await?;
-        let _share = self.gate.admit_inference(&caller)?;
-        let in_flight = model.metrics.start();
-        let result = self.infer(&model, &mut req, deadline).await;
-        drop(in_flight);
-        let elapsed = started.elapsed();
-        let code = result.as_ref().map_or_else(infer_code, |_| tonic::Code::Ok);
-        model.metrics.record(code_label(code), elapsed);
-        match &result {
-            Ok(_) => model.recent.record(elapsed),
-            Err(_) => model.stats.record_failure(elapsed),
+        });
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        let caller = self.connect(&request).await?;
+        let req = request.into_inner();
+        // One unnamed repository: repository_name is not checked. Models
+        // above the caller's clearance are left out, as in every list.
+        let mut models: Vec<_> = self
+            .registry
+            .all()
+            .iter()
+            .filter(|m| caller.sees(m.record.layer))
+            .map(|m| triton::index_entry(m))
+            .filter(|entry| !req.ready || entry.state == triton::READY)
+            .collect();
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        self.connect(&request).await?;
+        let model = request.into_inner().model_name;
+        Err(Unsupported::RepositoryLoad { model }.into())
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        self.connect(&request).await?;
+        let model = request.into_inner().model_name;
+        Err(Unsupported::RepositoryUnload { model }.into())
+    }
+
+    async fn log_settings(
+        &self,
+        request: Request<pb::LogSettingsRequest>,
+    ) -> Result<Response<pb::LogSettingsResponse>, Status> {
+        self.connect(&request).await?;
+        let req = request.into_inner();
+        if !req.settings.is_empty() {
+            let keys = triton::update_keys(&req);
+            return Err(Unsupported::LogSettingsUpdate { keys }.into());
         }
-        // Only the server's own failures count against a new version.
-        let server_error = result.as_ref().err().filter(|_| code == tonic::Code::Internal);
-        self.registry
-            .record_outcome(&model, elapsed, server_error.map(|e| e as &dyn std::fmt::Display));
-        result.map(Response::new).map_err(Status::from)
+        Ok(Response::new(pb::LogSettingsResponse {
+            settings: triton::log_settings(),
+        }))
+    }
+
+    async fn trace_setting(
+        &self,
+        request: Request<pb::TraceSettingRequest>,
+    ) -> Result<Response<pb::TraceSettingResponse>, Status> {
+        self.unsupported(&request, "TraceSetting", triton::TRACE_INSTEAD).await
+    }
+
+    async fn system_shared_memory_status(
+        &self,
+        request: Request<pb::SystemSharedMemoryStatusRequest>,
+    ) -> Result<Response<pb::SystemSharedMemoryStatusResponse>, Status> {
+        self.unsupported(&request, "SystemSharedMemoryStatus", triton::SHARED_MEMORY_INSTEAD)
+            .await
+    }
+
+    async fn system_shared_memory_register(
+        &self,
+        request: Request<pb::SystemSharedMemoryRegisterRequest>,
+    ) -> Result<Response<pb::SystemSharedMemoryRegisterResponse>, Status> {
+        self.unsupported(&request, "SystemSharedMemoryRegister", triton::SHARED_MEMORY_INSTEAD)
+            .await
+    }
+
+    async fn system_shared_memory_unregister(
+        &self,
+        request: Request<pb::SystemSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<pb::SystemSharedMemoryUnregisterResponse>, Status> {
+        self.unsupported(&request, "SystemSharedMemoryUnregister", triton::SHARED_MEMORY_INSTEAD)
+            .await
+    }
+
+    async fn cuda_shared_memory_status(
+        &self,
+        request: Request<pb::CudaSharedMemoryStatusRequest>,
+    ) -> Result<Response<pb::CudaSharedMemoryStatusResponse>, Status> {
+        self.unsupported(&request, "CudaSharedMemoryStatus", triton::SHARED_MEMORY_INSTEAD)
+            .await
+    }
+
+    async fn cuda_shared_memory_register(
+        &self,
+        request: Request<pb::CudaSharedMemoryRegisterRequest>,
+    ) -> Result<Response<pb::CudaSharedMemoryRegisterResponse>, Status> {
+        self.unsupported(&request, "CudaSharedMemoryRegister", triton::SHARED_MEMORY_INSTEAD)
+            .await
+    }
+
+    async fn cuda_shared_memory_unregister(
+        &self,
+        request: Request<pb::CudaSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<pb::CudaSharedMemoryUnregisterResponse>, Status> {
+        self.unsupported(&request, "CudaSharedMemoryUnregister", triton::SHARED_MEMORY_INSTEAD)
+            .await
     }
 
     async fn model_config(

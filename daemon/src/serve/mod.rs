@@ -1,7 +1,7 @@
 //! Serving: the gRPC services (KServe v2 inference, dsmil.v1 control,
-//! grpc.health.v1) on the Unix socket and the optional TCP listener, and
-//! KServe v2 REST ([`rest`], the same inference service) on the optional
-//! HTTP listener.
+//! grpc.health.v1, server reflection) on the Unix socket and the optional
+//! TCP listener, and KServe v2 REST ([`rest`], the same inference service)
+//! on the optional HTTP listener.
 //!
 //! Handlers are thin: decode, call the domain (`deploy`, the registry, a
 //! model's pool), encode. Domain errors become statuses in [`status`] only;
@@ -9,8 +9,10 @@
 //! top of every handler of both services through [`Gate`] (one
 //! `access::authorise`), with the peer tonic puts in each request's
 //! extensions: SO_PEERCRED on the Unix socket, the address and the client
-//! certificate ([`tls`]) on TCP.
+//! certificate ([`tls`]) on TCP. Health and reflection (descriptors only)
+//! answer anyone who reaches the listener, as the README's Security says.
 
+mod authority;
 mod control;
 // Public only for the fuzz targets (fuzz/), which drive request checking
 // without a server; not an API.
@@ -20,6 +22,7 @@ mod error;
 mod gate;
 pub mod health;
 mod inference;
+mod reflection;
 mod rest;
 pub mod socket;
 pub mod status;
@@ -27,6 +30,7 @@ pub mod status;
 #[doc(hidden)]
 pub mod tls;
 pub mod transport;
+mod triton;
 mod upload;
 
 use std::time::Duration;
@@ -101,7 +105,9 @@ impl Services {
                     .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_CONTROL_MESSAGE_BYTES),
             )
-            .add_service(self.health))
+            .add_service(self.health)
+            .add_service(reflection::v1())
+            .add_service(reflection::v1alpha()))
     }
 }
 
@@ -121,7 +127,11 @@ pub async fn serve(
     let stop = shutdown.clone();
     let router = services.clone().router(None)?;
     servers.spawn(async move {
-        let incoming = tokio_stream::wrappers::UnixListenerStream::new(unix);
+        // Stock grpcio's `:authority` made acceptable to h2 (see `authority`).
+        let incoming =
+            tokio_stream::StreamExt::map(tokio_stream::wrappers::UnixListenerStream::new(unix), |accepted| {
+                accepted.map(authority::Fixed::new)
+            });
         router
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await

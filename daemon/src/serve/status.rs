@@ -182,6 +182,7 @@ impl From<ControlError> for Status {
             | ControlError::ReportMissing { .. }
             | ControlError::NotServing(_) => Code::NotFound,
             ControlError::Worker(_) => Code::Internal,
+            ControlError::ManagedByManifest { .. } => Code::FailedPrecondition,
             ControlError::Deploy(d) => deploy_code(d),
             ControlError::Quantize(q) => quantize_code(q),
             ControlError::Store(s) => store_code(s),
@@ -212,6 +213,17 @@ impl From<Denial> for Status {
 impl From<crate::access::Saturated> for Status {
     fn from(saturated: crate::access::Saturated) -> Status {
         Status::new(Code::ResourceExhausted, saturated.to_string())
+    }
+}
+
+/// A Triton RPC dsmild does not serve (repository load and unload, log
+/// updates, shared memory, tracing): UNIMPLEMENTED, the code Triton itself
+/// gives for an unsupported operation (e.g. a load without explicit model
+/// control), which tritonclient reports with the message as it is; the
+/// message names what to use instead.
+impl From<super::triton::Unsupported> for Status {
+    fn from(err: super::triton::Unsupported) -> Status {
+        Status::new(Code::Unimplemented, err.to_string())
     }
 }
 

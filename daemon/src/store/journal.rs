@@ -239,6 +239,14 @@ impl Journal {
 
     /// Records a new version of `model` and its deployment in state Uploaded,
     /// with a `deploy` event, atomically.
+    ///
+    /// Version numbers only go up, and one whose deploy failed keeps its
+    /// number: the failed deployment's history, its events (journald
+    /// included), its quantization report (`reports`, keyed by version: a
+    /// gate failure's report is what explains it) and `prune`'s plans all
+    /// name it, so reusing it would make "version 3" mean two uploads with
+    /// different sha256s. `dsmilctl models` and `show` mark such versions
+    /// as failed attempts instead.
     pub fn create_deployment(&self, new: NewDeployment) -> Result<(VersionRecord, DeploymentRecord), StoreError> {
         self.writable()?;
         let trees = (

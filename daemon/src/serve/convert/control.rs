@@ -332,6 +332,8 @@ pub fn status(info: &ServerInfo, uptime: Duration, deployer: &Deployer) -> pb::S
             })
             .collect(),
         state_dir: info.state_dir.clone(),
+        // The reloader's to fill (`serve::control`).
+        pending_restart: Vec::new(),
     }
 }
 
