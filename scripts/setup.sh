@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing dsmil needs, idempotently:
 #   - Debian packages: promtool (package prometheus), for the metrics tests;
-#     systemd-analyze (package systemd), for the unit file tests;
+#     systemd-analyze (package systemd), for the unit file tests; curl, for
+#     the REST tests;
 #   - .venv/ with the pinned Python packages (scripts/requirements.txt);
 #   - the native runtimes (scripts/fetch-runtimes.sh).
 # Rust itself (cargo, rustc) is expected on the machine.
@@ -29,6 +30,16 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
     else
         echo "systemd-analyze is missing: install it (Debian/Ubuntu: apt-get install systemd)" >&2
+        exit 1
+    fi
+fi
+
+if ! command -v curl >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing curl, for the REST tests"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl >/dev/null
+    else
+        echo "curl is missing: install it (Debian/Ubuntu: apt-get install curl)" >&2
         exit 1
     fi
 fi
