@@ -112,17 +112,13 @@ has "$root/etc/dsmil/dsmil.toml" '^http = ""$' "the packaged config turns on an 
 # A short start on temporary paths (the packaged config otherwise).
 run="$work/run"
 mkdir -p "$run"
-"$root/usr/bin/dsmild" --config "$root/etc/dsmil/dsmil.toml" --state-dir "$run/state" --cache-dir "$run/cache" \
-    --socket "$run/dsmild.sock" --metrics "" >"$run/dsmild.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 100); do
-    if "$root/usr/bin/dsmilctl" --socket "$run/dsmild.sock" --json status >"$run/status.json" 2>/dev/null; then
-        break
-    fi
-    kill -0 "$pid" 2>/dev/null || { cat "$run/dsmild.log" >&2; fail "the installed dsmild exited"; }
-    sleep 0.3
-done
-[ -s "$run/status.json" ] || { cat "$run/dsmild.log" >&2; fail "the installed dsmild did not answer status"; }
+# start-dsmild.py plays systemd's part and returns at READY=1 (or fails).
+python3 "$(dirname "$0")/../scripts/start-dsmild.py" "$root/usr/bin/dsmild" "$run" \
+    --config "$root/etc/dsmil/dsmil.toml" --metrics "" >/dev/null ||
+    { cat "$run/dsmild.log" >&2; fail "the installed dsmild did not start"; }
+pid=$(cat "$run/dsmild.pid")
+"$root/usr/bin/dsmilctl" --socket "$run/dsmild.sock" --json status >"$run/status.json" ||
+    { cat "$run/dsmild.log" >&2; fail "the installed dsmild did not answer status"; }
 python3 - "$run/status.json" "$root/usr/bin/dsmil-fetch-runtimes" <<'PY' || fail "runtime status"
 import json, sys
 status, command = json.load(open(sys.argv[1])), sys.argv[2]
@@ -136,7 +132,8 @@ for rt in status["runtimes"]:
         print(f"{rt['name']}: {rt['detail']}")
 PY
 kill "$pid"
-wait "$pid" || true
+# Not this shell's child: wait for the process itself to end.
+tail --pid="$pid" -f /dev/null
 pid=
 
 echo "== purged"

@@ -6,19 +6,17 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::onnx::{attr_int, floats, model, node, node_with, value};
 use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
 use dsmil_proto::onnx::{AttributeProto, GraphProto, NodeProto, TensorProto, attribute_proto};
-use dsmild::backend::{Backend, LoadOptions, OnnxRuntime, locate_onnxruntime};
+use dsmild::backend::{Backend, LoadOptions, OnnxRuntime};
 use dsmild::compress::gate::{GateSpec, Thresholds};
 use dsmild::compress::{self, ActivationType, Method, Options, Samples};
 use rand::Rng;
 
+/// ONNX Runtime, shared by this file's tests.
 fn runtime() -> &'static OnnxRuntime {
-    static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
-    RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
+    common::ort()
 }
 
 fn values(n: usize, seed: u64) -> Vec<f32> {

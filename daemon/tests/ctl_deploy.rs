@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -32,15 +32,22 @@ fn interrupt(child: &Child) {
     assert!(status.success());
 }
 
-/// Polls `what` every 10 ms until it holds; panics after 60 s.
-fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
+/// Waits until `check` holds, re-checking on each change inotify reports
+/// in `dir` (never on a timer); panics after 60 s without one.
+fn until_in(dir: &std::path::Path, what: &str, mut check: impl FnMut() -> bool) {
+    use notify::{RecursiveMode, Watcher};
+    std::fs::create_dir_all(dir).unwrap();
+    let (tx, changes) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = tx.send(());
+    })
+    .unwrap();
+    watcher.watch(dir, RecursiveMode::NonRecursive).unwrap();
+    // Checked after the watch is set, so no change can slip between.
     while !check() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+        changes
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
     }
 }
 
@@ -52,9 +59,14 @@ fn big_upload(daemon: &Daemon) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// Where the daemon stages uploads.
+fn staging(daemon: &Daemon) -> std::path::PathBuf {
+    daemon.state_dir().join("blobs").join("tmp")
+}
+
 /// The daemon's staged (partial) uploads.
 fn staged_uploads(daemon: &Daemon) -> usize {
-    std::fs::read_dir(daemon.state_dir().join("blobs").join("tmp")).map_or(0, |d| d.count())
+    std::fs::read_dir(staging(daemon)).map_or(0, |d| d.count())
 }
 
 /// The "(N ms)" at the end of the line that starts with `stage`.
@@ -117,12 +129,9 @@ fn ctrl_c_after_the_upload_says_the_deploy_continues_and_it_does() {
         &[("FAILPOINTS", "stage-Validating=sleep(3000)")],
     );
     let child = spawn_deploy(&daemon, SAMPLE_MODEL, "digits");
-    until("Validating", || {
-        daemon
-            .deployment_states(Some("digits"))
-            .iter()
-            .any(|(_, s)| s == "Validating")
-    });
+    // The upload is complete once the deployment is journaled (its
+    // `deploy` event); the failpoint holds it in Validating meanwhile.
+    daemon.wait_event("digits", "deploy", 0);
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
     let status = out.status;
@@ -143,9 +152,8 @@ fn ctrl_c_after_the_upload_says_the_deploy_continues_and_it_does() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("(interrupted after"), "{stdout}");
     // And the deploy went on without the client.
-    until("Active", || {
-        daemon.deployment_states(Some("digits")) == vec![(1, "Active".to_owned())]
-    });
+    daemon.wait_event("digits", "activate", 0);
+    assert_eq!(daemon.deployment_states(Some("digits")), vec![(1, "Active".to_owned())]);
 }
 
 #[test]
@@ -153,7 +161,7 @@ fn ctrl_c_during_the_upload_deploys_nothing() {
     let daemon = Daemon::start();
     let file = big_upload(&daemon);
     let child = spawn_deploy(&daemon, &file, "big");
-    until("the upload to start", || staged_uploads(&daemon) > 0);
+    until_in(&staging(&daemon), "the upload to start", || staged_uploads(&daemon) > 0);
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
     let status = out.status;
@@ -164,7 +172,9 @@ fn ctrl_c_during_the_upload_deploys_nothing() {
         "{stderr}"
     );
     // dsmild dropped the partial upload and journaled nothing.
-    until("the partial upload to be removed", || staged_uploads(&daemon) == 0);
+    until_in(&staging(&daemon), "the partial upload to be removed", || {
+        staged_uploads(&daemon) == 0
+    });
     assert!(daemon.deployment_states(Some("big")).is_empty());
     assert!(
         daemon.ctl_json(&["models"])["models"]
@@ -178,7 +188,7 @@ fn a_daemon_dying_mid_upload_is_reported_not_a_silent_sigpipe() {
     let daemon = Daemon::start();
     let file = big_upload(&daemon);
     let child = spawn_deploy(&daemon, &file, "big");
-    until("the upload to start", || staged_uploads(&daemon) > 0);
+    until_in(&staging(&daemon), "the upload to start", || staged_uploads(&daemon) > 0);
     let _dir = daemon.kill9();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -241,7 +251,7 @@ fn reload_shows_what_the_watcher_applied_and_pending_restart_changes_stay_in_sta
         .replacen("queue_capacity = 256", "queue_capacity = 128", 1)
         .replacen("memory_budget_gb = 40", "memory_budget_gb = 20", 1);
     std::fs::write(&path, &changed).unwrap();
-    daemon.wait_event("", "config_reload", 0);
+    let applied = daemon.wait_event("", "config_reload", 0)["seq"].as_u64().unwrap();
 
     let out = daemon.ctl(&["reload"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -258,12 +268,17 @@ fn reload_shows_what_the_watcher_applied_and_pending_restart_changes_stay_in_sta
     assert!(String::from_utf8_lossy(&out.stdout).contains("pending restart: [serving]"));
 
     // Put back: nothing waits for a restart any more.
+    // The watcher may reload more than once per write (one event each):
+    // wait, event by event, for the one that applies the original.
     std::fs::write(&path, &original).unwrap();
-    until("the file put back", || {
-        daemon.ctl_json(&["status"])["pending_restart"]
-            .as_array()
-            .is_none_or(|p| p.is_empty())
-    });
+    let mut after = applied;
+    loop {
+        after = daemon.wait_event("", "config_reload", after)["seq"].as_u64().unwrap();
+        let pending = daemon.ctl_json(&["status"])["pending_restart"].clone();
+        if pending.as_array().is_none_or(|p| p.is_empty()) {
+            break;
+        }
+    }
 }
 
 #[test]

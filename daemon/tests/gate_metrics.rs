@@ -7,19 +7,17 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::onnx::{attr_int, attr_ints, floats, model, node, node_with, value, weights};
 use dsmil_kinds::GateMetric;
 use dsmil_proto::onnx::GraphProto;
-use dsmild::backend::{Backend, LoadOptions, OnnxRuntime, locate_onnxruntime};
+use dsmild::backend::{Backend, LoadOptions, OnnxRuntime};
 use dsmild::compress::gate::{GateSpec, Thresholds};
 use dsmild::compress::{self, ActivationType, Method, Options, Samples};
 use rand::Rng;
 
+/// ONNX Runtime, shared by this file's tests.
 fn runtime() -> &'static OnnxRuntime {
-    static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
-    RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
+    common::ort()
 }
 
 fn options(metric: Option<GateMetric>) -> Options {

@@ -6,22 +6,20 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::onnx::{
     attr_float as float, attr_floats as floats, attr_int as int, attr_ints as ints, attr_string as string,
     floats as const_f32, int64s, node_with as op, output, value,
 };
 use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
 use dsmil_proto::onnx::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
-use dsmild::backend::{Backend, DataType, LoadOptions, OnnxRuntime, Tensor, locate_onnxruntime};
+use dsmild::backend::{Backend, DataType, LoadOptions, OnnxRuntime, Tensor};
 use dsmild::compress::opset;
 use prost::Message;
 use rand::Rng;
 
+/// ONNX Runtime, shared by this file's tests.
 fn runtime() -> &'static OnnxRuntime {
-    static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
-    RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
+    common::ort()
 }
 
 struct Case {

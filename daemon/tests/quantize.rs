@@ -4,19 +4,17 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
-
 use common::*;
 use dsmil_proto::onnx::{GraphProto, ModelProto, NodeProto, attribute_proto};
-use dsmild::backend::{Backend, LoadOptions, OnnxRuntime, Signature, locate_onnxruntime};
+use dsmild::backend::{Backend, LoadOptions, OnnxRuntime, Signature};
 use dsmild::compress::{self, ActivationType, CompressError, Method, Options, Samples};
 use ndarray::{ArrayD, Dimension, IxDyn};
 use prost::Message;
+use std::collections::HashMap;
 
+/// ONNX Runtime, shared by this file's tests.
 fn runtime() -> &'static OnnxRuntime {
-    static RUNTIME: OnceLock<OnnxRuntime> = OnceLock::new();
-    RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
+    common::ort()
 }
 
 fn signature(model: &[u8]) -> Signature {

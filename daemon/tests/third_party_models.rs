@@ -104,3 +104,41 @@ async fn model_zoo_exports_deploy_serve_and_refuse_lying_shapes() {
         .count();
     assert_eq!(serving, 5, "{models}");
 }
+
+/// The zoo's exports are opset 9 with Dropout and a Softmax over axis 1 and
+/// a fixed batch of 1: upgraded to opset 13, the upgrade computes what the
+/// original does on real inputs (whole images stacked on a new axis, as a
+/// fixed-batch model's data is given), on real ONNX Runtime.
+#[test]
+fn model_zoo_exports_at_opset_9_upgrade_to_13_unchanged() {
+    use dsmild::backend::{Backend, LoadOptions, OnnxRuntime, locate_onnxruntime};
+    let runtime = OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap();
+    let dir = light_models();
+    let data_dir = tempfile::tempdir().unwrap();
+    let images = ndarray::Array5::from_shape_fn((2, 1, 3, 224, 224), |(n, _, c, y, x)| {
+        ((n * 7 + c * 3 + y + x) % 255) as f32 / 255.0
+    });
+    let path = data_dir.path().join("images.npz");
+    for name in ["bvlc_alexnet", "zfnet512", "resnet50"] {
+        let bytes = std::fs::read(dir.join(format!("light_{name}.onnx"))).unwrap();
+        let loaded = runtime.load(&bytes, &LoadOptions::default()).unwrap();
+        let input = loaded.signature().inputs[0].name.clone();
+        let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&path).unwrap());
+        w.add_array(input.as_str(), &images).unwrap();
+        w.finish().unwrap();
+        let samples = dsmild::compress::Samples::read(&path, loaded.signature(), 2).unwrap();
+        assert_eq!(samples.len(), 2, "{name}: two images for a batch-1 input");
+        let (upgraded, report) = dsmild::compress::upgrade_checked(&runtime, &bytes, Some(&samples))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .expect("opset 9 is upgraded");
+        assert_eq!(report.from, 9, "{name}");
+        assert!(
+            report.rewrites.iter().any(|r| r.contains("(Softmax)")),
+            "{name}: {:?}",
+            report.rewrites
+        );
+        runtime
+            .load(&upgraded, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: the upgrade does not load: {e}"));
+    }
+}

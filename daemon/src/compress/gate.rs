@@ -241,14 +241,14 @@ pub fn evaluate(
             if tallies.len() == j {
                 // Labels belong to the first output (the classifier's).
                 let labelled = j == 0 && labels.is_some();
-                let chosen = match spec.metric {
-                    Some(GateMetric::Accuracy) if !labelled => GateMetric::Agreement,
-                    Some(m) => m,
-                    None => choose(&a.shape, &va, labelled).0,
-                };
-                let reason = match spec.metric {
-                    Some(_) => "named by the operator".to_owned(),
-                    None => choose(&a.shape, &va, labelled).1,
+                let (chosen, reason) = match spec.metric {
+                    // Accuracy needs labels; without them, agreement.
+                    Some(GateMetric::Accuracy) if !labelled => (
+                        GateMetric::Agreement,
+                        "named by the operator (accuracy, but no labels)".to_owned(),
+                    ),
+                    Some(m) => (m, "named by the operator".to_owned()),
+                    None => choose(&a.shape, &va, labelled),
                 };
                 tallies.push(Tally {
                     name: a.name.clone(),

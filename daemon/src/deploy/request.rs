@@ -194,7 +194,7 @@ impl DeploySpec {
 /// "--calib data (calib.npz)": the flag and the caller's own file name, at
 /// most 200 characters of it (it is the caller's text).
 fn data_label(flag: &str, name: &str) -> String {
-    match name.chars().take(200).collect::<String>() {
+    match name.chars().filter(|c| !c.is_control()).take(200).collect::<String>() {
         name if name.is_empty() => format!("{flag} data"),
         name => format!("{flag} data ({name})"),
     }

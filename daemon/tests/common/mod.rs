@@ -457,3 +457,11 @@ pub fn scrape(addr: &str) -> String {
 }
 
 pub mod inproc;
+
+/// The real ONNX Runtime (from the runtimes scripts/setup.sh fetches),
+/// loaded once per test binary.
+pub fn ort() -> &'static dsmild::backend::OnnxRuntime {
+    use dsmild::backend::{OnnxRuntime, locate_onnxruntime};
+    static RUNTIME: std::sync::OnceLock<OnnxRuntime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
+}
