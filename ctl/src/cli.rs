@@ -86,6 +86,8 @@ enum Command {
         /// daemon's serving.max_batch_size).
         #[arg(long, default_value_t = 0)]
         max_batch: u64,
+        #[command(flatten)]
+        serving: Box<deploy::ServingFlags>,
         /// A detached signature of the model (`dsmilctl sign`); required in
         /// the layers dsmild's [signing].required_layers lists.
         #[arg(long)]
@@ -343,6 +345,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             infer_requests,
             precision,
             max_batch,
+            serving,
             signature,
             input_shapes,
         } => {
@@ -361,6 +364,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 infer_requests,
                 precision,
                 max_batch,
+                serving: &serving,
                 signature: signature.as_deref(),
                 input_shapes,
             };

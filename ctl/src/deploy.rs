@@ -30,10 +30,34 @@ pub struct Args<'a> {
     pub infer_requests: u32,
     pub precision: String,
     pub max_batch: u64,
+    pub serving: &'a ServingFlags,
     /// A detached signature file (`dsmilctl sign`).
     pub signature: Option<&'a Path>,
     /// NAME=D0,D1,... for synthetic runs.
     pub input_shapes: Vec<String>,
+}
+
+/// How the deployment's instances run and batch; each unset flag leaves the
+/// daemon's [serving] value.
+#[derive(clap::Args)]
+pub struct ServingFlags {
+    /// Threads inside the runtime per worker instance (default: the daemon's
+    /// serving.intra_op_threads; 0 there shares the host's CPUs among the
+    /// instances).
+    #[arg(long, default_value_t = 0)]
+    pub intra_op_threads: u32,
+    /// Dynamic batching of a batched model's queued requests: on or off
+    /// (default: the daemon's serving.dynamic_batching).
+    #[arg(long, value_parser = ["on", "off"])]
+    pub batching: Option<String>,
+    /// Longest wait in microseconds for more requests once a batch has one
+    /// (default: serving.max_queue_delay_us).
+    #[arg(long, value_name = "US")]
+    pub max_queue_delay_us: Option<u64>,
+    /// Batch sizes that run as soon as they are reached, without waiting out
+    /// the delay, e.g. 4,8 (default: serving.preferred_batch_sizes).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub preferred_batch_sizes: Vec<u64>,
 }
 
 /// How an FP32 upload becomes INT8: the flags `deploy` and `quantize` share.
@@ -137,6 +161,10 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         infer_requests: args.infer_requests,
         precision: args.precision,
         max_batch: args.max_batch,
+        intra_op_threads: args.serving.intra_op_threads,
+        dynamic_batching: args.serving.batching.clone().unwrap_or_default(),
+        max_queue_delay_us: args.serving.max_queue_delay_us,
+        preferred_batch_sizes: args.serving.preferred_batch_sizes.clone(),
         signature: signature.unwrap_or_default(),
         input_shapes: args.input_shapes,
     };

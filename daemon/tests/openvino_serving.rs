@@ -40,6 +40,22 @@ fn answers(daemon: &Daemon, model: &str) -> (Vec<f64>, Vec<i64>) {
 #[test]
 fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
     let daemon = Daemon::start();
+    // Nothing needs a runtime yet: neither is mapped, and status says so
+    // without loading them.
+    let maps = || std::fs::read_to_string(format!("/proc/{}/maps", daemon.pid())).unwrap();
+    assert!(!maps().contains("libopenvino"), "OpenVINO loaded before use");
+    assert!(!maps().contains("libonnxruntime"), "ONNX Runtime loaded before use");
+    let status = daemon.ctl_json(&["status"]);
+    assert!(
+        status["runtimes"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("loads on first use"),
+        "{status}"
+    );
+    // The devices' effective targets need OpenVINO's device list.
+    daemon.ctl_json(&["devices"]);
+    assert!(maps().contains("libopenvino"));
     let status = daemon.ctl_json(&["status"]);
     let openvino = status["runtimes"]
         .as_array()
@@ -64,7 +80,7 @@ fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
     let mut args = vec!["deploy", SAMPLE_MODEL, "--name", "digits-ort", "--device", "46"];
     args.extend(int8);
     let ort = daemon.ctl_json(&args);
-    let mut args = vec![
+    let mut ov_args = vec![
         "deploy",
         SAMPLE_MODEL,
         "--name",
@@ -76,8 +92,8 @@ fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
         "--infer-requests",
         "3",
     ];
-    args.extend(int8);
-    let ov = daemon.ctl_json(&args);
+    ov_args.extend(int8);
+    let ov = daemon.ctl_json(&ov_args);
     assert_eq!(ov["infer_requests"], 3);
     assert_eq!(ort["backend"], "onnxruntime");
     assert_eq!(ov["backend"], "openvino");
@@ -89,6 +105,9 @@ fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
         "{compiling}"
     );
     assert_eq!(ov["sha256"], ort["sha256"], "the same INT8 model on both");
+    // ONNX Runtime has no compiled-model cache to say it came from.
+    let loading = stage_detail(&ort, "Loading");
+    assert!(loading.starts_with("compiled in"), "{loading}");
     let npu = daemon.ctl_json(&[
         "deploy",
         SAMPLE_MODEL,
@@ -130,6 +149,19 @@ fn openvino_deployments_answer_like_onnxruntime_and_restore_from_the_cache() {
     let daemon = Daemon::start_in(dir, &[]);
     let restored = daemon.ctl_json(&["deployments", "--model", "digits-ov"]);
     assert_eq!(restored["deployments"][0]["backend"], "openvino");
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("deployment restored") && l.contains("digits-ov"))
+        .unwrap_or_else(|| panic!("no restore line:\n{log}"));
+    assert!(line.contains("from_cache=true"), "the restart read the cache: {line}");
+    // The same model deployed again with the same settings: no compile.
+    let again = daemon.ctl_json(&ov_args);
+    let loading = stage_detail(&again, "Loading");
+    assert!(
+        loading.starts_with("loaded from OpenVINO's model cache in"),
+        "{loading}"
+    );
     let (p_again, _) = answers(&daemon, "digits-ov");
     assert_eq!(p_again, p_ov, "restored on OpenVINO, same answers");
 

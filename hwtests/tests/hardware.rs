@@ -39,6 +39,8 @@ fn main() {
 
 fn check(name: &str, device: &str) -> anyhow::Result<String> {
     let daemon = Daemon::start()?;
+    // OpenVINO loads on first use; listing the devices is one.
+    daemon.ctl(&["devices"])?;
     let status = daemon.ctl(&["status"])?;
     let wanted = name.to_uppercase();
     let present = status["openvino_devices"].as_array().is_some_and(|d| {

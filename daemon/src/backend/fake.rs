@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn a_panicking_run_becomes_that_requests_error_in_the_pool() {
         let backend = FakeBackend::with_signature(batched());
-        let pool = Pool::start("fake-test", vec![backend.model(batched())], 4, None).unwrap();
+        let pool = Pool::start("fake-test", vec![backend.model(batched())], 4, None, &[]).unwrap();
         backend.set_faults(Faults {
             panic: true,
             ..Faults::default()

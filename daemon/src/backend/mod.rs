@@ -137,6 +137,9 @@ pub struct LoadOptions {
     /// off, as fusions would drop the exposed tensors and layout changes
     /// would cost a copy back for each.
     pub inspect: bool,
+    /// The CPUs this instance's runtime threads run on (`serving.cpu_pinning`;
+    /// the worker thread pins itself to the first); empty: unpinned.
+    pub cpus: Vec<usize>,
 }
 
 /// An inference runtime.
@@ -181,5 +184,12 @@ pub trait LoadedModel: Send {
             });
         }
         Ok(())
+    }
+
+    /// Where the runtime got the compiled model, for the Compiling stage's
+    /// detail and the restore log: e.g. "OpenVINO's model cache". None: it
+    /// compiled it (or has no cache).
+    fn compiled_from(&self) -> Option<&'static str> {
+        None
     }
 }

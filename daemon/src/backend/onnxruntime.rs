@@ -127,6 +127,19 @@ impl Backend for OnnxRuntime {
                 .with_intra_threads(options.intra_op_threads)
                 .map_err(|e| BackendError::Load(e.to_string()))?;
         }
+        // Pinned: the calling (worker) thread takes the first CPU; each of
+        // the pool's other threads one of the rest, as ONNX Runtime's
+        // 1-based processor list ("2;3;4").
+        if options.intra_op_threads > 1 && options.cpus.len() >= options.intra_op_threads {
+            let affinities = options.cpus[1..options.intra_op_threads]
+                .iter()
+                .map(|c| (c + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(";");
+            builder = builder
+                .with_config_entry("session.intra_op_thread_affinities", affinities)
+                .map_err(|e| BackendError::Load(e.to_string()))?;
+        }
         let session = builder.commit_from_memory(model).map_err(load)?;
         let signature = Signature {
             inputs: session

@@ -234,10 +234,16 @@ impl Backend for OpenVinoBackend {
             .map(|i| spec(compiled.get_output_by_index(i).map_err(load)?))
             .collect::<Result<_, _>>()?;
         let request = compiled.create_infer_request().map_err(load)?;
+        // ov::loaded_from_cache: the plugin imported the blob a previous
+        // compile exported instead of compiling again.
+        let cached = compiled
+            .get_property(&PropertyKey::Other("LOADED_FROM_CACHE".into()))
+            .is_ok_and(|v| v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("true"));
         drop(compiled);
         Ok(Box::new(OvModel {
             request,
             signature: Signature { inputs, outputs },
+            cached,
             _compiled: shared,
         }))
     }
@@ -288,6 +294,8 @@ impl OpenVinoBackend {
 struct OvModel {
     request: InferRequest,
     signature: Signature,
+    /// Its compiled model came from OpenVINO's model cache.
+    cached: bool,
     // Declared last: dropped after the request that belongs to it.
     _compiled: Shared,
 }
@@ -295,6 +303,10 @@ struct OvModel {
 impl LoadedModel for OvModel {
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn compiled_from(&self) -> Option<&'static str> {
+        self.cached.then_some("OpenVINO's model cache")
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {

@@ -82,10 +82,14 @@ impl Job {
 
 /// Dynamic batching: at most `max_rows` rows in one run, waiting at most
 /// `delay` for more once a request is taken (zero: only what is queued).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A batch that reaches one of the `preferred` sizes stops waiting: it
+/// takes only what is already queued, and runs at once when it reaches the
+/// largest (Triton's preferred_batch_size).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batching {
     pub max_rows: usize,
     pub delay: Duration,
+    pub preferred: Vec<usize>,
 }
 
 pub struct Pool {
@@ -110,12 +114,15 @@ fn epoch() -> Instant {
 }
 
 impl Pool {
-    /// Starts one thread per model instance, named `infer-<label>-<i>`.
+    /// Starts one thread per model instance, named `infer-<label>-<i>`;
+    /// thread `i` pins itself to the first of `cpus[i]` when given (the
+    /// runtime's own threads got the rest at load).
     pub fn start(
         label: &str,
         models: Vec<Box<dyn LoadedModel>>,
         capacity: usize,
         batching: Option<Batching>,
+        cpus: &[Vec<usize>],
     ) -> std::io::Result<Pool> {
         let (queue, jobs) = sync_channel::<Job>(capacity);
         let jobs = Arc::new(Mutex::new(jobs));
@@ -127,10 +134,15 @@ impl Pool {
             let label = label.to_owned();
             let busy = Arc::clone(&busy);
             let executions = Arc::clone(&executions);
+            let batching = batching.clone();
+            let cpu = cpus.get(i).and_then(|c| c.first()).copied();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("infer-{label}-{i}"))
                     .spawn(move || {
+                        if let Some(cpu) = cpu {
+                            pin_to(cpu, &label);
+                        }
                         let mut w = Worker {
                             label: &label,
                             model,
@@ -158,8 +170,8 @@ impl Pool {
     }
 
     /// The dynamic batching in force, if any.
-    pub fn batching(&self) -> Option<Batching> {
-        self.batching
+    pub fn batching(&self) -> Option<&Batching> {
+        self.batching.as_ref()
     }
 
     /// How long the longest run in progress has been running; None when
@@ -248,6 +260,7 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     fn serve(&mut self, jobs: &Mutex<Receiver<Job>>, batching: Option<Batching>) {
+        let batching = batching.as_ref();
         loop {
             // The lock is held only while waiting for (and gathering) the
             // next jobs, so idle workers queue up on it and one busy worker
@@ -389,13 +402,15 @@ fn compatible(a: &Job, b: &Job) -> bool {
 /// `first` and the compatible applications' jobs queued behind it (or
 /// arriving within the delay), up to `max_rows`; the first job that does
 /// not fit is returned to run next, alone.
-fn gather(rx: &Receiver<Job>, first: Job, b: Batching) -> (Vec<Job>, Option<Job>) {
+fn gather(rx: &Receiver<Job>, first: Job, b: &Batching) -> (Vec<Job>, Option<Job>) {
     let mut count = rows(&first).unwrap_or(1);
     let until = Instant::now() + b.delay;
+    let largest_preferred = b.preferred.iter().copied().max();
     let mut batch = vec![first];
-    while count < b.max_rows {
+    while count < b.max_rows && Some(count) != largest_preferred {
+        let preferred_reached = b.preferred.iter().any(|&p| p <= count);
         let next = match until.checked_duration_since(Instant::now()) {
-            Some(left) if !left.is_zero() => rx.recv_timeout(left).ok(),
+            Some(left) if !left.is_zero() && !preferred_reached => rx.recv_timeout(left).ok(),
             _ => rx.try_recv().ok(),
         };
         let Some(job) = next else {
@@ -436,6 +451,18 @@ fn split_rows(outputs: &[Tensor], counts: &[usize]) -> Option<Vec<Vec<Tensor>>> 
         }
     }
     Some(parts)
+}
+
+/// Pins the calling thread to `cpu`; a refusal (a CPU taken away since
+/// startup) leaves it unpinned and says so.
+fn pin_to(cpu: usize, label: &str) {
+    let mut set = nix::sched::CpuSet::new();
+    let pinned = set
+        .set(cpu)
+        .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
+    if let Err(e) = pinned {
+        tracing::warn!(model = label, cpu, error = %e, "could not pin an inference thread");
+    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ impl Rig {
             .collect();
         Rig {
             backend,
-            pool: Pool::start("pool-test", models, capacity, None).unwrap(),
+            pool: Pool::start("pool-test", models, capacity, None, &[]).unwrap(),
             started,
             open: Some(open),
             dropped,
@@ -241,8 +241,10 @@ impl LoadedModel for Echo {
     }
 }
 
-#[test]
-fn queued_requests_run_as_one_batch_and_each_gets_its_own_rows() {
+/// A pool of one `Echo` instance batching with `batching`; the returned
+/// sender opens the gate (dropped: every run goes through), the receiver
+/// reports each run's rows.
+fn echo_pool(batching: Batching) -> (Pool, Sender<()>, Receiver<i64>) {
     let spec = |name: &str| TensorSpec {
         name: name.into(),
         dtype: DataType::F32,
@@ -258,11 +260,18 @@ fn queued_requests_run_as_one_batch_and_each_gets_its_own_rows() {
         runs: runs_tx,
         gate: Arc::new(Mutex::new(gate)),
     };
+    let pool = Pool::start("batch-test", vec![Box::new(model)], 16, Some(batching), &[]).unwrap();
+    (pool, open, runs)
+}
+
+#[test]
+fn queued_requests_run_as_one_batch_and_each_gets_its_own_rows() {
     let batching = Batching {
         max_rows: 8,
         delay: Duration::ZERO,
+        preferred: Vec::new(),
     };
-    let pool = Pool::start("batch-test", vec![Box::new(model)], 16, Some(batching)).unwrap();
+    let (pool, open, runs) = echo_pool(batching.clone());
     let rows_of_next_run = || runs.recv_timeout(LONG).expect("a run started");
 
     // One request runs alone; while it runs, three more queue up.
@@ -288,5 +297,24 @@ fn queued_requests_run_as_one_batch_and_each_gets_its_own_rows() {
         assert_eq!(out[0].data, input(rows)[0].data, "each request gets its own rows back");
     }
     assert_eq!(pool.executions(), 3, "three runs for four requests");
-    assert_eq!(pool.batching(), Some(batching));
+    assert_eq!(pool.batching(), Some(&batching));
+}
+
+#[test]
+fn a_batch_that_reaches_a_preferred_size_runs_without_waiting_out_the_delay() {
+    // A delay far longer than the test's patience: only the preferred size
+    // can make these runs start.
+    let (pool, open, runs) = echo_pool(Batching {
+        max_rows: 8,
+        delay: Duration::from_secs(600),
+        preferred: vec![2],
+    });
+    drop(open);
+    let answers: Vec<_> = (0..4).map(|_| pool.submit(input(1), None).unwrap()).collect();
+    let rows_of_next_run = || runs.recv_timeout(LONG).expect("a run started before the delay");
+    assert_eq!(rows_of_next_run(), 2);
+    assert_eq!(rows_of_next_run(), 2);
+    for answer in answers {
+        assert_eq!(answer.blocking_recv().unwrap().unwrap().outputs[0].shape, [1, 4]);
+    }
 }

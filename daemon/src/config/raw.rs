@@ -111,6 +111,8 @@ pub struct RawServing {
     pub max_batch_size: u64,
     pub dynamic_batching: bool,
     pub max_queue_delay_us: u64,
+    pub preferred_batch_sizes: Vec<u64>,
+    pub cpu_pinning: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,6 +153,7 @@ pub struct RawRuntimes {
     pub onnxruntime_library: String,
     pub openvino_library: String,
     pub openvino_inference_precision: String,
+    pub load_at_startup: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,6 +18,42 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// what admission multiplies a model's activations by.
 pub const MAX_BATCH_SIZE: u64 = 65_536;
 
+/// The longest a batch may wait for more requests (Triton has no bound; a
+/// second is already far past any latency an edge caller accepts).
+pub const MAX_QUEUE_DELAY_US: u64 = 1_000_000;
+
+/// Workers per deployment when the file says 0: two where there are two
+/// CPUs to run them, so one computes while the other takes a request.
+pub fn default_workers(cpus: usize) -> usize {
+    if cpus >= 2 { 2 } else { 1 }
+}
+
+/// The CPUs this process may run on: its affinity mask (which honours
+/// `taskset`, cpusets and systemd's `CPUAffinity=`), else 0..n.
+fn host_cpus() -> Vec<usize> {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => {
+            let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .collect();
+            if cpus.is_empty() { (0..n).collect() } else { cpus }
+        }
+        Err(_) => (0..n).collect(),
+    }
+}
+
+/// Preferred batch sizes: at most 16, each in 1..=`max_batch`.
+pub fn check_preferred_batch_sizes(sizes: &[u64], max_batch: u64) -> Result<(), String> {
+    if sizes.len() > 16 {
+        return Err(format!("{} sizes; at most 16", sizes.len()));
+    }
+    match sizes.iter().find(|&&n| n == 0 || n > max_batch) {
+        Some(n) => Err(format!("{n} is not in 1..={max_batch} (the max batch)")),
+        None => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub topology: Topology,
@@ -105,13 +141,21 @@ pub struct DeploymentConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServingConfig {
     pub queue_capacity: usize,
+    /// Resolved: `0` in the file is 2 on a host with 2+ CPUs, else 1.
     pub workers_per_deployment: usize,
+    /// 0: the host's CPUs divided among a deployment's instances
+    /// (`deploy::launch` decides, knowing the instance count).
     pub intra_op_threads: usize,
     pub max_request_bytes: usize,
     pub max_batch_size: u64,
-    /// Batch queued requests of a batched model into one run, waiting at
-    /// most this long for more (None: off).
-    pub dynamic_batching: Option<std::time::Duration>,
+    /// Batch queued requests of a batched model into one run.
+    pub dynamic_batching: bool,
+    /// How long a batch waits for more requests once it has one.
+    pub max_queue_delay: std::time::Duration,
+    pub preferred_batch_sizes: Vec<u64>,
+    pub cpu_pinning: bool,
+    /// The CPUs this process may run on (its affinity at startup).
+    pub host_cpus: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +211,8 @@ pub struct RuntimesConfig {
     /// OpenVINO's INFERENCE_PRECISION_HINT ("f32", "bf16", "f16"); the
     /// accuracy gate evaluates with it, and each deployment records it.
     pub openvino_inference_precision: String,
+    /// Load both runtimes at startup instead of on first use.
+    pub load_at_startup: bool,
 }
 
 pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigError> {
@@ -321,12 +367,29 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     let s = &raw.serving;
     check(s.queue_capacity > 0, "serving.queue_capacity must be ≥ 1".to_owned());
     check(
-        (1..=64).contains(&s.workers_per_deployment),
+        s.workers_per_deployment <= 64,
         format!(
-            "serving.workers_per_deployment = {} must be in 1..=64",
+            "serving.workers_per_deployment = {} must be in 0..=64 (0: chosen for the host)",
             s.workers_per_deployment
         ),
     );
+    check(
+        s.intra_op_threads <= 256,
+        format!(
+            "serving.intra_op_threads = {} must be in 0..=256 (0: chosen for the host)",
+            s.intra_op_threads
+        ),
+    );
+    check(
+        s.max_queue_delay_us <= MAX_QUEUE_DELAY_US,
+        format!(
+            "serving.max_queue_delay_us = {} must be at most {MAX_QUEUE_DELAY_US} (1 s)",
+            s.max_queue_delay_us
+        ),
+    );
+    if let Err(e) = check_preferred_batch_sizes(&s.preferred_batch_sizes, s.max_batch_size) {
+        check(false, format!("serving.preferred_batch_sizes: {e}"));
+    }
     check(
         (1024..=(2u64 << 30)).contains(&s.max_request_bytes),
         format!(
@@ -390,6 +453,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         });
     }
     let topology = topology.expect("no problems means the topology resolved");
+    let host_cpus = host_cpus();
     let available_bytes = (raw.memory.available_gb * GIB) as u64;
     Ok(Config {
         topology,
@@ -438,13 +502,18 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         },
         serving: ServingConfig {
             queue_capacity: s.queue_capacity,
-            workers_per_deployment: s.workers_per_deployment,
+            workers_per_deployment: match s.workers_per_deployment {
+                0 => default_workers(host_cpus.len()),
+                n => n,
+            },
             intra_op_threads: s.intra_op_threads,
             max_request_bytes: usize::try_from(s.max_request_bytes).unwrap_or(usize::MAX),
             max_batch_size: s.max_batch_size,
-            dynamic_batching: s
-                .dynamic_batching
-                .then(|| std::time::Duration::from_micros(s.max_queue_delay_us)),
+            dynamic_batching: s.dynamic_batching,
+            max_queue_delay: std::time::Duration::from_micros(s.max_queue_delay_us),
+            preferred_batch_sizes: s.preferred_batch_sizes.clone(),
+            cpu_pinning: s.cpu_pinning,
+            host_cpus,
         },
         monitoring: MonitoringConfig {
             metrics_collection_interval: std::time::Duration::from_secs(m.metrics_collection_interval_seconds),
@@ -480,6 +549,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             openvino_library: (!raw.runtimes.openvino_library.is_empty())
                 .then(|| PathBuf::from(&raw.runtimes.openvino_library)),
             openvino_inference_precision: raw.runtimes.openvino_inference_precision.clone(),
+            load_at_startup: raw.runtimes.load_at_startup,
         },
     })
 }

@@ -33,7 +33,7 @@ impl StageRunner<'_, '_> {
     ) -> Result<DeploymentRecord, DeployError> {
         let deployer = self.deployer;
         let config = Arc::clone(&self.config);
-        let workers = match instances.start(&record, &config) {
+        let workers = match instances.start(&record, &self.launch, config.serving.queue_capacity) {
             Ok(w) => w,
             Err(e) => {
                 let e = DeployError::Threads(e);

@@ -48,6 +48,7 @@ pub(crate) fn record(model: &str, device: u32, layer: u8, estimated: u64, measur
         estimated_bytes: estimated,
         measured_bytes: measured,
         probe_shapes: Vec::new(),
+        serving: Default::default(),
     }
 }
 
@@ -66,7 +67,7 @@ pub(crate) fn serving(record: DeploymentRecord) -> ActiveModel {
         }],
     };
     let label = format!("{}-v{}", record.model, record.version);
-    let pool = Pool::start(&label, vec![FakeBackend::new().model(signature.clone())], 4, None).unwrap();
+    let pool = Pool::start(&label, vec![FakeBackend::new().model(signature.clone())], 4, None, &[]).unwrap();
     let limits = RequestLimits {
         max_bytes: 1 << 20,
         max_batch: 8,

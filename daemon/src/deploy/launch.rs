@@ -12,7 +12,7 @@ use std::sync::Arc;
 use dsmil_kinds::{BackendKind, PerformanceHint, Target};
 
 use super::{DeployError, Deployer};
-use crate::backend::{Backend, LoadOptions, RequestLimits};
+use crate::backend::{Backend, Batching, LoadOptions, RequestLimits};
 use crate::config::Config;
 use crate::store::DeploymentRecord;
 use crate::topology::{Device, Layer};
@@ -28,33 +28,104 @@ pub struct Runtime {
 /// What a journaled deployment's workers load and serve with.
 pub struct Launch {
     pub workers: usize,
+    /// The options every instance loads with (`instance_options` adds its
+    /// CPUs when pinning).
     pub options: LoadOptions,
     pub limits: RequestLimits,
+    /// Dynamic batching if the deployment's model is batched (the caller
+    /// knows its signature); None: off.
+    pub batching: Option<Batching>,
+    /// Per instance, the CPUs it is pinned to; empty: none pinned.
+    pub cpus: Vec<Vec<usize>>,
 }
 
 impl Launch {
-    /// From the record, where 0 and "" mean the configuration's default.
+    /// From the record, where 0, "" and unset mean the configuration's
+    /// value.
     pub fn of(record: &DeploymentRecord, config: &Config) -> Launch {
+        let serving = &config.serving;
+        let choice = &record.serving;
+        let workers = match record.workers {
+            0 => serving.workers_per_deployment,
+            n => n as usize,
+        };
+        let cpus = serving.host_cpus.len().max(1);
+        // 0 everywhere: ONNX Runtime gets the host's CPUs shared among the
+        // instances; OpenVINO sizes its own streams from its hint.
+        let intra_op_threads = match (choice.intra_op_threads, serving.intra_op_threads) {
+            (Some(n), _) => n as usize,
+            (None, n) if n > 0 => n,
+            (None, _) if record.backend == BackendKind::OnnxRuntime => (cpus / workers).max(1),
+            (None, _) => 0,
+        };
+        let max_batch = match record.max_batch {
+            0 => serving.max_batch_size,
+            n => n,
+        };
+        let batching = choice
+            .dynamic_batching
+            .unwrap_or(serving.dynamic_batching)
+            .then(|| Batching {
+                max_rows: usize::try_from(max_batch).unwrap_or(usize::MAX),
+                delay: choice
+                    .max_queue_delay_us
+                    .map_or(serving.max_queue_delay, std::time::Duration::from_micros),
+                preferred: match choice.preferred_batch_sizes.is_empty() {
+                    true => serving.preferred_batch_sizes.clone(),
+                    false => choice.preferred_batch_sizes.clone(),
+                }
+                .into_iter()
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .collect(),
+            });
+        let cpus = match serving.cpu_pinning {
+            true => pinned_cpus(&serving.host_cpus, record.id, workers, intra_op_threads.max(1)),
+            false => Vec::new(),
+        };
         Launch {
-            workers: match record.workers {
-                0 => config.serving.workers_per_deployment,
-                n => n as usize,
-            },
+            workers,
             options: LoadOptions {
-                intra_op_threads: config.serving.intra_op_threads,
+                intra_op_threads,
                 throughput: record.performance_hint == PerformanceHint::Throughput,
                 precision: record.precision.hint().map(str::to_owned),
                 inspect: false,
+                cpus: Vec::new(),
             },
             limits: RequestLimits {
-                max_bytes: config.serving.max_request_bytes,
-                max_batch: match record.max_batch {
-                    0 => config.serving.max_batch_size,
-                    n => n,
-                },
+                max_bytes: serving.max_request_bytes,
+                max_batch,
             },
+            batching,
+            cpus,
         }
     }
+
+    /// The load options of instance `i`: the shared ones plus its CPUs.
+    pub fn instance_options(&self, i: usize) -> LoadOptions {
+        LoadOptions {
+            cpus: self.cpus.get(i).cloned().unwrap_or_default(),
+            ..self.options.clone()
+        }
+    }
+}
+
+/// Each instance's CPUs: `threads` consecutive CPUs of `host` per instance,
+/// instance after instance, starting where deployment `id`'s turn falls, so
+/// that deployments spread over the host instead of all starting on its
+/// first CPU (wrapping when there are more threads than CPUs).
+pub fn pinned_cpus(host: &[usize], id: u64, workers: usize, threads: usize) -> Vec<Vec<usize>> {
+    if host.is_empty() {
+        return Vec::new();
+    }
+    let per_deployment = workers * threads;
+    let start = (id as usize).wrapping_mul(per_deployment) % host.len();
+    (0..workers)
+        .map(|w| {
+            (0..threads)
+                .map(|t| host[(start + w * threads + t) % host.len()])
+                .collect()
+        })
+        .collect()
 }
 
 impl Deployer {
@@ -79,3 +150,7 @@ impl Deployer {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "launch_tests.rs"]
+mod tests;

@@ -60,6 +60,14 @@ struct Manifest {
     /// 0 = serving.max_batch_size.
     #[serde(default)]
     max_batch: u64,
+    /// 0 = serving.intra_op_threads.
+    #[serde(default)]
+    intra_op_threads: u32,
+    /// Unset = serving.dynamic_batching (and its delay and sizes).
+    dynamic_batching: Option<bool>,
+    max_queue_delay_us: Option<u64>,
+    #[serde(default)]
+    preferred_batch_sizes: Vec<u64>,
     classification: Option<u32>,
     #[serde(default)]
     note: String,
@@ -289,6 +297,14 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             precision: m.precision,
             max_batch: m.max_batch,
             signature,
+            intra_op_threads: m.intra_op_threads,
+            dynamic_batching: match m.dynamic_batching {
+                None => String::new(),
+                Some(true) => "on".into(),
+                Some(false) => "off".into(),
+            },
+            max_queue_delay_us: m.max_queue_delay_us,
+            preferred_batch_sizes: m.preferred_batch_sizes,
         }
         .parse()
         .map_err(|e| e.to_string())?,

@@ -140,7 +140,7 @@ impl Deployer {
                 .load(&bytes, &crate::backend::LoadOptions::default())
                 .map_err(|e| e.to_string())?;
             let label = format!("{}-v{}-fp32", record.model, record.version);
-            let pool = crate::backend::Pool::start(&label, vec![model], 8, None).map_err(|e| e.to_string())?;
+            let pool = crate::backend::Pool::start(&label, vec![model], 8, None, &[]).map_err(|e| e.to_string())?;
             Ok(crate::monitor::Shadow::new(pool, fraction))
         };
         load()

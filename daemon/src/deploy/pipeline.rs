@@ -84,9 +84,10 @@ impl Deployer {
             replaced,
             baseline: None,
             probe_shapes: record.probe_shapes.clone(),
-            workers: launch.workers,
+            launch,
         };
-        match run.stages(bytes, info, layer, &*backend, &launch.options, quantize) {
+        let options = run.launch.options.clone();
+        match run.stages(bytes, info, layer, &*backend, &options, quantize) {
             Ok((record, instances)) => run.activate(record, instances),
             Err(e) => {
                 run.fail(&e);
@@ -116,8 +117,8 @@ pub(super) struct StageRunner<'a, 'p> {
     /// What synthetic runs feed (`DeploymentRecord::probe_shapes`), set at
     /// Validating.
     pub(super) probe_shapes: Vec<(String, Vec<i64>)>,
-    /// Worker instances (infer requests) to load.
-    workers: usize,
+    /// How the instances load and serve (`deploy::launch`).
+    pub(super) launch: Launch,
 }
 
 impl StageRunner<'_, '_> {
@@ -247,25 +248,29 @@ impl StageRunner<'_, '_> {
             Some(q) => format!("{q}; building the {} session", backend.describe(options)),
             None => format!("building the {} session", backend.describe(options)),
         };
-        let workers = self.workers;
+        let workers = self.launch.workers;
         let compiling = match workers {
             1 => compiling,
             n => format!("{compiling}, {n} infer requests"),
         };
         self.enter(DeployState::Compiling, compiling)?;
         let started = Instant::now();
-        let mut instances = Instances::load_first(backend, bytes, options)
+        let mut instances = Instances::load_first(backend, bytes, &self.launch.instance_options(0))
             .map_err(|e| DeployError::stage(DeployState::Compiling, e))?;
         let compile_ms = started.elapsed().as_millis();
+        let compiled = match instances.compiled_from() {
+            Some(from) => format!("loaded from {from} in {compile_ms} ms"),
+            None => format!("compiled in {compile_ms} ms"),
+        };
 
         // The journal's record from here on: it carries what the stages
         // decided (the served blob, for one).
         let record = self.enter(
             DeployState::Loading,
-            format!("compiled in {compile_ms} ms; loading {workers} worker instance(s)"),
+            format!("{compiled}; loading {workers} worker instance(s)"),
         )?;
         instances
-            .load_rest(backend, bytes, options, workers)
+            .load_rest(backend, bytes, &self.launch)
             .map_err(|e| DeployError::stage(DeployState::Loading, e))?;
         Ok((record, instances))
     }

@@ -142,6 +142,8 @@ impl Deployer {
             .workers
             .map_or(config.serving.workers_per_deployment, |n| n as usize);
         let max_batch = spec.max_batch.unwrap_or(config.serving.max_batch_size);
+        crate::config::check_preferred_batch_sizes(&spec.serving.preferred_batch_sizes, max_batch)
+            .map_err(|e| DeployError::InvalidOption(format!("preferred batch sizes: {e}")))?;
         let estimate = admission::estimate(&info, workers, max_batch);
 
         // One deploy at a time: placement and activation read and change the
@@ -240,6 +242,7 @@ impl Deployer {
             max_batch,
             estimated_bytes: estimate,
             probe_shapes: spec.input_shapes.clone(),
+            serving: spec.serving.clone(),
             signed_by,
             existing: None,
         })?;

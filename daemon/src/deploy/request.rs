@@ -44,6 +44,12 @@ pub struct DeploySpec {
     /// The caller's names for the data files (display only).
     pub calibration_file: String,
     pub validation_file: String,
+    /// Threads inside the runtime per instance; 0: the config's.
+    pub intra_op_threads: u32,
+    /// "on", "off" or "" (the config's).
+    pub dynamic_batching: String,
+    pub max_queue_delay_us: Option<u64>,
+    pub preferred_batch_sizes: Vec<u64>,
 }
 
 /// A deploy, parsed and checked: a valid name, known spellings, bounded
@@ -81,7 +87,13 @@ pub struct DeployRequest {
     /// A detached signature, checked once the layer is known
     /// (`deploy::signature`); `None`: unsigned.
     pub signature: Option<Vec<u8>>,
+    /// Intra-op threads and dynamic batching, as asked (checked against
+    /// the max batch once the plan knows it).
+    pub serving: crate::store::ServingChoice,
 }
+
+/// Most intra-op threads one instance may ask for.
+pub const MAX_INTRA_OP_THREADS: u32 = 256;
 
 /// Most workers (infer requests) one deployment may run.
 pub const MAX_WORKERS: u32 = 64;
@@ -160,6 +172,7 @@ impl DeploySpec {
         if self.max_batch > crate::config::MAX_BATCH_SIZE {
             return Err(DeployError::MaxBatch(self.max_batch));
         }
+        let serving = self.serving_choice()?;
         Ok(DeployRequest {
             name: self.name,
             device: self.device,
@@ -187,6 +200,46 @@ impl DeploySpec {
             precision,
             max_batch: (self.max_batch > 0).then_some(self.max_batch),
             signature: (!self.signature.is_empty()).then_some(self.signature),
+            serving,
+        })
+    }
+
+    /// The serving options, bounded; preferred sizes are checked against
+    /// the max batch here when the deploy sets one, else by the plan.
+    fn serving_choice(&self) -> Result<crate::store::ServingChoice, DeployError> {
+        let invalid = DeployError::InvalidOption;
+        if self.intra_op_threads > MAX_INTRA_OP_THREADS {
+            return Err(invalid(format!(
+                "intra-op threads {}: at most {MAX_INTRA_OP_THREADS} (0 = serving.intra_op_threads)",
+                self.intra_op_threads
+            )));
+        }
+        let dynamic_batching = match self.dynamic_batching.as_str() {
+            "" => None,
+            "on" => Some(true),
+            "off" => Some(false),
+            other => return Err(invalid(format!("batching {other:?}: expected on or off"))),
+        };
+        if let Some(delay) = self
+            .max_queue_delay_us
+            .filter(|&d| d > crate::config::MAX_QUEUE_DELAY_US)
+        {
+            return Err(invalid(format!(
+                "max queue delay {delay} µs: at most {} (1 s)",
+                crate::config::MAX_QUEUE_DELAY_US
+            )));
+        }
+        let max = match self.max_batch {
+            0 => crate::config::MAX_BATCH_SIZE,
+            n => n,
+        };
+        crate::config::check_preferred_batch_sizes(&self.preferred_batch_sizes, max)
+            .map_err(|e| invalid(format!("preferred batch sizes: {e}")))?;
+        Ok(crate::store::ServingChoice {
+            intra_op_threads: (self.intra_op_threads > 0).then_some(self.intra_op_threads),
+            dynamic_batching,
+            max_queue_delay_us: self.max_queue_delay_us,
+            preferred_batch_sizes: self.preferred_batch_sizes.clone(),
         })
     }
 }

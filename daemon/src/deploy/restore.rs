@@ -99,7 +99,9 @@ impl Deployer {
     /// deployed, so there is no quantizing, warmup, health check or stage
     /// transition, and it serves with its probation passed.
     fn load_active(&self, record: DeploymentRecord) -> Result<(), String> {
+        let started = std::time::Instant::now();
         let bytes = self.blobs.read(&record.sha256).map_err(|e| e.to_string())?;
+        let read_ms = started.elapsed().as_millis() as u64;
         let backend = self
             .runtimes
             .backend(record.effective_target, record.backend)
@@ -107,12 +109,20 @@ impl Deployer {
         // One configuration for the whole load.
         let config = self.config();
         let launch = Launch::of(&record, &config);
-        let mut instances = Instances::load_first(&*backend, &bytes, &launch.options).map_err(|e| e.to_string())?;
+        let mut instances =
+            Instances::load_first(&*backend, &bytes, &launch.instance_options(0)).map_err(|e| e.to_string())?;
+        let from_cache = instances.compiled_from().is_some();
         instances
-            .load_rest(&*backend, &bytes, &launch.options, launch.workers)
+            .load_rest(&*backend, &bytes, &launch)
             .map_err(|e| e.to_string())?;
-        let workers = instances.start(&record, &config).map_err(|e| e.to_string())?;
-        tracing::info!(model = %record.model, version = record.version, device = record.device, "deployment restored");
+        let workers = instances
+            .start(&record, &launch, config.serving.queue_capacity)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(
+            model = %record.model, version = record.version, device = record.device,
+            read_ms, load_ms = started.elapsed().as_millis() as u64 - read_ms, from_cache,
+            "deployment restored"
+        );
         // The blob is not part of what the deployment holds.
         drop(bytes);
         let measured = workers.measure();

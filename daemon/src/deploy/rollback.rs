@@ -158,6 +158,7 @@ impl Deployer {
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),
             probe_shapes: from.probe_shapes.clone(),
+            serving: from.serving.clone(),
             sha256: from.sha256.clone(),
             size_bytes: bytes.len() as u64,
             format: version.format,

@@ -41,34 +41,28 @@ impl Instances {
         })
     }
 
-    /// Loads further instances until there are `workers` (never fewer than
-    /// the first).
-    pub fn load_rest(
-        &mut self,
-        backend: &dyn Backend,
-        bytes: &[u8],
-        options: &LoadOptions,
-        workers: usize,
-    ) -> Result<(), BackendError> {
-        while self.models.len() < workers {
-            self.models.push(backend.load(bytes, options)?);
+    /// Where the first instance's compiled model came from, if not a
+    /// compile (`LoadedModel::compiled_from`).
+    pub fn compiled_from(&self) -> Option<&'static str> {
+        self.models.first().and_then(|m| m.compiled_from())
+    }
+
+    /// Loads further instances until there are `launch.workers` (never
+    /// fewer than the first), each with its own options (its CPUs).
+    pub fn load_rest(&mut self, backend: &dyn Backend, bytes: &[u8], launch: &Launch) -> Result<(), BackendError> {
+        while self.models.len() < launch.workers {
+            let options = launch.instance_options(self.models.len());
+            self.models.push(backend.load(bytes, &options)?);
         }
         Ok(())
     }
 
     /// Starts one thread per instance, named after the deployment, on one
-    /// queue of `serving.queue_capacity`.
-    pub fn start(self, record: &DeploymentRecord, config: &Config) -> std::io::Result<Workers> {
+    /// queue of `queue_capacity`, batching if the model is batched.
+    pub fn start(self, record: &DeploymentRecord, launch: &Launch, queue_capacity: usize) -> std::io::Result<Workers> {
         let label = format!("{}-v{}", record.model, record.version);
-        let batching = config
-            .serving
-            .dynamic_batching
-            .filter(|_| self.signature.is_batched())
-            .map(|delay| crate::backend::Batching {
-                max_rows: usize::try_from(Launch::of(record, config).limits.max_batch).unwrap_or(usize::MAX),
-                delay,
-            });
-        let pool = Pool::start(&label, self.models, config.serving.queue_capacity, batching)?;
+        let batching = launch.batching.clone().filter(|_| self.signature.is_batched());
+        let pool = Pool::start(&label, self.models, queue_capacity, batching, &launch.cpus)?;
         Ok(Workers {
             pool,
             signature: self.signature,

@@ -401,6 +401,14 @@ impl Control for ControlService {
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         let caller = self.gate.caller(&request);
         self.gate.check(&caller, Action::View).await?;
+        // A device's effective target needs OpenVINO's device list; the
+        // first question loads it, off the tokio workers.
+        let deployer = Arc::clone(&self.deployer);
+        blocking(move || {
+            deployer.runtimes().load_all();
+            Ok(())
+        })
+        .await?;
         let topology = &self.deployer.config().topology;
         let registry = self.deployer.registry();
         let devices = topology

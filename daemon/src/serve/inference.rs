@@ -533,7 +533,11 @@ impl GrpcInferenceService for InferenceService {
                 kind: pb::model_instance_group::Kind::Cpu as i32,
             }],
             dynamic_batching: model.pool.batching().map(|b| pb::ModelDynamicBatching {
-                preferred_batch_size: Vec::new(),
+                preferred_batch_size: b
+                    .preferred
+                    .iter()
+                    .map(|&n| i32::try_from(n).unwrap_or(i32::MAX))
+                    .collect(),
                 max_queue_delay_microseconds: b.delay.as_micros() as u64,
             }),
         };

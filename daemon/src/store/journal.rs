@@ -87,6 +87,7 @@ pub struct NewDeployment {
     pub estimated_bytes: u64,
     /// Shapes for synthetic runs (`DeploymentRecord::probe_shapes`).
     pub probe_shapes: Vec<(String, Vec<i64>)>,
+    pub serving: super::ServingChoice,
     /// A new version's verified signer (an existing version keeps its own).
     pub signed_by: Option<super::SignedBy>,
     /// Re-deploy an existing version (a rollback or a reload) instead of
@@ -307,6 +308,7 @@ impl Journal {
                 workers: new.workers,
                 precision: new.precision,
                 max_batch: new.max_batch,
+                serving: new.serving.clone(),
                 sha256: new.sha256.clone(),
                 state: DeployState::Uploaded,
                 history: vec![StateChange {

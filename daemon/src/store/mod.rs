@@ -37,7 +37,8 @@ pub use journal::{Existing, Journal, NewDeployment};
 pub use migrations::SCHEMA_VERSION;
 pub use prune::{BLOB_GRACE, Pruned, PrunedBlob, PrunedVersion, prune};
 pub use records::{
-    DeploymentRecord, EventCaller, EventRecord, ModelRecord, SignedBy, StateChange, VersionRecord, now_ms,
+    DeploymentRecord, EventCaller, EventRecord, ModelRecord, ServingChoice, SignedBy, StateChange, VersionRecord,
+    now_ms,
 };
 
 use std::path::{Path, PathBuf};

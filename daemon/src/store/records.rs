@@ -96,6 +96,24 @@ pub struct DeploymentRecord {
     /// deploy's data or `--input-shape`. Empty: dynamic dimensions are 1.
     #[serde(default)]
     pub probe_shapes: Vec<(String, Vec<i64>)>,
+    /// Serving settings the deploy chose; what it left unset follows the
+    /// config (`deploy::launch`).
+    #[serde(default)]
+    pub serving: ServingChoice,
+}
+
+/// How a deploy asked its deployment to serve. Each `None` (or empty list)
+/// means the configuration's value at launch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServingChoice {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intra_op_threads: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_batching: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_batch_sizes: Vec<u64>,
 }
 
 impl DeploymentRecord {

@@ -182,6 +182,10 @@ pub fn deploy_request(spec: pb::DeploySpec) -> Result<DeployRequest, DeployError
         precision: spec.precision,
         max_batch: spec.max_batch,
         signature: spec.signature,
+        intra_op_threads: spec.intra_op_threads,
+        dynamic_batching: spec.dynamic_batching,
+        max_queue_delay_us: spec.max_queue_delay_us,
+        preferred_batch_sizes: spec.preferred_batch_sizes,
     }
     .parse()
 }
