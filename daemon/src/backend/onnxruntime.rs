@@ -10,7 +10,11 @@ use ort::environment::Environment;
 use ort::logging::LogLevel;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::value::{DynTensor, DynTensorValueType, TensorElementType, ValueType};
+use ort::memory::MemoryInfo;
+use ort::session::SessionInputValue;
+use ort::value::{
+    DynTensor, DynTensorValueType, PrimitiveTensorElementType, Shape, TensorElementType, TensorRefMut, ValueType,
+};
 
 use super::{Backend, BackendError, DataType, LoadOptions, LoadedModel, Signature, Tensor, TensorSpec, TensorView};
 
@@ -153,7 +157,14 @@ impl Backend for OnnxRuntime {
                 .map(|o| spec(o.name(), o.dtype()))
                 .collect::<Result<_, _>>()?,
         };
-        Ok(Box::new(OrtModel { session, signature }))
+        let cpu = MemoryInfo::new(
+            ort::memory::AllocationDevice::CPU,
+            0,
+            ort::memory::AllocatorType::Device,
+            ort::memory::MemoryType::Default,
+        )
+        .map_err(load)?;
+        Ok(Box::new(OrtModel { session, signature, cpu }))
     }
 }
 
@@ -212,6 +223,41 @@ fn to_ort(ty: DataType) -> TensorElementType {
 struct OrtModel {
     session: Session,
     signature: Signature,
+    /// Describes host memory, for inputs ONNX Runtime reads in place.
+    cpu: MemoryInfo<'static>,
+}
+
+/// `input` as a tensor over its own bytes, without a copy, when they are
+/// aligned for its element type (a request's raw bytes, decoded into a
+/// buffer of their own, always are on glibc) and the type is a common one;
+/// None: the caller copies it into a tensor of ONNX Runtime's.
+fn borrow<'a>(input: &'a Tensor, cpu: &MemoryInfo) -> ort::Result<Option<SessionInputValue<'a>>> {
+    fn view<'a, T: PrimitiveTensorElementType + std::fmt::Debug + 'static>(
+        input: &'a Tensor,
+        cpu: &MemoryInfo,
+    ) -> ort::Result<Option<SessionInputValue<'a>>> {
+        let ptr = input.data.as_ptr();
+        if input.data.is_empty() || !ptr.cast::<T>().is_aligned() {
+            return Ok(None);
+        }
+        let shape = Shape::new(input.shape.iter().copied());
+        // SAFETY: the bytes are exactly the shape's size of this element
+        // type (checked by the caller) and aligned for it (checked above),
+        // and they outlive the returned value, which borrows `input` for the
+        // run. ONNX Runtime only reads a run's inputs (OrtRun takes them as
+        // const), so handing it a mutable pointer to shared bytes is sound.
+        let tensor = unsafe { TensorRefMut::<T>::from_raw(cpu.clone(), ptr.cast_mut().cast(), shape)? };
+        Ok(Some(tensor.into()))
+    }
+    match input.dtype {
+        DataType::F32 => view::<f32>(input, cpu),
+        DataType::F64 => view::<f64>(input, cpu),
+        DataType::I64 => view::<i64>(input, cpu),
+        DataType::I32 => view::<i32>(input, cpu),
+        DataType::U8 => view::<u8>(input, cpu),
+        DataType::I8 => view::<i8>(input, cpu),
+        _ => Ok(None),
+    }
 }
 
 impl LoadedModel for OrtModel {
@@ -225,7 +271,7 @@ impl LoadedModel for OrtModel {
 
     fn run_visit(&mut self, inputs: &[Tensor], visit: &mut dyn FnMut(&TensorView)) -> Result<(), BackendError> {
         let run_err = |e: ort::Error| BackendError::Run(e.to_string());
-        let mut values = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for input in inputs {
             // Checked before the runtime allocates the tensor: callers check
             // requests, but this is the last line before native memory.
@@ -240,6 +286,10 @@ impl LoadedModel for OrtModel {
                     expected.map_or("more than the address space".to_owned(), |e| e.to_string())
                 )));
             };
+            if let Some(borrowed) = borrow(input, &self.cpu).map_err(run_err)? {
+                values.push((input.name.clone(), borrowed));
+                continue;
+            }
             let mut value =
                 DynTensor::new(self.session.allocator(), to_ort(input.dtype), input.shape.clone()).map_err(run_err)?;
             if expected > 0 {
@@ -250,7 +300,7 @@ impl LoadedModel for OrtModel {
                     std::ptr::copy_nonoverlapping(input.data.as_ptr(), value.data_ptr_mut().cast::<u8>(), expected);
                 }
             }
-            values.push((input.name.clone(), value));
+            values.push((input.name.clone(), value.into()));
         }
         // ONNX Runtime says InvalidArgument when the inputs, not the model,
         // are at fault (a dimension the graph cannot take, say).
