@@ -8,6 +8,10 @@
 //! - `entropy`: the clipping threshold whose 128-level quantized distribution
 //!   is closest, by Kullback–Leibler divergence, to the observed one (the
 //!   method TensorRT popularised), over the same histogram.
+//!
+//! Whatever the method, the outputs of bounded operators (Sigmoid, Softmax,
+//! ...) and the model's own outputs keep their whole observed range
+//! ([`kept_whole`]): their rare high values are often the answer.
 
 use super::Method;
 
@@ -182,6 +186,25 @@ impl Histogram {
     }
 }
 
+/// Operators whose outputs live in a fixed, small range (probabilities,
+/// scores, gates): clipping one buys little resolution and can cut away the
+/// rare high values that carry the answer (a detector's few confident class
+/// scores among thousands of near-zero ones, which no percentile keeps).
+const BOUNDED_OUTPUTS: [&str; 4] = ["Sigmoid", "HardSigmoid", "Softmax", "Tanh"];
+
+/// The tensors every method calibrates to their full observed range: the
+/// outputs of bounded operators and the model's own outputs (what the
+/// caller reads, whose extremes are usually the point).
+pub fn kept_whole(graph: &dsmil_proto::onnx::GraphProto) -> std::collections::HashSet<&str> {
+    graph
+        .node
+        .iter()
+        .filter(|n| BOUNDED_OUTPUTS.contains(&n.op_type()))
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .chain(graph.output.iter().map(|o| o.name()))
+        .collect()
+}
+
 /// The entropy method's bound: the share of values (%) it may never clip.
 const ENTROPY_MAX_CLIPPED: f64 = 99.9;
 
@@ -287,5 +310,46 @@ mod tests {
         );
         let r = range(Method::Entropy, &m, Some(&h));
         assert!(r.max >= 5.99, "{r:?}");
+    }
+
+    #[test]
+    fn bounded_outputs_and_model_outputs_keep_their_whole_range() {
+        use dsmil_proto::onnx::{GraphProto, NodeProto, ValueInfoProto};
+        let node = |op: &str, input: &str, output: &str| NodeProto {
+            op_type: Some(op.into()),
+            input: vec![input.into()],
+            output: vec![output.into()],
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![
+                node("MatMul", "x", "logits"),
+                node("Sigmoid", "logits", "scores"),
+                node("Relu", "scores", "y"),
+            ],
+            output: vec![ValueInfoProto {
+                name: Some("y".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let whole = kept_whole(&graph);
+        assert!(whole.contains("scores") && whole.contains("y"), "{whole:?}");
+        assert!(!whole.contains("logits"));
+
+        // A detector's class scores: almost all near 0, a few confident
+        // ones (2 in 400,000, as 2 objects among 5,000 anchors × 80
+        // classes) at 0.87. A percentile cuts them away (so can KL, as
+        // on a real detector's scores); the whole range, which calibrate
+        // gives a kept tensor whatever the method, keeps them.
+        let values: Vec<f32> = (0..400_000)
+            .map(|i| if i % 200_000 == 0 { 0.87 } else { (i % 7) as f32 * 0.001 })
+            .collect();
+        let mut m = MinMax::default();
+        m.update(&le(&values));
+        let mut h = Histogram::new(m.abs_max());
+        h.update(&le(&values));
+        assert!(range(Method::Percentile(99.999), &m, Some(&h)).max < 0.1);
+        assert_eq!(range(Method::Entropy, &m, None).max, 0.87);
     }
 }

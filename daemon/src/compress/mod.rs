@@ -223,9 +223,13 @@ pub fn calibrate(
             })?;
         }
     }
+    let whole = calibrate::kept_whole(graph);
     let ranges = minmax
         .iter()
-        .map(|(name, m)| (name.clone(), calibrate::range(method, m, histograms.get(name))))
+        .map(|(name, m)| {
+            let histogram = histograms.get(name).filter(|_| !whole.contains(name.as_str()));
+            (name.clone(), calibrate::range(method, m, histogram))
+        })
         .collect();
     Ok(Calibration { ranges, shapes })
 }
