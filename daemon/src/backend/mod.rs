@@ -15,7 +15,7 @@ mod tensor;
 
 pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
 pub use openvino::{OpenVino, OpenVinoBackend, OpenVinoDevice, locate_openvino};
-pub use pool::{Batching, Pool, PoolError, RunOutcome};
+pub use pool::{Batching, Pool, PoolError, RunOutcome, split_rows};
 pub use runtimes::{RuntimeStatus, Runtimes};
 pub use tensor::{DataType, RequestLimits, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape};
 

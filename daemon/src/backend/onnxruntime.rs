@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use ort::environment::Environment;
 use ort::logging::LogLevel;
-use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::memory::MemoryInfo;
+use ort::session::Session;
 use ort::session::SessionInputValue;
+use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{
     DynTensor, DynTensorValueType, PrimitiveTensorElementType, Shape, TensorElementType, TensorRefMut, ValueType,
 };
@@ -164,7 +164,11 @@ impl Backend for OnnxRuntime {
             ort::memory::MemoryType::Default,
         )
         .map_err(load)?;
-        Ok(Box::new(OrtModel { session, signature, cpu }))
+        Ok(Box::new(OrtModel {
+            session,
+            signature,
+            cpu,
+        }))
     }
 }
 

@@ -429,7 +429,7 @@ fn gather(rx: &Receiver<Job>, first: Job, b: &Batching) -> (Vec<Job>, Option<Job
 
 /// Each job's rows of `outputs`, if every output has the batch's rows as
 /// its first dimension; None otherwise (the run is not split by rows).
-fn split_rows(outputs: &[Tensor], counts: &[usize]) -> Option<Vec<Vec<Tensor>>> {
+pub fn split_rows(outputs: &[Tensor], counts: &[usize]) -> Option<Vec<Vec<Tensor>>> {
     let total: usize = counts.iter().sum();
     let mut parts: Vec<Vec<Tensor>> = counts.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
     for out in outputs {

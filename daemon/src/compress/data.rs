@@ -177,6 +177,82 @@ impl Samples {
         self.labels.as_deref().map(|l| &l[..self.count])
     }
 
+    /// Samples `start..start + len` as one batch of `len` rows, when every
+    /// input holds rows of a batch (None when some are stacked whole
+    /// inputs, which cannot be joined). For a batched model, one run of
+    /// this answers like `len` runs of [`Samples::sample`], row for row.
+    pub fn rows(&self, start: usize, len: usize) -> Option<Vec<Tensor>> {
+        if self.inputs.iter().any(|c| c.stacked) || start + len > self.count || len == 0 {
+            return None;
+        }
+        fn slice<A: Copy>(array: &ArrayD<A>, start: usize, len: usize) -> (Vec<i64>, Vec<A>) {
+            let rows = array.slice_axis(Axis(0), ndarray::Slice::from(start..start + len));
+            (
+                rows.shape().iter().map(|&d| d as i64).collect(),
+                rows.iter().copied().collect(),
+            )
+        }
+        Some(
+            self.inputs
+                .iter()
+                .map(|c| {
+                    let (dtype, shape, data) = match &c.values {
+                        Values::F32(a) => {
+                            let (shape, v) = slice(a, start, len);
+                            (DataType::F32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                        }
+                        Values::I64(a) => {
+                            let (shape, v) = slice(a, start, len);
+                            (DataType::I64, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                        }
+                    };
+                    Tensor {
+                        name: c.name.clone(),
+                        dtype,
+                        shape,
+                        data,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The samples from `first` on, in runs: batches of up to `max_rows`
+    /// rows for a batched model whose data is rows, else one sample per
+    /// run. Yields each run's inputs and how many samples it holds.
+    pub fn runs(
+        &self,
+        first: usize,
+        batched: bool,
+        max_rows: usize,
+    ) -> impl Iterator<Item = (Vec<Tensor>, usize)> + '_ {
+        let step = if batched && self.rows(0, 1).is_some() {
+            max_rows.max(1)
+        } else {
+            1
+        };
+        (first.min(self.count)..self.count).step_by(step).map(move |start| {
+            let len = step.min(self.count - start);
+            match self.rows(start, len).filter(|_| step > 1) {
+                Some(batch) => (batch, len),
+                None => (self.sample(start), 1),
+            }
+        })
+    }
+
+    /// How many rows of this data to run at once for work that only sums
+    /// over samples (calibration's statistics, the gate's tallies): about
+    /// 1 MiB of inputs, at most 32 rows, since every activation of the run
+    /// is held at once.
+    pub fn rows_per_run(&self) -> usize {
+        let row_bytes: usize = self
+            .inputs
+            .iter()
+            .map(|c| c.values.shape().iter().skip(1).product::<usize>() * 8)
+            .sum();
+        ((1 << 20) / row_bytes.max(1)).clamp(1, 32)
+    }
+
     /// Sample `i` as one-row input tensors, in signature order.
     pub fn sample(&self, i: usize) -> Vec<Tensor> {
         self.inputs

@@ -342,3 +342,35 @@ fn whole_inputs_stacked_on_a_new_axis_feed_fixed_batch_scalar_and_int64_inputs()
         .to_string();
     assert!(err.contains("[N,1,8]") && err.contains("\"x\""), "{err}");
 }
+
+#[test]
+fn rows_of_a_batch_run_together_and_stacked_inputs_one_by_one() {
+    let samples = read(npz(&[("pixels.npy", f32_npy("(10, 64)", 10 * 64))])).unwrap();
+    let batch = samples.rows(2, 3).unwrap();
+    assert_eq!(batch[0].shape, [3, 64]);
+    let one_by_one: Vec<u8> = (2..5).flat_map(|i| samples.sample(i)[0].data.clone()).collect();
+    assert_eq!(batch[0].data, one_by_one, "a batch is its samples' rows, in order");
+    assert!(samples.rows(8, 3).is_none(), "past the end");
+
+    // Every sample once, in order, in runs of at most 4 (3 from sample 1).
+    let runs: Vec<(Vec<i64>, usize)> = samples.runs(1, true, 4).map(|(t, n)| (t[0].shape.clone(), n)).collect();
+    assert_eq!(runs, [(vec![4, 64], 4), (vec![4, 64], 4), (vec![1, 64], 1)]);
+    // A model that does not take batches gets one sample per run.
+    assert_eq!(samples.runs(0, false, 4).count(), 10);
+    // ~1 MiB of inputs per run, at most 32 rows.
+    assert_eq!(samples.rows_per_run(), 32);
+
+    // Stacked whole inputs cannot be joined: one per run.
+    let signature = Signature {
+        inputs: vec![TensorSpec {
+            name: "x".into(),
+            dtype: DataType::F32,
+            shape: vec![1, 8],
+        }],
+        outputs: vec![],
+    };
+    let file = npz(&[("x.npy", f32_npy("(6, 1, 8)", 6 * 8))]);
+    let stacked = Samples::from_reader(Cursor::new(file), "t.npz", &signature, usize::MAX).unwrap();
+    assert!(stacked.rows(0, 2).is_none());
+    assert!(stacked.runs(0, true, 4).all(|(t, n)| n == 1 && t[0].shape == [1, 8]));
+}

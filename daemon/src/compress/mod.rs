@@ -176,6 +176,23 @@ pub struct Calibration {
     pub shapes: HashMap<String, Vec<i64>>,
 }
 
+/// Whether `signature` (of a model augmented with extra outputs) takes
+/// batches: its inputs and `graph`'s own outputs all start with a dynamic
+/// dimension.
+fn batched(signature: &crate::backend::Signature, graph: &dsmil_proto::onnx::GraphProto) -> bool {
+    let own: HashSet<&str> = graph.output.iter().map(|o| o.name()).collect();
+    crate::backend::Signature {
+        inputs: signature.inputs.clone(),
+        outputs: signature
+            .outputs
+            .iter()
+            .filter(|o| own.contains(o.name.as_str()))
+            .cloned()
+            .collect(),
+    }
+    .is_batched()
+}
+
 pub fn calibrate(
     backend: &dyn Backend,
     model: &ModelProto,
@@ -200,13 +217,22 @@ pub fn calibrate(
     let mut runner = backend.load(&augmented.encode_to_vec(), &inspect)?;
     let wanted: HashSet<&str> = candidates.iter().map(String::as_str).collect();
 
+    // Statistics only sum over samples, so a batched model sees them in
+    // batches; the first runs alone, for shapes of one sample.
+    let batched = batched(runner.signature(), graph);
+    let rows = samples.rows_per_run();
     let mut minmax: HashMap<String, MinMax> = HashMap::new();
     let mut shapes = HashMap::new();
-    for i in 0..samples.len() {
-        runner.run_visit(&samples.sample(i), &mut |t| {
-            if t.dtype == DataType::F32 && wanted.contains(t.name) {
-                minmax.entry(t.name.to_owned()).or_default().update(t.data);
-                shapes.entry(t.name.to_owned()).or_insert_with(|| t.shape.to_vec());
+    runner.run_visit(&samples.sample(0), &mut |t| {
+        if t.dtype == DataType::F32 && wanted.contains(t.name) {
+            minmax.entry(t.name.to_owned()).or_default().update(t.data);
+            shapes.insert(t.name.to_owned(), t.shape.to_vec());
+        }
+    })?;
+    for (inputs, _) in samples.runs(1, batched, rows) {
+        runner.run_visit(&inputs, &mut |t| {
+            if let Some(m) = minmax.get_mut(t.name) {
+                m.update(t.data);
             }
         })?;
     }
@@ -215,8 +241,8 @@ pub fn calibrate(
         for (name, m) in &minmax {
             histograms.insert(name.clone(), Histogram::new(m.abs_max()));
         }
-        for i in 0..samples.len() {
-            runner.run_visit(&samples.sample(i), &mut |t| {
+        for (inputs, _) in samples.runs(0, batched, rows) {
+            runner.run_visit(&inputs, &mut |t| {
                 if let Some(h) = histograms.get_mut(t.name) {
                     h.update(t.data);
                 }
