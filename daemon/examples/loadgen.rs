@@ -10,7 +10,7 @@
 //!
 //!     loadgen (--url http://HOST:PORT | --unix SOCKET) --model NAME
 //!         --input NAME:D0,D1,... [--input ...] [--concurrency 1,4,16,64]
-//!         [--seconds 5] [--warmup 20]
+//!         [--seconds 5] [--warmup 20] [--threads 1]
 //!
 //! Prints one JSON object per concurrency level: requests, infer/s, p50,
 //! p90, p99 in milliseconds, and errors (with the first error's message).
@@ -159,8 +159,24 @@ fn parse_input(spec: &str) -> anyhow::Result<(String, Vec<i64>)> {
     Ok((name.to_owned(), shape))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let threads = std::env::args()
+        .skip_while(|a| a != "--threads")
+        .nth(1)
+        .map_or(Ok(1), |n| n.parse::<usize>())?;
+    // One thread by default: at low concurrency a multi-threaded runtime
+    // adds its own cross-thread wakeups to every measured call.
+    let runtime = match threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut target, mut model, mut inputs) = (None, None, Vec::new());
     let (mut levels, mut seconds, mut warmup) = (vec![1, 4, 16, 64], 5.0, 20);
@@ -174,6 +190,8 @@ async fn main() -> anyhow::Result<()> {
             "--concurrency" => levels = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--seconds" => seconds = value()?.parse()?,
             "--warmup" => warmup = value()?.parse()?,
+            "--threads" => drop(value()?), // read by main
+
             other => anyhow::bail!("unknown argument {other}; see the file's header for usage"),
         }
     }
