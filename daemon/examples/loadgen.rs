@@ -30,12 +30,23 @@ enum Target {
     Unix(String),
 }
 
+/// An endpoint with receive windows large enough for an image tensor in one
+/// flight, as gRPC's C-core clients (perf_analyzer, tritonclient) reach by
+/// probing the bandwidth-delay product; h2's default 64 KiB would make every
+/// large answer wait for window updates.
+fn endpoint(uri: String) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint::from_shared(uri)?
+        .tcp_nodelay(true)
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(16 << 20))
+}
+
 async fn connect(target: &Target) -> anyhow::Result<GrpcInferenceServiceClient<Channel>> {
     let channel = match target {
-        Target::Url(url) => Endpoint::from_shared(url.clone())?.tcp_nodelay(true).connect().await?,
+        Target::Url(url) => endpoint(url.clone())?.connect().await?,
         Target::Unix(path) => {
             let path = path.clone();
-            Endpoint::from_static("http://localhost")
+            endpoint("http://localhost".into())?
                 .connect_with_connector(tower::service_fn(move |_: Uri| {
                     let path = path.clone();
                     async move {
