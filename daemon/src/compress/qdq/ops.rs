@@ -13,13 +13,22 @@ use super::read::attr_i;
 /// Ops whose weights are quantized.
 pub const WEIGHT_OPS: [&str; 4] = ["Conv", "ConvTranspose", "MatMul", "Gemm"];
 /// Ops kept in the integer domain between quantized ops (the runtimes have
-/// integer kernels for them, or they only move data).
-pub const PASS_OPS: [&str; 12] = [
+/// integer kernels for them, or they only move data). The elementwise ones
+/// are the set ONNX Runtime's own quantizer wraps, so its QDQ fusions
+/// (QLinearAdd, QLinearMul, QLinearSigmoid, ...) find the same shapes here:
+/// left in float between quantized neighbours, each would cost a
+/// dequantize and a quantize per call.
+pub const PASS_OPS: [&str; 17] = [
     "Relu",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",
     "Add",
+    "Mul",
+    "Div",
+    "Sigmoid",
+    "HardSigmoid",
+    "Softmax",
     "Concat",
     "Reshape",
     "Transpose",

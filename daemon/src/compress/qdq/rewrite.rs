@@ -231,13 +231,15 @@ pub fn rewrite(
         }
     }
 
-    // Constant operands of Add (biases after MatMul, mostly): quantized per
-    // tensor like an activation, so the runtime can add on integers.
+    // Constant operands of Add, Mul and Div (biases after MatMul, scales,
+    // the 6 of a hard swish): quantized per tensor like an activation, so
+    // the runtime can compute on integers.
     let mut done_operands: HashMap<String, String> = HashMap::new();
     for (ni, n) in graph.node.iter().enumerate() {
         let quantized_peer = n.input.iter().any(|i| act_set.contains(i.as_str()));
         let output_quantized = n.output.first().is_some_and(|o| act_set.contains(o.as_str()));
-        if n.op_type() != "Add" || !n.domain().is_empty() || !quantized_peer || !output_quantized {
+        let elementwise = matches!(n.op_type(), "Add" | "Mul" | "Div");
+        if !elementwise || !n.domain().is_empty() || !quantized_peer || !output_quantized {
             continue;
         }
         for (ii, name) in n.input.iter().enumerate() {
