@@ -193,6 +193,17 @@ fn batched(signature: &crate::backend::Signature, graph: &dsmil_proto::onnx::Gra
     .is_batched()
 }
 
+/// How the gate loads its two models: they run side by side (see
+/// `gate::evaluate`), so each gets half the CPUs rather than a pool the size
+/// of the host that the other's would fight.
+fn gate_load_options() -> LoadOptions {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    LoadOptions {
+        intra_op_threads: (cpus / 2).max(1),
+        ..Default::default()
+    }
+}
+
 pub fn calibrate(
     backend: &dyn Backend,
     model: &ModelProto,
@@ -383,7 +394,7 @@ pub fn quantize_dynamic(
     let quantize_ms = started.elapsed().as_millis() as u64;
     let evaluation = match validation {
         Some(val) => {
-            let load = LoadOptions::default();
+            let load = gate_load_options();
             let mut fp32 = backend.load(model, &load)?;
             let mut int8 = backend.load(&bytes, &load)?;
             let e = gate::evaluate(&mut *fp32, &mut *int8, val, gate_spec)?;
@@ -448,7 +459,7 @@ pub fn quantize_static(
     let evaluation = match validation {
         None => None,
         Some(val) => {
-            let load = LoadOptions::default();
+            let load = gate_load_options();
             let mut fp32 = backend.load(model, &load)?;
             let mut evaluate = |candidate: &ModelProto| -> Result<Evaluation, CompressError> {
                 evaluations.set(evaluations.get() + 1);
