@@ -2,7 +2,7 @@
 //! nodes, and a quantized constant behind its DequantizeLinear.
 
 use dsmil_proto::onnx::tensor_proto::DataType as OnnxType;
-use dsmil_proto::onnx::{AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto};
+use dsmil_proto::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto};
 
 /// The model's default-domain (ai.onnx) opset; 0 if it imports none.
 pub fn default_opset(model: &ModelProto) -> i64 {
@@ -98,6 +98,26 @@ pub fn dequantized_constant(
 /// so that weights an exporter held in nodes are found by the quantizer
 /// like any other. Returns how many nodes became initializers. Graph
 /// outputs are never folded away (they must stay produced by a node).
+/// Every name `graph` reads: its nodes' inputs, those of every subgraph at
+/// any depth (an If or Loop body reads the outer scope by name), and the
+/// graph's outputs. What a rewrite may drop is what is not in here.
+pub fn names_read(graph: &GraphProto) -> std::collections::HashSet<String> {
+    fn walk(graph: &GraphProto, read: &mut std::collections::HashSet<String>) {
+        read.extend(graph.output.iter().map(|o| o.name().to_owned()));
+        for n in &graph.node {
+            read.extend(n.input.iter().cloned());
+            for a in &n.attribute {
+                for g in a.g.iter().chain(&a.graphs) {
+                    walk(g, read);
+                }
+            }
+        }
+    }
+    let mut read = std::collections::HashSet::new();
+    walk(graph, &mut read);
+    read
+}
+
 pub fn promote_constants(model: &mut ModelProto) -> usize {
     let Some(graph) = model.graph.as_mut() else {
         return 0;
@@ -137,19 +157,10 @@ pub fn promote_constants(model: &mut ModelProto) -> usize {
     // A folded Identity or Cast leaves its source unread: drop it rather
     // than ship the weight twice.
     if promoted > 0 {
-        // Graph outputs, and inputs an initializer gives a default to.
-        let mut read: std::collections::HashSet<&str> = outputs.iter().map(String::as_str).collect();
-        read.extend(graph.input.iter().map(|i| i.name()));
-        for n in &graph.node {
-            read.extend(n.input.iter().map(String::as_str));
-            for a in &n.attribute {
-                // Subgraphs may read the outer scope: keep what they name.
-                for g in a.g.iter().chain(&a.graphs) {
-                    read.extend(g.node.iter().flat_map(|n| n.input.iter().map(String::as_str)));
-                }
-            }
-        }
-        let read: std::collections::HashSet<String> = read.into_iter().map(str::to_owned).collect();
+        // What any node reads (subgraphs included), the graph's outputs, and
+        // inputs an initializer gives a default to.
+        let mut read = names_read(graph);
+        read.extend(graph.input.iter().map(|i| i.name().to_owned()));
         graph.initializer.retain(|t| read.contains(t.name()));
     }
     promoted
@@ -172,4 +183,51 @@ fn as_float(t: &TensorProto) -> Option<TensorProto> {
         _ => return None,
     };
     Some(tensor(t.name(), t.dims.clone(), OnnxType::Float, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_inside_nested_subgraphs_count() {
+        // An If whose branch holds another If whose branch reads `w`, a
+        // weight of the outer graph (as an exported RNN's decoder does).
+        let reads = |input: &str| NodeProto {
+            op_type: Some("Identity".into()),
+            input: vec![input.into()],
+            output: vec![format!("{input}_copy")],
+            ..Default::default()
+        };
+        let branch = |nodes: Vec<NodeProto>| AttributeProto {
+            name: Some("then_branch".into()),
+            r#type: Some(attribute_proto::AttributeType::Graph as i32),
+            g: Some(GraphProto {
+                node: nodes,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let inner_if = NodeProto {
+            op_type: Some("If".into()),
+            input: vec!["c".into()],
+            attribute: vec![branch(vec![reads("w")])],
+            ..Default::default()
+        };
+        let outer_if = NodeProto {
+            op_type: Some("If".into()),
+            input: vec!["c".into()],
+            attribute: vec![branch(vec![inner_if])],
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![reads("x"), outer_if],
+            ..Default::default()
+        };
+        let read = names_read(&graph);
+        assert!(
+            read.contains("w") && read.contains("x") && read.contains("c"),
+            "{read:?}"
+        );
+    }
 }

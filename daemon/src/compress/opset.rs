@@ -110,8 +110,7 @@ struct Rewrite {
 impl Context {
     fn graph(&mut self, graph: &mut GraphProto) -> Result<(), UpgradeError> {
         let ranks = known_ranks(graph);
-        let mut used = std::collections::HashSet::new();
-        consumed(graph, &mut used);
+        let used = crate::compress::graph::names_read(graph);
         let nodes = std::mem::take(&mut graph.node);
         for mut n in nodes {
             for attribute in &mut n.attribute {
@@ -409,20 +408,6 @@ fn known_ranks(graph: &GraphProto) -> HashMap<String, usize> {
         })
         .chain(graph.initializer.iter().map(|t| (t.name().to_owned(), t.dims.len())))
         .collect()
-}
-
-/// Every name a node of `graph` (or of its subgraphs, which may read the
-/// outer scope) consumes, and the graph's outputs.
-fn consumed(graph: &GraphProto, used: &mut std::collections::HashSet<String>) {
-    used.extend(graph.output.iter().map(|o| o.name().to_owned()));
-    for n in &graph.node {
-        used.extend(n.input.iter().cloned());
-        for a in &n.attribute {
-            for g in a.g.iter().chain(&a.graphs) {
-                consumed(g, used);
-            }
-        }
-    }
 }
 
 fn take_attribute(n: &mut NodeProto, name: &str) -> Option<AttributeProto> {

@@ -282,8 +282,9 @@ pub fn rewrite(
     }
     graph.node = nodes;
     graph.initializer.extend(new_inits);
-    // Float weights no node reads any more are dropped: that is the size saving.
-    let used: HashSet<String> = graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    // Float weights no node reads any more are dropped: that is the size
+    // saving. Subgraphs (If and Loop bodies) read the outer scope by name.
+    let used = crate::compress::graph::names_read(graph);
     let graph_inputs: HashSet<String> = graph.input.iter().map(|i| i.name().to_owned()).collect();
     graph
         .initializer
