@@ -91,6 +91,9 @@ fn tables(r: &pb::QuantizationReport) {
     }
     println!("output cosine similarity (mean): {:.5}", r.mean_cosine);
     println!("MACs in INT8: {:.1}%", r.int8_mac_share * 100.0);
+    if !r.fp32_subgraphs.is_empty() {
+        println!("left in FP32 inside control flow: {}", r.fp32_subgraphs.join("; "));
+    }
     if !r.fp32_fallback.is_empty() {
         println!(
             "kept in FP32 by the mixed-precision fallback: {} ({} evaluations)",

@@ -118,6 +118,38 @@ pub fn names_read(graph: &GraphProto) -> std::collections::HashSet<String> {
     read
 }
 
+/// The main graph's control-flow nodes whose bodies hold nodes, each as
+/// "NAME (If): N nodes, M weight ops": the QDQ rewrite quantizes the main
+/// graph only, so what runs in these bodies stays FP32, and the report
+/// says so.
+pub fn fp32_subgraphs(graph: &GraphProto) -> Vec<String> {
+    fn count(graph: &GraphProto) -> (usize, usize) {
+        graph.node.iter().fold((0, 0), |(nodes, weights), n| {
+            let inner = n
+                .attribute
+                .iter()
+                .flat_map(|a| a.g.iter().chain(&a.graphs))
+                .map(count)
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            let weight = usize::from(super::qdq::WEIGHT_OPS.contains(&n.op_type()));
+            (nodes + 1 + inner.0, weights + weight + inner.1)
+        })
+    }
+    graph
+        .node
+        .iter()
+        .filter_map(|n| {
+            let (nodes, weights) = n
+                .attribute
+                .iter()
+                .flat_map(|a| a.g.iter().chain(&a.graphs))
+                .map(count)
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            (nodes > 0).then(|| format!("{} ({}): {nodes} nodes, {weights} weight ops", n.name(), n.op_type()))
+        })
+        .collect()
+}
+
 pub fn promote_constants(model: &mut ModelProto) -> usize {
     let Some(graph) = model.graph.as_mut() else {
         return 0;
@@ -229,5 +261,18 @@ mod tests {
             read.contains("w") && read.contains("x") && read.contains("c"),
             "{read:?}"
         );
+
+        // The report names the outer If and counts what its bodies hold.
+        let mut graph = graph;
+        graph.node[1].name = Some("decoder_if".into());
+        if let Some(g) = graph.node[1].attribute[0].g.as_mut() {
+            g.node.push(NodeProto {
+                op_type: Some("MatMul".into()),
+                input: vec!["x".into(), "w".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            });
+        }
+        assert_eq!(fp32_subgraphs(&graph), ["decoder_if (If): 3 nodes, 1 weight ops"]);
     }
 }

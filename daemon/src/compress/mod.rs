@@ -150,6 +150,10 @@ pub struct Report {
     /// Constant nodes (or Identity/Cast of weights) made initializers.
     #[serde(default)]
     pub promoted_constants: usize,
+    /// Control-flow nodes whose bodies stay FP32, with the weight ops in
+    /// them (`graph::fp32_subgraphs`).
+    #[serde(default)]
+    pub fp32_subgraphs: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -299,6 +303,12 @@ pub fn quantize(
         (method, None) => Err(CompressError::NeedsCalibration(method.name())),
     }?;
     quantized.report.promoted_constants = promoted;
+    if let Some(graph) = &proto.graph {
+        quantized.report.fp32_subgraphs = graph::fp32_subgraphs(graph);
+        if !quantized.report.fp32_subgraphs.is_empty() {
+            tracing::info!(subgraphs = ?quantized.report.fp32_subgraphs, "control-flow bodies stay FP32");
+        }
+    }
     quantized.report.size_before = model.len();
     if let Some((_, upgrade)) = upgraded {
         quantized.report.upgraded_from_opset = Some(upgrade.from);
@@ -424,6 +434,7 @@ pub fn quantize_dynamic(
             upgraded_from_opset: None,
             opset_rewrites: Vec::new(),
             promoted_constants: 0,
+            fp32_subgraphs: Vec::new(),
         },
         model: bytes,
     })
@@ -525,6 +536,7 @@ pub fn quantize_static(
             upgraded_from_opset: None,
             opset_rewrites: Vec::new(),
             promoted_constants: 0,
+            fp32_subgraphs: Vec::new(),
         },
         model: bytes,
     })

@@ -148,6 +148,7 @@ pub fn report(model: &str, version: u32, r: crate::compress::Report) -> pb::Quan
         metric_reason: e.reason,
         upgraded_from_opset: r.upgraded_from_opset.unwrap_or(0),
         opset_rewrites: r.opset_rewrites,
+        fp32_subgraphs: r.fp32_subgraphs,
     }
 }
 
