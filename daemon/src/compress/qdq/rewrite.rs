@@ -231,14 +231,15 @@ pub fn rewrite(
         }
     }
 
-    // Constant operands of Add, Mul and Div (biases after MatMul, scales,
-    // the 6 of a hard swish): quantized per tensor like an activation, so
-    // the runtime can compute on integers.
+    // Constant operands of Add and Mul (biases after MatMul, scales):
+    // quantized per tensor like an activation, so the runtime can compute on
+    // integers. Div has no integer kernel: its constant stays float, as
+    // ONNX Runtime's quantizer leaves it, which saves a dequantize per call.
     let mut done_operands: HashMap<String, String> = HashMap::new();
     for (ni, n) in graph.node.iter().enumerate() {
         let quantized_peer = n.input.iter().any(|i| act_set.contains(i.as_str()));
         let output_quantized = n.output.first().is_some_and(|o| act_set.contains(o.as_str()));
-        let elementwise = matches!(n.op_type(), "Add" | "Mul" | "Div");
+        let elementwise = matches!(n.op_type(), "Add" | "Mul");
         if !elementwise || !n.domain().is_empty() || !quantized_peer || !output_quantized {
             continue;
         }
