@@ -4,7 +4,7 @@
 //! row per sample (the input's first axis is the batch); an array one rank
 //! higher holds whole inputs stacked on a new leading axis, which is how a
 //! fixed-batch-1 model, a scalar input (a sample rate) or a state tensor
-//! whose batch is not its first axis gets many samples. FP32 and INT64
+//! whose batch is not its first axis gets many samples. FP32, INT64 and BOOL
 //! inputs are read (only FP32 tensors are calibrated). Checked against the model's signature before
 //! anything runs: a missing name, a wrong dtype or shape, NaN or Inf is a
 //! clear error, never a half-calibrated model.
@@ -43,6 +43,7 @@ struct Column {
 enum Values {
     F32(ArrayD<f32>),
     I64(ArrayD<i64>),
+    Bool(ArrayD<bool>),
 }
 
 impl Values {
@@ -50,6 +51,7 @@ impl Values {
         match self {
             Values::F32(a) => a.shape(),
             Values::I64(a) => a.shape(),
+            Values::Bool(a) => a.shape(),
         }
     }
 }
@@ -108,9 +110,10 @@ impl Samples {
                     Values::F32(array)
                 }
                 DataType::I64 => Values::I64(npz.array(&spec.name, &["<i8", ">i8"], "int64").map_err(err)?),
+                DataType::Bool => Values::Bool(npz.array(&spec.name, &["|b1"], "bool").map_err(err)?),
                 other => {
                     return Err(err(format!(
-                        "input {}: data for {other} inputs cannot be given yet (FP32 and INT64 can)",
+                        "input {}: data for {other} inputs cannot be given yet (FP32, INT64 and BOOL can)",
                         spec.name
                     )));
                 }
@@ -205,6 +208,10 @@ impl Samples {
                             let (shape, v) = slice(a, start, len);
                             (DataType::I64, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
                         }
+                        Values::Bool(a) => {
+                            let (shape, v) = slice(a, start, len);
+                            (DataType::Bool, shape, v.iter().map(|&b| u8::from(b)).collect())
+                        }
                     };
                     Tensor {
                         name: c.name.clone(),
@@ -266,6 +273,10 @@ impl Samples {
                     Values::I64(a) => {
                         let (shape, v) = take(a, i, c.stacked);
                         (DataType::I64, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+                    }
+                    Values::Bool(a) => {
+                        let (shape, v) = take(a, i, c.stacked);
+                        (DataType::Bool, shape, v.iter().map(|&b| u8::from(b)).collect())
                     }
                 };
                 Tensor {

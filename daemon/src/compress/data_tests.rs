@@ -374,3 +374,28 @@ fn rows_of_a_batch_run_together_and_stacked_inputs_one_by_one() {
     assert!(stacked.rows(0, 2).is_none());
     assert!(stacked.runs(0, true, 4).all(|(t, n)| n == 1 && t[0].shape == [1, 8]));
 }
+
+#[test]
+fn bool_inputs_read_as_one_byte_each() {
+    let signature = Signature {
+        inputs: vec![TensorSpec {
+            name: "mask".into(),
+            dtype: DataType::Bool,
+            shape: vec![-1, 4],
+        }],
+        outputs: vec![],
+    };
+    let bits = [1u8, 0, 0, 1, 0, 1, 1, 0];
+    let file = npz(&[(
+        "mask.npy",
+        npy("{'descr': '|b1', 'fortran_order': False, 'shape': (2, 4), }", &bits),
+    )]);
+    let samples = Samples::from_reader(Cursor::new(file), "t.npz", &signature, usize::MAX).unwrap();
+    let second = samples.sample(1);
+    assert_eq!(
+        (second[0].dtype, second[0].shape.as_slice()),
+        (DataType::Bool, &[1, 4][..])
+    );
+    assert_eq!(second[0].data, bits[4..]);
+    assert_eq!(samples.rows(0, 2).unwrap()[0].data, bits);
+}
