@@ -1,26 +1,52 @@
-"""Transport benchmark: ModelInfer latency of a small and a large request at
-concurrency 1 and 16, over dsmild's TCP listener and its Unix socket, with
-in-process ONNX Runtime (1 intra-op thread) as the floor, and optionally
-Triton (PyPI nvidia-pytriton, the same ONNX files in ONNX Runtime) side by
-side in the same run. Not a test: figures vary by machine and load; compare
-medians and ratios from one run.
+"""Serving benchmark (issue 14): KServe v2 gRPC ModelInfer latency and
+throughput of dsmild, Triton and MLServer serving the same ONNX files with
+the same ONNX Runtime settings (1 intra-op thread, the same number of
+instances), in one run, against in-process ONNX Runtime as the ceiling; and
+dsmild over its TCP listener and its Unix socket. Not a test: figures vary by
+machine and load; compare medians and ratios from one run.
 
     .venv/bin/python bench/transport.py [--runs 5] [--requests 200]
-        [--concurrency 1,16] [--bin [LABEL=]DIR ...]
-        [--triton-python /path/to/venv/bin/python]   (see bench/transport.sh)
+        [--concurrency 1,16] [--model-concurrency mlp=1,4,16,32,64 ...]
+        [--models mlp,convnet] [--transports tcp,unix] [--compare-batching]
+        [--instances 1] [--queue-delay-us 0] [--max-batch 64]
+        [--triton-python /path/to/venv/bin/python]
+        [--mlserver-python /path/to/venv/bin/python]
+        [--bin [LABEL=]DIR ...] [--json OUT.json]          (see bench/transport.sh)
 
-Models (written by bench/gen_mlp.py and bench/gen_convnet.py into a temp
-dir): `mlp` (64→64×3, a 256-byte input) and `convnet` (four 3×3 convs on
-1×3×224×224, 602,112 bytes in and out). Each --bin (default target/release;
-repeat it to compare two builds in one run) is a dsmild started on a temp
-state dir with `intra_op_threads = 1` and one worker per deployment, the
-models deployed FP32 on devices 47 and 48 (layer 7, which falls back to the
-CPU and ONNX Runtime on a host without a GPU). The load is tritonclient's
-gRPC client, one client per caller thread, with `--requests` calls per run
-after 3 warmup calls per caller. Each row is the median over the runs of
-each run's p50, p99 and infer/s; "server ms" is the median over the runs of
-the per-request queue + compute time from ModelStatistics, so client p50
-minus server ms is what the transport and the client cost.
+Models (bench/serving_models.py, written into a temp dir): `mlp` (64→64×3,
+a 256-byte input, dynamic batch), `convnet` (four 3×3 convs on
+1×3×224×224, 602,112 bytes in and out, batch fixed at 1) and `ocr_cls`
+(PaddleOCR's trained text-orientation classifier from the PyPI wheel
+rapidocr-onnxruntime==1.4.4, a 3×48×192 input, dynamic batch).
+
+Servers. Each --bin (default target/release; repeat it to compare builds)
+is a dsmild on a temp state dir with `intra_op_threads = 1`,
+`workers_per_deployment = --instances`, `max_batch_size = --max-batch`,
+`max_queue_delay_us = --queue-delay-us` and dynamic batching on (and, with
+--compare-batching, a second one with it off), a TCP listener on 127.0.0.1
+and anonymous clearance 9, the models deployed FP32 on devices 47, 48, 49
+(layer 7, which falls back to the CPU and ONNX Runtime on a host without a
+GPU). --triton-python starts bench/transport_triton.py (Triton via PyPI
+nvidia-pytriton, ONNX Runtime behind its Python backend) and
+--mlserver-python bench/transport_mlserver.py (MLServer with a custom ONNX
+Runtime runtime); both serve each batchable model twice, without batching
+and with their dynamic (Triton) or adaptive (MLServer) batcher at the same
+max batch and queue delay. A model with a fixed batch of 1 (convnet) is
+measured once per server, batching "–".
+
+Load: tritonclient's gRPC client (PyPI perf-analyzer has no wheel for
+glibc < 2.38, see bench/transport.sh), one client per caller thread,
+max(--requests, 10 × c) calls per run split over the c callers, after 3
+warmup calls per caller; the runs of all servers are interleaved (run 1 of
+every server, then run 2, ...) so that load from elsewhere spreads over
+them. Each row is the median over the runs of each run's p50, p99 and
+infer/s; "server ms" (dsmild only) is the median over the runs of the
+per-request queue + compute time from ModelStatistics. Ratios: "÷ Triton"
+divides infer/s by Triton's on the same model, batching and c (and p99 by
+Triton's p99); the ORT ceiling is in-process ONNX Runtime, 1 intra-op thread:
+"ORT p50" its median single-inference latency and "ORT 2×" its throughput
+with 2 caller threads, one session each (the most 2 cores give at batch 1).
+Every server's answer is first checked against in-process ONNX Runtime.
 """
 
 import argparse
@@ -39,8 +65,10 @@ import onnxruntime as ort
 import tritonclient.grpc as grpcclient
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = {"mlp": ("x", (1, 64)), "convnet": ("image", (1, 3, 224, 224))}
-CONFIG = "[serving]\nintra_op_threads = 1\nworkers_per_deployment = 1\n"
+sys.path.insert(0, str(ROOT / "bench"))
+from serving_models import MODELS, write_models  # noqa: E402
+
+DEVICES = {"mlp": 47, "convnet": 48, "ocr_cls": 49}
 
 
 def connect(url: str) -> grpcclient.InferenceServerClient:
@@ -57,27 +85,49 @@ def percentile(values: list, q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
-def ort_floor(path: Path, name: str, shape: tuple, runs: int, iterations: int) -> float:
-    """Median single-inference latency in ms, in process, 1 intra-op thread."""
+def ort_session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    for _ in range(10):
-        session.run(None, {name: x})
-    medians = []
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def request(model: str) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal(MODELS[model][2]).astype(np.float32)
+
+
+def ort_ceiling(path: Path, model: str, runs: int, iterations: int) -> tuple:
+    """In-process ONNX Runtime, 1 intra-op thread: (median single-inference
+    latency in ms, infer/s with 2 caller threads, one session each)."""
+    name, x = MODELS[model][0], request(model)
+    sessions = [ort_session(path) for _ in range(2)]
+    for s in sessions:
+        for _ in range(10):
+            s.run(None, {name: x})
+    medians, rates = [], []
     for _ in range(runs):
         times = []
         for _ in range(iterations):
             start = time.perf_counter()
-            session.run(None, {name: x})
+            sessions[0].run(None, {name: x})
             times.append(time.perf_counter() - start)
         medians.append(statistics.median(times) * 1000)
-    return statistics.median(medians)
+
+        def loop(s):
+            for _ in range(iterations):
+                s.run(None, {name: x})
+
+        threads = [threading.Thread(target=loop, args=(s,)) for s in sessions]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rates.append(2 * iterations / (time.perf_counter() - start))
+    return statistics.median(medians), statistics.median(rates)
 
 
-def server_ms(url: str, model: str, before: dict | None = None) -> dict:
+def server_ms(url: str, model: str) -> dict:
     """ModelStatistics of `model`: success count and total queue/compute ns."""
     client = connect(url)
     stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]["inference_stats"]
@@ -93,10 +143,11 @@ def server_ms(url: str, model: str, before: dict | None = None) -> dict:
     }
 
 
-def one_run(url: str, model: str, concurrency: int, requests: int, stats: bool) -> dict:
-    """`requests` calls from `concurrency` threads, each with its own client."""
-    name, shape = MODELS[model]
-    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+def one_run(url: str, served: str, model: str, concurrency: int, requests: int, stats: bool) -> dict:
+    """`requests` calls to `served` from `concurrency` threads, each with its
+    own client."""
+    name, shape = MODELS[model][0], MODELS[model][2]
+    x = request(model)
     latencies: list = []
     lock = threading.Lock()
     per_thread = max(1, requests // concurrency)
@@ -109,12 +160,12 @@ def one_run(url: str, model: str, concurrency: int, requests: int, stats: bool) 
             inp = grpcclient.InferInput(name, list(shape), "FP32")
             inp.set_data_from_numpy(x)
             for _ in range(3):  # warm the connection and the windows
-                client.infer(model, [inp])
+                client.infer(served, [inp])
             barrier.wait()
             mine = []
             for _ in range(per_thread):
                 start = time.perf_counter()
-                client.infer(model, [inp])
+                client.infer(served, [inp])
                 mine.append(time.perf_counter() - start)
             with lock:
                 latencies.extend(mine)
@@ -126,8 +177,11 @@ def one_run(url: str, model: str, concurrency: int, requests: int, stats: bool) 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:
         t.start()
-    before = server_ms(url, model) if stats else None
-    barrier.wait()
+    before = server_ms(url, served) if stats else None
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
     start = time.perf_counter()
     for t in threads:
         t.join()
@@ -140,19 +194,63 @@ def one_run(url: str, model: str, concurrency: int, requests: int, stats: bool) 
         "rate": len(latencies) / wall,
     }
     if stats:
-        after = server_ms(url, model)
+        after = server_ms(url, served)
         n = max(1, after["count"] - before["count"])
-        row["server"] = (after["compute"] - before["compute"] + after["queue"] - before["queue"]) / n / 1e6
+        row["server_ms"] = (after["compute"] - before["compute"] + after["queue"] - before["queue"]) / n / 1e6
     return row
+
+
+def loadgen_run(loadgen: Path, url: str, served: str, model: str, concurrency: int, seconds: float,
+                stats: bool) -> dict:
+    """One run by the native closed-loop load generator (daemon/examples/
+    loadgen.rs: perf_analyzer's concurrency mode, each caller on its own
+    HTTP/2 connection) instead of tritonclient."""
+    name, shape = MODELS[model][0], MODELS[model][2]
+    where = ["--unix", url[len("unix://"):]] if url.startswith("unix://") else ["--url", f"http://{url}"]
+    before = server_ms(url, served) if stats else None
+    out = subprocess.run([loadgen, *where, "--model", served, "--input", f"{name}:{','.join(map(str, shape))}",
+                          "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", "5"],
+                         capture_output=True, text=True, timeout=120 + seconds)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[0] if out.stderr.strip() else f"exit {out.returncode}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if r.get("errors"):
+        raise RuntimeError(f"{r['errors']} errors: {r.get('first_error')}")
+    row = {"p50": r["p50_ms"], "p99": r["p99_ms"], "rate": r["infer_per_s"]}
+    if stats:
+        after = server_ms(url, served)
+        n = max(1, after["count"] - before["count"])
+        row["server_ms"] = (after["compute"] - before["compute"] + after["queue"] - before["queue"]) / n / 1e6
+    return row
+
+
+def check_answer(url: str, served: str, model: str, expected: np.ndarray) -> str:
+    """'' if the server's first output matches in-process ONNX Runtime."""
+    name, shape = MODELS[model][0], MODELS[model][2]
+    client = connect(url)
+    inp = grpcclient.InferInput(name, list(shape), "FP32")
+    inp.set_data_from_numpy(request(model))
+    try:
+        result = client.infer(served, [inp])
+    except Exception as e:  # noqa: BLE001 - reported
+        return f"{served} at {url}: {type(e).__name__}: {str(e)[:200]}"
+    finally:
+        client.close()
+    got = result.as_numpy(result.get_response().outputs[0].name)
+    got = np.asarray(got, dtype=np.float32).reshape(-1)
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=1e-4):
+        diff = np.abs(got - expected).max() if got.shape == expected.shape else "shape"
+        return f"{served} at {url}: answer differs from ONNX Runtime (max |diff| {diff})"
+    return ""
 
 
 def median_row(rows: list) -> dict:
     return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def start_dsmild(bin_dir: Path, run: Path, batching: bool = True) -> tuple:
+def start_dsmild(bin_dir: Path, run: Path, config: str) -> tuple:
     run.mkdir(parents=True, exist_ok=True)
-    (run / "dsmil.toml").write_text(CONFIG + f"dynamic_batching = {'true' if batching else 'false'}\n")
+    (run / "dsmil.toml").write_text(config)
     subprocess.run(
         [sys.executable, ROOT / "scripts" / "start-dsmild.py", bin_dir / "dsmild", run,
          "--config", run / "dsmil.toml", "--tcp", "127.0.0.1:0", "--http", "", "--metrics", "",
@@ -170,81 +268,195 @@ def start_dsmild(bin_dir: Path, run: Path, batching: bool = True) -> tuple:
     return sock, ctl
 
 
-def start_triton(python: str, models: Path, run: Path) -> tuple:
-    """bench/transport_triton.py under `python`; returns (process, url)."""
-    log = open(run / "triton.log", "wb")
-    proc = subprocess.Popen([python, ROOT / "bench" / "transport_triton.py", models, run / "triton.port"],
+def start_helper(label: str, python: str, script: str, models: Path, run: Path, extra: list) -> tuple:
+    """bench/SCRIPT under `python` (it writes its gRPC port to a file once
+    serving); returns (process, url)."""
+    port_file = run / f"{label}.port"
+    log = open(run / f"{label}.log", "wb")
+    proc = subprocess.Popen([python, ROOT / "bench" / script, models, port_file, *extra],
                             stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 300
-    while not (run / "triton.port").exists():
+    while not port_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            sys.exit(f"Triton did not start; see {run}/triton.log")
+            stop_group(proc)
+            sys.exit(f"{label} did not start; see {run}/{label}.log")
         time.sleep(0.5)
-    return proc, f"127.0.0.1:{(run / 'triton.port').read_text().strip()}"
+    return proc, f"127.0.0.1:{port_file.read_text().strip()}"
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to a helper's process group (its server and that server's
+    workers), SIGKILL to what is left after 60 s."""
+    for sig, wait in ((15, 60), (9, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            proc.poll()
+            time.sleep(0.2)
+
+
+def fmt(v: float | None, digits: int = 2, suffix: str = "") -> str:
+    if v is None:
+        return "–"
+    return f"{v:,.{digits}f}{suffix}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--requests", type=int, default=200, help="calls per run (split over the callers)")
+    ap.add_argument("--requests", type=int, default=200,
+                    help="calls per run (split over the callers; at least 10 per caller)")
     ap.add_argument("--concurrency", default="1,16")
+    ap.add_argument("--model-concurrency", action="append", default=[], metavar="MODEL=LEVELS",
+                    help="levels for one model instead of --concurrency (e.g. mlp=1,4,16,32,64)")
     ap.add_argument("--bin", action="append", metavar="[LABEL=]DIR",
                     help="a dir with dsmild and dsmilctl (repeat to compare builds in one run; "
                          "default: target/release)")
     ap.add_argument("--triton-python", help="a python with nvidia-pytriton and onnxruntime")
+    ap.add_argument("--mlserver-python", help="a python with mlserver and onnxruntime")
     ap.add_argument("--models", default="mlp,convnet")
+    ap.add_argument("--transports", default="tcp,unix", help="dsmild's: tcp, unix or both")
     ap.add_argument("--compare-batching", action="store_true",
                     help="also start each build with [serving] dynamic_batching = false")
+    ap.add_argument("--instances", type=int, default=1,
+                    help="model instances per model on every server (dsmild workers_per_deployment, "
+                         "Triton instances, MLServer parallel_workers)")
+    ap.add_argument("--queue-delay-us", type=int, default=0, help="every server's batching queue delay")
+    ap.add_argument("--max-batch", type=int, default=64, help="every server's max batch")
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--loadgen", type=Path,
+                    help="drive the servers with this native load generator (target/release/examples/loadgen, "
+                         "from daemon/examples/loadgen.rs) instead of tritonclient")
+    ap.add_argument("--seconds", type=float, default=3.0, help="with --loadgen: seconds per run")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    per_model = {k: [int(c) for c in v.split(",")] for k, _, v in (s.partition("=") for s in args.model_concurrency)}
     models = args.models.split(",")
+    transports = args.transports.split(",")
     builds = []
     for spec in args.bin or [str(ROOT / "target" / "release")]:
         label, _, path = spec.rpartition("=")
         builds.append((label or "dsmild", Path(path), True))
         if args.compare_batching:
-            builds.append(((label or "dsmild") + ", no batching", Path(path), False))
+            builds.append((label or "dsmild", Path(path), False))
     tmp = Path(tempfile.mkdtemp(prefix="dsmil-transport-"))
     model_dir = tmp / "models"
     model_dir.mkdir()
-    subprocess.run([sys.executable, ROOT / "bench" / "gen_mlp.py", model_dir / "mlp.onnx", "64", "3"], check=True)
-    subprocess.run([sys.executable, ROOT / "bench" / "gen_convnet.py", model_dir / "convnet.onnx"], check=True)
+    write_models(model_dir, sys.executable, models)
+    config = (f"[serving]\nintra_op_threads = 1\nworkers_per_deployment = {args.instances}\n"
+              f"max_batch_size = {args.max_batch}\nmax_queue_delay_us = {args.queue_delay_us}\n")
+    helper_args = ["--instances", str(args.instances), "--max-batch", str(args.max_batch),
+                   "--queue-delay-us", str(args.queue_delay_us)]
 
-    runs, targets, triton = [], [], None
+    # A target: (server, batching on/off, transport, url, dsmild stats?, suffix of the batched model name)
+    runs, targets, helpers = [], [], []
     try:
         for i, (label, bin_dir, batching) in enumerate(builds):
             run = tmp / f"dsmild{i}"
             runs.append(run)
-            sock, ctl = start_dsmild(bin_dir, run, batching)
-            for device, m in enumerate(models, start=47):
-                ctl("deploy", model_dir / f"{m}.onnx", "--allow-fp32", "--name", m, "--device", str(device))
-            targets += [(label, "tcp", ctl("status")["tcp_address"]), (label, "unix", f"unix://{sock}")]
-        if args.triton_python:
-            triton = start_triton(args.triton_python, model_dir, tmp)
-            targets.append(("triton", "tcp", triton[1]))
-        print("| server | model | transport | c | p50 ms | p99 ms | infer/s | server ms | ORT ms | p50 / ORT |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+            sock, ctl = start_dsmild(bin_dir, run, config + f"dynamic_batching = {'true' if batching else 'false'}\n")
+            for m in models:
+                ctl("deploy", model_dir / f"{m}.onnx", "--allow-fp32", "--name", m, "--device", str(DEVICES[m]))
+            urls = {"tcp": ctl("status")["tcp_address"], "unix": f"unix://{sock}"}
+            for t in transports:
+                targets.append((label, "on" if batching else "off", t, urls[t], True, ""))
+        for label, python, script in (("triton", args.triton_python, "transport_triton.py"),
+                                      ("mlserver", args.mlserver_python, "transport_mlserver.py")):
+            if python:
+                proc, url = start_helper(label, python, script, model_dir, tmp, helper_args)
+                helpers.append(proc)
+                targets.append((label, "off", "tcp", url, False, ""))
+                targets.append((label, "on", "tcp", url, False, "_batched"))
+
+        ceilings, rows, problems = {}, [], []
         for m in models:
-            name, shape = MODELS[m]
-            floor = ort_floor(model_dir / f"{m}.onnx", name, shape, args.runs, max(50, args.requests // 2))
-            for c in levels:
-                for server, transport, url in targets:
-                    rows = [one_run(url, m, c, args.requests, stats=server != "triton") for _ in range(args.runs)]
-                    r = median_row(rows)
-                    served = f"{r['server']:.2f}" if "server" in r else "–"
-                    print(f"| {server} | {m} | {transport} | {c} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                          f"{r['rate']:.0f} | {served} | {floor:.2f} | {r['p50'] / floor:.1f}× |", flush=True)
+            batchable = MODELS[m][3]
+            ceilings[m] = ort_ceiling(model_dir / f"{m}.onnx", m, args.runs, 200)
+            expected = ort_session(model_dir / f"{m}.onnx").run(None, {MODELS[m][0]: request(m)})[0].reshape(-1)
+            mine = []
+            seen_dsmild = set()
+            for server, batching, transport, url, stats, suffix in targets:
+                if not batchable:
+                    # One row per server: no server can batch a fixed batch of 1.
+                    if suffix or (stats and (server, transport) in seen_dsmild):
+                        continue
+                    seen_dsmild.add((server, transport))
+                    batching = "–"
+                mine.append((server, batching, transport, url, stats, m + suffix))
+            for t in mine:
+                problem = check_answer(t[3], t[5], m, expected)
+                if problem:
+                    problems.append(problem)
+                    print("WARNING:", problem, file=sys.stderr)
+            for c in per_model.get(m, levels):
+                results = {t: [] for t in mine}
+                failed = {}
+                for _ in range(args.runs):
+                    for t in mine:
+                        if t in failed:
+                            continue
+                        try:
+                            if args.loadgen:
+                                results[t].append(loadgen_run(args.loadgen, t[3], t[5], m, c, args.seconds, t[4]))
+                            else:
+                                results[t].append(one_run(t[3], t[5], m, c, max(args.requests, 10 * c), t[4]))
+                        except Exception as e:  # noqa: BLE001 - a row saying so
+                            failed[t] = f"{type(e).__name__}: {str(e)[:200]}"
+                for t in mine:
+                    server, batching, transport = t[0], t[1], t[2]
+                    row = {"server": server, "model": m, "batching": batching, "transport": transport, "c": c,
+                           "ort_p50": ceilings[m][0], "ort_2x": ceilings[m][1]}
+                    if t in failed:
+                        row["error"] = failed[t]
+                    else:
+                        row.update(median_row(results[t]))
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"rows": rows, "problems": problems}, indent=1))
+        print_table(rows)
+        for p in problems:
+            print(f"WARNING: {p}")
     finally:
         for run in runs:
             try:
                 os.kill(int((run / "dsmild.pid").read_text()), 15)
             except (OSError, ValueError):
                 pass
-        if triton:
-            triton[0].terminate()
-            triton[0].wait(timeout=60)
+        for proc in helpers:
+            stop_group(proc)
     print(f"(state and logs: {tmp})")
+
+
+def print_table(rows: list) -> None:
+    triton = {(r["model"], r["batching"], r["c"]): r for r in rows if r["server"] == "triton" and "error" not in r}
+    print("| server | model | batching | transport | c | p50 ms | p99 ms | infer/s | server ms "
+          "| infer/s ÷ Triton | p99 ÷ Triton | p50 ÷ ORT p50 | infer/s ÷ ORT 2× |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        head = f"| {r['server']} | {r['model']} | {r['batching']} | {r['transport']} | {r['c']} |"
+        if "error" in r:
+            print(head + f" error: {r['error']} |||||||||")
+            continue
+        t = triton.get((r["model"], r["batching"], r["c"]))
+        print(head + f" {fmt(r['p50'])} | {fmt(r['p99'])} | {fmt(r['rate'], 0)} | {fmt(r.get('server_ms'))} | "
+              f"{fmt(r['rate'] / t['rate'] if t else None, 2, '×')} | {fmt(r['p99'] / t['p99'] if t else None, 2, '×')} | "
+              f"{fmt(r['p50'] / r['ort_p50'], 2, '×')} | {fmt(r['rate'] / r['ort_2x'], 2, '×')} |", flush=True)
+    ceilings = {}
+    for r in rows:
+        ceilings[r["model"]] = (r["ort_p50"], r["ort_2x"])
+    print()
+    print("| model | ORT p50 ms (1 caller) | ORT infer/s (2 callers) |")
+    print("|---|---|---|")
+    for m, (p50, rate) in ceilings.items():
+        print(f"| {m} | {p50:.3f} | {rate:,.0f} |")
 
 
 if __name__ == "__main__":
