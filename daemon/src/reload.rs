@@ -273,7 +273,16 @@ fn restart_only(old: &Config, new: &Config) -> Vec<String> {
         ("listeners", old.listeners != new.listeners),
         ("paths", old.paths != new.paths),
         ("runtimes", old.runtimes != new.runtimes),
-        ("serving", old.serving != new.serving),
+        // The host's CPUs are read again on each load; a change of the
+        // process's affinity alone is not a change of the file.
+        (
+            "serving",
+            old.serving
+                != crate::config::ServingConfig {
+                    host_cpus: old.serving.host_cpus.clone(),
+                    ..new.serving.clone()
+                },
+        ),
         ("logging", old.logging != new.logging),
     ];
     fixed

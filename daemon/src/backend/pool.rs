@@ -407,7 +407,7 @@ fn gather(rx: &Receiver<Job>, first: Job, b: &Batching) -> (Vec<Job>, Option<Job
     let until = Instant::now() + b.delay;
     let largest_preferred = b.preferred.iter().copied().max();
     let mut batch = vec![first];
-    while count < b.max_rows && Some(count) != largest_preferred {
+    while count < b.max_rows && largest_preferred.is_none_or(|p| count < p) {
         let preferred_reached = b.preferred.iter().any(|&p| p <= count);
         let next = match until.checked_duration_since(Instant::now()) {
             Some(left) if !left.is_zero() && !preferred_reached => rx.recv_timeout(left).ok(),
@@ -431,6 +431,9 @@ fn gather(rx: &Receiver<Job>, first: Job, b: &Batching) -> (Vec<Job>, Option<Job
 /// its first dimension; None otherwise (the run is not split by rows).
 pub fn split_rows(outputs: &[Tensor], counts: &[usize]) -> Option<Vec<Vec<Tensor>>> {
     let total: usize = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
     let mut parts: Vec<Vec<Tensor>> = counts.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
     for out in outputs {
         if out.shape.first().copied() != Some(total as i64) || out.data.len() % total != 0 {

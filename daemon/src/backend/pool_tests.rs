@@ -318,3 +318,19 @@ fn a_batch_that_reaches_a_preferred_size_runs_without_waiting_out_the_delay() {
         assert_eq!(answer.blocking_recv().unwrap().unwrap().outputs[0].shape, [1, 4]);
     }
 }
+
+#[test]
+fn a_batch_that_jumps_past_the_largest_preferred_size_runs_at_once() {
+    let (pool, open, runs) = echo_pool(Batching {
+        max_rows: 16,
+        delay: Duration::from_secs(600),
+        preferred: vec![4],
+    });
+    drop(open);
+    // 3 rows, then 2: past 4 without ever being 4.
+    let a = pool.submit(input(3), None).unwrap();
+    let b = pool.submit(input(2), None).unwrap();
+    assert_eq!(runs.recv_timeout(LONG).expect("a run before the delay"), 5);
+    assert_eq!(a.blocking_recv().unwrap().unwrap().outputs[0].shape, [3, 4]);
+    assert_eq!(b.blocking_recv().unwrap().unwrap().outputs[0].shape, [2, 4]);
+}

@@ -239,11 +239,11 @@ impl Samples {
             1
         };
         (first.min(self.count)..self.count).step_by(step).map(move |start| {
-            let len = step.min(self.count - start);
-            match self.rows(start, len).filter(|_| step > 1) {
-                Some(batch) => (batch, len),
-                None => (self.sample(start), 1),
+            if step == 1 {
+                return (self.sample(start), 1);
             }
+            let len = step.min(self.count - start);
+            (self.rows(start, len).expect("row data joins (checked above)"), len)
         })
     }
 

@@ -226,57 +226,12 @@ pub fn evaluate(
 ) -> Result<Evaluation, CompressError> {
     let labels = samples.labels();
     let mut tallies: Vec<Tally> = Vec::new();
-    let (mut t_fp32, mut t_int8) = (Vec::new(), Vec::new());
-    // The first samples run one at a time, timed, for the report's
-    // latencies; the rest in batches where the model takes them, since
-    // the tallies only sum over samples.
-    let timed = samples.len().min(TIMED_SAMPLES);
-    let mut answers: Vec<(usize, Vec<Tensor>, Vec<Tensor>)> = Vec::new();
-    for i in 0..timed {
-        let inputs = samples.sample(i);
-        let started = std::time::Instant::now();
-        let out_a = fp32.run(&inputs)?;
-        t_fp32.push(started.elapsed());
-        let started = std::time::Instant::now();
-        let out_b = int8.run(&inputs)?;
-        t_int8.push(started.elapsed());
-        answers.push((i, out_a, out_b));
-    }
-    let batched = fp32.signature().is_batched() && int8.signature().is_batched();
-    let mut next = timed;
-    for (inputs, len) in samples.runs(timed, batched, samples.rows_per_run()) {
-        // The two models are independent: each runs on its own thread, so
-        // the gate takes about the slower one's time, not the sum.
-        let (out_a, out_b) = std::thread::scope(|s| {
-            let a = s.spawn(|| fp32.run(&inputs));
-            let b = int8.run(&inputs);
-            (a.join(), b)
-        });
-        let out_a =
-            out_a.map_err(|_| CompressError::Backend(BackendError::Panicked("FP32 run in the gate".into())))??;
-        let out_b = out_b?;
-        let counts = vec![1; len];
-        match (split_rows(&out_a, &counts), split_rows(&out_b, &counts)) {
-            (Some(a), Some(b)) if len > 1 => {
-                for (k, (a, b)) in a.into_iter().zip(b).enumerate() {
-                    answers.push((next + k, a, b));
-                }
-            }
-            _ if len == 1 => answers.push((next, out_a, out_b)),
-            // Outputs not split by rows: run these samples one by one.
-            _ => {
-                for i in next..next + len {
-                    let inputs = samples.sample(i);
-                    answers.push((i, fp32.run(&inputs)?, int8.run(&inputs)?));
-                }
-            }
-        }
-        next += len;
-    }
-    for (i, out_a, out_b) in answers {
+    // Each sample's answers are tallied as they come and dropped: a
+    // detector's maps for a thousand samples would not fit in memory.
+    let mut tally = |i: usize, out_a: &[Tensor], out_b: &[Tensor]| {
         let pairs = out_a
             .iter()
-            .zip(&out_b)
+            .zip(out_b)
             .filter(|(a, b)| a.dtype == DataType::F32 && b.dtype == DataType::F32);
         for (j, (a, b)) in pairs.enumerate() {
             let (va, vb) = (floats(a), floats(b));
@@ -302,6 +257,71 @@ pub fn evaluate(
             let label = labels.filter(|_| j == 0).map(|l| l[i]);
             tallies[j].add(&va, &vb, label);
         }
+    };
+    let (mut t_fp32, mut t_int8) = (Vec::new(), Vec::new());
+    // The first samples run one at a time, timed, for the report's
+    // latencies. The rest run in batches only if those answers showed every
+    // output with one row per sample: a dynamic first dimension is not
+    // always the batch (a detector's list of boxes), and splitting such an
+    // output by rows would score one sample's answer against another's.
+    let timed = samples.len().min(TIMED_SAMPLES);
+    let mut per_sample_rows = fp32.signature().is_batched() && int8.signature().is_batched();
+    for i in 0..timed {
+        let inputs = samples.sample(i);
+        let started = std::time::Instant::now();
+        let out_a = fp32.run(&inputs)?;
+        t_fp32.push(started.elapsed());
+        let started = std::time::Instant::now();
+        let out_b = int8.run(&inputs)?;
+        t_int8.push(started.elapsed());
+        per_sample_rows &= out_a.iter().chain(&out_b).all(|t| t.shape.first() == Some(&1));
+        tally(i, &out_a, &out_b);
+    }
+    let mut batched = per_sample_rows;
+    let mut next = timed;
+    while next < samples.len() {
+        let len = if batched {
+            samples.rows_per_run().min(samples.len() - next)
+        } else {
+            1
+        };
+        // Stacked whole inputs cannot be joined: one sample per run.
+        let (inputs, len) = match samples.rows(next, len).filter(|_| len > 1) {
+            Some(batch) => (batch, len),
+            None => (samples.sample(next), 1),
+        };
+        // The two models are independent: each runs on its own thread, so
+        // the gate takes about the slower one's time, not the sum.
+        let (out_a, out_b) = std::thread::scope(|s| {
+            let a = s.spawn(|| fp32.run(&inputs));
+            let b = int8.run(&inputs);
+            (a.join(), b)
+        });
+        let out_a =
+            out_a.map_err(|_| CompressError::Backend(BackendError::Panicked("FP32 run in the gate".into())))??;
+        let out_b = out_b?;
+        if len == 1 {
+            tally(next, &out_a, &out_b);
+        } else {
+            let counts = vec![1; len];
+            match (split_rows(&out_a, &counts), split_rows(&out_b, &counts)) {
+                (Some(a), Some(b)) => {
+                    for (k, (a, b)) in a.iter().zip(&b).enumerate() {
+                        tally(next + k, a, b);
+                    }
+                }
+                // Not split by rows after all: these samples one by one,
+                // and no more batches.
+                _ => {
+                    batched = false;
+                    for i in next..next + len {
+                        let inputs = samples.sample(i);
+                        tally(i, &fp32.run(&inputs)?, &int8.run(&inputs)?);
+                    }
+                }
+            }
+        }
+        next += len;
     }
     // The output that does worst against its threshold judges.
     let judged = tallies

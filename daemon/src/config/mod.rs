@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 pub use access::{TlsConfig, group_id};
 pub use flags::Flags;
 pub use resolve::{
-    Config, DeploymentConfig, HardwareConfig, ListenerConfig, LoggingConfig, MAX_BATCH_SIZE, MAX_QUEUE_DELAY_US,
-    MemoryConfig, MonitoringConfig, PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig,
+    Config, DeploymentConfig, HardwareConfig, ListenerConfig, LoggingConfig, MAX_BATCH_SIZE, MAX_INTRA_OP_THREADS,
+    MAX_QUEUE_DELAY_US, MemoryConfig, MonitoringConfig, PathsConfig, QuantizationConfig, RuntimesConfig, ServingConfig,
     check_preferred_batch_sizes, default_workers,
 };
 

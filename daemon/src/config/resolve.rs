@@ -18,6 +18,9 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// what admission multiplies a model's activations by.
 pub const MAX_BATCH_SIZE: u64 = 65_536;
 
+/// Most intra-op threads one instance may run.
+pub const MAX_INTRA_OP_THREADS: u32 = 256;
+
 /// The longest a batch may wait for more requests (Triton has no bound; a
 /// second is already far past any latency an edge caller accepts).
 pub const MAX_QUEUE_DELAY_US: u64 = 1_000_000;
@@ -374,9 +377,9 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
         ),
     );
     check(
-        s.intra_op_threads <= 256,
+        s.intra_op_threads <= MAX_INTRA_OP_THREADS as usize,
         format!(
-            "serving.intra_op_threads = {} must be in 0..=256 (0: chosen for the host)",
+            "serving.intra_op_threads = {} must be in 0..={MAX_INTRA_OP_THREADS} (0: chosen for the host)",
             s.intra_op_threads
         ),
     );

@@ -45,8 +45,11 @@ impl Launch {
     pub fn of(record: &DeploymentRecord, config: &Config) -> Launch {
         let serving = &config.serving;
         let choice = &record.serving;
+        // A deploy records the count it resolved; 0 is a record from before
+        // host-sized defaults, which ran one worker and keeps doing so (its
+        // memory was admitted for one).
         let workers = match record.workers {
-            0 => serving.workers_per_deployment,
+            0 => 1,
             n => n as usize,
         };
         let cpus = serving.host_cpus.len().max(1);
@@ -75,6 +78,8 @@ impl Launch {
                     false => choice.preferred_batch_sizes.clone(),
                 }
                 .into_iter()
+                // The config's sizes may exceed a deploy's own smaller max.
+                .filter(|&n| n <= max_batch)
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
                 .collect(),
             });

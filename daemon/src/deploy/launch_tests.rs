@@ -30,14 +30,21 @@ fn plain() -> crate::store::DeploymentRecord {
 #[test]
 fn by_default_the_instances_share_the_hosts_cpus() {
     assert_eq!((default_workers(1), default_workers(2), default_workers(16)), (1, 2, 2));
-    let r = plain();
+    // As a deploy records it: the config's worker count, resolved.
     let on = |cpus| {
-        let l = Launch::of(&r, &config_on(cpus));
+        let config = config_on(cpus);
+        let r = crate::store::DeploymentRecord {
+            workers: config.serving.workers_per_deployment as u32,
+            ..plain()
+        };
+        let l = Launch::of(&r, &config);
         (l.workers, l.options.intra_op_threads)
     };
     assert_eq!(on(1), (1, 1));
     assert_eq!(on(2), (2, 1));
     assert_eq!(on(8), (2, 4));
+    // A record from before host-sized defaults keeps its one worker.
+    assert_eq!(Launch::of(&plain(), &config_on(8)).workers, 1);
     // OpenVINO sizes its own streams from its performance hint.
     let ov = crate::store::DeploymentRecord {
         backend: BackendKind::OpenVino,
@@ -58,6 +65,16 @@ fn a_deploys_own_choices_win_over_the_config() {
         (Duration::from_micros(100), vec![4])
     );
     assert_eq!(batching.max_rows as u64, config.serving.max_batch_size);
+
+    // The config's preferred sizes above a deploy's own max batch are left out.
+    let small = crate::store::DeploymentRecord {
+        max_batch: 2,
+        ..plain()
+    };
+    assert_eq!(
+        Launch::of(&small, &config).batching.unwrap().preferred,
+        Vec::<usize>::new()
+    );
 
     let chosen = crate::store::DeploymentRecord {
         workers: 4,
@@ -100,7 +117,8 @@ fn pinning_gives_each_instance_its_own_cpus_and_spreads_deployments() {
     let mut config = config_on(4);
     assert!(Launch::of(&plain(), &config).cpus.is_empty(), "off by default");
     config.serving.cpu_pinning = true;
-    let l = Launch::of(&plain(), &config);
+    let two = crate::store::DeploymentRecord { workers: 2, ..plain() };
+    let l = Launch::of(&two, &config);
     assert_eq!(l.cpus.len(), l.workers);
     assert_eq!(l.instance_options(1).cpus, l.cpus[1]);
 }

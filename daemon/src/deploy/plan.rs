@@ -237,7 +237,7 @@ impl Deployer {
             effective_target: effective,
             backend: backend.kind(),
             performance_hint: spec.performance_hint,
-            workers: spec.workers.unwrap_or(0),
+            workers: workers as u32,
             precision: spec.precision,
             max_batch,
             estimated_bytes: estimate,

@@ -92,8 +92,7 @@ pub struct DeployRequest {
     pub serving: crate::store::ServingChoice,
 }
 
-/// Most intra-op threads one instance may ask for.
-pub const MAX_INTRA_OP_THREADS: u32 = 256;
+use crate::config::MAX_INTRA_OP_THREADS;
 
 /// Most workers (infer requests) one deployment may run.
 pub const MAX_WORKERS: u32 = 64;

@@ -158,7 +158,12 @@ impl Deployer {
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),
             probe_shapes: from.probe_shapes.clone(),
-            serving: from.serving.clone(),
+            // Threads go with the worker count (the current deployment's);
+            // batching with the max batch (the restored version's).
+            serving: crate::store::ServingChoice {
+                intra_op_threads: current.record.serving.intra_op_threads,
+                ..from.serving.clone()
+            },
             sha256: from.sha256.clone(),
             size_bytes: bytes.len() as u64,
             format: version.format,
