@@ -1,7 +1,7 @@
 //! Dynamic batching as configured, on a real dsmild: a batched model (the
 //! sample: every input and output starts with the batch) reports Triton's
 //! dynamic_batching in ModelConfig with the configured queue delay, and its
-//! real instance count; `dynamic_batching = false` turns it off; a deploy's
+//! real instance count; batching is off by default; a deploy's
 //! own instances, threads and batching (`dsmilctl deploy --batching
 //! --max-queue-delay-us --preferred-batch-sizes --intra-op-threads`) win
 //! over the config, survive a restart and are bounded. The
@@ -31,7 +31,10 @@ async fn model_config(daemon: &Daemon, name: &str) -> pb::ModelConfig {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn model_config_reports_the_batching_and_instances_in_force() {
-    let (dir, config) = config_with(&[("max_queue_delay_us = 0", "max_queue_delay_us = 250")]);
+    let (dir, config) = config_with(&[
+        ("dynamic_batching = false", "dynamic_batching = true"),
+        ("max_queue_delay_us = 0", "max_queue_delay_us = 250"),
+    ]);
     let daemon = Daemon::start_in(dir, &["--config", &config]);
     daemon.deploy_sample(&["--name", "digits", "--device", "47", "--infer-requests", "2"]);
     let c = model_config(&daemon, "digits").await;
@@ -47,15 +50,18 @@ async fn model_config_reports_the_batching_and_instances_in_force() {
         .into_inner();
     assert_eq!(answer.outputs[0].shape, [3, 10]);
 
-    let (dir, config) = config_with(&[("dynamic_batching = true", "dynamic_batching = false")]);
-    let off = Daemon::start_in(dir, &["--config", &config]);
+    // Off by default.
+    let off = Daemon::start();
     off.deploy_sample(&["--name", "digits", "--device", "47"]);
     assert_eq!(model_config(&off, "digits").await.dynamic_batching, None);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploys_own_serving_settings_win_are_recorded_and_are_checked() {
-    let daemon = Daemon::start();
+    // Batching on in the config, so that a deploy's "off" has something to
+    // turn off; the delay and sizes are the deploy's own.
+    let (dir, config) = config_with(&[("dynamic_batching = false", "dynamic_batching = true")]);
+    let daemon = Daemon::start_in(dir, &["--config", &config]);
     let serving = [
         "--infer-requests",
         "3",
@@ -105,7 +111,7 @@ async fn a_deploys_own_serving_settings_win_are_recorded_and_are_checked() {
     }
 
     // Recorded on the deployment: a restart serves the same way.
-    let daemon = Daemon::start_in(daemon.stop(), &[]);
+    let daemon = Daemon::start_in(daemon.stop(), &["--config", &config]);
     check(model_config(&daemon, "digits").await);
     assert_eq!(model_config(&daemon, "unbatched").await.dynamic_batching, None);
 }
