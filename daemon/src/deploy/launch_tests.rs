@@ -56,10 +56,12 @@ fn by_default_the_instances_share_the_hosts_cpus() {
 #[test]
 fn a_deploys_own_choices_win_over_the_config() {
     let mut config = config_on(8);
+    assert!(Launch::of(&plain(), &config).batching.is_none(), "off by default");
+    config.serving.dynamic_batching = true;
     config.serving.max_queue_delay = Duration::from_micros(100);
     config.serving.preferred_batch_sizes = vec![4];
     let defaults = Launch::of(&plain(), &config);
-    let batching = defaults.batching.expect("on by default");
+    let batching = defaults.batching.expect("on in the config");
     assert_eq!(
         (batching.delay, batching.preferred),
         (Duration::from_micros(100), vec![4])
