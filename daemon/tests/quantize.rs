@@ -857,3 +857,39 @@ fn bias_adds_and_relus_fold_into_the_integer_kernels() {
     let (_, ops, _) = quantize(ActivationType::I8Symmetric);
     assert!(ops.iter().any(|(op, _)| op == "Relu"), "{ops:?}");
 }
+
+#[test]
+fn dsmild_quantize_writes_nothing_when_the_result_is_fp32_in_practice() {
+    // No weight op in the main graph: "INT8" would be FP32 under another
+    // name, which a deploy refuses and the offline quantizer now says too.
+    let graph = GraphProto {
+        node: vec![common::onnx::node("Relu", &["x"], &["y"])],
+        input: vec![common::onnx::value("x", &[-1, 4])],
+        output: vec![common::onnx::value("y", &[-1, 4])],
+        name: Some("relu".into()),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("relu.onnx");
+    std::fs::write(&model, common::onnx::model(graph, &[("", 13)])).unwrap();
+    let x = ndarray::Array2::from_shape_fn((8, 4), |(i, j)| (i * 4 + j) as f32 / 10.0).into_dyn();
+    let calib = npz(dir.path(), "calib.npz", &[("x", x)], None);
+    let out = dir.path().join("int8.onnx");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["quantize", model.to_str().unwrap(), "--calib", calib.to_str().unwrap()];
+        a.extend(["-o", out.to_str().unwrap()]);
+        a.extend(extra);
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let refused = dsmild(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("0.0% of its multiply-accumulates in INT8") && stderr.contains("--allow-fp32"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
+    let written = dsmild(&args(&["--allow-fp32"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    assert!(out.exists());
+}

@@ -105,6 +105,12 @@ pub fn choose(shape: &[i64], values: &[f32], labelled: bool) -> (GateMetric, Str
             GateMetric::Iou,
             "a probability map: rank ≥ 3, every value in [0, 1]".into(),
         ),
+        // A cosine of one or two numbers says nothing (two positive values
+        // always agree): the noise over all samples does.
+        _ if values.len() <= 2 => (
+            GateMetric::Snr,
+            format!("{} value(s) per sample: signal-to-noise over all samples", values.len()),
+        ),
         _ => (GateMetric::Cosine, format!("a dense output of shape {shape:?}")),
     }
 }
@@ -371,6 +377,9 @@ mod tests {
         // Embeddings: too wide for classes, not distributions.
         let wide = vec![0.25f32; 2 * 2048];
         assert_eq!(choose(&[2, 2048], &wide, false).0, GateMetric::Cosine);
+        // One probability per sample (a voice-activity score): a cosine of
+        // one positive number is always 1, so the noise over the set judges.
+        assert_eq!(choose(&[1, 1], &[0.93], false).0, GateMetric::Snr);
         // CTC-like: [batch, time, classes] rows summing to 1.
         assert_eq!(choose(&[1, 2, 3], &probs, false).0, GateMetric::Position);
         // A text detector's probability map.

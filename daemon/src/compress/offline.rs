@@ -27,6 +27,14 @@ pub struct QuantizeArgs {
     /// Activation type: uint8 (asymmetric) or int8 (symmetric).
     #[arg(long, default_value = "uint8", value_parser = ["uint8", "int8"])]
     activations: String,
+    /// What the accuracy gate measures: accuracy, agreement, position,
+    /// cosine, snr or iou (default: chosen per output by its kind).
+    #[arg(long)]
+    gate_metric: Option<String>,
+    /// Write the model even when little of it ends up in INT8
+    /// (quantization.min_int8_mac_share), as a deploy's --allow-fp32 does.
+    #[arg(long)]
+    allow_fp32: bool,
     #[arg(short, long)]
     output: PathBuf,
 }
@@ -39,8 +47,16 @@ impl QuantizeArgs {
         let invalid = |e: dsmil_kinds::Unknown| CompressError::InvalidOption(e.to_string());
         let method = self.method.parse().map_err(invalid)?;
         let activations = self.activations.parse().map_err(invalid)?;
+        let metric = self
+            .gate_metric
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(invalid)?;
         Ok(Job {
-            options: Options::resolve(&q, Some(method), Some(activations), None),
+            options: Options::resolve(&q, Some(method), Some(activations), metric),
+            allow_fp32: self.allow_fp32,
+            min_int8_mac_share: q.min_int8_mac_share,
             input: self.input,
             calibration: self.calib,
             validation: self.val,
@@ -56,6 +72,9 @@ pub struct Job {
     pub validation: Option<PathBuf>,
     pub output: PathBuf,
     pub options: Options,
+    /// Write a result that stays mostly FP32 anyway.
+    pub allow_fp32: bool,
+    pub min_int8_mac_share: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +88,18 @@ pub enum OfflineError {
     },
     #[error("static quantization needs calibration data: give --calib FILE.npz (or use --method dynamic)")]
     NeedsCalibration,
+    #[error(
+        "the INT8 model runs only {share:.1}% of its multiply-accumulates in INT8 ({int8} of {layers} weight \
+         layers in the main graph; quantization.min_int8_mac_share is {min:.0}%){subgraphs}: nothing written; \
+         --allow-fp32 writes it anyway"
+    )]
+    MostlyFp32 {
+        share: f64,
+        min: f64,
+        int8: usize,
+        layers: usize,
+        subgraphs: String,
+    },
     #[error(transparent)]
     Compress(#[from] CompressError),
 }
@@ -90,6 +121,21 @@ pub fn run(config: &Config, job: &Job) -> Result<Report, OfflineError> {
         job.validation.as_deref(),
         &job.options,
     )?;
+    // INT8 by name only is FP32 in practice: said, not written, as a deploy
+    // refuses it.
+    let r = &quantized.report;
+    if r.int8_mac_share < job.min_int8_mac_share && !job.allow_fp32 {
+        return Err(OfflineError::MostlyFp32 {
+            share: r.int8_mac_share * 100.0,
+            min: job.min_int8_mac_share * 100.0,
+            int8: r.layers.iter().filter(|l| l.precision == "int8").count(),
+            layers: r.layers.len(),
+            subgraphs: match r.fp32_subgraphs.is_empty() {
+                true => String::new(),
+                false => format!("; left in FP32 inside control flow: {}", r.fp32_subgraphs.join("; ")),
+            },
+        });
+    }
     let tmp = job.output.with_extension("onnx.tmp");
     std::fs::write(&tmp, &quantized.model).map_err(io("writing", &tmp))?;
     std::fs::rename(&tmp, &job.output).map_err(io("renaming into", &job.output))?;

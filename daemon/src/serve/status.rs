@@ -156,6 +156,7 @@ fn offline_code(err: &OfflineError) -> Code {
     match err {
         OfflineError::Compress(c) => compress_code(c),
         OfflineError::NeedsCalibration => Code::InvalidArgument,
+        OfflineError::MostlyFp32 { .. } => Code::FailedPrecondition,
         OfflineError::Io { .. } => Code::Internal,
     }
 }
