@@ -14,21 +14,6 @@ mod common;
 use common::{Daemon, config_with};
 use dsmil_proto::inference as pb;
 
-async fn model_config(daemon: &Daemon, name: &str) -> pb::ModelConfig {
-    daemon
-        .inference()
-        .await
-        .model_config(pb::ModelConfigRequest {
-            name: name.into(),
-            version: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn model_config_reports_the_batching_and_instances_in_force() {
     let (dir, config) = config_with(&[
@@ -37,7 +22,7 @@ async fn model_config_reports_the_batching_and_instances_in_force() {
     ]);
     let daemon = Daemon::start_in(dir, &["--config", &config]);
     daemon.deploy_sample(&["--name", "digits", "--device", "47", "--infer-requests", "2"]);
-    let c = model_config(&daemon, "digits").await;
+    let c = common::model_config(&daemon, "digits").await;
     assert_eq!(c.dynamic_batching.map(|b| b.max_queue_delay_microseconds), Some(250));
     assert_eq!(c.instance_group[0].count, 2);
     // Requests of any size still come back whole and in order.
@@ -53,7 +38,7 @@ async fn model_config_reports_the_batching_and_instances_in_force() {
     // Off by default.
     let off = Daemon::start();
     off.deploy_sample(&["--name", "digits", "--device", "47"]);
-    assert_eq!(model_config(&off, "digits").await.dynamic_batching, None);
+    assert_eq!(common::model_config(&off, "digits").await.dynamic_batching, None);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,8 +72,8 @@ async fn a_deploys_own_serving_settings_win_are_recorded_and_are_checked() {
         );
         assert_eq!((c.instance_group[0].count, c.max_batch_size), (3, 8));
     };
-    check(model_config(&daemon, "digits").await);
-    assert_eq!(model_config(&daemon, "unbatched").await.dynamic_batching, None);
+    check(common::model_config(&daemon, "digits").await);
+    assert_eq!(common::model_config(&daemon, "unbatched").await.dynamic_batching, None);
 
     // Refused before anything is uploaded, in the operator's words.
     for (flags, says) in [
@@ -112,6 +97,6 @@ async fn a_deploys_own_serving_settings_win_are_recorded_and_are_checked() {
 
     // Recorded on the deployment: a restart serves the same way.
     let daemon = Daemon::start_in(daemon.stop(), &["--config", &config]);
-    check(model_config(&daemon, "digits").await);
-    assert_eq!(model_config(&daemon, "unbatched").await.dynamic_batching, None);
+    check(common::model_config(&daemon, "digits").await);
+    assert_eq!(common::model_config(&daemon, "unbatched").await.dynamic_batching, None);
 }

@@ -36,21 +36,6 @@ async fn infer_err(daemon: &Daemon, request: pb::ModelInferRequest) -> tonic::St
         .expect_err("the request is refused")
 }
 
-async fn model_config(daemon: &Daemon, name: &str) -> pb::ModelConfig {
-    daemon
-        .inference()
-        .await
-        .model_config(pb::ModelConfigRequest {
-            name: name.into(),
-            version: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .config
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn lying_shapes_are_invalid_argument_and_never_fail_a_new_version() {
     // A short probation that a single server failure would fail: if a
@@ -103,9 +88,9 @@ async fn a_batch_past_the_deployments_max_is_refused_and_model_config_says_the_m
     let digits = daemon.deploy_sample(&["--name", "digits", "--device", "47", "--max-batch", "8"]);
     daemon.deploy_sample(&["--name", "other", "--device", "46"]);
 
-    assert_eq!(model_config(&daemon, "digits").await.max_batch_size, 8);
+    assert_eq!(common::model_config(&daemon, "digits").await.max_batch_size, 8);
     // The config's default for a deploy that set none.
-    assert_eq!(model_config(&daemon, "other").await.max_batch_size, 64);
+    assert_eq!(common::model_config(&daemon, "other").await.max_batch_size, 64);
     let shown = daemon.ctl_json(&["show", &digits["id"].to_string()]);
     assert_eq!(shown["max_batch"], 8, "{shown}");
 

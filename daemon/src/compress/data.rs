@@ -56,15 +56,45 @@ impl Values {
     }
 }
 
-/// Sample `i` of `array`: the row, with its batch axis of 1 put back unless
-/// the samples are stacked whole inputs.
-fn take<A: Copy>(array: &ArrayD<A>, i: usize, stacked: bool) -> (Vec<i64>, Vec<A>) {
-    let row = array.index_axis(Axis(0), i);
-    let row = if stacked { row } else { row.insert_axis(Axis(0)) };
+/// Samples `start..start + len` of `array`: rows of a batch (a slice of
+/// the first axis, which keeps it as the batch), or one whole input when
+/// the samples are stacked (its new leading axis dropped).
+fn pick<A: Copy>(array: &ArrayD<A>, start: usize, len: usize, stacked: bool) -> (Vec<i64>, Vec<A>) {
+    let view = match stacked {
+        true => array.index_axis(Axis(0), start),
+        false => array.slice_axis(Axis(0), ndarray::Slice::from(start..start + len)),
+    };
     (
-        row.shape().iter().map(|&d| d as i64).collect(),
-        row.iter().copied().collect(),
+        view.shape().iter().map(|&d| d as i64).collect(),
+        view.iter().copied().collect(),
     )
+}
+
+impl Column {
+    /// Samples `start..start + len` as one input tensor (`len` is 1 for
+    /// stacked samples).
+    fn tensor(&self, start: usize, len: usize) -> Tensor {
+        let (dtype, shape, data) = match &self.values {
+            Values::F32(a) => {
+                let (shape, v) = pick(a, start, len, self.stacked);
+                (DataType::F32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            }
+            Values::I64(a) => {
+                let (shape, v) = pick(a, start, len, self.stacked);
+                (DataType::I64, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+            }
+            Values::Bool(a) => {
+                let (shape, v) = pick(a, start, len, self.stacked);
+                (DataType::Bool, shape, v.iter().map(|&b| u8::from(b)).collect())
+            }
+        };
+        Tensor {
+            name: self.name.clone(),
+            dtype,
+            shape,
+            data,
+        }
+    }
 }
 
 impl Samples {
@@ -188,40 +218,7 @@ impl Samples {
         if self.inputs.iter().any(|c| c.stacked) || start + len > self.count || len == 0 {
             return None;
         }
-        fn slice<A: Copy>(array: &ArrayD<A>, start: usize, len: usize) -> (Vec<i64>, Vec<A>) {
-            let rows = array.slice_axis(Axis(0), ndarray::Slice::from(start..start + len));
-            (
-                rows.shape().iter().map(|&d| d as i64).collect(),
-                rows.iter().copied().collect(),
-            )
-        }
-        Some(
-            self.inputs
-                .iter()
-                .map(|c| {
-                    let (dtype, shape, data) = match &c.values {
-                        Values::F32(a) => {
-                            let (shape, v) = slice(a, start, len);
-                            (DataType::F32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
-                        }
-                        Values::I64(a) => {
-                            let (shape, v) = slice(a, start, len);
-                            (DataType::I64, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
-                        }
-                        Values::Bool(a) => {
-                            let (shape, v) = slice(a, start, len);
-                            (DataType::Bool, shape, v.iter().map(|&b| u8::from(b)).collect())
-                        }
-                    };
-                    Tensor {
-                        name: c.name.clone(),
-                        dtype,
-                        shape,
-                        data,
-                    }
-                })
-                .collect(),
-        )
+        Some(self.inputs.iter().map(|c| c.tensor(start, len)).collect())
     }
 
     /// The samples from `first` on, in runs: batches of up to `max_rows`
@@ -262,31 +259,7 @@ impl Samples {
 
     /// Sample `i` as one-row input tensors, in signature order.
     pub fn sample(&self, i: usize) -> Vec<Tensor> {
-        self.inputs
-            .iter()
-            .map(|c| {
-                let (dtype, shape, data) = match &c.values {
-                    Values::F32(a) => {
-                        let (shape, v) = take(a, i, c.stacked);
-                        (DataType::F32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
-                    }
-                    Values::I64(a) => {
-                        let (shape, v) = take(a, i, c.stacked);
-                        (DataType::I64, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
-                    }
-                    Values::Bool(a) => {
-                        let (shape, v) = take(a, i, c.stacked);
-                        (DataType::Bool, shape, v.iter().map(|&b| u8::from(b)).collect())
-                    }
-                };
-                Tensor {
-                    name: c.name.clone(),
-                    dtype,
-                    shape,
-                    data,
-                }
-            })
-            .collect()
+        self.inputs.iter().map(|c| c.tensor(i, 1)).collect()
     }
 }
 

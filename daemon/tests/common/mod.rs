@@ -465,3 +465,19 @@ pub fn ort() -> &'static dsmild::backend::OnnxRuntime {
     static RUNTIME: std::sync::OnceLock<OnnxRuntime> = std::sync::OnceLock::new();
     RUNTIME.get_or_init(|| OnnxRuntime::load(&locate_onnxruntime(None).unwrap()).unwrap())
 }
+
+/// The model's Triton ModelConfig, as a client reads it.
+pub async fn model_config(daemon: &Daemon, name: &str) -> dsmil_proto::inference::ModelConfig {
+    daemon
+        .inference()
+        .await
+        .model_config(dsmil_proto::inference::ModelConfigRequest {
+            name: name.into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .config
+        .unwrap()
+}
