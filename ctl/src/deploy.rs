@@ -76,9 +76,15 @@ pub struct Int8Flags {
     #[arg(long, default_value = "")]
     pub activations: String,
     /// What the accuracy gate measures: accuracy, agreement, position,
-    /// cosine, snr or iou (default: chosen per output by its kind).
+    /// sequence, cosine, snr or iou (default: chosen per output by its kind).
     #[arg(long, default_value = "")]
     pub gate_metric: String,
+    /// INPUT=OUTPUT: a recurrent state (OUTPUT of one call is INPUT of the
+    /// next). The data's samples then run in order, each model carrying its
+    /// own state; a `sequence_start` array in the data starts new sequences.
+    /// Repeatable.
+    #[arg(long, value_name = "INPUT=OUTPUT")]
+    pub state: Vec<String>,
 }
 
 /// The INT8 flags' files, read, with the spec fields they fill.
@@ -167,6 +173,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, json: bool) -> anyhow::R
         preferred_batch_sizes: args.serving.preferred_batch_sizes.clone(),
         signature: signature.unwrap_or_default(),
         input_shapes: args.input_shapes,
+        state: args.int8.state.clone(),
     };
     let model_name = spec.name.clone();
     // Spinners and the upload bar only on a terminal: a pipe, a log or

@@ -43,6 +43,7 @@ pub async fn run(clients: &mut Clients, args: Args<'_>, html: Option<&Path>, jso
         method: args.int8.method.clone(),
         activations: args.int8.activations.clone(),
         gate_metric: args.int8.gate_metric.clone(),
+        state: args.int8.state.clone(),
         ..Default::default()
     };
     let messages = upload(spec, &bytes, calibration.as_ref(), validation.as_ref());

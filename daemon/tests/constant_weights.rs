@@ -123,11 +123,13 @@ fn weights_in_constant_nodes_are_counted_and_quantized_like_initializers() {
         activations: ActivationType::U8Asymmetric,
         max_samples: 48,
         fallback_evaluations: 4,
+        state: Vec::new(),
         gate: GateSpec {
             metric: None,
             thresholds: Thresholds {
                 retention: 0.9,
                 position: 0.9,
+                sequence: 0.9,
                 cosine: 0.99,
                 snr_db: 20.0,
                 iou: 0.9,

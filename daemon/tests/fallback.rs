@@ -88,6 +88,7 @@ fn quantize(bytes: &[u8]) -> Result<compress::Quantized, compress::CompressError
         activations: ActivationType::U8Asymmetric,
         max_samples: 64,
         fallback_evaluations: 16,
+        state: Vec::new(),
         gate: GateSpec {
             metric: None,
             // 200 INT8 layers in a row lose ~6% agreement by rounding
@@ -95,6 +96,7 @@ fn quantize(bytes: &[u8]) -> Result<compress::Quantized, compress::CompressError
             thresholds: Thresholds {
                 retention: 0.9,
                 position: 0.9,
+                sequence: 0.9,
                 cosine: 0.99,
                 snr_db: 20.0,
                 iou: 0.9,

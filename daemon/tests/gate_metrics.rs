@@ -26,11 +26,13 @@ fn options(metric: Option<GateMetric>) -> Options {
         activations: ActivationType::U8Asymmetric,
         max_samples: 64,
         fallback_evaluations: 4,
+        state: Vec::new(),
         gate: GateSpec {
             metric,
             thresholds: Thresholds {
                 retention: 0.95,
                 position: 0.9,
+                sequence: 0.9,
                 cosine: 0.99,
                 snr_db: 20.0,
                 iou: 0.8,

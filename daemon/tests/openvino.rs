@@ -84,12 +84,14 @@ fn fp32_and_int8_agree_between_onnxruntime_and_the_openvino_cpu_plugin() {
             thresholds: dsmild::compress::gate::Thresholds {
                 retention: 0.99,
                 position: 0.9,
+                sequence: 0.9,
                 cosine: 0.99,
                 snr_db: 20.0,
                 iou: 0.9,
             },
         },
         fallback_evaluations: 1,
+        state: Vec::new(),
     };
     let int8 = compress::quantize_static(ort, &fp32, &samples, Some(&samples), &options)
         .unwrap()

@@ -364,11 +364,13 @@ fn an_opset_11_classifier_is_upgraded_checked_and_quantized() {
         activations: dsmild::compress::ActivationType::U8Asymmetric,
         max_samples: 64,
         fallback_evaluations: 16,
+        state: Vec::new(),
         gate: dsmild::compress::gate::GateSpec {
             metric: None,
             thresholds: dsmild::compress::gate::Thresholds {
                 retention: 0.5,
                 position: 0.9,
+                sequence: 0.9,
                 cosine: 0.99,
                 snr_db: 20.0,
                 iou: 0.9,

@@ -31,11 +31,13 @@ fn options(method: Method) -> Options {
         activations: ActivationType::U8Asymmetric,
         max_samples: 1000,
         fallback_evaluations: 16,
+        state: Vec::new(),
         gate: dsmild::compress::gate::GateSpec {
             metric: None,
             thresholds: dsmild::compress::gate::Thresholds {
                 retention: 0.95,
                 position: 0.9,
+                sequence: 0.9,
                 cosine: 0.99,
                 snr_db: 20.0,
                 iou: 0.9,
@@ -263,6 +265,7 @@ fn calibrate_and_rewrite(model: &[u8], x_dims: &[usize]) -> Vec<u8> {
                 thresholds: dsmild::compress::gate::Thresholds {
                     retention: 0.0,
                     position: 0.9,
+                    sequence: 0.9,
                     cosine: 0.99,
                     snr_db: 20.0,
                     iou: 0.9,
@@ -586,6 +589,7 @@ fn the_fallback_keeps_the_one_sensitive_layer_in_fp32() {
     // Full INT8 alone fails the gate...
     let strict = Options {
         fallback_evaluations: 1,
+        state: Vec::new(),
         ..options(Method::MinMax)
     };
     let err = compress::quantize_static(runtime(), &model, &calibration, Some(&validation), &strict)

@@ -176,6 +176,9 @@ pub enum GateMetric {
     Agreement,
     /// Argmax agreement at every position of a sequence (CTC, tokens).
     Position,
+    /// Whole sequences decoded greedily as CTC (repeats merged, blanks
+    /// dropped) that equal FP32's: what an OCR line or a transcript is.
+    Sequence,
     /// Cosine similarity of each sample's whole output (maps, boxes,
     /// embeddings, audio).
     Cosine,
@@ -185,10 +188,11 @@ pub enum GateMetric {
     Iou,
 }
 
-spelled!(GateMetric, "gate metric", "accuracy, agreement, position, cosine, snr or iou", {
+spelled!(GateMetric, "gate metric", "accuracy, agreement, position, sequence, cosine, snr or iou", {
     Accuracy => "accuracy",
     Agreement => "agreement",
     Position => "position",
+    Sequence => "sequence",
     Cosine => "cosine",
     Snr => "snr",
     Iou => "iou",
@@ -200,6 +204,8 @@ pub struct GateThresholds {
     /// Accuracy retention (int8 / fp32) and classifier agreement.
     pub retention: f64,
     pub position: f64,
+    /// Share of decoded sequences identical to FP32's.
+    pub sequence: f64,
     pub cosine: f64,
     pub snr_db: f64,
     pub iou: f64,
@@ -210,6 +216,7 @@ impl GateThresholds {
         match metric {
             GateMetric::Accuracy | GateMetric::Agreement => self.retention,
             GateMetric::Position => self.position,
+            GateMetric::Sequence => self.sequence,
             GateMetric::Cosine => self.cosine,
             GateMetric::Snr => self.snr_db,
             GateMetric::Iou => self.iou,

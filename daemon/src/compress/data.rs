@@ -9,6 +9,13 @@
 //! anything runs: a missing name, a wrong dtype or shape, NaN or Inf is a
 //! clear error, never a half-calibrated model.
 //!
+//! A recurrent model's state (`--state IN=OUT`: output OUT of one call is
+//! input IN of the next) is carried by the model itself, as a caller
+//! streaming audio does: the samples are then one ordered stream, split
+//! into sequences where an optional `sequence_start` array (bool or int64,
+//! one per sample) is set. A sequence starts from the data's state input
+//! when the file has it, else from zeros. [`Stepper`] feeds one model.
+//!
 //! The file comes from whoever can deploy, so it is hostile until proven
 //! otherwise: a 500-byte .npz can declare a (10^12, 64) array, and a reader
 //! that trusts the header allocates that before noticing the bytes are not
@@ -30,6 +37,40 @@ pub struct Samples {
     inputs: Vec<Column>,
     labels: Option<Vec<i64>>,
     count: usize,
+    /// Recurrent state: (input index, output name), see [`Stepper`].
+    state: Vec<(usize, String)>,
+    /// Samples that start a sequence (empty: only the first).
+    starts: Vec<bool>,
+}
+
+/// A recurrent model's state link as the operator names it: output
+/// `output` of one call becomes input `input` of the next.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StateLink {
+    pub input: String,
+    pub output: String,
+}
+
+/// Most state links one model may have.
+pub const MAX_STATE_LINKS: usize = 16;
+
+impl std::str::FromStr for StateLink {
+    type Err = String;
+
+    /// "IN=OUT".
+    fn from_str(s: &str) -> Result<StateLink, String> {
+        match s.split_once('=') {
+            Some((input, output)) if !input.is_empty() && !output.is_empty() && !output.contains('=') => {
+                Ok(StateLink {
+                    input: input.to_owned(),
+                    output: output.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "--state {s:?}: expected INPUT=OUTPUT (the output of one call that is the input of the next)"
+            )),
+        }
+    }
 }
 
 /// One input's samples.
@@ -38,6 +79,32 @@ struct Column {
     values: Values,
     /// Whole inputs stacked on a new leading axis (else rows of a batch).
     stacked: bool,
+    /// One whole input that every sample reads.
+    shared: bool,
+}
+
+/// A state input the data does not give: every sample reads zeros of the
+/// input's shape (dynamic dimensions 1).
+fn zeros(spec: &crate::backend::TensorSpec) -> Result<Column, String> {
+    let shape: Vec<usize> = spec.shape.iter().map(|&d| d.max(1) as usize).collect();
+    let one = |v| ArrayD::from_elem(std::iter::once(1).chain(shape.iter().copied()).collect::<Vec<_>>(), v);
+    let values = match spec.dtype {
+        DataType::F32 => Values::F32(one(0.0).mapv(|v: f64| v as f32)),
+        DataType::I64 => Values::I64(one(0.0).mapv(|v: f64| v as i64)),
+        DataType::Bool => Values::Bool(one(0.0).mapv(|v: f64| v != 0.0)),
+        other => {
+            return Err(format!(
+                "state input {}: {other} state cannot start from zeros",
+                spec.name
+            ));
+        }
+    };
+    Ok(Column {
+        name: spec.name.clone(),
+        values,
+        stacked: true,
+        shared: true,
+    })
 }
 
 enum Values {
@@ -115,15 +182,46 @@ impl Samples {
         signature: &Signature,
         limit: usize,
     ) -> Result<Samples, CompressError> {
+        Samples::from_reader_with_state(reader, source, signature, limit, &[])
+    }
+
+    /// [`Samples::read`] for a recurrent model whose `state` links are
+    /// carried from sample to sample.
+    pub fn read_with_state(
+        path: &Path,
+        signature: &Signature,
+        limit: usize,
+        state: &[StateLink],
+    ) -> Result<Samples, CompressError> {
+        let file = std::fs::File::open(path).map_err(|e| CompressError::Data {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Samples::from_reader_with_state(file, &path.display().to_string(), signature, limit, state)
+    }
+
+    /// [`Samples::from_reader`] with `state` links (see the module doc).
+    pub fn from_reader_with_state<R: Read + Seek>(
+        reader: R,
+        source: &str,
+        signature: &Signature,
+        limit: usize,
+        state: &[StateLink],
+    ) -> Result<Samples, CompressError> {
         let err = |detail: String| CompressError::Data {
             path: source.to_owned(),
             detail,
         };
+        let links = links(signature, state).map_err(err)?;
         let mut npz = Npz::open(reader).map_err(|e| err(format!("not an .npz file: {e}")))?;
         let names = npz.names();
         let mut inputs = Vec::new();
         let mut count = usize::MAX;
-        for spec in &signature.inputs {
+        for (index, spec) in signature.inputs.iter().enumerate() {
+            if !names.contains(&spec.name) && links.iter().any(|(i, _)| *i == index) {
+                inputs.push(zeros(spec).map_err(err)?);
+                continue;
+            }
             if !names.contains(&spec.name) {
                 return Err(err(format!(
                     "no array named {:?} (the model's input); it has {}",
@@ -175,6 +273,7 @@ impl Samples {
                 name: spec.name.clone(),
                 values,
                 stacked,
+                shared: false,
             });
         }
         let labels = if names.iter().any(|n| n == "labels") {
@@ -186,6 +285,31 @@ impl Samples {
         if count == 0 || count == usize::MAX {
             return Err(err("no samples".into()));
         }
+        let starts = if names.iter().any(|n| n == "sequence_start") {
+            if links.is_empty() {
+                return Err(err(
+                    "array \"sequence_start\" is given but no --state links the model's calls".into(),
+                ));
+            }
+            let starts: Vec<bool> = match npz.array::<bool>("sequence_start", &["|b1"], "bool") {
+                Ok(a) => a.iter().copied().collect(),
+                Err(_) => npz
+                    .array::<i64>("sequence_start", &["<i8", ">i8"], "bool or int64")
+                    .map_err(err)?
+                    .iter()
+                    .map(|v| *v != 0)
+                    .collect(),
+            };
+            if starts.len() < count {
+                return Err(err(format!(
+                    "{} sequence_start values for {count} samples",
+                    starts.len()
+                )));
+            }
+            starts
+        } else {
+            Vec::new()
+        };
         if let Some(l) = &labels
             && l.len() < count
         {
@@ -195,7 +319,16 @@ impl Samples {
             inputs,
             labels,
             count: count.min(limit),
+            state: links,
+            starts,
         })
+    }
+
+    /// Whether the samples are one stream whose state the model carries
+    /// (then they run one at a time, in order, each model by its
+    /// [`Stepper`]).
+    pub fn is_sequential(&self) -> bool {
+        !self.state.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -215,7 +348,7 @@ impl Samples {
     /// inputs, which cannot be joined). For a batched model, one run of
     /// this answers like `len` runs of [`Samples::sample`], row for row.
     pub fn rows(&self, start: usize, len: usize) -> Option<Vec<Tensor>> {
-        if self.inputs.iter().any(|c| c.stacked) || start + len > self.count || len == 0 {
+        if self.is_sequential() || self.inputs.iter().any(|c| c.stacked) || start + len > self.count || len == 0 {
             return None;
         }
         Some(self.inputs.iter().map(|c| c.tensor(start, len)).collect())
@@ -257,9 +390,116 @@ impl Samples {
         ((1 << 20) / row_bytes.max(1)).clamp(1, 32)
     }
 
-    /// Sample `i` as one-row input tensors, in signature order.
+    /// Sample `i` as one-row input tensors, in signature order (a state
+    /// input as the data gives it, or zeros: no state carried).
     pub fn sample(&self, i: usize) -> Vec<Tensor> {
-        self.inputs.iter().map(|c| c.tensor(i, 1)).collect()
+        self.inputs
+            .iter()
+            .map(|c| c.tensor(if c.shared { 0 } else { i }, 1))
+            .collect()
+    }
+
+    fn starts_sequence(&self, i: usize) -> bool {
+        i == 0 || self.starts.get(i).copied().unwrap_or(false)
+    }
+}
+
+/// The signature's (input index, output name) of each link, checked: both
+/// names exist and the types match.
+fn links(signature: &Signature, state: &[StateLink]) -> Result<Vec<(usize, String)>, String> {
+    if state.len() > MAX_STATE_LINKS {
+        return Err(format!("{} --state links; at most {MAX_STATE_LINKS}", state.len()));
+    }
+    let names =
+        |specs: &[crate::backend::TensorSpec]| specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    state
+        .iter()
+        .map(|link| {
+            let Some(index) = signature.inputs.iter().position(|s| s.name == link.input) else {
+                return Err(format!(
+                    "--state {}={}: the model has no input {:?} (its inputs: {})",
+                    link.input,
+                    link.output,
+                    link.input,
+                    names(&signature.inputs)
+                ));
+            };
+            let Some(output) = signature.outputs.iter().find(|s| s.name == link.output) else {
+                return Err(format!(
+                    "--state {}={}: the model has no output {:?} (its outputs: {})",
+                    link.input,
+                    link.output,
+                    link.output,
+                    names(&signature.outputs)
+                ));
+            };
+            let input = &signature.inputs[index];
+            if input.dtype != output.dtype {
+                return Err(format!(
+                    "--state {}={}: the input is {} but the output is {}",
+                    link.input, link.output, input.dtype, output.dtype
+                ));
+            }
+            Ok((index, link.output.clone()))
+        })
+        .collect()
+}
+
+/// Feeds one model the samples in order, carrying its state outputs into
+/// the next sample's state inputs until a sequence starts again. For
+/// samples without state links it is [`Samples::sample`].
+pub struct Stepper<'a> {
+    samples: &'a Samples,
+    /// Per link, the state the last run left.
+    carried: Vec<Option<Tensor>>,
+}
+
+impl<'a> Stepper<'a> {
+    pub fn new(samples: &'a Samples) -> Stepper<'a> {
+        Stepper {
+            samples,
+            carried: vec![None; samples.state.len()],
+        }
+    }
+
+    /// Sample `i`'s inputs, its state inputs taken from the last run
+    /// unless `i` starts a sequence.
+    pub fn inputs(&self, i: usize) -> Vec<Tensor> {
+        let mut inputs = self.samples.sample(i);
+        if !self.samples.starts_sequence(i) {
+            for ((index, _), carried) in self.samples.state.iter().zip(&self.carried) {
+                if let Some(state) = carried {
+                    inputs[*index] = Tensor {
+                        name: inputs[*index].name.clone(),
+                        ..state.clone()
+                    };
+                }
+            }
+        }
+        inputs
+    }
+
+    /// Keeps the state outputs of the run just made.
+    pub fn keep(&mut self, outputs: &[Tensor]) {
+        for ((_, name), carried) in self.samples.state.iter().zip(&mut self.carried) {
+            if let Some(t) = outputs.iter().find(|t| &t.name == name) {
+                *carried = Some(t.clone());
+            }
+        }
+    }
+
+    /// [`Stepper::keep`] for one output seen by a visiting run.
+    pub fn keep_view(&mut self, t: &crate::backend::TensorView) {
+        for ((_, name), carried) in self.samples.state.iter().zip(&mut self.carried) {
+            if name == t.name {
+                *carried = Some(Tensor {
+                    name: t.name.to_owned(),
+                    dtype: t.dtype,
+                    shape: t.shape.to_vec(),
+                    data: t.data.to_vec(),
+                });
+            }
+        }
     }
 }
 

@@ -399,3 +399,125 @@ fn bool_inputs_read_as_one_byte_each() {
     assert_eq!(second[0].data, bits[4..]);
     assert_eq!(samples.rows(0, 2).unwrap()[0].data, bits);
 }
+
+/// A recurrent model: x [1, 4] and state [2, -1, 3] in; y and state_out out.
+fn recurrent() -> Signature {
+    let spec = |name: &str, dtype, shape: &[i64]| TensorSpec {
+        name: name.into(),
+        dtype,
+        shape: shape.to_vec(),
+    };
+    Signature {
+        inputs: vec![
+            spec("x", DataType::F32, &[1, 4]),
+            spec("state", DataType::F32, &[2, -1, 3]),
+        ],
+        outputs: vec![
+            spec("y", DataType::F32, &[1, 4]),
+            spec("state_out", DataType::F32, &[2, -1, 3]),
+            spec("count", DataType::I64, &[1]),
+        ],
+    }
+}
+
+fn link(s: &str) -> StateLink {
+    s.parse().unwrap()
+}
+
+fn with_state(file: Vec<u8>, links: &[StateLink]) -> Result<Samples, String> {
+    Samples::from_reader_with_state(Cursor::new(file), "t.npz", &recurrent(), usize::MAX, links)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_state_the_data_leaves_out_starts_at_zeros_and_is_carried() {
+    let samples = with_state(
+        npz(&[("x.npy", f32_npy("(5, 1, 4)", 5 * 4))]),
+        &[link("state=state_out")],
+    )
+    .unwrap();
+    assert!(samples.is_sequential());
+    assert_eq!(samples.len(), 5, "the state's zeros do not count as samples");
+    assert!(samples.rows(0, 2).is_none(), "a stream is not batched");
+    let mut stepper = Stepper::new(&samples);
+    let first = stepper.inputs(0);
+    assert_eq!(first[1].shape, [2, 1, 3], "the dynamic dimension is 1");
+    assert!(first[1].data.iter().all(|b| *b == 0));
+    // What the model answered becomes the next call's state, renamed.
+    let answered = Tensor {
+        name: "state_out".into(),
+        dtype: DataType::F32,
+        shape: vec![2, 1, 3],
+        data: f32_bytes(&[7.0; 6]),
+    };
+    stepper.keep(std::slice::from_ref(&answered));
+    let second = stepper.inputs(1);
+    assert_eq!((second[1].name.as_str(), &second[1].data), ("state", &answered.data));
+    assert_eq!(second[0].data, samples.sample(1)[0].data, "other inputs are the data's");
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn sequence_start_restarts_from_the_data_state() {
+    let starts = npy(
+        "{'descr': '|b1', 'fortran_order': False, 'shape': (4,), }",
+        &[1, 0, 1, 0],
+    );
+    let file = npz(&[
+        ("x.npy", f32_npy("(4, 1, 4)", 4 * 4)),
+        ("state.npy", f32_npy("(4, 2, 1, 3)", 4 * 6)),
+        ("sequence_start.npy", starts),
+    ]);
+    let samples = with_state(file, &[link("state=state_out")]).unwrap();
+    let mut stepper = Stepper::new(&samples);
+    let carried = Tensor {
+        name: "state_out".into(),
+        dtype: DataType::F32,
+        shape: vec![2, 1, 3],
+        data: f32_bytes(&[9.0; 6]),
+    };
+    stepper.keep(std::slice::from_ref(&carried));
+    assert_eq!(stepper.inputs(1)[1].data, carried.data, "mid-sequence: carried");
+    assert_eq!(
+        stepper.inputs(2)[1].data,
+        samples.sample(2)[1].data,
+        "a new sequence: the data's state"
+    );
+    assert_ne!(stepper.inputs(2)[1].data, carried.data);
+}
+
+#[test]
+fn state_links_are_checked_against_the_model() {
+    let file = || npz(&[("x.npy", f32_npy("(2, 1, 4)", 2 * 4))]);
+    let err = with_state(file(), &[link("hidden=state_out")]).err().unwrap();
+    assert!(err.contains("no input \"hidden\"") && err.contains("x, state"), "{err}");
+    let err = with_state(file(), &[link("state=h_n")]).err().unwrap();
+    assert!(
+        err.contains("no output \"h_n\"") && err.contains("y, state_out, count"),
+        "{err}"
+    );
+    let err = with_state(file(), &[link("state=count")]).err().unwrap();
+    assert!(err.contains("the input is"), "{err}");
+    // Without a link, a missing state is a missing input, as before.
+    let err = with_state(file(), &[]).err().unwrap();
+    assert!(err.contains("no array named \"state\""), "{err}");
+    // sequence_start without a link says what is missing.
+    let starts = npy("{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }", &[1, 0]);
+    let err = with_state(
+        npz(&[
+            ("x.npy", f32_npy("(2, 1, 4)", 2 * 4)),
+            ("state.npy", f32_npy("(2, 2, 1, 3)", 2 * 6)),
+            ("sequence_start.npy", starts),
+        ]),
+        &[],
+    )
+    .err()
+    .unwrap();
+    assert!(err.contains("no --state"), "{err}");
+    for bad in ["state", "=out", "in=", "a=b=c"] {
+        assert!(bad.parse::<StateLink>().unwrap_err().contains("INPUT=OUTPUT"), "{bad}");
+    }
+}

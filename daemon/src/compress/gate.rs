@@ -1,7 +1,8 @@
 //! The accuracy gate: the FP32 and INT8 models run the same validation
 //! samples, and each FP32 output is judged by a metric that fits its kind:
 //! top-1 accuracy with labels, top-1 agreement for classifier rows,
-//! per-position agreement for sequences, thresholded-mask IoU for
+//! per-position agreement for sequences, whole decoded sequences for CTC
+//! outputs (an OCR line, a transcript), thresholded-mask IoU for
 //! probability maps, cosine similarity for other dense outputs (maps, boxes,
 //! embeddings, audio); SQNR in dB on request. The operator may name the
 //! metric; each has its own threshold ([`Thresholds`]). The verdict is the
@@ -11,13 +12,13 @@
 use dsmil_kinds::GateMetric;
 
 use super::CompressError;
-use super::data::Samples;
+use super::data::{Samples, Stepper};
 use crate::backend::{BackendError, DataType, LoadedModel, Tensor, split_rows};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// "top-1 accuracy", "top-1 agreement", "per-position agreement",
-    /// "cosine similarity", "SQNR dB" or "mask IoU".
+    /// "sequence match", "cosine similarity", "SQNR dB" or "mask IoU".
     pub metric: String,
     pub fp32: f64,
     pub int8: f64,
@@ -64,6 +65,7 @@ fn label(metric: GateMetric) -> &'static str {
         GateMetric::Accuracy => "top-1 accuracy",
         GateMetric::Agreement => "top-1 agreement",
         GateMetric::Position => "per-position agreement",
+        GateMetric::Sequence => "sequence match",
         GateMetric::Cosine => "cosine similarity",
         GateMetric::Snr => "SQNR dB",
         GateMetric::Iou => "mask IoU",
@@ -97,10 +99,22 @@ pub fn choose(shape: &[i64], values: &[f32], labelled: bool) -> (GateMetric, Str
         2 if (2..=MAX_CLASSES).contains(&last) || rows_are_distributions => {
             (GateMetric::Agreement, format!("[batch, {last}] rows of class scores"))
         }
-        3 if rows_are_distributions => (
-            GateMetric::Position,
-            format!("a sequence: each position's {last} scores sum to 1"),
-        ),
+        3 if rows_are_distributions => match ctc_blank(shape, values) {
+            // Most positions of a CTC output are blanks: a changed
+            // character costs one position of forty but breaks the line.
+            Some((blank, share)) => (
+                GateMetric::Sequence,
+                format!(
+                    "a CTC sequence: class {blank} (the blank) wins {:.0}% of positions, so whole decoded \
+                     sequences are compared",
+                    share * 100.0
+                ),
+            ),
+            None => (
+                GateMetric::Position,
+                format!("a sequence: each position's {last} scores sum to 1"),
+            ),
+        },
         r if r >= 3 && in_unit_range => (
             GateMetric::Iou,
             "a probability map: rank ≥ 3, every value in [0, 1]".into(),
@@ -113,6 +127,43 @@ pub fn choose(shape: &[i64], values: &[f32], labelled: bool) -> (GateMetric, Str
         ),
         _ => (GateMetric::Cosine, format!("a dense output of shape {shape:?}")),
     }
+}
+
+/// The blank of a CTC output of `shape` ([batch, time, classes]) whose
+/// values on one sample are `values`, and the share of positions it wins:
+/// class 0 or the last class (the two conventions), when it wins more than
+/// half the positions, as a blank does.
+fn ctc_blank(shape: &[i64], values: &[f32]) -> Option<(usize, f64)> {
+    let width = usize::try_from(*shape.last()?).ok().filter(|w| *w >= 2)?;
+    if shape.len() != 3 || values.len() < width {
+        return None;
+    }
+    let rows = values.len() / width;
+    let (mut first, mut last) = (0usize, 0usize);
+    for row in values.chunks_exact(width) {
+        match argmax(row) {
+            0 => first += 1,
+            k if k == width - 1 => last += 1,
+            _ => {}
+        }
+    }
+    let (blank, wins) = if first >= last { (0, first) } else { (width - 1, last) };
+    (2 * wins > rows).then_some((blank, wins as f64 / rows as f64))
+}
+
+/// Greedy CTC decoding of one sequence's rows: the argmax at each
+/// position, repeats merged, blanks dropped.
+fn ctc_decode(rows: &[f32], width: usize, blank: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut previous = None;
+    for row in rows.chunks_exact(width) {
+        let k = argmax(row);
+        if previous != Some(k) && k != blank {
+            out.push(k);
+        }
+        previous = Some(k);
+    }
+    out
 }
 
 fn percentile_ms(samples: &mut [std::time::Duration], q: f64) -> f64 {
@@ -144,6 +195,12 @@ struct Tally {
     name: String,
     metric: Option<(GateMetric, String)>,
     width: usize,
+    /// Values per sequence (time × classes) and the CTC blank, when the
+    /// sequence metric judges.
+    sequence: Option<(usize, usize)>,
+    /// Decoded sequences identical to FP32's, of all sequences.
+    same_sequences: usize,
+    sequences: usize,
     /// Rows (last-axis vectors) whose argmax agreed, of all rows.
     agree: usize,
     rows: usize,
@@ -169,6 +226,13 @@ impl Tally {
             self.right_fp32 += usize::from(argmax(first_a) as i64 == label);
             self.right_int8 += usize::from(argmax(first_b) as i64 == label);
         }
+        if let Some((stride, blank)) = self.sequence {
+            for (sa, sb) in a.chunks(stride).zip(b.chunks(stride)) {
+                let same = ctc_decode(sa, self.width, blank) == ctc_decode(sb, self.width, blank);
+                self.same_sequences += usize::from(same);
+                self.sequences += 1;
+            }
+        }
         self.cosine_sum += cosine(a, b);
         self.samples += 1;
         for (x, y) in a.iter().zip(b) {
@@ -193,6 +257,10 @@ impl Tally {
             GateMetric::Agreement | GateMetric::Position => {
                 let a = self.agree as f64 / self.rows.max(1) as f64;
                 (1.0, a, a)
+            }
+            GateMetric::Sequence => {
+                let s = self.same_sequences as f64 / self.sequences.max(1) as f64;
+                (1.0, s, s)
             }
             GateMetric::Cosine => {
                 let c = self.cosine_sum / self.samples.max(1) as f64;
@@ -253,10 +321,18 @@ pub fn evaluate(
                     Some(m) => (m, "named by the operator".to_owned()),
                     None => choose(&a.shape, &va, labelled),
                 };
+                let width = a.shape.last().copied().unwrap_or(1).max(1) as usize;
+                // One sequence is the last two axes; an output named for
+                // the sequence metric without a clear blank takes class 0.
+                let sequence = (chosen == GateMetric::Sequence).then(|| {
+                    let time = a.shape.iter().rev().nth(1).copied().unwrap_or(1).max(1) as usize;
+                    (time * width, ctc_blank(&a.shape, &va).map_or(0, |(blank, _)| blank))
+                });
                 tallies.push(Tally {
                     name: a.name.clone(),
                     metric: Some((chosen, reason)),
-                    width: a.shape.last().copied().unwrap_or(1).max(1) as usize,
+                    width,
+                    sequence,
                     ..Default::default()
                 });
             }
@@ -270,17 +346,24 @@ pub fn evaluate(
     // output with one row per sample: a dynamic first dimension is not
     // always the batch (a detector's list of boxes), and splitting such an
     // output by rows would score one sample's answer against another's.
+    // A recurrent model's samples run in order, one at a time, and each
+    // model carries its own state: INT8 is judged on the state its own
+    // errors leave, as it would be serving a stream.
+    let (mut step_a, mut step_b) = (Stepper::new(samples), Stepper::new(samples));
     let timed = samples.len().min(TIMED_SAMPLES);
-    let mut per_sample_rows = fp32.signature().is_batched() && int8.signature().is_batched();
+    let mut per_sample_rows =
+        fp32.signature().is_batched() && int8.signature().is_batched() && !samples.is_sequential();
     for i in 0..timed {
-        let inputs = samples.sample(i);
+        let (in_a, in_b) = (step_a.inputs(i), step_b.inputs(i));
         let started = std::time::Instant::now();
-        let out_a = fp32.run(&inputs)?;
+        let out_a = fp32.run(&in_a)?;
         t_fp32.push(started.elapsed());
         let started = std::time::Instant::now();
-        let out_b = int8.run(&inputs)?;
+        let out_b = int8.run(&in_b)?;
         t_int8.push(started.elapsed());
         per_sample_rows &= out_a.iter().chain(&out_b).all(|t| t.shape.first() == Some(&1));
+        step_a.keep(&out_a);
+        step_b.keep(&out_b);
         tally(i, &out_a, &out_b);
     }
     let mut batched = per_sample_rows;
@@ -292,21 +375,23 @@ pub fn evaluate(
             1
         };
         // Stacked whole inputs cannot be joined: one sample per run.
-        let (inputs, len) = match samples.rows(next, len).filter(|_| len > 1) {
-            Some(batch) => (batch, len),
-            None => (samples.sample(next), 1),
+        let (in_a, in_b, len) = match samples.rows(next, len).filter(|_| len > 1) {
+            Some(batch) => (batch.clone(), batch, len),
+            None => (step_a.inputs(next), step_b.inputs(next), 1),
         };
         // The two models are independent: each runs on its own thread, so
         // the gate takes about the slower one's time, not the sum.
         let (out_a, out_b) = std::thread::scope(|s| {
-            let a = s.spawn(|| fp32.run(&inputs));
-            let b = int8.run(&inputs);
+            let a = s.spawn(|| fp32.run(&in_a));
+            let b = int8.run(&in_b);
             (a.join(), b)
         });
         let out_a =
             out_a.map_err(|_| CompressError::Backend(BackendError::Panicked("FP32 run in the gate".into())))??;
         let out_b = out_b?;
         if len == 1 {
+            step_a.keep(&out_a);
+            step_b.keep(&out_b);
             tally(next, &out_a, &out_b);
         } else {
             let counts = vec![1; len];
@@ -380,14 +465,44 @@ mod tests {
         // One probability per sample (a voice-activity score): a cosine of
         // one positive number is always 1, so the noise over the set judges.
         assert_eq!(choose(&[1, 1], &[0.93], false).0, GateMetric::Snr);
-        // CTC-like: [batch, time, classes] rows summing to 1.
+        // Token scores: [batch, time, classes] rows summing to 1.
         assert_eq!(choose(&[1, 2, 3], &probs, false).0, GateMetric::Position);
+        // CTC: the blank (class 0) wins most positions.
+        let ctc = [0.8, 0.1, 0.1, 0.1, 0.7, 0.2, 0.6, 0.2, 0.2];
+        let (metric, reason) = choose(&[1, 3, 3], &ctc, false);
+        assert_eq!(metric, GateMetric::Sequence);
+        assert!(reason.contains("class 0 (the blank) wins 67%"), "{reason}");
         // A text detector's probability map.
         let map = vec![0.2f32, 0.9, 0.0, 1.0];
         assert_eq!(choose(&[1, 1, 2, 2], &map, false).0, GateMetric::Iou);
         // YOLO-style raw boxes and scores: dense.
         let raw = vec![12.5f32, 0.3, 300.0, 0.01];
         assert_eq!(choose(&[1, 4, 1], &raw, false).0, GateMetric::Cosine);
+    }
+
+    #[test]
+    fn ctc_sequences_are_compared_whole() {
+        // Blank 0; FP32 "1 _ 1 2" decodes to [1, 1, 2].
+        let one_hot = |ks: &[usize]| {
+            ks.iter()
+                .flat_map(|&k| (0..3).map(move |c| f32::from(u8::from(c == k))))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ctc_decode(&one_hot(&[1, 0, 1, 2]), 3, 0), vec![1, 1, 2]);
+        // Repeats merge without a blank between them.
+        assert_eq!(ctc_decode(&one_hot(&[1, 1, 2, 2]), 3, 0), vec![1, 2]);
+        let mut t = Tally {
+            width: 3,
+            sequence: Some((4 * 3, 0)),
+            ..Default::default()
+        };
+        // Two samples of one sequence each; the second loses its blank,
+        // which merges the repeated character: 3 of 4 positions agree, but
+        // the line differs.
+        t.add(&one_hot(&[1, 0, 2, 0]), &one_hot(&[1, 0, 2, 2]), None);
+        t.add(&one_hot(&[1, 0, 1, 0]), &one_hot(&[1, 1, 1, 0]), None);
+        assert_eq!(t.score(GateMetric::Position).2, 6.0 / 8.0);
+        assert_eq!(t.score(GateMetric::Sequence).2, 0.5);
     }
 
     #[test]

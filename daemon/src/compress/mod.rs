@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use dsmil_proto::onnx::{ModelProto, ValueInfoProto};
 use prost::Message;
 
-pub use data::Samples;
+pub use data::{Samples, StateLink, Stepper};
 pub use gate::Evaluation;
 pub use params::ActivationType;
 
@@ -92,6 +92,9 @@ pub struct Options {
     pub gate: gate::GateSpec,
     /// The mixed-precision fallback's budget of evaluations.
     pub fallback_evaluations: usize,
+    /// A recurrent model's state links: how its data is read
+    /// ([`data::Stepper`]).
+    pub state: Vec<StateLink>,
 }
 
 impl Options {
@@ -112,6 +115,7 @@ impl Options {
                 thresholds: q.thresholds,
             },
             fallback_evaluations: q.fallback_evaluations as usize,
+            state: Vec::new(),
         }
     }
 }
@@ -235,34 +239,39 @@ pub fn calibrate(
     // Statistics only sum over samples, so a batched model sees them in
     // batches; the first runs alone, for shapes of one sample.
     let batched = batched(runner.signature(), graph);
-    let rows = samples.rows_per_run();
     let mut minmax: HashMap<String, MinMax> = HashMap::new();
     let mut shapes = HashMap::new();
-    runner.run_visit(&samples.sample(0), &mut |t| {
+    let mut stepper = Stepper::new(samples);
+    let first = stepper.inputs(0);
+    runner.run_visit(&first, &mut |t| {
+        stepper.keep_view(t);
         if t.dtype == DataType::F32 && wanted.contains(t.name) {
             minmax.entry(t.name.to_owned()).or_default().update(t.data);
             shapes.insert(t.name.to_owned(), t.shape.to_vec());
         }
     })?;
-    for (inputs, _) in samples.runs(1, batched, rows) {
-        runner.run_visit(&inputs, &mut |t| {
-            if let Some(m) = minmax.get_mut(t.name) {
-                m.update(t.data);
-            }
-        })?;
-    }
+    visit_samples(runner.as_mut(), samples, 1, batched, &mut stepper, &mut |t| {
+        if let Some(m) = minmax.get_mut(t.name) {
+            m.update(t.data);
+        }
+    })?;
     let mut histograms: HashMap<String, Histogram> = HashMap::new();
     if method != Method::MinMax {
         for (name, m) in &minmax {
             histograms.insert(name.clone(), Histogram::new(m.abs_max()));
         }
-        for (inputs, _) in samples.runs(0, batched, rows) {
-            runner.run_visit(&inputs, &mut |t| {
+        visit_samples(
+            runner.as_mut(),
+            samples,
+            0,
+            batched,
+            &mut Stepper::new(samples),
+            &mut |t| {
                 if let Some(h) = histograms.get_mut(t.name) {
                     h.update(t.data);
                 }
-            })?;
-        }
+            },
+        )?;
     }
     let whole = calibrate::kept_whole(graph);
     let ranges = minmax
@@ -273,6 +282,33 @@ pub fn calibrate(
         })
         .collect();
     Ok(Calibration { ranges, shapes })
+}
+
+/// Runs `runner` over the samples from `first` on, visiting every output:
+/// in batches where the model and the data allow, one at a time in order,
+/// with `stepper` carrying the state, for a recurrent model.
+fn visit_samples(
+    runner: &mut dyn crate::backend::LoadedModel,
+    samples: &Samples,
+    first: usize,
+    batched: bool,
+    stepper: &mut Stepper,
+    visit: &mut dyn FnMut(&crate::backend::TensorView),
+) -> Result<(), CompressError> {
+    if samples.is_sequential() {
+        for i in first..samples.len() {
+            let inputs = stepper.inputs(i);
+            runner.run_visit(&inputs, &mut |t| {
+                stepper.keep_view(t);
+                visit(t);
+            })?;
+        }
+        return Ok(());
+    }
+    for (inputs, _) in samples.runs(first, batched, samples.rows_per_run()) {
+        runner.run_visit(&inputs, visit)?;
+    }
+    Ok(())
 }
 
 /// Quantizes `model` by `options.method`: static QDQ from the calibration
@@ -336,10 +372,13 @@ pub fn upgrade_checked(
             let load = LoadOptions::default();
             let mut original = backend.load(model, &load)?;
             let mut upgraded = backend.load(&bytes, &load)?;
+            // Each model carries its own state, as it would serving.
+            let (mut a, mut b) = (Stepper::new(data), Stepper::new(data));
             for i in 0..data.len().min(8) {
-                let inputs = data.sample(i);
-                let want = original.run(&inputs)?;
-                let got = upgraded.run(&inputs)?;
+                let want = original.run(&a.inputs(i))?;
+                let got = upgraded.run(&b.inputs(i))?;
+                a.keep(&want);
+                b.keep(&got);
                 for (w, g) in want.iter().zip(&got) {
                     if let Some(detail) = differs(w, g) {
                         return Err(CompressError::UpgradeChanged {
@@ -443,8 +482,8 @@ pub fn quantize_dynamic(
 /// Quantizes `model` (ONNX bytes) to INT8 QDQ. With validation samples,
 /// evaluates FP32 against INT8; if full INT8 fails the gate, ranks the
 /// quantized layers by the error each adds (`sensitivity`, one pass) and
-/// returns the most harmful to FP32, one more at a time, until the gate
-/// passes or `fallback_evaluations` run out.
+/// searches for the fewest of the most harmful to return to FP32 that
+/// pass the gate, within `fallback_evaluations`.
 pub fn quantize_static(
     backend: &dyn Backend,
     model: &[u8],
@@ -479,24 +518,50 @@ pub fn quantize_static(
             };
             let mut best = evaluate(&quantized)?;
             if !best.passes() && options.fallback_evaluations > 1 {
-                let ranked = sensitivity::rank(backend, &proto, &quantized, &summary.quantized_nodes, val)?;
+                let candidates = fallback_candidates(&quantized);
+                let ranked = sensitivity::rank(backend, &proto, &quantized, &candidates, val)?;
                 tracing::info!(
                     most_harmful = ?ranked.iter().take(5).collect::<Vec<_>>(),
                     "layers ranked by the quantization noise they add"
                 );
-                for (node, _) in ranked {
-                    if evaluations.get() >= options.fallback_evaluations {
-                        break;
-                    }
-                    keep.insert(node);
-                    let (candidate, candidate_summary) = rewrite(&keep)?;
+                // The fewest of the most harmful layers in FP32 that pass:
+                // 1, 2, 4, ... of them until one passes, then halving the
+                // gap to the largest count that failed. A model rescued by
+                // two layers costs two or three evaluations; one that needs
+                // fifty costs about a dozen, not fifty.
+                let ranked: Vec<String> = ranked.into_iter().map(|(node, _)| node).collect();
+                let (mut failed, mut passed) = (0usize, None::<usize>);
+                let mut count = 1usize.min(ranked.len());
+                while count > failed
+                    && passed.is_none_or(|p| count < p)
+                    && evaluations.get() < options.fallback_evaluations
+                {
+                    let candidate_keep: HashSet<String> = ranked[..count].iter().cloned().collect();
+                    let (candidate, candidate_summary) = rewrite(&candidate_keep)?;
                     let e = evaluate(&candidate)?;
-                    if e.retention > best.retention || e.passes() {
-                        (quantized, summary, best) = (candidate, candidate_summary, e);
+                    let passes = e.passes();
+                    tracing::info!(
+                        fp32_layers = count,
+                        retention = e.retention,
+                        passes,
+                        "fallback candidate"
+                    );
+                    // A passing candidate with fewer FP32 layers always
+                    // wins; among failures, the best retention is kept for
+                    // the refusal's figures.
+                    if passes || (!best.passes() && e.retention > best.retention) {
+                        (quantized, summary, best, keep) = (candidate, candidate_summary, e, candidate_keep);
                     }
-                    if best.passes() {
-                        break;
+                    if passes {
+                        passed = Some(count);
+                    } else {
+                        failed = count;
                     }
+                    count = match passed {
+                        None if count == ranked.len() => break,
+                        None => (count * 2).min(ranked.len()),
+                        Some(p) => failed + (p - failed) / 2,
+                    };
                 }
             }
             tracing::info!(
@@ -540,6 +605,39 @@ pub fn quantize_static(
         },
         model: bytes,
     })
+}
+
+/// The nodes of `int8` the fallback may return to FP32, by name: each that
+/// reads a quantized activation. Weight layers, and also the elementwise
+/// ops that pass QDQ (a Sigmoid, a Mul), whose requantized outputs can lose
+/// more than any weight does (a recurrent model's gates).
+fn fallback_candidates(int8: &ModelProto) -> Vec<String> {
+    let Some(graph) = int8.graph.as_ref() else {
+        return Vec::new();
+    };
+    // Activations quantized in place: what a QuantizeLinear reads that a
+    // node computes or the graph takes (a weight's is a stored constant).
+    let computed: HashSet<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(String::as_str))
+        .chain(graph.input.iter().map(|i| i.name()))
+        .collect();
+    let dequantized: HashSet<String> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type() == "QuantizeLinear")
+        .filter_map(|n| n.input.first())
+        .filter(|t| computed.contains(t.as_str()))
+        .map(|t| format!("{t}_dequantized"))
+        .collect();
+    graph
+        .node
+        .iter()
+        .filter(|n| !matches!(n.op_type(), "QuantizeLinear" | "DequantizeLinear") && !n.name().is_empty())
+        .filter(|n| n.input.first().is_some_and(|i| dequantized.contains(i)))
+        .map(|n| n.name().to_owned())
+        .collect()
 }
 
 /// The evaluation if it passes the gate, else the refusal.

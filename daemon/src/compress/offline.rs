@@ -28,13 +28,18 @@ pub struct QuantizeArgs {
     #[arg(long, default_value = "uint8", value_parser = ["uint8", "int8"])]
     activations: String,
     /// What the accuracy gate measures: accuracy, agreement, position,
-    /// cosine, snr or iou (default: chosen per output by its kind).
+    /// sequence, cosine, snr or iou (default: chosen per output by its kind).
     #[arg(long)]
     gate_metric: Option<String>,
     /// Write the model even when little of it ends up in INT8
     /// (quantization.min_int8_mac_share), as a deploy's --allow-fp32 does.
     #[arg(long)]
     allow_fp32: bool,
+    /// INPUT=OUTPUT: a recurrent state, the output of one call fed to the
+    /// input of the next; the data's samples then run in order as one
+    /// stream (an optional `sequence_start` array starts new sequences).
+    #[arg(long, value_name = "INPUT=OUTPUT")]
+    state: Vec<String>,
     #[arg(short, long)]
     output: PathBuf,
 }
@@ -53,8 +58,17 @@ impl QuantizeArgs {
             .map(str::parse)
             .transpose()
             .map_err(invalid)?;
+        let state = self
+            .state
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(CompressError::InvalidOption)?;
         Ok(Job {
-            options: Options::resolve(&q, Some(method), Some(activations), metric),
+            options: Options {
+                state,
+                ..Options::resolve(&q, Some(method), Some(activations), metric)
+            },
             allow_fp32: self.allow_fp32,
             min_int8_mac_share: q.min_int8_mac_share,
             input: self.input,
@@ -159,11 +173,16 @@ pub fn quantize_files(
     let signature = probe.signature().clone();
     drop(probe);
     let validation = match validation {
-        Some(path) => Some(Samples::read(path, &signature, usize::MAX)?),
+        Some(path) => Some(Samples::read_with_state(path, &signature, usize::MAX, &options.state)?),
         None => None,
     };
     let calibration = match calibration {
-        Some(path) => Some(Samples::read(path, &signature, options.max_samples)?),
+        Some(path) => Some(Samples::read_with_state(
+            path,
+            &signature,
+            options.max_samples,
+            &options.state,
+        )?),
         None if options.method.is_static() => return Err(OfflineError::NeedsCalibration),
         None => None,
     };

@@ -83,10 +83,15 @@ pub fn rank(
     let mut a = backend.load(&expose(fp32, &names), &inspect)?;
     let mut b = backend.load(&expose(int8, &names), &inspect)?;
     let mut energy: HashMap<String, Energy> = HashMap::new();
+    // Both models see the same inputs, a recurrent model's state being
+    // FP32's: the measure is what each layer loses, not how far INT8's
+    // own state has drifted.
+    let mut stepper = super::Stepper::new(samples);
     for i in 0..samples.len().min(SAMPLES) {
-        let inputs = samples.sample(i);
-        let want: HashMap<String, Vec<f32>> = a
-            .run(&inputs)?
+        let inputs = stepper.inputs(i);
+        let outputs = a.run(&inputs)?;
+        stepper.keep(&outputs);
+        let want: HashMap<String, Vec<f32>> = outputs
             .into_iter()
             .chain(inputs.iter().cloned())
             .filter(|t| t.dtype == DataType::F32 && names.contains(&t.name))

@@ -80,6 +80,7 @@ pub struct RawQuantization {
     pub activations: String,
     pub fallback_evaluations: u32,
     pub min_position_agreement: f64,
+    pub min_sequence_match: f64,
     pub min_cosine: f64,
     pub min_snr_db: f64,
     pub min_mask_iou: f64,

@@ -285,6 +285,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
     );
     for (key, value) in [
         ("min_position_agreement", q.min_position_agreement),
+        ("min_sequence_match", q.min_sequence_match),
         ("min_cosine", q.min_cosine),
         ("min_mask_iou", q.min_mask_iou),
     ] {
@@ -481,6 +482,7 @@ pub(super) fn resolve(doc: toml::Table, origin: &str) -> Result<Config, ConfigEr
             thresholds: dsmil_kinds::GateThresholds {
                 retention: q.min_accuracy_retention,
                 position: q.min_position_agreement,
+                sequence: q.min_sequence_match,
                 cosine: q.min_cosine,
                 snr_db: q.min_snr_db,
                 iou: q.min_mask_iou,

@@ -47,6 +47,9 @@ struct Manifest {
     /// "NAME=D0,D1,..." per input, like `--input-shape`.
     #[serde(default)]
     input_shapes: Vec<String>,
+    /// "INPUT=OUTPUT" per recurrent state, like `--state`.
+    #[serde(default)]
+    state: Vec<String>,
     #[serde(default)]
     allow_fp32: bool,
     #[serde(default)]
@@ -290,6 +293,7 @@ fn load(file: &Path, dir: &Path) -> Result<Loaded, String> {
             activations: m.activations,
             gate_metric: m.gate_metric,
             input_shapes: m.input_shapes,
+            state: m.state,
             allow_fp32: m.allow_fp32,
             backend: m.backend,
             performance_hint: m.performance_hint,

@@ -108,8 +108,10 @@ impl Deployer {
             _ => staged.model.read()?,
         };
         let info = crate::model::inspect(format, &bytes)?;
-        let options =
-            crate::compress::Options::resolve(&config.quantization, spec.method, spec.activations, spec.gate_metric);
+        let options = crate::compress::Options {
+            state: spec.state.clone(),
+            ..crate::compress::Options::resolve(&config.quantization, spec.method, spec.activations, spec.gate_metric)
+        };
         let method = options.method;
         // Static methods calibrate on the calibration data; dynamic needs
         // only data for the gate (either file).

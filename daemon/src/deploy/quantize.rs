@@ -30,12 +30,15 @@ impl Deployer {
     pub fn quantize(&self, request: &DeployRequest, staged: &Staged) -> Result<Quantized, QuantizeError> {
         staged.check(request)?;
         let config = self.config();
-        let options = Options::resolve(
-            &config.quantization,
-            request.method,
-            request.activations,
-            request.gate_metric,
-        );
+        let options = Options {
+            state: request.state.clone(),
+            ..Options::resolve(
+                &config.quantization,
+                request.method,
+                request.activations,
+                request.gate_metric,
+            )
+        };
         // Calibration and the gate run on the CPU runtime, as offline.
         let backend = self.runtimes.backend_for(Target::Cpu).map_err(DeployError::from)?;
         Ok(crate::compress::offline::quantize_files(

@@ -50,6 +50,8 @@ pub struct DeploySpec {
     pub dynamic_batching: String,
     pub max_queue_delay_us: Option<u64>,
     pub preferred_batch_sizes: Vec<u64>,
+    /// "INPUT=OUTPUT" each: recurrent state carried between calls.
+    pub state: Vec<String>,
 }
 
 /// A deploy, parsed and checked: a valid name, known spellings, bounded
@@ -73,6 +75,8 @@ pub struct DeployRequest {
     pub gate_metric: Option<dsmil_kinds::GateMetric>,
     /// Shapes for synthetic runs, per input (bounded: see `input_shape`).
     pub input_shapes: Vec<(String, Vec<i64>)>,
+    /// Recurrent state links for calibration and the gate.
+    pub state: Vec<crate::compress::StateLink>,
     /// How errors name the data files: "--calib data (calib.npz)".
     pub data_labels: (String, String),
     pub allow_fp32: bool,
@@ -156,6 +160,19 @@ impl DeploySpec {
             .map(|s| input_shape(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(DeployError::InvalidOption)?;
+        if self.state.len() > crate::compress::data::MAX_STATE_LINKS {
+            return Err(DeployError::InvalidOption(format!(
+                "{} --state links; at most {}",
+                self.state.len(),
+                crate::compress::data::MAX_STATE_LINKS
+            )));
+        }
+        let state = self
+            .state
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(DeployError::InvalidOption)?;
         let backend = optional(&self.backend, || DeployError::UnknownBackend(self.backend.clone()))?;
         let performance_hint = optional(&self.performance_hint, || {
             DeployError::UnknownHint(self.performance_hint.clone())
@@ -188,6 +205,7 @@ impl DeploySpec {
             activations,
             gate_metric,
             input_shapes,
+            state,
             data_labels: (
                 data_label("--calib", &self.calibration_file),
                 data_label("--val", &self.validation_file),

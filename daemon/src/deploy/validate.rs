@@ -83,7 +83,13 @@ impl StageRunner<'_, '_> {
                         path: label.to_owned(),
                         detail: e.to_string(),
                     })?;
-                    Samples::from_reader(std::io::BufReader::new(file), label, &signature, limit)
+                    Samples::from_reader_with_state(
+                        std::io::BufReader::new(file),
+                        label,
+                        &signature,
+                        limit,
+                        &options.state,
+                    )
                 };
                 (
                     calibration

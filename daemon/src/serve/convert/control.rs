@@ -174,6 +174,7 @@ pub fn deploy_request(spec: pb::DeploySpec) -> Result<DeployRequest, DeployError
         activations: spec.activations,
         gate_metric: spec.gate_metric,
         input_shapes: spec.input_shapes,
+        state: spec.state,
         calibration_file: spec.calibration_file,
         validation_file: spec.validation_file,
         allow_fp32: spec.allow_fp32,
