@@ -431,23 +431,15 @@ def test_the_refused_op15_export_serves_as_audited_fp32_and_streams_its_state(re
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="daemon defect: the MostlyFp32 refusal says '0 of 0 weight layers' and advises --calib (given), "
-    "without naming the If body that holds the 12 weight ops, which the quantizer's report knows "
-    "(fp32_subgraphs) and `dsmild quantize` names",
-)
 def test_silero_vad_refusal_names_the_fp32_control_flow_body(daemon, vad_refusals):
+    # The refusal says where the weights are: inside the If, left FP32.
     err = vad_refusals["errors"]["silero_vad"]
-    assert "If_0" in err, err
+    assert "left in FP32 inside control flow: If_0 (If)" in err, err
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="daemon defect: warmup feeds synthetic values, so sr = 0 takes silero's non-16 kHz branch and its "
-    "LSTM fails ('Input X must have 3 dimensions only'); the dry run and health check use the deploy's data",
-)
 def test_silero_vad_serves_as_audited_fp32_with_its_control_flow_bodies_reported(real, daemon, vad_refusals):
+    # Warmup and health probes feed the data's sample rate (recorded on the
+    # deployment), not a counted 0 that takes the model's other branch.
     folder = real["data"] / "silero_vad"
     rc, out, err = daemon["run"]("deploy", real["models"] / "silero_vad.onnx", "--name", "vad_if", "--allow-fp32",
                                  "--calib", folder / "calib.npz", "--val", folder / "val.npz",

@@ -200,6 +200,51 @@ impl Tensor {
         }
     }
 
+    /// The elements of an integer or bool tensor as i64 (None for floats).
+    pub fn integers(&self) -> Option<Vec<i64>> {
+        let size = self.dtype.byte_size();
+        let values = self.data.chunks_exact(size.max(1));
+        Some(match self.dtype {
+            DataType::Bool | DataType::U8 => values.map(|b| i64::from(b[0])).collect(),
+            DataType::I8 => values.map(|b| i64::from(b[0] as i8)).collect(),
+            DataType::I16 => values.map(|b| i64::from(i16::from_le_bytes([b[0], b[1]]))).collect(),
+            DataType::U16 => values.map(|b| i64::from(u16::from_le_bytes([b[0], b[1]]))).collect(),
+            DataType::I32 => values
+                .map(|b| i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+            DataType::U32 => values
+                .map(|b| i64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .collect(),
+            DataType::I64 | DataType::U64 => values
+                .map(|b| i64::from_le_bytes(b.try_into().expect("chunks of 8")))
+                .collect(),
+            DataType::F16 | DataType::BF16 | DataType::F32 | DataType::F64 => return None,
+        })
+    }
+
+    /// A `spec`-typed tensor of `shape` holding `values` (the inverse of
+    /// [`Tensor::integers`]); None when the count does not match the shape
+    /// or the type is not an integer or bool.
+    pub fn from_integers(spec: &TensorSpec, shape: Vec<i64>, values: &[i64]) -> Option<Tensor> {
+        if Tensor::element_count(&shape)? != values.len() {
+            return None;
+        }
+        let data = match spec.dtype {
+            DataType::Bool => values.iter().map(|v| u8::from(*v != 0)).collect(),
+            DataType::U8 | DataType::I8 => values.iter().map(|v| *v as u8).collect(),
+            DataType::U16 | DataType::I16 => values.iter().flat_map(|v| (*v as u16).to_le_bytes()).collect(),
+            DataType::U32 | DataType::I32 => values.iter().flat_map(|v| (*v as u32).to_le_bytes()).collect(),
+            DataType::U64 | DataType::I64 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DataType::F16 | DataType::BF16 | DataType::F32 | DataType::F64 => return None,
+        };
+        Some(Tensor {
+            name: spec.name.clone(),
+            dtype: spec.dtype,
+            shape,
+            data,
+        })
+    }
+
     /// False if a floating-point element is NaN or infinite.
     pub fn is_finite(&self) -> bool {
         match self.dtype {

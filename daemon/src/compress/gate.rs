@@ -60,7 +60,7 @@ pub struct GateSpec {
     pub thresholds: Thresholds,
 }
 
-fn label(metric: GateMetric) -> &'static str {
+pub(super) fn label(metric: GateMetric) -> &'static str {
     match metric {
         GateMetric::Accuracy => "top-1 accuracy",
         GateMetric::Agreement => "top-1 agreement",

@@ -65,8 +65,8 @@ pub enum CompressError {
     Backend(#[from] BackendError),
     #[error(
         "INT8 accuracy gate failed on output {output:?}: {metric} {retention:.4} is below {min} \
-         (fp32 {fp32:.4}, int8 {int8:.4}; {metric} because {reason}); try another --method, more calibration \
-         data, or --gate-metric if this output is judged by the wrong measure"
+         ({figures}{metric} because {reason}); try another --method, more calibration data, or --gate-metric if \
+         this output is judged by the wrong measure"
     )]
     GateFailed {
         metric: String,
@@ -74,8 +74,10 @@ pub enum CompressError {
         reason: String,
         retention: f64,
         min: f64,
-        fp32: f64,
-        int8: f64,
+        /// "fp32 A, int8 B; " where the judged value is a ratio of the two
+        /// (accuracy), else "": FP32 is the reference the others measure
+        /// against, not a figure of its own.
+        figures: String,
     },
 }
 
@@ -117,6 +119,40 @@ impl Options {
             fallback_evaluations: q.fallback_evaluations as usize,
             state: Vec::new(),
         }
+    }
+}
+
+/// A quantized model that runs too little of its arithmetic in INT8 to be
+/// INT8 but in name (`quantization.min_int8_mac_share`): the policy the
+/// deploy pipeline and `dsmild quantize` both apply, worded once.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the INT8 model runs only {share:.1}% of its multiply-accumulates in INT8 ({int8} of {layers} weight layers \
+     in the main graph; quantization.min_int8_mac_share is {min:.0}%){subgraphs}"
+)]
+pub struct MostlyFp32 {
+    share: f64,
+    min: f64,
+    int8: usize,
+    layers: usize,
+    /// "; left in FP32 inside control flow: ..." or "".
+    subgraphs: String,
+}
+
+impl Report {
+    /// Why this result is FP32 in practice, if it runs less than `min` of
+    /// its multiply-accumulates in INT8.
+    pub fn mostly_fp32(&self, min: f64) -> Option<MostlyFp32> {
+        (self.int8_mac_share < min).then(|| MostlyFp32 {
+            share: self.int8_mac_share * 100.0,
+            min: min * 100.0,
+            int8: self.layers.iter().filter(|l| l.precision == "int8").count(),
+            layers: self.layers.len(),
+            subgraphs: match self.fp32_subgraphs.is_empty() {
+                true => String::new(),
+                false => format!("; left in FP32 inside control flow: {}", self.fp32_subgraphs.join("; ")),
+            },
+        })
     }
 }
 
@@ -661,14 +697,17 @@ fn gate_verdict(e: Evaluation) -> Result<Evaluation, CompressError> {
     if e.passes() {
         return Ok(e);
     }
+    let figures = match e.metric == gate::label(dsmil_kinds::GateMetric::Accuracy) {
+        true => format!("fp32 {:.4}, int8 {:.4}; ", e.fp32, e.int8),
+        false => String::new(),
+    };
     Err(CompressError::GateFailed {
         metric: e.metric,
         output: e.output,
         reason: e.reason,
         retention: e.retention,
         min: e.threshold,
-        fp32: e.fp32,
-        int8: e.int8,
+        figures,
     })
 }
 

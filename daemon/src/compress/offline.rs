@@ -102,18 +102,8 @@ pub enum OfflineError {
     },
     #[error("static quantization needs calibration data: give --calib FILE.npz (or use --method dynamic)")]
     NeedsCalibration,
-    #[error(
-        "the INT8 model runs only {share:.1}% of its multiply-accumulates in INT8 ({int8} of {layers} weight \
-         layers in the main graph; quantization.min_int8_mac_share is {min:.0}%){subgraphs}: nothing written; \
-         --allow-fp32 writes it anyway"
-    )]
-    MostlyFp32 {
-        share: f64,
-        min: f64,
-        int8: usize,
-        layers: usize,
-        subgraphs: String,
-    },
+    #[error("{0}: nothing written; --allow-fp32 writes it anyway")]
+    MostlyFp32(super::MostlyFp32),
     #[error(transparent)]
     Compress(#[from] CompressError),
 }
@@ -138,17 +128,8 @@ pub fn run(config: &Config, job: &Job) -> Result<Report, OfflineError> {
     // INT8 by name only is FP32 in practice: said, not written, as a deploy
     // refuses it.
     let r = &quantized.report;
-    if r.int8_mac_share < job.min_int8_mac_share && !job.allow_fp32 {
-        return Err(OfflineError::MostlyFp32 {
-            share: r.int8_mac_share * 100.0,
-            min: job.min_int8_mac_share * 100.0,
-            int8: r.layers.iter().filter(|l| l.precision == "int8").count(),
-            layers: r.layers.len(),
-            subgraphs: match r.fp32_subgraphs.is_empty() {
-                true => String::new(),
-                false => format!("; left in FP32 inside control flow: {}", r.fp32_subgraphs.join("; ")),
-            },
-        });
+    if let Some(why) = r.mostly_fp32(job.min_int8_mac_share).filter(|_| !job.allow_fp32) {
+        return Err(OfflineError::MostlyFp32(why));
     }
     let tmp = job.output.with_extension("onnx.tmp");
     std::fs::write(&tmp, &quantized.model).map_err(io("writing", &tmp))?;

@@ -126,7 +126,10 @@ impl StageRunner<'_, '_> {
         let mut latencies = Vec::with_capacity(iterations as usize);
         for _ in 0..iterations {
             let outcome = pool
-                .run_blocking(synthetic_inputs(signature, &self.probe_shapes), timeout)
+                .run_blocking(
+                    synthetic_inputs(signature, &self.probe_shapes, &self.probe_values),
+                    timeout,
+                )
                 .map_err(|e| DeployError::stage(DeployState::WarmingUp, e))?;
             latencies.push(outcome.compute);
         }

@@ -48,6 +48,7 @@ pub(crate) fn record(model: &str, device: u32, layer: u8, estimated: u64, measur
         estimated_bytes: estimated,
         measured_bytes: measured,
         probe_shapes: Vec::new(),
+        probe_values: Vec::new(),
         serving: Default::default(),
     }
 }

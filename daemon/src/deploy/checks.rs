@@ -28,7 +28,7 @@ pub(super) fn check_inputs(
         Some(samples) => (0..samples.len().min(CHECK_SAMPLES))
             .map(|i| (format!("the deploy's data, sample {i}"), samples.sample(i)))
             .collect(),
-        None => vec![("synthetic inputs".to_owned(), synthetic_inputs(signature, shapes))],
+        None => vec![("synthetic inputs".to_owned(), synthetic_inputs(signature, shapes, &[]))],
     }
 }
 
@@ -64,9 +64,30 @@ pub(super) fn probe_shapes(
     Ok(named.to_vec())
 }
 
+/// Most elements of an integer or bool input whose values are recorded for
+/// synthetic runs: a sample rate or a flag, not a token sequence.
+const MAX_PROBE_VALUES: usize = 64;
+
+/// The first sample's values of each small integer or bool input, for
+/// synthetic runs to feed (`DeploymentRecord::probe_values`).
+pub(super) fn probe_values(data: &Samples) -> Vec<(String, Vec<i64>)> {
+    data.sample(0)
+        .into_iter()
+        .filter_map(|t| {
+            let values = t.integers()?;
+            (values.len() <= MAX_PROBE_VALUES).then(|| (t.name, values))
+        })
+        .collect()
+}
+
 /// One synthetic tensor per input: of the shape recorded for it (from the
-/// deploy's data or `--input-shape`), else with dynamic dimensions set to 1.
-pub(super) fn synthetic_inputs(signature: &Signature, shapes: &[(String, Vec<i64>)]) -> Vec<Tensor> {
+/// deploy's data or `--input-shape`), else with dynamic dimensions set to 1;
+/// with the recorded values of a small integer input, else counted ones.
+pub(super) fn synthetic_inputs(
+    signature: &Signature,
+    shapes: &[(String, Vec<i64>)],
+    values: &[(String, Vec<i64>)],
+) -> Vec<Tensor> {
     signature
         .inputs
         .iter()
@@ -75,7 +96,10 @@ pub(super) fn synthetic_inputs(signature: &Signature, shapes: &[(String, Vec<i64
                 .iter()
                 .find(|(name, _)| *name == spec.name)
                 .map_or_else(|| spec.concrete_shape(1), |(_, shape)| shape.clone());
-            Tensor::synthetic(spec, shape)
+            let recorded = values.iter().find(|(name, _)| *name == spec.name);
+            recorded
+                .and_then(|(_, v)| Tensor::from_integers(spec, shape.clone(), v))
+                .unwrap_or_else(|| Tensor::synthetic(spec, shape))
         })
         .collect()
 }

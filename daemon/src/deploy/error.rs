@@ -76,16 +76,10 @@ pub enum DeployError {
     )]
     NeedsValidation(String),
     #[error(
-        "the INT8 model runs only {share:.1}% of its multiply-accumulates in INT8 ({int8} of {layers} weight \
-         layers; quantization.min_int8_mac_share is {min:.0}%): it is FP32 in practice, so it needs --allow-fp32 \
-         like any FP32 deploy (audited), or a method that reaches the weights (static --calib for convolutions)"
+        "{0}: it is FP32 in practice, so it needs --allow-fp32 like any FP32 deploy (audited), or a method that \
+         quantizes its weights (--method dynamic reaches only MatMul)"
     )]
-    MostlyFp32 {
-        share: f64,
-        min: f64,
-        int8: usize,
-        layers: usize,
-    },
+    MostlyFp32(crate::compress::MostlyFp32),
     #[error(
         "an OpenVINO IR upload is the .xml and its .bin: the .bin is missing (dsmilctl deploy model.xml --weights model.bin)"
     )]

@@ -84,6 +84,7 @@ impl Deployer {
             replaced,
             baseline: None,
             probe_shapes: record.probe_shapes.clone(),
+            probe_values: record.probe_values.clone(),
             launch,
         };
         let options = run.launch.options.clone();
@@ -117,6 +118,8 @@ pub(super) struct StageRunner<'a, 'p> {
     /// What synthetic runs feed (`DeploymentRecord::probe_shapes`), set at
     /// Validating.
     pub(super) probe_shapes: Vec<(String, Vec<i64>)>,
+    /// And the values of its small integer inputs (`probe_values`).
+    pub(super) probe_values: Vec<(String, Vec<i64>)>,
     /// How the instances load and serve (`deploy::launch`).
     pub(super) launch: Launch,
 }
@@ -180,25 +183,12 @@ impl StageRunner<'_, '_> {
                 };
                 let q = quantize(&serving, bytes, calibration.as_ref(), validation.as_ref(), &options)?;
                 // INT8 by name only is FP32 by policy.
-                let share = q.report.int8_mac_share;
-                let min = self.config.quantization.min_int8_mac_share;
-                if share < min {
-                    let layers = q.report.layers.len();
-                    let int8 = q.report.layers.iter().filter(|l| l.precision == "int8").count();
+                if let Some(why) = q.report.mostly_fp32(self.config.quantization.min_int8_mac_share) {
                     if !allow_fp32 {
-                        return Err(DeployError::MostlyFp32 {
-                            share: share * 100.0,
-                            min: min * 100.0,
-                            int8,
-                            layers,
-                        });
+                        return Err(DeployError::MostlyFp32(why));
                     }
                     let record = deployer.journal.deployment(self.id)?;
-                    let detail = format!(
-                        "served mostly in FP32 by operator override (--allow-fp32): {:.1}% of MACs in INT8 \
-                         ({int8} of {layers} weight layers)",
-                        share * 100.0
-                    );
+                    let detail = format!("served mostly in FP32 by operator override (--allow-fp32): {why}");
                     deployer.audit(EventRecord::about(EventKind::AllowFp32, &record, detail));
                 }
                 self.baseline = validation.or(calibration);

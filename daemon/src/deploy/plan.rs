@@ -244,6 +244,7 @@ impl Deployer {
             max_batch,
             estimated_bytes: estimate,
             probe_shapes: spec.input_shapes.clone(),
+            probe_values: Vec::new(),
             serving: spec.serving.clone(),
             signed_by,
             existing: None,
@@ -286,10 +287,7 @@ impl Quantize {
                 },
                 match options.gate.metric {
                     Some(m) => format!("{m} ≥ {}", options.gate.thresholds.of(m)),
-                    None => format!(
-                        "each output by its kind; accuracy retention ≥ {}",
-                        options.gate.thresholds.retention
-                    ),
+                    None => "each output by the metric that fits its kind, thresholds in [quantization]".to_owned(),
                 }
             ),
             Quantize::AlreadyInt8 => "already INT8 (QDQ or integer operators): passes through".into(),

@@ -37,7 +37,10 @@ fn probe(deployer: &Deployer, model: &ActiveModel) {
         Some(injected) => Err(format!("injected failure {injected}")),
         None => model
             .pool
-            .run_blocking(synthetic_inputs(&model.signature, &model.record.probe_shapes), timeout)
+            .run_blocking(
+                synthetic_inputs(&model.signature, &model.record.probe_shapes, &model.record.probe_values),
+                timeout,
+            )
             .map_err(|e| e.to_string())
             .and_then(|outcome| check_outputs(&model.signature, &outcome.outputs)),
     };

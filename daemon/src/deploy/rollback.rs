@@ -158,6 +158,7 @@ impl Deployer {
         let (_, record) = self.journal.create_deployment(NewDeployment {
             model: model.to_owned(),
             probe_shapes: from.probe_shapes.clone(),
+            probe_values: from.probe_values.clone(),
             // Threads go with the worker count (the current deployment's);
             // batching with the max batch (the restored version's).
             serving: crate::store::ServingChoice {

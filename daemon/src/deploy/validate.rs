@@ -107,9 +107,11 @@ impl StageRunner<'_, '_> {
         let data = validation.as_ref().or(calibration.as_ref());
         let shapes =
             super::checks::probe_shapes(&signature, data, &self.probe_shapes).map_err(DeployError::InvalidOption)?;
-        if shapes != self.probe_shapes {
-            self.deployer.journal.set_probe_shapes(self.id, &shapes)?;
+        let values = data.map_or_else(Vec::new, super::checks::probe_values);
+        if shapes != self.probe_shapes || values != self.probe_values {
+            self.deployer.journal.set_probe_inputs(self.id, &shapes, &values)?;
             self.probe_shapes = shapes;
+            self.probe_values = values;
         }
         for (what, inputs) in check_inputs(&signature, data, &self.probe_shapes) {
             let outputs = probe

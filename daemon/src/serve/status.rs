@@ -47,7 +47,7 @@ pub fn deploy_code(err: &DeployError) -> Code {
         }
         DeployError::NoEarlierVersion { .. } => Code::FailedPrecondition,
         // Like a failed gate: the result, not the request, is refused.
-        DeployError::MostlyFp32 { .. } => Code::FailedPrecondition,
+        DeployError::MostlyFp32(_) => Code::FailedPrecondition,
         DeployError::NeedsCalibration(_)
         | DeployError::NeedsValidation(_)
         | DeployError::MissingAttachment(_)
@@ -156,7 +156,7 @@ fn offline_code(err: &OfflineError) -> Code {
     match err {
         OfflineError::Compress(c) => compress_code(c),
         OfflineError::NeedsCalibration => Code::InvalidArgument,
-        OfflineError::MostlyFp32 { .. } => Code::FailedPrecondition,
+        OfflineError::MostlyFp32(_) => Code::FailedPrecondition,
         OfflineError::Io { .. } => Code::Internal,
     }
 }

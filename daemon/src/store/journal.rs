@@ -87,6 +87,8 @@ pub struct NewDeployment {
     pub estimated_bytes: u64,
     /// Shapes for synthetic runs (`DeploymentRecord::probe_shapes`).
     pub probe_shapes: Vec<(String, Vec<i64>)>,
+    /// Values for synthetic runs (`DeploymentRecord::probe_values`).
+    pub probe_values: Vec<(String, Vec<i64>)>,
     pub serving: super::ServingChoice,
     /// A new version's verified signer (an existing version keeps its own).
     pub signed_by: Option<super::SignedBy>,
@@ -321,6 +323,7 @@ impl Journal {
                 estimated_bytes: new.estimated_bytes,
                 measured_bytes: 0,
                 probe_shapes: new.probe_shapes.clone(),
+                probe_values: new.probe_values.clone(),
             };
             models.insert(new.model.as_bytes(), encode(&model))?;
             if new.existing.is_none() {
@@ -416,9 +419,18 @@ impl Journal {
     }
 
     /// Records the blob a deployment serves (its quantized model).
-    /// Records the shapes synthetic runs of this deployment use.
-    pub fn set_probe_shapes(&self, id: u64, shapes: &[(String, Vec<i64>)]) -> Result<DeploymentRecord, StoreError> {
-        self.update(id, |r| r.probe_shapes = shapes.to_vec())
+    /// Records the shapes and small integer values synthetic runs of this
+    /// deployment use.
+    pub fn set_probe_inputs(
+        &self,
+        id: u64,
+        shapes: &[(String, Vec<i64>)],
+        values: &[(String, Vec<i64>)],
+    ) -> Result<DeploymentRecord, StoreError> {
+        self.update(id, |r| {
+            r.probe_shapes = shapes.to_vec();
+            r.probe_values = values.to_vec();
+        })
     }
 
     pub fn set_served(&self, id: u64, sha256: &str) -> Result<DeploymentRecord, StoreError> {

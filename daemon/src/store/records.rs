@@ -96,6 +96,11 @@ pub struct DeploymentRecord {
     /// deploy's data or `--input-shape`. Empty: dynamic dimensions are 1.
     #[serde(default)]
     pub probe_shapes: Vec<(String, Vec<i64>)>,
+    /// The values synthetic runs feed small integer and bool inputs (a
+    /// sample rate, a mode flag), from the deploy's data: counting 0, 1, 2
+    /// there can send a model down a branch it never takes. Empty: counted.
+    #[serde(default)]
+    pub probe_values: Vec<(String, Vec<i64>)>,
     /// Serving settings the deploy chose; what it left unset follows the
     /// config (`deploy::launch`).
     #[serde(default)]

@@ -22,6 +22,7 @@ fn new_deployment(model: &str, device: u32) -> NewDeployment {
         max_batch: 0,
         estimated_bytes: 1 << 20,
         probe_shapes: Vec::new(),
+        probe_values: Vec::new(),
         serving: Default::default(),
         signed_by: None,
         existing: None,
