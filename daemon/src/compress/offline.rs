@@ -148,9 +148,13 @@ pub fn quantize_files(
 ) -> Result<Quantized, OfflineError> {
     let model = std::fs::read(input).map_err(io("reading", input))?;
     // The model's own signature decides how the .npz arrays are read.
-    let probe = backend
-        .load(&model, &crate::backend::LoadOptions::default())
-        .map_err(CompressError::from)?;
+    // Unoptimised: only the signature is wanted, and optimising a large
+    // graph costs a noticeable share of a quick quantization.
+    let inspect = crate::backend::LoadOptions {
+        inspect: true,
+        ..Default::default()
+    };
+    let probe = backend.load(&model, &inspect).map_err(CompressError::from)?;
     let signature = probe.signature().clone();
     drop(probe);
     let validation = match validation {
