@@ -410,7 +410,13 @@ pub fn upgrade_checked(
     let bytes = upgrade.model.encode_to_vec();
     match data {
         Some(data) => {
-            let load = gate_load_options();
+            // Unoptimised, as calibration runs: two samples do not repay
+            // optimising the graph twice, and the comparison is of the two
+            // graphs as written.
+            let load = LoadOptions {
+                inspect: true,
+                ..gate_load_options()
+            };
             let mut original = backend.load(model, &load)?;
             let mut upgraded = backend.load(&bytes, &load)?;
             // Each model carries its own state, as it would serving.
