@@ -582,6 +582,7 @@ pub fn quantize_static(
                     most_harmful = ?ranked.iter().take(5).collect::<Vec<_>>(),
                     "layers ranked by the quantization noise they add"
                 );
+                tracing::debug!(?ranked, "every candidate, most harmful first");
                 // The fewest of the most harmful layers in FP32 that pass:
                 // 1, 2, 4, ... of them until one passes, then halving the
                 // gap to the largest count that failed. A model rescued by

@@ -1,9 +1,10 @@
 //! Which quantized layers hurt most, measured in one pass: the FP32 model
 //! and the full-INT8 model run the same few samples with every activation
 //! exposed, and each quantized layer is scored by how much noise (relative
-//! to the signal) it adds between the float activation it reads and the
-//! float output it computes: the error of quantizing its input and its weights, which is
-//! what keeping it in FP32 removes, not the error it inherits. The mixed-precision
+//! to the signal) it adds between the float activation it reads and its
+//! output as the next layers read it: the error of quantizing its input,
+//! its weights and its output, which is what keeping it in FP32 removes,
+//! not the error it inherits. The mixed-precision
 //! fallback returns layers to FP32 in this order, so a model with hundreds
 //! of layers and two sensitive ones is rescued in a few evaluations, not one
 //! evaluation per layer in graph order.
@@ -48,9 +49,16 @@ pub fn rank(
 ) -> Result<Vec<(String, f64)>, CompressError> {
     let graph = int8.graph.as_ref().ok_or(CompressError::NoGraph)?;
     // Per layer: the float activation it reads (before the QuantizeLinear
-    // that feeds it) and the float output it computes. Keeping a layer in
-    // FP32 removes exactly the error between the two: its input's
-    // quantization and its weights'.
+    // that feeds it) and what its consumers read of its output (after that
+    // output's own QuantizeLinear and DequantizeLinear, where it has them).
+    // Keeping a layer in FP32 removes the error between the two: its
+    // input's quantization, its weights' and its output's.
+    let dequantized: HashSet<&str> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type() == "DequantizeLinear")
+        .filter_map(|n| n.output.first().map(String::as_str))
+        .collect();
     let mut layers = Vec::new();
     for name in nodes {
         let Some(n) = graph.node.iter().find(|n| n.name() == name) else {
@@ -60,9 +68,22 @@ pub fn rank(
             continue;
         };
         let source = input.strip_suffix("_dequantized").unwrap_or(input).to_owned();
-        layers.push((name.clone(), source, output.clone()));
+        let read = format!("{output}_dequantized");
+        let read = if dequantized.contains(read.as_str()) {
+            read
+        } else {
+            output.clone()
+        };
+        layers.push((name.clone(), source, output.clone(), read));
     }
+    // FP32's tensor names, and INT8's (an output as its consumers read it).
     let names: HashSet<String> = layers.iter().flat_map(|l| [l.1.clone(), l.2.clone()]).collect();
+    let int8_names: HashSet<String> = layers.iter().flat_map(|l| [l.1.clone(), l.3.clone()]).collect();
+    // INT8's name of each FP32 tensor compared.
+    let pairs: HashMap<&str, &str> = layers
+        .iter()
+        .flat_map(|l| [(l.1.as_str(), l.1.as_str()), (l.2.as_str(), l.3.as_str())])
+        .collect();
     let expose = |model: &ModelProto, names: &HashSet<String>| {
         let mut m = model.clone();
         if let Some(g) = m.graph.as_mut() {
@@ -81,7 +102,7 @@ pub fn rank(
         ..Default::default()
     };
     let mut a = backend.load(&expose(fp32, &names), &inspect)?;
-    let mut b = backend.load(&expose(int8, &names), &inspect)?;
+    let mut b = backend.load(&expose(int8, &int8_names), &inspect)?;
     let mut energy: HashMap<String, Energy> = HashMap::new();
     // Both models see the same inputs, a recurrent model's state being
     // FP32's: the measure is what each layer loses, not how far INT8's
@@ -101,17 +122,17 @@ pub fn rank(
             .run(&inputs)?
             .into_iter()
             .chain(inputs.iter().cloned())
-            .filter(|t| t.dtype == DataType::F32 && names.contains(&t.name))
+            .filter(|t| t.dtype == DataType::F32 && int8_names.contains(&t.name))
             .map(|t| (t.name, crate::backend::f32s(&t.data).collect()))
             .collect();
-        for name in &names {
-            let (Some(x), Some(y)) = (want.get(name), got.get(name)) else {
+        for (name, int8_name) in &pairs {
+            let (Some(x), Some(y)) = (want.get(*name), got.get(*int8_name)) else {
                 continue;
             };
             if x.len() != y.len() {
                 continue;
             }
-            let e = energy.entry(name.clone()).or_default();
+            let e = energy.entry((*int8_name).to_owned()).or_default();
             for (x, y) in x.iter().zip(y) {
                 let (x, y) = (f64::from(*x), f64::from(*y));
                 e.signal += x * x;
@@ -122,7 +143,7 @@ pub fn rank(
     let nsr = |name: &String| energy.get(name).map(|e| e.nsr());
     let mut ranked: Vec<(String, f64)> = layers
         .iter()
-        .map(|(name, src, out)| {
+        .map(|(name, src, _, out)| {
             // A layer whose tensors could not be compared ranks last.
             let lost = match (nsr(src), nsr(out)) {
                 (Some(before), Some(after)) => after - before,
