@@ -79,8 +79,10 @@ pub fn rank(
     // FP32's tensor names, and INT8's (an output as its consumers read it).
     let names: HashSet<String> = layers.iter().flat_map(|l| [l.1.clone(), l.2.clone()]).collect();
     let int8_names: HashSet<String> = layers.iter().flat_map(|l| [l.1.clone(), l.3.clone()]).collect();
-    // INT8's name of each FP32 tensor compared.
-    let pairs: HashMap<&str, &str> = layers
+    // Each FP32 tensor with the INT8 tensor it is compared to (one FP32
+    // tensor can be a layer's source and, read after its QDQ, another's
+    // output: two pairs).
+    let pairs: HashSet<(&str, &str)> = layers
         .iter()
         .flat_map(|l| [(l.1.as_str(), l.1.as_str()), (l.2.as_str(), l.3.as_str())])
         .collect();
