@@ -48,6 +48,17 @@ impl Evaluation {
     pub fn passes(&self) -> bool {
         self.retention >= self.threshold
     }
+
+    /// The judged value as a share of its threshold: comparable across
+    /// evaluations judged by different outputs or metrics (a cosine of
+    /// 0.98 against 0.99 stands higher than 8 dB against 20).
+    pub fn standing(&self) -> f64 {
+        standing(self.retention, self.threshold)
+    }
+}
+
+fn standing(value: f64, threshold: f64) -> f64 {
+    if threshold > 0.0 { value / threshold } else { value }
 }
 
 /// Each metric's pass mark (`[quantization]` in the config).
@@ -485,8 +496,7 @@ pub fn evaluate(
             let (metric, reason) = t.metric.clone().expect("set when created");
             let (f, i, value) = t.score(metric);
             let threshold = spec.thresholds.of(metric);
-            let standing = if threshold > 0.0 { value / threshold } else { value };
-            (standing, t, metric, reason, f, i, value, threshold)
+            (standing(value, threshold), t, metric, reason, f, i, value, threshold)
         })
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .ok_or(CompressError::NoFloatOutput)?;

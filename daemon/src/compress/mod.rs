@@ -606,9 +606,9 @@ pub fn quantize_static(
                         "fallback candidate"
                     );
                     // A passing candidate with fewer FP32 layers always
-                    // wins; among failures, the best retention is kept for
-                    // the refusal's figures.
-                    if passes || (!best.passes() && e.retention > best.retention) {
+                    // wins; among failures, the one nearest its threshold
+                    // is kept for the refusal's figures.
+                    if passes || (!best.passes() && e.standing() > best.standing()) {
                         (quantized, summary, best, keep) = (candidate, candidate_summary, e, candidate_keep);
                     }
                     if passes {
