@@ -75,7 +75,7 @@ pub(super) fn probe_values(data: &Samples) -> Vec<(String, Vec<i64>)> {
         .into_iter()
         .filter_map(|t| {
             let values = t.integers()?;
-            (values.len() <= MAX_PROBE_VALUES).then(|| (t.name, values))
+            (values.len() <= MAX_PROBE_VALUES).then_some((t.name, values))
         })
         .collect()
 }
