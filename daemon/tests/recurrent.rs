@@ -10,7 +10,7 @@ use common::onnx::{model, node, value, weights};
 use common::{Daemon, ctl_binary};
 use dsmil_proto::onnx::{GraphProto, ModelProto};
 use prost::Message;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 
 /// x [1, 4], h [1, 8] → h_out = Tanh(x·Wx + h·Wh), y = h_out·Wy.
 fn rnn() -> Vec<u8> {
@@ -49,7 +49,7 @@ struct Files {
 
 fn files() -> Files {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = rand::rng();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let x = ndarray::Array3::from_shape_fn((64, 1, 4), |_| rng.random_range(-4.0f32..4.0));
     let write = |name: &str, h: Option<ndarray::Array3<f32>>| {
         let path = dir.path().join(name);

@@ -83,15 +83,32 @@ struct Column {
     shared: bool,
 }
 
+/// Most bytes of zeros a state the data leaves out may take: a recurrent
+/// state is small, and the shape comes from a client's model.
+const MAX_ZERO_STATE_BYTES: usize = 64 << 20;
+
 /// A state input the data does not give: every sample reads zeros of the
 /// input's shape (dynamic dimensions 1).
 fn zeros(spec: &crate::backend::TensorSpec) -> Result<Column, String> {
-    let shape: Vec<usize> = spec.shape.iter().map(|&d| d.max(1) as usize).collect();
-    let one = |v| ArrayD::from_elem(std::iter::once(1).chain(shape.iter().copied()).collect::<Vec<_>>(), v);
+    let dims: Vec<i64> = spec.shape.iter().map(|&d| d.max(1)).collect();
+    match Tensor::byte_len(spec.dtype, &dims) {
+        Some(bytes) if bytes <= MAX_ZERO_STATE_BYTES => {}
+        _ => {
+            return Err(format!(
+                "state input {} is declared {}: more than {} MiB of zeros to start from; give its first \
+                 state in the data",
+                spec.name,
+                crate::backend::format_shape(&spec.shape),
+                MAX_ZERO_STATE_BYTES >> 20
+            ));
+        }
+    }
+    // One whole input, stacked: a leading axis of 1.
+    let shape: Vec<usize> = std::iter::once(1).chain(dims.iter().map(|&d| d as usize)).collect();
     let values = match spec.dtype {
-        DataType::F32 => Values::F32(one(0.0).mapv(|v: f64| v as f32)),
-        DataType::I64 => Values::I64(one(0.0).mapv(|v: f64| v as i64)),
-        DataType::Bool => Values::Bool(one(0.0).mapv(|v: f64| v != 0.0)),
+        DataType::F32 => Values::F32(ArrayD::zeros(shape)),
+        DataType::I64 => Values::I64(ArrayD::zeros(shape)),
+        DataType::Bool => Values::Bool(ArrayD::from_elem(shape, false)),
         other => {
             return Err(format!(
                 "state input {}: {other} state cannot start from zeros",
@@ -291,15 +308,20 @@ impl Samples {
                     "array \"sequence_start\" is given but no --state links the model's calls".into(),
                 ));
             }
-            let starts: Vec<bool> = match npz.array::<bool>("sequence_start", &["|b1"], "bool") {
-                Ok(a) => a.iter().copied().collect(),
-                Err(_) => npz
-                    .array::<i64>("sequence_start", &["<i8", ">i8"], "bool or int64")
-                    .map_err(err)?
-                    .iter()
-                    .map(|v| *v != 0)
-                    .collect(),
+            let (starts, rank): (Vec<bool>, usize) = match npz.array::<bool>("sequence_start", &["|b1"], "bool") {
+                Ok(a) => (a.iter().copied().collect(), a.ndim()),
+                Err(_) => {
+                    let a = npz
+                        .array::<i64>("sequence_start", &["<i8", ">i8"], "bool or int64")
+                        .map_err(err)?;
+                    (a.iter().map(|v| *v != 0).collect(), a.ndim())
+                }
             };
+            if rank != 1 {
+                return Err(err(format!(
+                    "array \"sequence_start\" has {rank} dimensions; it holds one flag per sample"
+                )));
+            }
             if starts.len() < count {
                 return Err(err(format!(
                     "{} sequence_start values for {count} samples",
@@ -412,6 +434,19 @@ fn links(signature: &Signature, state: &[StateLink]) -> Result<Vec<(usize, Strin
     }
     let names =
         |specs: &[crate::backend::TensorSpec]| specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    if let Some((i, link)) = state
+        .iter()
+        .enumerate()
+        .find(|(i, l)| state[..*i].iter().any(|m| m.input == l.input))
+    {
+        return Err(format!(
+            "--state {}={}: input {:?} is linked twice (link {})",
+            link.input,
+            link.output,
+            link.input,
+            i + 1
+        ));
+    }
     state
         .iter()
         .map(|link| {
@@ -438,6 +473,16 @@ fn links(signature: &Signature, state: &[StateLink]) -> Result<Vec<(usize, Strin
                 return Err(format!(
                     "--state {}={}: the input is {} but the output is {}",
                     link.input, link.output, input.dtype, output.dtype
+                ));
+            }
+            // Where the output's shape is fixed, the input must take it.
+            if output.shape.iter().all(|&d| d >= 0) && !input.accepts_shape(&output.shape) {
+                return Err(format!(
+                    "--state {}={}: the output is {} but the input is {}",
+                    link.input,
+                    link.output,
+                    crate::backend::format_shape(&output.shape),
+                    crate::backend::format_shape(&input.shape)
                 ));
             }
             Ok((index, link.output.clone()))

@@ -521,3 +521,64 @@ fn state_links_are_checked_against_the_model() {
         assert!(bad.parse::<StateLink>().unwrap_err().contains("INPUT=OUTPUT"), "{bad}");
     }
 }
+
+#[test]
+fn stream_data_is_checked_like_the_rest() {
+    let i64_starts = |values: &[i64], shape: &str| {
+        npy(
+            &format!("{{'descr': '<i8', 'fortran_order': False, 'shape': {shape}, }}"),
+            &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+    };
+    let file = |starts: Vec<u8>| npz(&[("x.npy", f32_npy("(4, 1, 4)", 4 * 4)), ("sequence_start.npy", starts)]);
+    let links = [link("state=state_out")];
+    // int64 flags work like bools; without the data's state a restart
+    // goes back to zeros.
+    let samples = with_state(file(i64_starts(&[1, 0, 1, 0], "(4,)")), &links).unwrap();
+    let mut stepper = Stepper::new(&samples);
+    stepper.keep(&[Tensor {
+        name: "state_out".into(),
+        dtype: DataType::F32,
+        shape: vec![2, 1, 3],
+        data: f32_bytes(&[5.0; 6]),
+    }]);
+    assert!(stepper.inputs(1)[1].data.iter().any(|b| *b != 0), "carried");
+    assert!(stepper.inputs(2)[1].data.iter().all(|b| *b == 0), "restarted at zeros");
+    // Fewer flags than samples, or a 2-D array: refused.
+    let err = with_state(file(i64_starts(&[1, 0], "(2,)")), &links).err().unwrap();
+    assert!(err.contains("2 sequence_start values for 4 samples"), "{err}");
+    let err = with_state(file(i64_starts(&[1, 0, 1, 0], "(2, 2)")), &links)
+        .err()
+        .unwrap();
+    assert!(err.contains("one flag per sample"), "{err}");
+    // One input linked twice.
+    let err = with_state(
+        file(i64_starts(&[1, 0, 1, 0], "(4,)")),
+        &[link("state=state_out"), link("state=y")],
+    )
+    .err()
+    .unwrap();
+    assert!(err.contains("linked twice"), "{err}");
+}
+
+#[test]
+fn a_huge_declared_state_is_refused_before_any_zeros_are_allocated() {
+    let mut signature = recurrent();
+    signature.inputs[1].shape = vec![2, 1 << 40, 3];
+    signature.outputs[1].shape = vec![2, -1, 3];
+    let file = npz(&[("x.npy", f32_npy("(2, 1, 4)", 2 * 4))]);
+    let err = Samples::from_reader_with_state(
+        Cursor::new(file),
+        "t.npz",
+        &signature,
+        usize::MAX,
+        &[link("state=state_out")],
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("MiB of zeros") && err.contains("give its first state in the data"),
+        "{err}"
+    );
+}

@@ -308,25 +308,31 @@ const TIMED_SAMPLES: usize = 16;
 /// FP32's side of the gate, kept across evaluations: the mixed-precision
 /// fallback judges up to `fallback_evaluations` candidates on the same
 /// samples, and FP32's answers and latency do not change between them. Its
-/// answers are kept up to [`REFERENCE_BUDGET`] bytes; past that, runs.
+/// answers are kept up to a budget of bytes; past that, FP32 runs again.
+/// The latencies are the first evaluation's, timed beside that INT8.
 pub struct Reference<'m> {
     model: &'m mut dyn LoadedModel,
     /// Answers by the run that produced them: (first sample, samples).
     answers: std::collections::HashMap<(usize, usize), Vec<Tensor>>,
     bytes: usize,
+    budget: usize,
     /// One-sample latencies, from the first evaluation.
     timings: Vec<std::time::Duration>,
 }
 
-/// Bytes of FP32 answers a [`Reference`] keeps.
-const REFERENCE_BUDGET: usize = 256 << 20;
+/// Bytes of FP32 answers a [`Reference`] keeps when more than one
+/// evaluation will read them.
+pub const REFERENCE_BUDGET: usize = 256 << 20;
 
 impl<'m> Reference<'m> {
-    pub fn new(model: &'m mut dyn LoadedModel) -> Reference<'m> {
+    /// `budget`: bytes of answers to keep (0 for a single evaluation, which
+    /// tallies each answer and drops it).
+    pub fn new(model: &'m mut dyn LoadedModel, budget: usize) -> Reference<'m> {
         Reference {
             model,
             answers: Default::default(),
             bytes: 0,
+            budget,
             timings: Vec::new(),
         }
     }
@@ -345,7 +351,7 @@ impl<'m> Reference<'m> {
         let answer = self.model.run(inputs)?;
         let took = started.elapsed();
         let size: usize = answer.iter().map(|t| t.data.len()).sum();
-        if self.bytes + size <= REFERENCE_BUDGET {
+        if self.bytes + size <= self.budget {
             self.bytes += size;
             self.answers.insert(key, answer.clone());
         }

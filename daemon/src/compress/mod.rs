@@ -6,7 +6,9 @@
 //! ranges into quantization parameters (`params`), rewrite the graph into QDQ
 //! form (`qdq`), then evaluate FP32 against INT8 on validation samples
 //! (`gate`). Blocking throughout: runtime calls happen on the caller's
-//! (blocking) thread. This module never touches the store.
+//! (blocking) thread, or on scoped threads it waits for (the gate and the
+//! upgrade check run FP32 and INT8 side by side). This module never
+//! touches the store.
 
 pub mod calibrate;
 pub mod data;
@@ -502,7 +504,8 @@ pub fn quantize_dynamic(
             let load = gate_load_options();
             let mut fp32 = backend.load(model, &load)?;
             let mut int8 = backend.load(&bytes, &load)?;
-            let e = gate::evaluate(&mut gate::Reference::new(&mut *fp32), &mut *int8, val, gate_spec)?;
+            // One evaluation: nothing to keep FP32's answers for.
+            let e = gate::evaluate(&mut gate::Reference::new(&mut *fp32, 0), &mut *int8, val, gate_spec)?;
             Some(gate_verdict(e)?)
         }
         None => None,
@@ -568,7 +571,13 @@ pub fn quantize_static(
             let load = gate_load_options();
             let mut fp32 = backend.load(model, &load)?;
             // FP32's answers are computed once for all the evaluations.
-            let mut reference = gate::Reference::new(&mut *fp32);
+            let mut reference = gate::Reference::new(
+                &mut *fp32,
+                match options.fallback_evaluations > 1 {
+                    true => gate::REFERENCE_BUDGET,
+                    false => 0,
+                },
+            );
             let mut evaluate = |candidate: &ModelProto| -> Result<Evaluation, CompressError> {
                 evaluations.set(evaluations.get() + 1);
                 let mut int8 = backend.load(&candidate.encode_to_vec(), &load)?;
@@ -589,12 +598,8 @@ pub fn quantize_static(
                 // two layers costs two or three evaluations; one that needs
                 // fifty costs about a dozen, not fifty.
                 let ranked: Vec<String> = ranked.into_iter().map(|(node, _)| node).collect();
-                let (mut failed, mut passed) = (0usize, None::<usize>);
-                let mut count = 1usize.min(ranked.len());
-                while count > failed
-                    && passed.is_none_or(|p| count < p)
-                    && evaluations.get() < options.fallback_evaluations
-                {
+                let budget_left = || evaluations.get() < options.fallback_evaluations;
+                fewest_passing(ranked.len(), budget_left, |count| {
                     let candidate_keep: HashSet<String> = ranked[..count].iter().cloned().collect();
                     let (candidate, candidate_summary) = rewrite(&candidate_keep)?;
                     let e = evaluate(&candidate)?;
@@ -611,17 +616,8 @@ pub fn quantize_static(
                     if passes || (!best.passes() && e.standing() > best.standing()) {
                         (quantized, summary, best, keep) = (candidate, candidate_summary, e, candidate_keep);
                     }
-                    if passes {
-                        passed = Some(count);
-                    } else {
-                        failed = count;
-                    }
-                    count = match passed {
-                        None if count == ranked.len() => break,
-                        None => (count * 2).min(ranked.len()),
-                        Some(p) => failed + (p - failed) / 2,
-                    };
-                }
+                    Ok::<bool, CompressError>(passes)
+                })?;
             }
             tracing::info!(
                 evaluations = evaluations.get(),
@@ -664,6 +660,35 @@ pub fn quantize_static(
         },
         model: bytes,
     })
+}
+
+/// The fallback's search over `n` ranked nodes: `try_count(k)` evaluates
+/// the first `k` in FP32 and says whether that passes. Tries 1, 2, 4, …
+/// until one passes (or all `n` fail), then halves the gap between the
+/// largest count that failed and the smallest that passed; stops when they
+/// meet or `budget_left` says no. Assumes more FP32 never hurts, which is
+/// near enough to find a small count; the caller keeps whichever passing
+/// candidate was smallest.
+fn fewest_passing<E>(
+    n: usize,
+    budget_left: impl Fn() -> bool,
+    mut try_count: impl FnMut(usize) -> Result<bool, E>,
+) -> Result<(), E> {
+    let (mut failed, mut passed) = (0usize, None::<usize>);
+    let mut count = 1usize.min(n);
+    while count > failed && passed.is_none_or(|p| count < p) && budget_left() {
+        if try_count(count)? {
+            passed = Some(count);
+        } else {
+            failed = count;
+        }
+        count = match passed {
+            None if count == n => break,
+            None => (count * 2).min(n),
+            Some(p) => failed + (p - failed) / 2,
+        };
+    }
+    Ok(())
 }
 
 /// The nodes of `int8` the fallback may return to FP32, by name: each that
@@ -746,4 +771,44 @@ fn layer_precisions(model: &ModelProto, int8: &[String], shapes: &HashMap<String
             macs: qdq::macs(g, n, shapes),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::fewest_passing;
+
+    /// The counts tried for a model that needs `need` of `n` nodes in FP32,
+    /// with `budget` evaluations.
+    fn tried(n: usize, need: usize, budget: usize) -> Vec<usize> {
+        let tried = std::cell::RefCell::new(Vec::new());
+        fewest_passing::<()>(
+            n,
+            || tried.borrow().len() < budget,
+            |k| {
+                tried.borrow_mut().push(k);
+                Ok(k >= need)
+            },
+        )
+        .unwrap();
+        tried.into_inner()
+    }
+
+    #[test]
+    fn the_search_doubles_then_halves_to_the_fewest_that_pass() {
+        assert_eq!(tried(100, 1, 16), [1]);
+        assert_eq!(tried(100, 3, 16), [1, 2, 4, 3]);
+        assert_eq!(tried(100, 7, 16), [1, 2, 4, 8, 6, 7]);
+        // All of them: the last doubling is capped at n.
+        assert_eq!(
+            tried(100, 100, 16),
+            [1, 2, 4, 8, 16, 32, 64, 100, 82, 91, 95, 97, 98, 99]
+        );
+        // Nothing passes: stops after trying all n.
+        assert_eq!(tried(10, 11, 16), [1, 2, 4, 8, 10]);
+        // The budget ends it in either phase.
+        assert_eq!(tried(100, 100, 3), [1, 2, 4]);
+        assert_eq!(tried(100, 7, 5), [1, 2, 4, 8, 6]);
+        // Nothing to search.
+        assert!(tried(0, 1, 16).is_empty());
+    }
 }

@@ -78,8 +78,12 @@ impl StageRunner<'_, '_> {
             // request can take its place.
             let rows = config.monitoring.drift_baseline_rows.min(samples.len());
             let timeout = config.deployment.health_check_timeout;
+            // A recurrent model's baseline carries its state, as the
+            // streams it will serve do.
+            let mut stepper = crate::compress::Stepper::new(&samples);
             for i in 0..rows {
-                if let Ok(outcome) = entry.pool.run_blocking(samples.sample(i), timeout) {
+                if let Ok(outcome) = entry.pool.run_blocking(stepper.inputs(i), timeout) {
+                    stepper.keep(&outcome.outputs);
                     entry.drift.observe(&outcome.outputs);
                 }
             }

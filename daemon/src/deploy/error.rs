@@ -77,7 +77,7 @@ pub enum DeployError {
     NeedsValidation(String),
     #[error(
         "{0}: it is FP32 in practice, so it needs --allow-fp32 like any FP32 deploy (audited), or a method that \
-         quantizes its weights (--method dynamic reaches only MatMul)"
+         quantizes its weights (--method dynamic reaches only MatMul; none reaches weights inside control flow)"
     )]
     MostlyFp32(crate::compress::MostlyFp32),
     #[error(
