@@ -897,3 +897,45 @@ fn dsmild_quantize_writes_nothing_when_the_result_is_fp32_in_practice() {
     assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
     assert!(out.exists());
 }
+
+/// Gated on its own calibration data, the gate takes FP32's answers from
+/// the calibration runs instead of running FP32 again: the verdict must be
+/// the one the same data gives when read as separate validation samples
+/// (FP32 run fresh), figure for figure.
+#[test]
+fn the_gate_on_calibration_data_reuses_its_answers_and_judges_the_same() {
+    let model = sample_bytes();
+    let sig = signature(&model);
+    let path = std::path::Path::new(SAMPLE_TEST_SET);
+    let calibration = Samples::read(path, &sig, 200).unwrap();
+    let same_file = Samples::read(path, &sig, 200).unwrap();
+    let reused = compress::quantize_static(
+        runtime(),
+        &model,
+        &calibration,
+        Some(&calibration),
+        &options(Method::MinMax),
+    )
+    .unwrap()
+    .report;
+    let fresh = compress::quantize_static(
+        runtime(),
+        &model,
+        &calibration,
+        Some(&same_file),
+        &options(Method::MinMax),
+    )
+    .unwrap()
+    .report;
+    let (a, b) = (reused.evaluation.unwrap(), fresh.evaluation.unwrap());
+    assert_eq!((a.metric.as_str(), a.samples), (b.metric.as_str(), b.samples));
+    assert!(
+        (a.int8 - b.int8).abs() < 1e-9 && (a.fp32 - b.fp32).abs() < 1e-9,
+        "{a:?} vs {b:?}"
+    );
+    assert!((a.mean_cosine - b.mean_cosine).abs() < 1e-4, "{a:?} vs {b:?}");
+    assert!(
+        a.fp32_p50_ms > 0.0 && a.int8_p50_ms > 0.0,
+        "latencies still measured: {a:?}"
+    );
+}

@@ -220,6 +220,10 @@ pub struct Quantized {
 pub struct Calibration {
     pub ranges: HashMap<String, Range>,
     pub shapes: HashMap<String, Vec<i64>>,
+    /// The model's own outputs for each sample, when asked for and within
+    /// the gate's budget: FP32's answers when the gate judges on the
+    /// calibration data.
+    pub answers: Option<Vec<Vec<crate::backend::Tensor>>>,
 }
 
 /// Whether `signature` (of a model augmented with extra outputs) takes
@@ -255,6 +259,7 @@ pub fn calibrate(
     model: &ModelProto,
     samples: &Samples,
     method: Method,
+    keep_answers: bool,
 ) -> Result<Calibration, CompressError> {
     let graph = model.graph.as_ref().ok_or(CompressError::NoGraph)?;
     let candidates = qdq::activation_candidates(graph);
@@ -280,19 +285,34 @@ pub fn calibrate(
     let mut minmax: HashMap<String, MinMax> = HashMap::new();
     let mut shapes = HashMap::new();
     let mut stepper = Stepper::new(samples);
+    let mut answers = keep_answers.then(|| gate::Answers::new(graph, gate::REFERENCE_BUDGET));
     let first = stepper.inputs(0);
     runner.run_visit(&first, &mut |t| {
         stepper.keep_view(t);
+        if let Some(a) = answers.as_mut() {
+            a.see(t);
+        }
         if t.dtype == DataType::F32 && wanted.contains(t.name) {
             minmax.entry(t.name.to_owned()).or_default().update(t.data);
             shapes.insert(t.name.to_owned(), t.shape.to_vec());
         }
     })?;
-    visit_samples(runner.as_mut(), samples, 1, batched, &mut stepper, &mut |t| {
-        if let Some(m) = minmax.get_mut(t.name) {
-            m.update(t.data);
-        }
-    })?;
+    if let Some(a) = answers.as_mut() {
+        a.finish_run(1);
+    }
+    visit_samples(
+        runner.as_mut(),
+        samples,
+        1,
+        batched,
+        &mut stepper,
+        answers.as_mut(),
+        &mut |t| {
+            if let Some(m) = minmax.get_mut(t.name) {
+                m.update(t.data);
+            }
+        },
+    )?;
     let mut histograms: HashMap<String, Histogram> = HashMap::new();
     if method != Method::MinMax {
         for (name, m) in &minmax {
@@ -304,6 +324,7 @@ pub fn calibrate(
             0,
             batched,
             &mut Stepper::new(samples),
+            None,
             &mut |t| {
                 if let Some(h) = histograms.get_mut(t.name) {
                     h.update(t.data);
@@ -319,7 +340,11 @@ pub fn calibrate(
             (name.clone(), calibrate::range(method, m, histogram))
         })
         .collect();
-    Ok(Calibration { ranges, shapes })
+    Ok(Calibration {
+        ranges,
+        shapes,
+        answers: answers.and_then(gate::Answers::into_answers),
+    })
 }
 
 /// Runs `runner` over the samples from `first` on, visiting every output:
@@ -331,6 +356,7 @@ fn visit_samples(
     first: usize,
     batched: bool,
     stepper: &mut Stepper,
+    mut answers: Option<&mut gate::Answers>,
     visit: &mut dyn FnMut(&crate::backend::TensorView),
 ) -> Result<(), CompressError> {
     if samples.is_sequential() {
@@ -338,13 +364,27 @@ fn visit_samples(
             let inputs = stepper.inputs(i);
             runner.run_visit(&inputs, &mut |t| {
                 stepper.keep_view(t);
+                if let Some(a) = answers.as_mut() {
+                    a.see(t);
+                }
                 visit(t);
             })?;
+            if let Some(a) = answers.as_mut() {
+                a.finish_run(1);
+            }
         }
         return Ok(());
     }
-    for (inputs, _) in samples.runs(first, batched, samples.rows_per_run()) {
-        runner.run_visit(&inputs, visit)?;
+    for (inputs, len) in samples.runs(first, batched, samples.rows_per_run()) {
+        runner.run_visit(&inputs, &mut |t| {
+            if let Some(a) = answers.as_mut() {
+                a.see(t);
+            }
+            visit(t);
+        })?;
+        if let Some(a) = answers.as_mut() {
+            a.finish_run(len);
+        }
     }
     Ok(())
 }
@@ -552,7 +592,11 @@ pub fn quantize_static(
 ) -> Result<Quantized, CompressError> {
     let started = std::time::Instant::now();
     let proto = ModelProto::decode(model).map_err(|e| CompressError::Decode(e.to_string()))?;
-    let calibrated = calibrate(backend, &proto, calibration, options.method)?;
+    // Gated on its own calibration data, the gate's FP32 answers are what
+    // calibration computes anyway (the augmented model's own outputs).
+    let gate_on_calibration = validation.is_some_and(|v| std::ptr::eq(v, calibration));
+    let mut calibrated = calibrate(backend, &proto, calibration, options.method, gate_on_calibration)?;
+    let known = calibrated.answers.take();
     tracing::info!(
         samples = calibration.len(),
         method = %options.method.name(),
@@ -571,13 +615,14 @@ pub fn quantize_static(
             let load = gate_load_options();
             let mut fp32 = backend.load(model, &load)?;
             // FP32's answers are computed once for all the evaluations.
-            let mut reference = gate::Reference::new(
-                &mut *fp32,
-                match options.fallback_evaluations > 1 {
-                    true => gate::REFERENCE_BUDGET,
-                    false => 0,
-                },
-            );
+            let budget = match options.fallback_evaluations > 1 {
+                true => gate::REFERENCE_BUDGET,
+                false => 0,
+            };
+            let mut reference = match known {
+                Some(answers) => gate::Reference::with_answers(&mut *fp32, answers, budget),
+                None => gate::Reference::new(&mut *fp32, budget),
+            };
             let mut evaluate = |candidate: &ModelProto| -> Result<Evaluation, CompressError> {
                 evaluations.set(evaluations.get() + 1);
                 let mut int8 = backend.load(&candidate.encode_to_vec(), &load)?;
