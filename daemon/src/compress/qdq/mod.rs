@@ -6,7 +6,8 @@
 //! into integer kernels, and OpenVINO's ONNX frontend reads them as INT8.
 //!
 //! `rewrite` runs, in order: BatchNormalization folding (`batch_norm`),
-//! MatMul + bias into Gemm (`matmul_bias`), Relu/Clip absorption and ranges
+//! MatMul + bias into Gemm (`matmul_bias`), division by a constant into
+//! multiplication by its reciprocal (`div_constant`), Relu/Clip absorption and ranges
 //! shared through data-movement ops (`activations`), then the QDQ rewrite
 //! itself (`rewrite`). `ops` says which ops and tensors take part; `read`
 //! reads attributes and float initializers. Pure graph work on a copy of the
@@ -16,6 +17,7 @@
 
 mod activations;
 mod batch_norm;
+mod div_constant;
 mod matmul_bias;
 mod ops;
 mod read;

@@ -13,6 +13,7 @@ use dsmil_proto::onnx::{ModelProto, NodeProto, TensorProto};
 
 use super::activations::{fuse_activations, shared_ranges};
 use super::batch_norm::fold_batch_norms;
+use super::div_constant::divisions_to_products;
 use super::matmul_bias::fuse_matmul_bias;
 use super::ops::{WEIGHT_OPS, activation_candidates, weight_axis};
 use super::read::{attr_f, float_values};
@@ -95,6 +96,7 @@ pub fn rewrite(
         fused_biases: fuse_matmul_bias(graph, &calibration.shapes, keep_float),
         ..Default::default()
     };
+    divisions_to_products(graph);
 
     let (act_type, zp_bytes): (OnnxType, fn(i32) -> u8) = match kind {
         ActivationType::U8Asymmetric => (OnnxType::Uint8, |z| z as u8),
@@ -231,10 +233,9 @@ pub fn rewrite(
         }
     }
 
-    // Constant operands of Add and Mul (biases after MatMul, scales):
-    // quantized per tensor like an activation, so the runtime can compute on
-    // integers. Div has no integer kernel: its constant stays float, as
-    // ONNX Runtime's quantizer leaves it, which saves a dequantize per call.
+    // Constant operands of Add and Mul (biases after MatMul, scales, and
+    // divisors turned into reciprocals by `div_constant`): quantized per
+    // tensor like an activation, so the runtime can compute on integers.
     let mut done_operands: HashMap<String, String> = HashMap::new();
     for (ni, n) in graph.node.iter().enumerate() {
         let quantized_peer = n.input.iter().any(|i| act_set.contains(i.as_str()));
