@@ -184,11 +184,7 @@ impl Column {
 impl Samples {
     /// Reads `path`, keeping at most `limit` samples.
     pub fn read(path: &Path, signature: &Signature, limit: usize) -> Result<Samples, CompressError> {
-        let file = std::fs::File::open(path).map_err(|e| CompressError::Data {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        Samples::from_reader(file, &path.display().to_string(), signature, limit)
+        Samples::read_with_state(path, signature, limit, &[])
     }
 
     /// Reads an .npz from `reader`; `source` names it in errors (a path, or
@@ -434,56 +430,50 @@ fn links(signature: &Signature, state: &[StateLink]) -> Result<Vec<(usize, Strin
     }
     let names =
         |specs: &[crate::backend::TensorSpec]| specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    let refuse = |link: &StateLink, why: String| format!("--state {}={}: {why}", link.input, link.output);
     if let Some((i, link)) = state
         .iter()
         .enumerate()
         .find(|(i, l)| state[..*i].iter().any(|m| m.input == l.input))
     {
-        return Err(format!(
-            "--state {}={}: input {:?} is linked twice (link {})",
-            link.input,
-            link.output,
-            link.input,
-            i + 1
+        return Err(refuse(
+            link,
+            format!("input {:?} is linked twice (link {})", link.input, i + 1),
         ));
     }
     state
         .iter()
         .map(|link| {
             let Some(index) = signature.inputs.iter().position(|s| s.name == link.input) else {
-                return Err(format!(
-                    "--state {}={}: the model has no input {:?} (its inputs: {})",
-                    link.input,
-                    link.output,
+                let why = format!(
+                    "the model has no input {:?} (its inputs: {})",
                     link.input,
                     names(&signature.inputs)
-                ));
+                );
+                return Err(refuse(link, why));
             };
             let Some(output) = signature.outputs.iter().find(|s| s.name == link.output) else {
-                return Err(format!(
-                    "--state {}={}: the model has no output {:?} (its outputs: {})",
-                    link.input,
-                    link.output,
+                let why = format!(
+                    "the model has no output {:?} (its outputs: {})",
                     link.output,
                     names(&signature.outputs)
-                ));
+                );
+                return Err(refuse(link, why));
             };
             let input = &signature.inputs[index];
             if input.dtype != output.dtype {
-                return Err(format!(
-                    "--state {}={}: the input is {} but the output is {}",
-                    link.input, link.output, input.dtype, output.dtype
+                return Err(refuse(
+                    link,
+                    format!("the input is {} but the output is {}", input.dtype, output.dtype),
                 ));
             }
             // Where the output's shape is fixed, the input must take it.
             if output.shape.iter().all(|&d| d >= 0) && !input.accepts_shape(&output.shape) {
-                return Err(format!(
-                    "--state {}={}: the output is {} but the input is {}",
-                    link.input,
-                    link.output,
+                let (o, i) = (
                     crate::backend::format_shape(&output.shape),
-                    crate::backend::format_shape(&input.shape)
-                ));
+                    crate::backend::format_shape(&input.shape),
+                );
+                return Err(refuse(link, format!("the output is {o} but the input is {i}")));
             }
             Ok((index, link.output.clone()))
         })

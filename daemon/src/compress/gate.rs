@@ -450,6 +450,22 @@ impl<'m> Reference<'m> {
     }
 }
 
+/// Runs `a` on a scoped thread and `b` on this one, side by side (two
+/// models, each loaded with half the CPUs), and returns both results; `a`
+/// panicking is an error naming `what`.
+pub(super) fn side_by_side<A: Send, B>(
+    what: &str,
+    a: impl FnOnce() -> Result<A, BackendError> + Send,
+    b: impl FnOnce() -> Result<B, BackendError>,
+) -> Result<(A, B), CompressError> {
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(a);
+        (a.join(), b())
+    });
+    let a = a.map_err(|_| CompressError::Backend(BackendError::Panicked(what.into())))??;
+    Ok((a, b?))
+}
+
 pub fn evaluate(
     fp32: &mut Reference,
     int8: &mut dyn LoadedModel,
@@ -516,19 +532,18 @@ pub fn evaluate(
         let (in_a, in_b) = (step_a.inputs(i), step_b.inputs(i));
         // Each on its own half of the CPUs, as they were loaded: timed
         // side by side, each run is its model's latency with those threads.
-        let (out_a, out_b) = std::thread::scope(|s| {
-            let a = s.spawn(|| fp32.run((i, 1), &in_a, !timed_before));
-            let started = std::time::Instant::now();
-            let b = int8.run(&in_b).map(|out| (out, started.elapsed()));
-            (a.join(), b)
-        });
-        let (out_a, took) =
-            out_a.map_err(|_| CompressError::Backend(BackendError::Panicked("FP32 run in the gate".into())))??;
-        if let (Some(took), false) = (took, timed_before) {
+        let ((out_a, took_a), (out_b, took_b)) = side_by_side(
+            "FP32 run in the gate",
+            || fp32.run((i, 1), &in_a, !timed_before),
+            || {
+                let started = std::time::Instant::now();
+                int8.run(&in_b).map(|out| (out, started.elapsed()))
+            },
+        )?;
+        if let (Some(took), false) = (took_a, timed_before) {
             fp32.timings.push(took);
         }
-        let (out_b, took) = out_b?;
-        t_int8.push(took);
+        t_int8.push(took_b);
         per_sample_rows &= out_a.iter().chain(&out_b).all(|t| t.shape.first() == Some(&1));
         step_a.keep(&out_a);
         step_b.keep(&out_b);
@@ -550,14 +565,11 @@ pub fn evaluate(
         };
         // The two models are independent: each runs on its own thread, so
         // the gate takes about the slower one's time, not the sum.
-        let (out_a, out_b) = std::thread::scope(|s| {
-            let a = s.spawn(|| fp32.run((next, len), &in_a, false));
-            let b = int8.run(&in_b);
-            (a.join(), b)
-        });
-        let (out_a, _) =
-            out_a.map_err(|_| CompressError::Backend(BackendError::Panicked("FP32 run in the gate".into())))??;
-        let out_b = out_b?;
+        let ((out_a, _), out_b) = side_by_side(
+            "FP32 run in the gate",
+            || fp32.run((next, len), &in_a, false),
+            || int8.run(&in_b),
+        )?;
         if len == 1 {
             step_a.keep(&out_a);
             step_b.keep(&out_b);

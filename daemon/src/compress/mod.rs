@@ -467,14 +467,8 @@ pub fn upgrade_checked(
                 // Side by side, as in the gate: the check is on the way to
                 // every older model's quantization.
                 let (in_a, in_b) = (a.inputs(i), b.inputs(i));
-                let (want, got) = std::thread::scope(|s| {
-                    let want = s.spawn(|| original.run(&in_a));
-                    let got = upgraded.run(&in_b);
-                    (want.join(), got)
-                });
-                let want =
-                    want.map_err(|_| CompressError::Backend(BackendError::Panicked("the upgrade check".into())))??;
-                let got = got?;
+                let (want, got) =
+                    gate::side_by_side("the upgrade check", || original.run(&in_a), || upgraded.run(&in_b))?;
                 a.keep(&want);
                 b.keep(&got);
                 for (w, g) in want.iter().zip(&got) {
