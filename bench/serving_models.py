@@ -72,3 +72,27 @@ def write_models(out: Path, python: str, names=tuple(MODELS)) -> None:
         subprocess.run([python, ROOT / "bench" / "gen_convnet.py", out / "convnet.onnx"], check=True)
     if "ocr_cls" in names:
         ocr_cls(out / "ocr_cls.onnx")
+
+
+def free_port() -> int:
+    """A TCP port the OS has free on 127.0.0.1 (for a launcher's server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launcher_args():
+    """The command line both server launchers (transport_triton.py,
+    transport_mlserver.py) take: MODEL_DIR PORT_FILE and the serving knobs
+    bench/transport.py sets alike for each server."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir", type=Path)
+    ap.add_argument("port_file", type=Path)
+    ap.add_argument("--instances", type=int, default=1)
+    ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--queue-delay-us", type=int, default=0)
+    return ap.parse_args()

@@ -21,11 +21,9 @@ batching off at 0). --instances is MLServer's `parallel_workers` (default
 1: inference in one worker process, the gRPC server in the main one).
 """
 
-import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,7 @@ from mlserver.types import InferenceRequest, InferenceResponse
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from serving_models import MODELS  # noqa: E402
+from serving_models import MODELS, free_port, launcher_args  # noqa: E402
 
 
 class OnnxModel(MLModel):
@@ -65,20 +63,8 @@ class OnnxModel(MLModel):
                                  outputs=[NumpyCodec.encode_output(name=self._output, payload=y)])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model_dir", type=Path)
-    ap.add_argument("port_file", type=Path)
-    ap.add_argument("--instances", type=int, default=1)
-    ap.add_argument("--max-batch", type=int, default=64)
-    ap.add_argument("--queue-delay-us", type=int, default=0)
-    args = ap.parse_args()
+    args = launcher_args()
     repo = Path(tempfile.mkdtemp(prefix="dsmil-mlserver-"))
     grpc_port, http_port = free_port(), free_port()
     (repo / "settings.json").write_text(json.dumps({

@@ -16,10 +16,8 @@ model instances per model, each with its own ONNX Runtime session.
 PYTHON needs nvidia-pytriton, onnxruntime and numpy; it stops on SIGTERM.
 """
 
-import argparse
 import os
 import signal
-import socket
 import sys
 import sysconfig
 import threading
@@ -32,13 +30,7 @@ from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving_models import MODELS  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from serving_models import MODELS, free_port, launcher_args  # noqa: E402
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -71,13 +63,7 @@ def batched_fn(path: Path, input_name: str, output_name: str):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model_dir", type=Path)
-    ap.add_argument("port_file", type=Path)
-    ap.add_argument("--instances", type=int, default=1)
-    ap.add_argument("--max-batch", type=int, default=64)
-    ap.add_argument("--queue-delay-us", type=int, default=0)
-    args = ap.parse_args()
+    args = launcher_args()
     # Triton's Python-backend stub links libpython dynamically: make it find
     # this interpreter's, not an older system one with a different stdlib.
     libdir = sysconfig.get_config_var("LIBDIR")
