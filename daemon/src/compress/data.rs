@@ -225,7 +225,8 @@ impl Samples {
             path: source.to_owned(),
             detail,
         };
-        let links = links(signature, state).map_err(err)?;
+        // A bad link is the flag's problem, not the data file's.
+        let links = links(signature, state).map_err(CompressError::InvalidOption)?;
         let mut npz = Npz::open(reader).map_err(|e| err(format!("not an .npz file: {e}")))?;
         let names = npz.names();
         let mut inputs = Vec::new();
