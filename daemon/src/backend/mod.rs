@@ -17,7 +17,7 @@ pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
 pub use openvino::{OpenVino, OpenVinoBackend, OpenVinoDevice, locate_openvino};
 pub use pool::{Batching, Pool, PoolError, RunOutcome, split_rows};
 pub use runtimes::{RuntimeStatus, Runtimes};
-pub use tensor::{DataType, RequestLimits, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape};
+pub use tensor::{DataType, RequestLimits, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape, mean_f32};
 
 use crate::topology::Target;
 

@@ -284,6 +284,29 @@ pub fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + Clone + '_ {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
 }
 
+/// The mean of little-endian f32 `bytes` (0 when empty), summed in eight
+/// independent lanes: a single running sum is one long chain of dependent
+/// additions the compiler may not reorder, which made the drift tracker's
+/// row mean of an image-sized output cost ~0.1 ms per request. Eight lanes
+/// vectorise, and their rounding differs from the serial sum's only in the
+/// last bits.
+pub fn mean_f32(bytes: &[u8]) -> f32 {
+    const LANES: usize = 8;
+    let mut lanes = [0f32; LANES];
+    let mut blocks = bytes.chunks_exact(4 * LANES);
+    for block in &mut blocks {
+        for (lane, c) in lanes.iter_mut().zip(block.chunks_exact(4)) {
+            *lane += f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+    }
+    let tail: f32 = f32s(blocks.remainder()).sum();
+    let count = bytes.len() / 4;
+    if count == 0 {
+        return 0.0;
+    }
+    (lanes.iter().sum::<f32>() + tail) / count as f32
+}
+
 /// The index and value of the largest value (the first, on ties): a
 /// classifier row's top-1.
 pub fn argmax(values: impl Iterator<Item = f32>) -> (usize, f32) {
@@ -291,4 +314,25 @@ pub fn argmax(values: impl Iterator<Item = f32>) -> (usize, f32) {
         (0, f32::NEG_INFINITY),
         |best, (i, v)| if v > best.1 { (i, v) } else { best },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn mean_in_lanes_matches_the_serial_mean() {
+        // Lengths around the lane block (8 floats), with a remainder.
+        for n in [0usize, 1, 7, 8, 9, 31, 1000, 150_528] {
+            let values: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+            let serial = if n == 0 { 0.0 } else { values.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64 };
+            let lanes = f64::from(mean_f32(&bytes(&values)));
+            assert!((lanes - serial).abs() <= 1e-4 * serial.abs().max(1.0), "n={n}: {lanes} vs {serial}");
+        }
+        assert_eq!(mean_f32(&bytes(&[2.0, 4.0])), 3.0);
+    }
 }

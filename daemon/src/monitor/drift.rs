@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::backend::{DataType, Tensor, argmax, f32s};
+use crate::backend::{DataType, Tensor, argmax, f32s, mean_f32};
 
 /// The most float outputs a non-classifier's drift watches.
 const MAX_OUTPUTS: usize = 8;
@@ -130,7 +130,7 @@ impl DriftTracker {
     /// Takes an answer's rows: a classifier's first FP32 output ([rows,
     /// classes]), or the row means of its first `MAX_OUTPUTS` FP32 outputs.
     /// On the inference path: reads the output bytes in place, allocates
-    /// nothing but the rows it keeps.
+    /// nothing but the rows it keeps, and holds the lock only to store them.
     pub fn observe(&self, outputs: &[Tensor]) {
         let floats = || outputs.iter().filter(|t| t.dtype == DataType::F32).take(MAX_OUTPUTS);
         let Some(first) = floats().next() else {
@@ -144,24 +144,29 @@ impl DriftTracker {
             let width = t.data.len() / rows;
             &t.data[r * width..(r + 1) * width]
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.classifier.get_or_insert(classifier);
-        for r in 0..rows {
-            let row = if classifier {
-                summarize_class(row_bytes(first, rows_of(first), r))
-            } else {
+        // The rows are summarised before the lock is taken: an image-sized
+        // output's means take long enough that holding the lock through them
+        // would serialise concurrent answers.
+        let summaries: Vec<Row> = (0..rows)
+            .map(|r| {
+                if classifier {
+                    return summarize_class(row_bytes(first, rows_of(first), r));
+                }
                 let mut row = Row {
                     values: [f32::NAN; MAX_OUTPUTS],
                     outputs: 0,
                     confidence: None,
                 };
                 for (k, t) in floats().enumerate() {
-                    let bytes = row_bytes(t, rows_of(t), r);
-                    row.values[k] = f32s(bytes).sum::<f32>() / (bytes.len() / 4).max(1) as f32;
+                    row.values[k] = mean_f32(row_bytes(t, rows_of(t), r));
                     row.outputs = k as u8 + 1;
                 }
                 row
-            };
+            })
+            .collect();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.classifier.get_or_insert(classifier);
+        for row in summaries {
             if inner.baseline.len() < self.baseline_rows {
                 inner.baseline.push(row);
             } else {
