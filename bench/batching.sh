@@ -3,8 +3,8 @@
 # (daemon/examples/loadgen.rs, perf_analyzer's concurrency mode) over TCP:
 # a release dsmild with its defaults (host-sized instances and threads), one
 # model at a time, FP32, deployed with --batching on / off, at the given
-# concurrency levels. Models (bench/gen_mlp.py): `mlp` 64 wide × 3 layers
-# (compute-light: the transport dominates) and `wide` 2048 × 4 (64 MB of
+# concurrency levels. Models (bench/gen_mlp.py): `mlp` 64→256→256→10, the
+# issue's MLP (compute-light: the transport dominates) and `wide` 2048 × 4 (64 MB of
 # weights: each batch-1 run streams them all from memory, so a batch of N
 # reads them once for N requests). Not a test: compare the rows of one run.
 #
@@ -18,7 +18,7 @@ bash scripts/fetch-runtimes.sh >/dev/null
 cargo build --release --locked --bins --example loadgen -q
 work=$(mktemp -d)
 trap 'kill $(cat "$work/run/dsmild.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-.venv/bin/python bench/gen_mlp.py "$work/mlp.onnx" 64 3
+.venv/bin/python bench/gen_mlp.py "$work/mlp.onnx" 64,256,256,10
 .venv/bin/python bench/gen_mlp.py "$work/wide.onnx" 2048 4
 port=18431
 echo "| model | batching | c | infer/s | p50 ms | p99 ms |"

@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = {
-    # bench/gen_mlp.py 64 3: 64→64, three MatMul+Relu layers; a 256-byte request.
+    # bench/gen_mlp.py 64,256,256,10: the issue's MLP, 64→256→256→10 (MatMul+Relu
+    # layers); a 256-byte request, a 40-byte answer.
     "mlp": ("x", "y", (1, 64), True),
     # bench/gen_convnet.py: four 3×3 convs on 1×3×224×224; 602,112 bytes in and out.
     "convnet": ("image", "out", (1, 3, 224, 224), False),
@@ -67,7 +68,7 @@ def ocr_cls(dest: Path) -> None:
 def write_models(out: Path, python: str, names=tuple(MODELS)) -> None:
     """The ONNX files, into `out`; `python` needs onnx (the generators)."""
     if "mlp" in names:
-        subprocess.run([python, ROOT / "bench" / "gen_mlp.py", out / "mlp.onnx", "64", "3"], check=True)
+        subprocess.run([python, ROOT / "bench" / "gen_mlp.py", out / "mlp.onnx", "64,256,256,10"], check=True)
     if "convnet" in names:
         subprocess.run([python, ROOT / "bench" / "gen_convnet.py", out / "convnet.onnx"], check=True)
     if "ocr_cls" in names:

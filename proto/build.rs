@@ -22,6 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // dsmilctl prints control responses as JSON for scripts.
         .type_attribute(".dsmil.v1", "#[derive(serde::Serialize)]")
+        // A tensor's raw bytes decode as slices of the received message and
+        // encode from the answer's own buffer: no copy of an image-sized
+        // tensor into a fresh Vec on either side.
+        .bytes(".inference.ModelInferRequest.raw_input_contents")
+        .bytes(".inference.ModelInferResponse.raw_output_contents")
         .compile_protos(&protos, &["."])?;
     Ok(())
 }

@@ -88,7 +88,7 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
                 shape,
                 ..Default::default()
             });
-            request.raw_input_contents.push(raw);
+            request.raw_input_contents.push(raw.into());
         }
         let part = clients.inference.model_infer(request).await?.into_inner();
         response = Some(match response {
@@ -101,7 +101,10 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
                     if let (Some(raw), Some(more)) =
                         (joined.raw_output_contents.get_mut(i), part.raw_output_contents.get(i))
                     {
-                        raw.extend_from_slice(more);
+                        let mut whole = Vec::with_capacity(raw.len() + more.len());
+                        whole.extend_from_slice(raw);
+                        whole.extend_from_slice(more);
+                        *raw = whole.into();
                     }
                 }
                 joined

@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|spec| {
             let shape = spec.concrete_shape(1);
             let mut t = Tensor::synthetic(spec, shape);
-            t.data.iter_mut().for_each(|b| *b = 0);
+            t.data = vec![0; t.data.len()].into();
             t
         })
         .collect();

@@ -29,7 +29,7 @@ async fn metrics_count_requests_by_code_and_pass_promtool() {
             shape: vec![rows, 64],
             ..Default::default()
         }],
-        raw_input_contents: vec![f32_bytes(&vec![2.0; values])],
+        raw_input_contents: vec![f32_bytes(&vec![2.0; values]).into()],
         ..Default::default()
     };
     for _ in 0..7 {

@@ -180,7 +180,7 @@ async fn kserve_v2_rest_answers_what_grpc_answers() {
                 shape: vec![2, 64],
                 ..Default::default()
             }],
-            raw_input_contents: vec![f32_bytes(&flat)],
+            raw_input_contents: vec![f32_bytes(&flat).into()],
             ..Default::default()
         })
         .await

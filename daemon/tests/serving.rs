@@ -26,7 +26,7 @@ fn raw_request(model: &str, version: &str, pixels: &[f32], rows: usize) -> pb::M
             shape: vec![rows as i64, 64],
             ..Default::default()
         }],
-        raw_input_contents: vec![f32_bytes(pixels)],
+        raw_input_contents: vec![f32_bytes(pixels).into()],
         ..Default::default()
     }
 }
@@ -84,7 +84,7 @@ async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
         name: "pixels".into(),
         dtype: DataType::F32,
         shape: vec![rows as i64, 64],
-        data: f32_bytes(&flat),
+        data: f32_bytes(&flat).into(),
     };
     let expected = local.run(&[input]).unwrap();
     assert_eq!(

@@ -68,7 +68,7 @@ async fn model_zoo_exports_deploy_serve_and_refuse_lying_shapes() {
                 shape,
                 ..Default::default()
             }],
-            raw_input_contents: vec![f32_bytes(&vec![0.5; count as usize])],
+            raw_input_contents: vec![f32_bytes(&vec![0.5; count as usize]).into()],
             ..Default::default()
         };
         let answer = daemon

@@ -130,7 +130,7 @@ impl Daemon {
                     shape: vec![1, 64],
                     ..Default::default()
                 }],
-                raw_input_contents: vec![vec![0u8; 64 * 4]],
+                raw_input_contents: vec![vec![0u8; 64 * 4].into()],
                 ..Default::default()
             };
             let mut times = Vec::with_capacity(n);

@@ -195,7 +195,7 @@ pub fn answer(signature: &Signature, inputs: &[Tensor]) -> Vec<Tensor> {
                 name: spec.name.clone(),
                 dtype: spec.dtype,
                 shape,
-                data,
+                data: data.into(),
             }
         })
         .collect()
@@ -227,9 +227,11 @@ fn poison(tensor: &mut Tensor) {
         DataType::F64 => f64::NAN.to_le_bytes().to_vec(),
         _ => return,
     };
-    for element in tensor.data.chunks_exact_mut(nan.len()) {
+    let mut data = tensor.data.to_vec();
+    for element in data.chunks_exact_mut(nan.len()) {
         element.copy_from_slice(&nan);
     }
+    tensor.data = data.into();
 }
 
 /// The signature an ONNX graph declares: its inputs that are not

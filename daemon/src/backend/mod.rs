@@ -17,7 +17,9 @@ pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
 pub use openvino::{OpenVino, OpenVinoBackend, OpenVinoDevice, locate_openvino};
 pub use pool::{Batching, Pool, PoolError, RunOutcome, split_rows};
 pub use runtimes::{RuntimeStatus, Runtimes};
-pub use tensor::{DataType, RequestLimits, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape, mean_f32};
+pub use tensor::{
+    DataType, RequestLimits, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape, mean_f32,
+};
 
 use crate::topology::Target;
 
@@ -116,7 +118,7 @@ fn owned_outputs(model: &mut dyn LoadedModel, inputs: &[Tensor]) -> Result<Vec<T
             name: t.name.to_owned(),
             dtype: t.dtype,
             shape: t.shape.to_vec(),
-            data: t.data.to_vec(),
+            data: bytes::Bytes::copy_from_slice(t.data),
         })
     })?;
     Ok(result)

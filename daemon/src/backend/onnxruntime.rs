@@ -269,11 +269,77 @@ impl LoadedModel for OrtModel {
         &self.signature
     }
 
+    /// The outputs in ONNX Runtime's own buffers, each kept alive by the
+    /// `Bytes` that shares it: an answer is encoded straight from the
+    /// runtime's memory, with no copy on the way.
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
-        super::owned_outputs(self, inputs)
+        self.run_outputs(inputs)?
+            .into_iter()
+            .map(|out| {
+                Ok(Tensor {
+                    name: out.name,
+                    dtype: out.dtype,
+                    shape: out.shape,
+                    data: match out.len {
+                        0 => bytes::Bytes::new(),
+                        len => bytes::Bytes::from_owner(RuntimeBytes { value: out.value, len }),
+                    },
+                })
+            })
+            .collect()
     }
 
     fn run_visit(&mut self, inputs: &[Tensor], visit: &mut dyn FnMut(&TensorView)) -> Result<(), BackendError> {
+        for out in self.run_outputs(inputs)? {
+            let data: &[u8] = if out.len == 0 {
+                &[]
+            } else {
+                // SAFETY: as in `RuntimeBytes::as_ref`: ONNX Runtime owns a
+                // contiguous buffer of `len` bytes for this tensor, alive
+                // while `out.value` is.
+                unsafe { std::slice::from_raw_parts(out.value.data_ptr().cast::<u8>(), out.len) }
+            };
+            visit(&TensorView {
+                name: &out.name,
+                dtype: out.dtype,
+                shape: &out.shape,
+                data,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One output of a run, still in ONNX Runtime's memory.
+struct RuntimeOutput {
+    name: String,
+    dtype: DataType,
+    shape: Vec<i64>,
+    /// The byte length of its elements, checked against its shape.
+    len: usize,
+    value: DynTensor,
+}
+
+/// An output's bytes, owned by ONNX Runtime's value: the `Bytes` of a
+/// served answer releases the value when the answer has been sent.
+struct RuntimeBytes {
+    value: DynTensor,
+    len: usize,
+}
+
+impl AsRef<[u8]> for RuntimeBytes {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `len` is the byte length of the tensor's elements
+        // (Tensor::byte_len of its type and shape, non-zero), which ONNX
+        // Runtime holds in one contiguous buffer for as long as the value
+        // lives; the value is owned here and never written again.
+        unsafe { std::slice::from_raw_parts(self.value.data_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl OrtModel {
+    /// Runs the model; the outputs in the signature's order.
+    fn run_outputs(&mut self, inputs: &[Tensor]) -> Result<Vec<RuntimeOutput>, BackendError> {
         let run_err = |e: ort::Error| BackendError::Run(e.to_string());
         let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for input in inputs {
@@ -312,6 +378,7 @@ impl LoadedModel for OrtModel {
             ort::error::ErrorCode::InvalidArgument => BackendError::Rejected(e.to_string()),
             _ => run_err(e),
         })?;
+        let mut results = Vec::with_capacity(self.signature.outputs.len());
         for spec in &self.signature.outputs {
             let value = outputs
                 .remove(&spec.name)
@@ -327,20 +394,14 @@ impl LoadedModel for OrtModel {
                 detail: format!("element type {:?} is not served", value.data_type()),
             })?;
             let len = Tensor::byte_len(dtype, &shape).unwrap_or(0);
-            let data: &[u8] = if len == 0 {
-                &[]
-            } else {
-                // SAFETY: ONNX Runtime owns a contiguous buffer of `len` bytes
-                // for this tensor, alive while `value` is (through the visit).
-                unsafe { std::slice::from_raw_parts(value.data_ptr().cast::<u8>(), len) }
-            };
-            visit(&TensorView {
-                name: &spec.name,
+            results.push(RuntimeOutput {
+                name: spec.name.clone(),
                 dtype,
-                shape: &shape,
-                data,
+                shape,
+                len,
+                value,
             });
         }
-        Ok(())
+        Ok(results)
     }
 }

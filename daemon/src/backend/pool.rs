@@ -355,7 +355,11 @@ impl Worker<'_> {
                     name: first.name.clone(),
                     dtype: first.dtype,
                     shape,
-                    data: jobs.iter().flat_map(|j| j.inputs[k].data.iter().copied()).collect(),
+                    data: jobs
+                        .iter()
+                        .flat_map(|j| j.inputs[k].data.iter().copied())
+                        .collect::<Vec<u8>>()
+                        .into(),
                 }
             })
             .collect();
@@ -448,7 +452,8 @@ pub fn split_rows(outputs: &[Tensor], counts: &[usize]) -> Option<Vec<Vec<Tensor
                 name: out.name.clone(),
                 dtype: out.dtype,
                 shape,
-                data: out.data[offset..offset + n * per_row].to_vec(),
+                // A slice of the batch's output, shared rather than copied.
+                data: out.data.slice(offset..offset + n * per_row),
             });
             offset += n * per_row;
         }

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataType {
     Bool,
@@ -156,7 +158,9 @@ pub struct Tensor {
     pub name: String,
     pub dtype: DataType,
     pub shape: Vec<i64>,
-    pub data: Vec<u8>,
+    /// Little-endian element bytes. Shared, not copied: a request's are a
+    /// slice of the message it arrived in.
+    pub data: Bytes,
 }
 
 impl Tensor {
@@ -196,7 +200,7 @@ impl Tensor {
             name: spec.name.clone(),
             dtype: spec.dtype,
             shape,
-            data,
+            data: data.into(),
         }
     }
 
@@ -329,9 +333,16 @@ mod tests {
         // Lengths around the lane block (8 floats), with a remainder.
         for n in [0usize, 1, 7, 8, 9, 31, 1000, 150_528] {
             let values: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
-            let serial = if n == 0 { 0.0 } else { values.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64 };
+            let serial = if n == 0 {
+                0.0
+            } else {
+                values.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64
+            };
             let lanes = f64::from(mean_f32(&bytes(&values)));
-            assert!((lanes - serial).abs() <= 1e-4 * serial.abs().max(1.0), "n={n}: {lanes} vs {serial}");
+            assert!(
+                (lanes - serial).abs() <= 1e-4 * serial.abs().max(1.0),
+                "n={n}: {lanes} vs {serial}"
+            );
         }
         assert_eq!(mean_f32(&bytes(&[2.0, 4.0])), 3.0);
     }

@@ -532,7 +532,7 @@ impl<'a> Stepper<'a> {
                     name: t.name.to_owned(),
                     dtype: t.dtype,
                     shape: t.shape.to_vec(),
-                    data: t.data.to_vec(),
+                    data: bytes::Bytes::copy_from_slice(t.data),
                 });
             }
         }

@@ -313,7 +313,7 @@ fn whole_inputs_stacked_on_a_new_axis_feed_fixed_batch_scalar_and_int64_inputs()
     let last = samples.sample(63);
     assert_eq!(last[0].shape, [1, 8]);
     assert_eq!((last[1].dtype, last[1].shape.as_slice()), (DataType::I64, &[][..]));
-    assert_eq!(last[1].data, 16000i64.to_le_bytes());
+    assert_eq!(last[1].data[..], 16000i64.to_le_bytes());
     assert_eq!(last[2].shape, [2, 1, 4]);
     // Row 63 of x holds values 63*8 .. 63*8+7 (tenths).
     assert_eq!(&last[0].data[..4], &(504.0f32 / 10.0).to_le_bytes());
@@ -397,7 +397,7 @@ fn bool_inputs_read_as_one_byte_each() {
         (DataType::Bool, &[1, 4][..])
     );
     assert_eq!(second[0].data, bits[4..]);
-    assert_eq!(samples.rows(0, 2).unwrap()[0].data, bits);
+    assert_eq!(samples.rows(0, 2).unwrap()[0].data[..], bits);
 }
 
 /// A recurrent model: x [1, 4] and state [2, -1, 3] in; y and state_out out.
@@ -448,7 +448,7 @@ fn a_state_the_data_leaves_out_starts_at_zeros_and_is_carried() {
         name: "state_out".into(),
         dtype: DataType::F32,
         shape: vec![2, 1, 3],
-        data: f32_bytes(&[7.0; 6]),
+        data: f32_bytes(&[7.0; 6]).into(),
     };
     stepper.keep(std::slice::from_ref(&answered));
     let second = stepper.inputs(1);
@@ -477,7 +477,7 @@ fn sequence_start_restarts_from_the_data_state() {
         name: "state_out".into(),
         dtype: DataType::F32,
         shape: vec![2, 1, 3],
-        data: f32_bytes(&[9.0; 6]),
+        data: f32_bytes(&[9.0; 6]).into(),
     };
     stepper.keep(std::slice::from_ref(&carried));
     assert_eq!(stepper.inputs(1)[1].data, carried.data, "mid-sequence: carried");
@@ -540,7 +540,7 @@ fn stream_data_is_checked_like_the_rest() {
         name: "state_out".into(),
         dtype: DataType::F32,
         shape: vec![2, 1, 3],
-        data: f32_bytes(&[5.0; 6]),
+        data: f32_bytes(&[5.0; 6]).into(),
     }]);
     assert!(stepper.inputs(1)[1].data.iter().any(|b| *b != 0), "carried");
     assert!(stepper.inputs(2)[1].data.iter().all(|b| *b == 0), "restarted at zeros");

@@ -374,7 +374,7 @@ pub fn digits_request(rows: i64, value: f32) -> dsmil_proto::inference::ModelInf
             shape: vec![rows, 64],
             ..Default::default()
         }],
-        raw_input_contents: vec![f32_bytes(&vec![value; rows as usize * 64])],
+        raw_input_contents: vec![f32_bytes(&vec![value; rows as usize * 64]).into()],
         ..Default::default()
     }
 }

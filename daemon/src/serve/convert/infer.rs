@@ -5,6 +5,8 @@
 
 use std::collections::HashSet;
 
+use bytes::Bytes;
+
 use dsmil_proto::inference::model_infer_request::InferInputTensor;
 use dsmil_proto::inference::model_infer_response::InferOutputTensor;
 use dsmil_proto::inference::{InferTensorContents, ModelInferRequest};
@@ -116,7 +118,7 @@ pub fn request_inputs(
         let data = if raw {
             std::mem::take(&mut req.raw_input_contents[i])
         } else {
-            typed_to_bytes(spec, input, expected)?
+            typed_to_bytes(spec, input, expected)?.into()
         };
         slots[index] = Some(Tensor {
             name: spec.name.clone(),
@@ -256,7 +258,7 @@ pub fn select_outputs(
 }
 
 /// Output headers and raw bytes (Triton and OVMS answer with raw contents).
-pub fn response_outputs(outputs: Vec<Tensor>) -> (Vec<InferOutputTensor>, Vec<Vec<u8>>) {
+pub fn response_outputs(outputs: Vec<Tensor>) -> (Vec<InferOutputTensor>, Vec<Bytes>) {
     outputs
         .into_iter()
         .map(|t| {

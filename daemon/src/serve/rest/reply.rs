@@ -73,7 +73,7 @@ impl Serialize for Elements<'_> {
 /// follow the JSON, in order, and `Inference-Header-Content-Length` says
 /// where the JSON ends.
 pub(super) fn infer_reply(response: pb::ModelInferResponse, binary: &BinaryOutputs) -> Reply {
-    let empty = Vec::new();
+    let empty = bytes::Bytes::new();
     let mut tail: Vec<&[u8]> = Vec::new();
     let outputs = response
         .outputs

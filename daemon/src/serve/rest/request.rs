@@ -112,7 +112,7 @@ pub(super) fn parse_infer(
         for input in &parsed.inputs {
             // Within the body: the sizes add up to its length.
             let size = input.parameters.binary_data_size.unwrap_or(0) as usize;
-            raw.push(binary_part[at..at + size].to_vec());
+            raw.push(binary_part.slice(at..at + size));
             at += size;
         }
     } else if !binary_part.is_empty() {

@@ -118,8 +118,8 @@ fn outputs_are_json_arrays_or_binary_after_the_json() {
             },
         ],
         raw_output_contents: vec![
-            [0.5f32.to_le_bytes(), f32::NAN.to_le_bytes()].concat(),
-            7i64.to_le_bytes().to_vec(),
+            [0.5f32.to_le_bytes(), f32::NAN.to_le_bytes()].concat().into(),
+            7i64.to_le_bytes().to_vec().into(),
         ],
         ..Default::default()
     };
