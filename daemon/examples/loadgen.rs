@@ -11,6 +11,11 @@
 //!     loadgen (--url http://HOST:PORT | --unix SOCKET) --model NAME
 //!         --input NAME:D0,D1,... [--input ...] [--concurrency 1,4,16,64]
 //!         [--seconds 5] [--warmup 20] [--threads 1]
+//!     loadgen (--url ... | --unix ...) --rpc live [--concurrency ...] [...]
+//!
+//! `--rpc live` sends ServerLive instead: an RPC with nothing to decode and
+//! nothing to run, so its latency is the floor that this client, HTTP/2 and
+//! the machine's wake-ups put under every ModelInfer.
 //!
 //! Prints one JSON object per concurrency level: requests, infer/s, p50,
 //! p90, p99 in milliseconds, and errors (with the first error's message).
@@ -18,9 +23,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dsmil_proto::inference::ModelInferRequest;
 use dsmil_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use dsmil_proto::inference::model_infer_request::InferInputTensor;
+use dsmil_proto::inference::{ModelInferRequest, ServerLiveRequest};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Where the server listens.
@@ -93,10 +98,26 @@ fn request(model: &str, inputs: &[(String, Vec<i64>)]) -> ModelInferRequest {
     }
 }
 
+/// What each call sends.
+enum Call {
+    Infer(ModelInferRequest),
+    Live,
+}
+
+impl Call {
+    async fn send(&self, client: &mut GrpcInferenceServiceClient<Channel>) -> Result<(), tonic::Status> {
+        match self {
+            // A clone shares the tensors' bytes (they are `Bytes`).
+            Call::Infer(req) => client.model_infer(req.clone()).await.map(drop),
+            Call::Live => client.server_live(ServerLiveRequest {}).await.map(drop),
+        }
+    }
+}
+
 /// One level: `concurrency` callers for `seconds` after `warmup` calls each.
 async fn level(
     target: &Target,
-    req: Arc<ModelInferRequest>,
+    req: Arc<Call>,
     concurrency: usize,
     seconds: f64,
     warmup: usize,
@@ -107,7 +128,7 @@ async fn level(
     }
     for client in &mut clients {
         for _ in 0..warmup {
-            client.model_infer((*req).clone()).await?;
+            req.send(client).await?;
         }
     }
     let until = Instant::now() + Duration::from_secs_f64(seconds);
@@ -120,8 +141,8 @@ async fn level(
                 let (mut latencies, mut errors, mut first_error) = (Vec::new(), 0u64, None);
                 while Instant::now() < until {
                     let sent = Instant::now();
-                    match client.model_infer((*req).clone()).await {
-                        Ok(_) => latencies.push(sent.elapsed()),
+                    match req.send(&mut client).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
                         Err(status) => {
                             errors += 1;
                             first_error.get_or_insert_with(|| status.message().to_owned());
@@ -194,7 +215,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut target, mut model, mut inputs) = (None, None, Vec::new());
+    let (mut target, mut model, mut inputs, mut live) = (None, None, Vec::new(), false);
     let (mut levels, mut seconds, mut warmup) = (vec![1, 4, 16, 64], 5.0, 20);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"));
@@ -207,15 +228,27 @@ async fn run() -> anyhow::Result<()> {
             "--seconds" => seconds = value()?.parse()?,
             "--warmup" => warmup = value()?.parse()?,
             "--threads" => drop(value()?), // read by main
+            "--rpc" => match value()?.as_str() {
+                "infer" => live = false,
+                "live" => live = true,
+                other => anyhow::bail!("--rpc {other}: expected infer or live"),
+            },
 
             other => anyhow::bail!("unknown argument {other}; see the file's header for usage"),
         }
     }
-    let (Some(target), Some(model)) = (target, model) else {
-        anyhow::bail!("usage: loadgen (--url URL | --unix SOCKET) --model NAME --input NAME:DIMS [...]");
+    let Some(target) = target else {
+        anyhow::bail!("usage: loadgen (--url URL | --unix SOCKET) (--model NAME --input NAME:DIMS [...] | --rpc live)");
     };
-    anyhow::ensure!(!inputs.is_empty(), "at least one --input NAME:D0,D1,...");
-    let req = Arc::new(request(&model, &inputs));
+    let req = if live {
+        Arc::new(Call::Live)
+    } else {
+        let Some(model) = model else {
+            anyhow::bail!("--model NAME is needed (or --rpc live)");
+        };
+        anyhow::ensure!(!inputs.is_empty(), "at least one --input NAME:D0,D1,...");
+        Arc::new(Call::Infer(request(&model, &inputs)))
+    };
     for c in levels {
         println!("{}", level(&target, Arc::clone(&req), c, seconds, warmup).await?);
     }
