@@ -123,6 +123,43 @@ async fn deployed_sample_answers_like_onnxruntime_and_reaches_95_percent() {
     assert_eq!(i64_values(&typed.raw_output_contents[0]), vec![served_labels[0]]);
 }
 
+/// ONNX Runtime's answers are served from its own output buffers, not
+/// copies (`backend/onnxruntime.rs`): each answer must keep its bytes
+/// through later runs and after its model is gone (an undeploy while the
+/// answer is still being sent).
+#[test]
+fn answers_from_the_runtimes_buffers_survive_later_runs_and_their_model() {
+    let bytes = std::fs::read(SAMPLE_MODEL).unwrap();
+    let mut model = in_process_runtime().load(&bytes, &LoadOptions::default()).unwrap();
+    let input = |value: f32| Tensor {
+        name: "pixels".into(),
+        dtype: DataType::F32,
+        shape: vec![3, 64],
+        data: f32_bytes(&(0..3 * 64).map(|i| value * (i % 17) as f32).collect::<Vec<_>>()).into(),
+    };
+    // What the runtime wrote, copied out while the run was alive.
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    model
+        .run_visit(&[input(0.25)], &mut |t| seen.push(t.data.to_vec()))
+        .unwrap();
+    let first = model.run(&[input(0.25)]).unwrap();
+    let second = model.run(&[input(3.0)]).unwrap();
+    assert_ne!(
+        first[0].data, second[0].data,
+        "two different inputs gave the same probabilities: the test proves nothing"
+    );
+    drop(model);
+    assert_eq!(first.len(), seen.len());
+    for (answer, expected) in first.iter().zip(&seen) {
+        assert_eq!(
+            &answer.data[..],
+            &expected[..],
+            "{}: an answer's bytes changed after a later run or after its model was dropped",
+            answer.name
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_deploy_makes_version_2_and_undeploy_stops_serving() {
     let daemon = Daemon::start();
