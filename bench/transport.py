@@ -224,6 +224,19 @@ def loadgen_run(loadgen: Path, url: str, served: str, model: str, concurrency: i
     return row
 
 
+def floor_p50(loadgen: Path, url: str, seconds: float, runs: int) -> float:
+    """The server's empty-RPC floor: median p50 in ms of ServerLive calls
+    at concurrency 1 through the same load generator and transport, an RPC
+    with nothing to decode and nothing to run (`loadgen --rpc live`)."""
+    where = ["--unix", url[len("unix://"):]] if url.startswith("unix://") else ["--url", f"http://{url}"]
+    p50s = []
+    for _ in range(runs):
+        out = subprocess.run([loadgen, *where, "--rpc", "live", "--concurrency", "1", "--seconds", str(seconds),
+                              "--warmup", "5"], capture_output=True, text=True, timeout=120 + seconds, check=True)
+        p50s.append(json.loads(out.stdout.strip().splitlines()[-1])["p50_ms"])
+    return statistics.median(p50s)
+
+
 def check_answer(url: str, served: str, model: str, expected: np.ndarray) -> str:
     """'' if the server's first output matches in-process ONNX Runtime."""
     name, shape = MODELS[model][0], MODELS[model][2]
@@ -419,9 +432,22 @@ def main() -> None:
                         row.update(median_row(results[t]))
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
+        floors = {}
+        if args.loadgen:
+            for server, batching, transport, url, stats, suffix in targets:
+                if (server, transport) not in floors:
+                    floors[(server, transport)] = floor_p50(args.loadgen, url, args.seconds, args.runs)
         if args.json:
-            args.json.write_text(json.dumps({"rows": rows, "problems": problems}, indent=1))
+            args.json.write_text(json.dumps({"rows": rows, "problems": problems,
+                                             "floors": [{"server": s, "transport": t, "p50": v}
+                                                        for (s, t), v in floors.items()]}, indent=1))
         print_table(rows)
+        if floors:
+            print()
+            print("| server | transport | empty RPC (ServerLive) p50 ms, c=1 |")
+            print("|---|---|---|")
+            for (server, transport), p50 in floors.items():
+                print(f"| {server} | {transport} | {p50:.3f} |")
         for p in problems:
             print(f"WARNING: {p}")
     finally:
