@@ -66,6 +66,8 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
         rows.max(1)
     };
     let mut response: Option<ModelInferResponse> = None;
+    // Each output's rows as they arrive, joined once at the end.
+    let mut joined_raw: Vec<Vec<u8>> = Vec::new();
     for start in (0..rows.max(1)).step_by(chunk) {
         let take = chunk.min(rows.saturating_sub(start)).max(1);
         let mut request = ModelInferRequest {
@@ -91,6 +93,13 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
             request.raw_input_contents.push(raw.into());
         }
         let part = clients.inference.model_infer(request).await?.into_inner();
+        if joined_raw.is_empty() {
+            joined_raw = part.raw_output_contents.iter().map(|raw| raw.to_vec()).collect();
+        } else {
+            for (raw, more) in joined_raw.iter_mut().zip(&part.raw_output_contents) {
+                raw.extend_from_slice(more);
+            }
+        }
         response = Some(match response {
             None => part,
             Some(mut joined) => {
@@ -98,20 +107,13 @@ pub async fn run(clients: &mut Clients, args: Args, json: bool) -> anyhow::Resul
                     if let (Some(first), Some(more)) = (out.shape.first_mut(), part.outputs.get(i)) {
                         *first += more.shape.first().copied().unwrap_or(0);
                     }
-                    if let (Some(raw), Some(more)) =
-                        (joined.raw_output_contents.get_mut(i), part.raw_output_contents.get(i))
-                    {
-                        let mut whole = Vec::with_capacity(raw.len() + more.len());
-                        whole.extend_from_slice(raw);
-                        whole.extend_from_slice(more);
-                        *raw = whole.into();
-                    }
                 }
                 joined
             }
         });
     }
-    let response = response.context("no request was sent")?;
+    let mut response = response.context("no request was sent")?;
+    response.raw_output_contents = joined_raw.into_iter().map(Into::into).collect();
     let mut outputs = Vec::new();
     for (i, out) in response.outputs.iter().enumerate() {
         let raw = response

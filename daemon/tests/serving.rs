@@ -160,6 +160,68 @@ fn answers_from_the_runtimes_buffers_survive_later_runs_and_their_model() {
     }
 }
 
+/// A graph may answer with memory that is not the run's own: an output
+/// that is an input, or an Identity or Reshape that ONNX Runtime runs as an
+/// alias of it (the request's bytes, lent for the run), or an initializer
+/// (the model's). Such an answer must stay intact after the request and the
+/// model are gone.
+#[test]
+fn an_answer_that_aliases_its_request_outlives_the_request() {
+    use common::onnx::{floats, int64s, model, node, value};
+    use dsmil_proto::onnx::GraphProto;
+
+    let graph = |nodes, output: &str, initializer| GraphProto {
+        name: Some("alias".into()),
+        node: nodes,
+        input: vec![value("x", &[-1, 4])],
+        output: vec![value(output, &[-1, 4])],
+        initializer,
+        ..Default::default()
+    };
+    let values: Vec<f32> = (0..4096).map(|i| i as f32 * 0.5).collect();
+    let weights = || vec![floats("w", &[1024, 4], &values)];
+    let cases = [
+        ("an output that is the input", graph(vec![], "x", vec![])),
+        ("an output that is an initializer", graph(vec![], "w", weights())),
+        (
+            "Identity of an initializer",
+            graph(vec![node("Identity", &["w"], &["y"])], "y", weights()),
+        ),
+        ("Identity", graph(vec![node("Identity", &["x"], &["y"])], "y", vec![])),
+        (
+            "Reshape",
+            graph(
+                vec![node("Reshape", &["x", "shape"], &["y"])],
+                "y",
+                vec![int64s("shape", &[-1, 4])],
+            ),
+        ),
+    ];
+    for (what, graph) in cases {
+        let bytes = model(graph, &[("", 13)]);
+        let mut loaded = in_process_runtime().load(&bytes, &LoadOptions::default()).unwrap();
+        let input = Tensor {
+            name: "x".into(),
+            dtype: DataType::F32,
+            shape: vec![1024, 4],
+            data: f32_bytes(&values).into(),
+        };
+        assert!(
+            input.data.as_ptr().cast::<f32>().is_aligned(),
+            "the runtime must read the request in place"
+        );
+        let answer = loaded.run(&[input]).unwrap();
+        drop(loaded);
+        // The request and the model are gone; reuse their memory.
+        let scribble: Vec<Vec<u8>> = (0..8).map(|_| vec![0xAB; 4096 * 4]).collect();
+        assert!(
+            f32_values(&answer[0].data) == values,
+            "{what}: the answer changed once its request and model were dropped"
+        );
+        drop(scribble);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_deploy_makes_version_2_and_undeploy_stops_serving() {
     let daemon = Daemon::start();

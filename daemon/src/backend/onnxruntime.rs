@@ -3,8 +3,14 @@
 //! workspace's `runtimes/onnxruntime/` (scripts/fetch-runtimes.sh), then an
 //! installed host's /usr/lib/dsmil/runtimes/ (dsmil-fetch-runtimes), then the
 //! system's library folders.
+//!
+//! Answers are served from the runtime's own output buffers: each holds its
+//! output value and the session, so it stays intact after later runs and an
+//! undeploy. Only CPU memory is read this way (no other execution provider
+//! is registered); an output that aliases a request's bytes is copied.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ort::environment::Environment;
 use ort::logging::LogLevel;
@@ -165,7 +171,7 @@ impl Backend for OnnxRuntime {
         )
         .map_err(load)?;
         Ok(Box::new(OrtModel {
-            session,
+            session: Arc::new(Mutex::new(session)),
             signature,
             cpu,
         }))
@@ -225,16 +231,21 @@ fn to_ort(ty: DataType) -> TensorElementType {
 }
 
 struct OrtModel {
-    session: Session,
+    /// Shared with every answer still served from the runtime's memory
+    /// ([`RuntimeBytes`]): an undeploy while an answer is being sent frees
+    /// the session after the answer, not under it. Only this model's worker
+    /// runs it, so the lock is never contended.
+    session: Arc<Mutex<Session>>,
     signature: Signature,
     /// Describes host memory, for inputs ONNX Runtime reads in place.
     cpu: MemoryInfo<'static>,
 }
 
 /// `input` as a tensor over its own bytes, without a copy, when they are
-/// aligned for its element type (a request's raw bytes, decoded into a
-/// buffer of their own, always are on glibc) and the type is a common one;
-/// None: the caller copies it into a tensor of ONNX Runtime's.
+/// aligned for its element type and the type is a common one; None: the
+/// caller copies it into a tensor of ONNX Runtime's. Tensors dsmild builds
+/// (warmup, probes, calibration, a batch) are aligned; a gRPC request's raw
+/// bytes are a slice of the received message and often are not.
 fn borrow<'a>(input: &'a Tensor, cpu: &MemoryInfo) -> ort::Result<Option<SessionInputValue<'a>>> {
     fn view<'a, T: PrimitiveTensorElementType + std::fmt::Debug + 'static>(
         input: &'a Tensor,
@@ -248,8 +259,10 @@ fn borrow<'a>(input: &'a Tensor, cpu: &MemoryInfo) -> ort::Result<Option<Session
         // SAFETY: the bytes are exactly the shape's size of this element
         // type (checked by the caller) and aligned for it (checked above),
         // and they outlive the returned value, which borrows `input` for the
-        // run. ONNX Runtime only reads a run's inputs (OrtRun takes them as
-        // const), so handing it a mutable pointer to shared bytes is sound.
+        // run; an output the runtime makes an alias of them is copied before
+        // the run's answer leaves (`run`). ONNX Runtime only reads a run's
+        // inputs (OrtRun takes them as const), so handing it a mutable
+        // pointer to shared bytes is sound.
         let tensor = unsafe { TensorRefMut::<T>::from_raw(cpu.clone(), ptr.cast_mut().cast(), shape)? };
         Ok(Some(tensor.into()))
     }
@@ -271,22 +284,37 @@ impl LoadedModel for OrtModel {
 
     /// The outputs in ONNX Runtime's own buffers, each kept alive by the
     /// `Bytes` that shares it: an answer is encoded straight from the
-    /// runtime's memory, with no copy on the way.
+    /// runtime's memory, with no copy on the way. An output the runtime
+    /// answered with an input's own memory (a graph output that is an input,
+    /// an Identity or Reshape it runs as an alias) is copied instead: those
+    /// bytes are the request's, lent for the run only.
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
-        self.run_outputs(inputs)?
+        let outputs = self.run_outputs(inputs)?;
+        Ok(outputs
             .into_iter()
             .map(|out| {
-                Ok(Tensor {
+                let data = if out.len == 0 {
+                    bytes::Bytes::new()
+                } else {
+                    let owned = RuntimeBytes {
+                        value: out.value,
+                        len: out.len,
+                        _session: Arc::clone(&self.session),
+                    };
+                    if inputs.iter().any(|input| overlaps(owned.as_ref(), &input.data)) {
+                        bytes::Bytes::copy_from_slice(owned.as_ref())
+                    } else {
+                        bytes::Bytes::from_owner(owned)
+                    }
+                };
+                Tensor {
                     name: out.name,
                     dtype: out.dtype,
                     shape: out.shape,
-                    data: match out.len {
-                        0 => bytes::Bytes::new(),
-                        len => bytes::Bytes::from_owner(RuntimeBytes { value: out.value, len }),
-                    },
-                })
+                    data,
+                }
             })
-            .collect()
+            .collect())
     }
 
     fn run_visit(&mut self, inputs: &[Tensor], visit: &mut dyn FnMut(&TensorView)) -> Result<(), BackendError> {
@@ -310,7 +338,14 @@ impl LoadedModel for OrtModel {
     }
 }
 
-/// One output of a run, still in ONNX Runtime's memory.
+/// Whether two byte ranges share any address.
+fn overlaps(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (a.as_ptr_range(), b.as_ptr_range());
+    a.start < b.end && b.start < a.end
+}
+
+/// One output of a run, still in ONNX Runtime's memory (or, for an output
+/// that aliases an input, in that input's).
 struct RuntimeOutput {
     name: String,
     dtype: DataType,
@@ -323,8 +358,12 @@ struct RuntimeOutput {
 /// An output's bytes, owned by ONNX Runtime's value: the `Bytes` of a
 /// served answer releases the value when the answer has been sent.
 struct RuntimeBytes {
+    // Dropped in this order: the value, then (perhaps) the session.
     value: DynTensor,
     len: usize,
+    /// Keeps the session, and whatever of its memory the value may point
+    /// into, alive as long as the answer.
+    _session: Arc<Mutex<Session>>,
 }
 
 impl AsRef<[u8]> for RuntimeBytes {
@@ -341,6 +380,7 @@ impl OrtModel {
     /// Runs the model; the outputs in the signature's order.
     fn run_outputs(&mut self, inputs: &[Tensor]) -> Result<Vec<RuntimeOutput>, BackendError> {
         let run_err = |e: ort::Error| BackendError::Run(e.to_string());
+        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
         let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for input in inputs {
             // Checked before the runtime allocates the tensor: callers check
@@ -361,7 +401,7 @@ impl OrtModel {
                 continue;
             }
             let mut value =
-                DynTensor::new(self.session.allocator(), to_ort(input.dtype), input.shape.clone()).map_err(run_err)?;
+                DynTensor::new(session.allocator(), to_ort(input.dtype), input.shape.clone()).map_err(run_err)?;
             if expected > 0 {
                 // SAFETY: the tensor was allocated for exactly `expected` bytes
                 // of this element type and shape (checked above), and the
@@ -374,7 +414,7 @@ impl OrtModel {
         }
         // ONNX Runtime says InvalidArgument when the inputs, not the model,
         // are at fault (a dimension the graph cannot take, say).
-        let mut outputs = self.session.run(values).map_err(|e| match e.code() {
+        let mut outputs = session.run(values).map_err(|e| match e.code() {
             ort::error::ErrorCode::InvalidArgument => BackendError::Rejected(e.to_string()),
             _ => run_err(e),
         })?;

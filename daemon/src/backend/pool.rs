@@ -355,11 +355,13 @@ impl Worker<'_> {
                     name: first.name.clone(),
                     dtype: first.dtype,
                     shape,
-                    data: jobs
-                        .iter()
-                        .flat_map(|j| j.inputs[k].data.iter().copied())
-                        .collect::<Vec<u8>>()
-                        .into(),
+                    data: {
+                        let mut data = Vec::with_capacity(jobs.iter().map(|j| j.inputs[k].data.len()).sum());
+                        for job in &jobs {
+                            data.extend_from_slice(&job.inputs[k].data);
+                        }
+                        data.into()
+                    },
                 }
             })
             .collect();

@@ -158,8 +158,9 @@ pub struct Tensor {
     pub name: String,
     pub dtype: DataType,
     pub shape: Vec<i64>,
-    /// Little-endian element bytes. Shared, not copied: a request's are a
-    /// slice of the message it arrived in.
+    /// Little-endian element bytes. Shared, not copied: a request's raw
+    /// contents are a slice of the message they arrived in, an ONNX Runtime
+    /// answer is the runtime's own buffer.
     pub data: Bytes,
 }
 

@@ -130,7 +130,7 @@ impl DriftTracker {
     /// Takes an answer's rows: a classifier's first FP32 output ([rows,
     /// classes]), or the row means of its first `MAX_OUTPUTS` FP32 outputs.
     /// On the inference path: reads the output bytes in place, allocates
-    /// nothing but the rows it keeps, and holds the lock only to store them.
+    /// only the rows' summaries, and holds the lock only to store them.
     pub fn observe(&self, outputs: &[Tensor]) {
         let floats = || outputs.iter().filter(|t| t.dtype == DataType::F32).take(MAX_OUTPUTS);
         let Some(first) = floats().next() else {
