@@ -17,6 +17,8 @@ pub use onnxruntime::{OnnxRuntime, locate_onnxruntime};
 pub use openvino::{OpenVino, OpenVinoBackend, OpenVinoDevice, locate_openvino};
 pub use pool::{Batching, Pool, PoolError, RunOutcome, split_rows};
 pub use runtimes::{RuntimeStatus, Runtimes};
+#[cfg(test)]
+pub use tensor::f32_bytes;
 pub use tensor::{
     DataType, RequestLimits, Signature, Tensor, TensorSpec, TensorView, argmax, f32s, format_shape, mean_f32,
 };

@@ -312,6 +312,12 @@ pub fn mean_f32(bytes: &[u8]) -> f32 {
     (lanes.iter().sum::<f32>() + tail) / count as f32
 }
 
+/// Little-endian bytes of `values`: the tests' way to write an FP32 tensor.
+#[cfg(test)]
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
 /// The index and value of the largest value (the first, on ties): a
 /// classifier row's top-1.
 pub fn argmax(values: impl Iterator<Item = f32>) -> (usize, f32) {
@@ -325,10 +331,6 @@ pub fn argmax(values: impl Iterator<Item = f32>) -> (usize, f32) {
 mod tests {
     use super::*;
 
-    fn bytes(values: &[f32]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
-
     #[test]
     fn mean_in_lanes_matches_the_serial_mean() {
         // Lengths around the lane block (8 floats), with a remainder.
@@ -339,12 +341,12 @@ mod tests {
             } else {
                 values.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64
             };
-            let lanes = f64::from(mean_f32(&bytes(&values)));
+            let lanes = f64::from(mean_f32(&f32_bytes(&values)));
             assert!(
                 (lanes - serial).abs() <= 1e-4 * serial.abs().max(1.0),
                 "n={n}: {lanes} vs {serial}"
             );
         }
-        assert_eq!(mean_f32(&bytes(&[2.0, 4.0])), 3.0);
+        assert_eq!(mean_f32(&f32_bytes(&[2.0, 4.0])), 3.0);
     }
 }

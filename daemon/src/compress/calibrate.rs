@@ -235,9 +235,7 @@ pub fn range(method: Method, minmax: &MinMax, histogram: Option<&Histogram>) -> 
 mod tests {
     use super::*;
 
-    fn le(values: &[f32]) -> Vec<u8> {
-        values.iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
+    use crate::backend::f32_bytes as le;
 
     #[test]
     fn minmax_is_the_extremes() {

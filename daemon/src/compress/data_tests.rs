@@ -2,7 +2,7 @@ use std::io::{Cursor, Write};
 
 use super::super::npz::*;
 use super::*;
-use crate::backend::TensorSpec;
+use crate::backend::{TensorSpec, f32_bytes};
 use zip::CompressionMethod;
 
 fn signature() -> Signature {
@@ -454,10 +454,6 @@ fn a_state_the_data_leaves_out_starts_at_zeros_and_is_carried() {
     let second = stepper.inputs(1);
     assert_eq!((second[1].name.as_str(), &second[1].data), ("state", &answered.data));
     assert_eq!(second[0].data, samples.sample(1)[0].data, "other inputs are the data's");
-}
-
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 #[test]
