@@ -10,6 +10,7 @@ pub mod fake;
 mod onnxruntime;
 mod openvino;
 pub mod pool;
+mod queue;
 mod runtimes;
 mod tensor;
 

@@ -1,12 +1,13 @@
 //! A loaded model's workers: named, dedicated OS threads (never tokio's),
-//! each owning one [`LoadedModel`], fed by one bounded queue.
+//! each owning one [`LoadedModel`], fed by one bounded queue
+//! ([`super::queue`], which wakes the most recently idle worker first).
 //!
 //! The bound is the back-pressure: when the queue is full, `submit` refuses at
 //! once instead of letting latency grow without limit. A request whose
 //! deadline passed while it waited is answered without running. A panic in
 //! the runtime is caught and becomes that request's error; the thread lives on.
 //! Dropping the last handle closes the queue; workers finish what was queued
-//! and exit.
+//! and exit (`close_and_join` waits for that).
 //!
 //! Dynamic batching, for a batched model: a worker that takes an
 //! application's request also takes the compatible requests already queued
@@ -17,12 +18,13 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::queue::{Gathering, JobQueue, Refused};
 use super::{BackendError, LoadedModel, Tensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +97,7 @@ pub struct Batching {
 pub struct Pool {
     label: String,
     capacity: usize,
-    queue: SyncSender<Job>,
+    queue: Arc<JobQueue<Job>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     /// Per worker: when its current run started (µs since `epoch()`, plus
     /// one), 0 while idle. The watchdog reads it to find a wedged runtime.
@@ -124,13 +126,12 @@ impl Pool {
         batching: Option<Batching>,
         cpus: &[Vec<usize>],
     ) -> std::io::Result<Pool> {
-        let (queue, jobs) = sync_channel::<Job>(capacity);
-        let jobs = Arc::new(Mutex::new(jobs));
+        let queue = Arc::new(JobQueue::new(models.len(), capacity));
         let busy: Arc<Vec<AtomicU64>> = Arc::new(models.iter().map(|_| AtomicU64::new(0)).collect());
         let executions = Arc::new(AtomicU64::new(0));
         let mut workers = Vec::new();
         for (i, model) in models.into_iter().enumerate() {
-            let jobs = Arc::clone(&jobs);
+            let jobs = Arc::clone(&queue);
             let label = label.to_owned();
             let busy = Arc::clone(&busy);
             let executions = Arc::clone(&executions);
@@ -149,7 +150,7 @@ impl Pool {
                             busy: &busy[i],
                             executions: &executions,
                         };
-                        w.serve(&jobs, batching)
+                        w.serve(&jobs, i, batching)
                     })?,
             );
         }
@@ -222,10 +223,9 @@ impl Pool {
     /// Closes the queue and waits for the workers to finish what was queued
     /// and drop their models, so the memory is free when this returns.
     /// Blocking: call from a blocking thread.
-    pub fn close_and_join(self) {
-        let Pool { queue, workers, .. } = self;
-        drop(queue);
-        for worker in workers {
+    pub fn close_and_join(mut self) {
+        self.queue.close();
+        for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
     }
@@ -237,16 +237,23 @@ impl Pool {
             deadline,
             reply,
         };
-        match self.queue.try_send(job) {
+        match self.queue.push(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(PoolError::QueueFull {
+            Err(Refused::Full(_)) => Err(PoolError::QueueFull {
                 model: self.label.clone(),
                 capacity: self.capacity,
             }),
-            Err(TrySendError::Disconnected(_)) => Err(PoolError::Closed {
+            Err(Refused::Closed(_)) => Err(PoolError::Closed {
                 model: self.label.clone(),
             }),
         }
+    }
+}
+
+impl Drop for Pool {
+    /// The last handle gone: the workers finish what is queued and exit.
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
 
@@ -259,21 +266,15 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    fn serve(&mut self, jobs: &Mutex<Receiver<Job>>, batching: Option<Batching>) {
+    fn serve(&mut self, jobs: &JobQueue<Job>, me: usize, batching: Option<Batching>) {
         let batching = batching.as_ref();
         loop {
-            // The lock is held only while waiting for (and gathering) the
-            // next jobs, so idle workers queue up on it and one busy worker
-            // never blocks another.
-            let (batch, carried) = {
-                let rx = jobs.lock().unwrap_or_else(|p| p.into_inner());
-                let Ok(first) = rx.recv() else {
-                    return; // queue closed: the deployment was retired
-                };
-                match batching {
-                    Some(b) if first.external() && rows(&first).is_some() => gather(&rx, first, b),
-                    _ => (vec![first], None),
-                }
+            let Some(first) = jobs.take(me) else {
+                return; // queue closed and drained: the deployment was retired
+            };
+            let (batch, carried) = match batching {
+                Some(b) if first.external() && rows(&first).is_some() => gather(jobs.gather(me), first, b),
+                _ => (vec![first], None),
             };
             let batch: Vec<Job> = batch.into_iter().filter_map(|job| self.unexpired(job)).collect();
             match batch.len() {
@@ -408,18 +409,14 @@ fn compatible(a: &Job, b: &Job) -> bool {
 /// `first` and the compatible applications' jobs queued behind it (or
 /// arriving within the delay), up to `max_rows`; the first job that does
 /// not fit is returned to run next, alone.
-fn gather(rx: &Receiver<Job>, first: Job, b: &Batching) -> (Vec<Job>, Option<Job>) {
+fn gather(mut queue: Gathering<'_, Job>, first: Job, b: &Batching) -> (Vec<Job>, Option<Job>) {
     let mut count = rows(&first).unwrap_or(1);
     let until = Instant::now() + b.delay;
     let largest_preferred = b.preferred.iter().copied().max();
     let mut batch = vec![first];
     while count < b.max_rows && largest_preferred.is_none_or(|p| count < p) {
         let preferred_reached = b.preferred.iter().any(|&p| p <= count);
-        let next = match until.checked_duration_since(Instant::now()) {
-            Some(left) if !left.is_zero() && !preferred_reached => rx.recv_timeout(left).ok(),
-            _ => rx.try_recv().ok(),
-        };
-        let Some(job) = next else {
+        let Some(job) = queue.next((!preferred_reached).then_some(until)) else {
             break;
         };
         match rows(&job) {
