@@ -12,6 +12,7 @@ machine and load; compare medians and ratios from one run.
         [--triton-python /path/to/venv/bin/python]
         [--mlserver-python /path/to/venv/bin/python]
         [--bin [LABEL=]DIR ...] [--json OUT.json]          (see bench/transport.sh)
+        [--perf-analyzer PATH | --loadgen PATH] [--seconds 3]
 
 Models (bench/serving_models.py, written into a temp dir): `mlp` (64→64×3,
 a 256-byte input, dynamic batch), `convnet` (four 3×3 convs on
@@ -34,12 +35,21 @@ and with their dynamic (Triton) or adaptive (MLServer) batcher at the same
 max batch and queue delay. A model with a fixed batch of 1 (convnet) is
 measured once per server, batching "–".
 
-Load: tritonclient's gRPC client (PyPI perf-analyzer has no wheel for
-glibc < 2.38, see bench/transport.sh), one client per caller thread,
-max(--requests, 10 × c) calls per run split over the c callers, after 3
-warmup calls per caller; the runs of all servers are interleaved (run 1 of
-every server, then run 2, ...) so that load from elsewhere spreads over
-them. Each row is the median over the runs of each run's p50, p99 and
+Load, one of:
+- --perf-analyzer PATH: Triton's perf_analyzer (bench/fetch-perf-analyzer.sh
+  makes it runnable on glibc < 2.38) in its concurrency mode over gRPC, sync
+  calls, random FP32 inputs of the model's shape, batch 1, measurement
+  windows of --seconds, stabilised as perf_analyzer does (until 3 windows
+  agree within 10%); TCP only (perf_analyzer cannot set the :authority a Unix
+  socket needs with an HTTP/2 server such as dsmild's).
+- --loadgen PATH: the native closed-loop generator (daemon/examples/
+  loadgen.rs), which works as perf_analyzer's concurrency mode does, for
+  --seconds per run; it also measures each server's empty-RPC floor.
+- otherwise tritonclient's gRPC client from Python, one client per caller
+  thread, max(--requests, 10 × c) calls per run split over the c callers,
+  after 3 warmup calls per caller.
+The runs of all servers are interleaved (run 1 of every server, then run 2,
+...) so that load from elsewhere spreads over them. Each row is the median over the runs of each run's p50, p99 and
 infer/s; "server ms" (dsmild only) is the median over the runs of the
 per-request queue + compute time from ModelStatistics. Ratios: "÷ Triton"
 divides infer/s by Triton's on the same model, batching and c (and p99 by
@@ -224,6 +234,40 @@ def loadgen_run(loadgen: Path, url: str, served: str, model: str, concurrency: i
     return row
 
 
+def perf_analyzer_run(pa: Path, url: str, served: str, model: str, concurrency: int, seconds: float,
+                      stats: bool) -> dict:
+    """One perf_analyzer measurement (concurrency mode, sync gRPC calls, its
+    own random inputs). A server that batches (max_batch_size > 0 in its
+    ModelConfig) takes shapes without the batch dimension and -b 1."""
+    if url.startswith("unix:"):
+        raise RuntimeError("perf_analyzer measures TCP only here")
+    name, shape = MODELS[model][0], MODELS[model][2]
+    client = connect(url)
+    batches = int(client.get_model_config(served, as_json=True)["config"].get("max_batch_size", 0) or 0)
+    client.close()
+    dims = shape[1:] if batches > 0 else shape
+    before = server_ms(url, served) if stats else None
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "pa.csv"
+        out = subprocess.run([pa, "-i", "grpc", "-u", url, "-m", served, "-b", "1",
+                              "--shape", f"{name}:{','.join(map(str, dims))}",
+                              "--concurrency-range", str(concurrency),
+                              "--measurement-interval", str(int(seconds * 1000)), "-f", str(csv)],
+                             capture_output=True, text=True, timeout=600)
+        if out.returncode != 0 or not csv.exists():
+            lines = [l for l in (out.stdout + out.stderr).splitlines() if l.strip()]
+            raise RuntimeError(lines[-1] if lines else f"exit {out.returncode}")
+        header, values = csv.read_text().splitlines()[:2]
+    r = dict(zip(header.split(","), values.split(",")))
+    row = {"p50": float(r["p50 latency"]) / 1000, "p99": float(r["p99 latency"]) / 1000,
+           "rate": float(r["Inferences/Second"])}
+    if stats:
+        after = server_ms(url, served)
+        n = max(1, after["count"] - before["count"])
+        row["server_ms"] = (after["compute"] - before["compute"] + after["queue"] - before["queue"]) / n / 1e6
+    return row
+
+
 def floor_p50(loadgen: Path, url: str, seconds: float, runs: int) -> float:
     """The server's empty-RPC floor: median p50 in ms of ServerLive calls
     at concurrency 1 through the same load generator and transport, an RPC
@@ -347,7 +391,10 @@ def main() -> None:
     ap.add_argument("--loadgen", type=Path,
                     help="drive the servers with this native load generator (target/release/examples/loadgen, "
                          "from daemon/examples/loadgen.rs) instead of tritonclient")
-    ap.add_argument("--seconds", type=float, default=3.0, help="with --loadgen: seconds per run")
+    ap.add_argument("--perf-analyzer", type=Path,
+                    help="drive the servers with this perf_analyzer (bench/fetch-perf-analyzer.sh prints it)")
+    ap.add_argument("--seconds", type=float, default=3.0,
+                    help="with --loadgen: seconds per run; with --perf-analyzer: its measurement window")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     per_model = {k: [int(c) for c in v.split(",")] for k, _, v in (s.partition("=") for s in args.model_concurrency)}
@@ -416,7 +463,10 @@ def main() -> None:
                         if t in failed:
                             continue
                         try:
-                            if args.loadgen:
+                            if args.perf_analyzer:
+                                results[t].append(perf_analyzer_run(args.perf_analyzer, t[3], t[5], m, c,
+                                                                    args.seconds, t[4]))
+                            elif args.loadgen:
                                 results[t].append(loadgen_run(args.loadgen, t[3], t[5], m, c, args.seconds, t[4]))
                             else:
                                 results[t].append(one_run(t[3], t[5], m, c, max(args.requests, 10 * c), t[4]))

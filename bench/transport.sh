@@ -12,9 +12,13 @@
 # Environment:
 #   TRITON_PYTHON    a python with nvidia-pytriton and onnxruntime: Triton rows
 #   MLSERVER_PYTHON  a python with mlserver and onnxruntime: MLServer rows
+#   PERF_ANALYZER=1  drive the servers with Triton's perf_analyzer, made
+#                    runnable here by bench/fetch-perf-analyzer.sh (run by
+#                    this script); PERF_ANALYZER=PATH uses that binary
 #   LOADGEN=1        drive the servers with the native closed-loop generator
 #                    (daemon/examples/loadgen.rs, built here) instead of
-#                    tritonclient; LOADGEN=PATH uses that binary
+#                    tritonclient; LOADGEN=PATH uses that binary; with
+#                    PERF_ANALYZER too, it only measures the empty-RPC floors
 #   NO_BUILD=1       use target/release as it is (no cargo build)
 #
 # The venvs (once; a few minutes, ~1 GB each):
@@ -25,21 +29,19 @@
 # (MLServer 1.7.1's inference workers die at start with uvloop 0.23, which
 # pip picks otherwise: "There is no current event loop in thread 'MainThread'".)
 #
-# perf_analyzer: PyPI's perf-analyzer 2.58-2.60 ships only
-# manylinux_2_38 wheels (the binary needs GLIBC_2.38 and GLIBCXX_3.4.32),
-# so on glibc 2.36 (Debian 12) pip resolves to a 0.1.0 placeholder with no
-# binary. The load is then tritonclient's gRPC client from Python (its own
-# cost is in every row, dsmild's, Triton's and MLServer's alike) or, with
-# LOADGEN, the native generator, which works like perf_analyzer's
-# concurrency mode. Where perf_analyzer runs (glibc >= 2.38, or Triton's
-# SDK container nvcr.io/nvidia/tritonserver:<ver>-py3-sdk), point it at the
-# servers this script starts (their ports are in the run's temp dir and
-# dsmild's in `dsmilctl status`), e.g. for each model and server:
-#   perf_analyzer -i grpc -u 127.0.0.1:PORT -m mlp --shape x:1,64 \
-#       --concurrency-range 1:64:4 --measurement-mode count_windows \
-#       --measurement-request-count 200 --percentile 99
-# (Triton's and MLServer's batched variants are NAME_batched, with shapes
-# without the batch dimension: --shape x:64; dsmild batches on its own.)
+# perf_analyzer: PyPI's perf-analyzer 2.58-2.60 ships only manylinux_2_38
+# wheels (the binary needs GLIBC_2.38 and GLIBCXX_3.4.32), so on glibc 2.36
+# (Debian 12) pip resolves to a 0.1.0 placeholder with no binary.
+# bench/fetch-perf-analyzer.sh downloads the real wheel and, on such a host,
+# runs its binary under Debian 13's glibc and libstdc++ (unpacked beside it,
+# nothing installed). Without PERF_ANALYZER the load is tritonclient's gRPC
+# client from Python or, with LOADGEN, the native generator. To run
+# perf_analyzer by hand against the servers this script starts (their ports
+# are in the run's temp dir, dsmild's in `dsmilctl status`):
+#   $(bench/fetch-perf-analyzer.sh) -i grpc -u 127.0.0.1:PORT -m mlp -b 1 \
+#       --shape x:64 --concurrency-range 1:64:4 --measurement-interval 3000
+# (--shape without the batch dimension where the model's ModelConfig has
+# max_batch_size > 0, as dsmild's mlp and the servers' NAME_batched do.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -64,6 +66,11 @@ fi
 args=(--runs "$runs" --requests "$requests")
 [ -n "${TRITON_PYTHON:-}" ] && args+=(--triton-python "$TRITON_PYTHON")
 [ -n "${MLSERVER_PYTHON:-}" ] && args+=(--mlserver-python "$MLSERVER_PYTHON")
+case "${PERF_ANALYZER:-}" in
+    "") ;;
+    1) args+=(--perf-analyzer "$(bash bench/fetch-perf-analyzer.sh)") ;;
+    *) args+=(--perf-analyzer "$PERF_ANALYZER") ;;
+esac
 case "${LOADGEN:-}" in
     "") ;;
     1) args+=(--loadgen target/release/examples/loadgen) ;;

@@ -27,7 +27,7 @@ import numpy as np
 import onnxruntime as ort
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig
+from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving_models import MODELS, free_port, launcher_args  # noqa: E402
@@ -72,7 +72,9 @@ def main() -> None:
     config = TritonConfig(grpc_port=grpc_port, http_port=free_port(), metrics_port=free_port())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Triton(config=config) as triton:
+    # No access token on the statistics and other endpoints pytriton guards
+    # by default: perf_analyzer reads them, and this server is on loopback.
+    with Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=[])) as triton:
         for name, (inp, out, shape, batchable) in MODELS.items():
             path = args.model_dir / f"{name}.onnx"
             if not path.exists():
