@@ -41,7 +41,9 @@ Load, one of:
   calls, random FP32 inputs of the model's shape, batch 1, measurement
   windows of --seconds, stabilised as perf_analyzer does (until 3 windows
   agree within 10%); TCP only (perf_analyzer cannot set the :authority a Unix
-  socket needs with an HTTP/2 server such as dsmild's).
+  socket needs with an HTTP/2 server such as dsmild's). MLServer does not
+  implement ModelConfig, which perf_analyzer reads first, so with --loadgen
+  as well its rows are the native generator's, marked "(loadgen)".
 - --loadgen PATH: the native closed-loop generator (daemon/examples/
   loadgen.rs), which works as perf_analyzer's concurrency mode does, for
   --seconds per run; it also measures each server's empty-RPC floor.
@@ -463,7 +465,7 @@ def main() -> None:
                         if t in failed:
                             continue
                         try:
-                            if args.perf_analyzer:
+                            if args.perf_analyzer and not (t[0] == "mlserver" and args.loadgen):
                                 results[t].append(perf_analyzer_run(args.perf_analyzer, t[3], t[5], m, c,
                                                                     args.seconds, t[4]))
                             elif args.loadgen:
@@ -474,6 +476,8 @@ def main() -> None:
                             failed[t] = f"{type(e).__name__}: {str(e)[:200]}"
                 for t in mine:
                     server, batching, transport = t[0], t[1], t[2]
+                    if args.perf_analyzer and args.loadgen and server == "mlserver":
+                        server = "mlserver (loadgen)"
                     row = {"server": server, "model": m, "batching": batching, "transport": transport, "c": c,
                            "ort_p50": ceilings[m][0], "ort_2x": ceilings[m][1]}
                     if t in failed:
