@@ -154,14 +154,16 @@ impl<T> Gathering<'_, T> {
 
 impl<T> Drop for Gathering<'_, T> {
     fn drop(&mut self) {
-        let wake = {
+        let wake: Vec<usize> = {
             let mut state = self.queue.lock();
             state.gatherer = None;
             // Jobs that arrived while the batch formed and did not join it
-            // go to an idle worker now.
-            (!state.jobs.is_empty()).then(|| state.idle.pop()).flatten()
+            // go to idle workers now, one each.
+            let n = state.jobs.len().min(state.idle.len());
+            let from = state.idle.len() - n;
+            state.idle.drain(from..).collect()
         };
-        if let Some(worker) = wake {
+        for worker in wake {
             self.queue.wakers[worker].notify_one();
         }
     }
