@@ -269,6 +269,42 @@ mod tests {
     }
 
     #[test]
+    fn jobs_left_by_a_gathering_wake_one_idle_worker_each() {
+        let queue = Arc::new(JobQueue::new(3, 8));
+        let (done, taken) = channel();
+        let (release, gate) = channel::<()>();
+        let gate = Arc::new(std::sync::Mutex::new(gate));
+        let helpers: Vec<_> = (1..3)
+            .map(|me| {
+                let (queue, done, gate) = (Arc::clone(&queue), done.clone(), Arc::clone(&gate));
+                std::thread::spawn(move || {
+                    while let Some(job) = queue.take(me) {
+                        done.send((me, job)).unwrap();
+                        // Busy until released: the same worker cannot also
+                        // take the other job.
+                        let _ = gate.lock().unwrap().recv();
+                    }
+                })
+            })
+            .collect();
+        wait_idle(&queue, 2);
+        let gathering = queue.gather(0);
+        queue.push(1).ok().unwrap();
+        queue.push(2).ok().unwrap();
+        drop(gathering);
+        let mut workers: Vec<usize> = (0..2)
+            .map(|_| taken.recv_timeout(LONG).expect("both jobs taken").0)
+            .collect();
+        workers.sort();
+        assert_eq!(workers, vec![1, 2]);
+        drop(release);
+        queue.close();
+        for h in helpers {
+            h.join().unwrap();
+        }
+    }
+
+    #[test]
     fn a_gathering_wait_ends_at_its_deadline() {
         let queue: JobQueue<u8> = JobQueue::new(1, 1);
         let mut gathering = queue.gather(0);
