@@ -96,7 +96,6 @@ pub struct Batching {
 
 pub struct Pool {
     label: String,
-    capacity: usize,
     queue: Arc<JobQueue<Job>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     /// Per worker: when its current run started (µs since `epoch()`, plus
@@ -156,7 +155,6 @@ impl Pool {
         }
         Ok(Pool {
             label: label.to_owned(),
-            capacity,
             queue,
             workers,
             busy,
@@ -241,7 +239,7 @@ impl Pool {
             Ok(()) => Ok(()),
             Err(Refused::Full(_)) => Err(PoolError::QueueFull {
                 model: self.label.clone(),
-                capacity: self.capacity,
+                capacity: self.queue.capacity(),
             }),
             Err(Refused::Closed(_)) => Err(PoolError::Closed {
                 model: self.label.clone(),
@@ -269,11 +267,14 @@ impl Worker<'_> {
     fn serve(&mut self, jobs: &JobQueue<Job>, me: usize, batching: Option<Batching>) {
         let batching = batching.as_ref();
         loop {
-            let Some(first) = jobs.take(me) else {
+            // An application's request with rows starts a batch when batching
+            // is on; warmup, checks and probes run alone.
+            let starts_batch = |job: &Job| batching.is_some() && job.external() && rows(job).is_some();
+            let Some((first, gathering)) = jobs.take(me, starts_batch) else {
                 return; // queue closed and drained: the deployment was retired
             };
-            let (batch, carried) = match batching {
-                Some(b) if first.external() && rows(&first).is_some() => gather(jobs.gather(me), first, b),
+            let (batch, carried) = match (batching, gathering) {
+                (Some(b), Some(gathering)) => gather(gathering, first, b),
                 _ => (vec![first], None),
             };
             let batch: Vec<Job> = batch.into_iter().filter_map(|job| self.unexpired(job)).collect();

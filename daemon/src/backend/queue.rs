@@ -11,7 +11,8 @@
 //! variable so that the push decides who wakes.
 //!
 //! It holds jobs only; what a job is and how a batch is formed live in
-//! `pool`. It never blocks a pusher: a full or closed queue refuses at once.
+//! `pool`. A pusher never waits for room: a full or closed queue refuses at
+//! once.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -91,16 +92,27 @@ impl<T> JobQueue<T> {
         }
     }
 
+    /// The most jobs the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Worker `me`'s next job, waiting for one; None once the queue is
-    /// closed and empty.
-    pub fn take(&self, me: usize) -> Option<T> {
+    /// closed and empty. When `gathers(&job)`, `me` becomes the gatherer of
+    /// that job's batch in the same step, so that no other worker takes the
+    /// jobs queued behind it first.
+    pub fn take(&self, me: usize, gathers: impl Fn(&T) -> bool) -> Option<(T, Option<Gathering<'_, T>>)> {
         let mut state = self.lock();
         loop {
             // While another worker gathers a batch, queued jobs are its.
             if state.gatherer.is_none() {
                 if let Some(job) = state.jobs.pop_front() {
                     state.idle.retain(|&w| w != me);
-                    return Some(job);
+                    let gathering = gathers(&job).then(|| {
+                        state.gatherer = Some(me);
+                        Gathering { queue: self, me }
+                    });
+                    return Some((job, gathering));
                 }
                 if state.closed {
                     state.idle.retain(|&w| w != me);
@@ -113,18 +125,10 @@ impl<T> JobQueue<T> {
             state = self.wakers[me].wait(state).unwrap_or_else(PoisonError::into_inner);
         }
     }
-
-    /// Makes worker `me` the gatherer until the returned guard drops:
-    /// arriving jobs wake it, and no other worker takes queued jobs.
-    pub fn gather(&self, me: usize) -> Gathering<'_, T> {
-        let mut state = self.lock();
-        state.idle.retain(|&w| w != me);
-        state.gatherer = Some(me);
-        Gathering { queue: self, me }
-    }
 }
 
-/// A worker's hold on the queue while it forms a batch.
+/// A worker's hold on the queue while it forms a batch, until it drops:
+/// arriving jobs wake that worker, and no other worker takes queued jobs.
 pub struct Gathering<'a, T> {
     queue: &'a JobQueue<T>,
     me: usize,
@@ -178,6 +182,20 @@ mod tests {
 
     const LONG: Duration = Duration::from_secs(10);
 
+    /// Worker `me`'s next job, not gathering.
+    fn take<T>(queue: &JobQueue<T>, me: usize) -> Option<T> {
+        queue.take(me, |_| false).map(|(job, _)| job)
+    }
+
+    /// Worker 0 takes job 0, pushed here, and gathers its batch. Call it
+    /// before other workers start, or one of them may take job 0.
+    fn gather_first(queue: &JobQueue<u32>) -> Gathering<'_, u32> {
+        queue.push(0).ok().unwrap();
+        let (job, gathering) = queue.take(0, |_| true).expect("job 0");
+        assert_eq!(job, 0);
+        gathering.expect("worker 0 gathers")
+    }
+
     /// Waits until `workers` are parked idle, in any order.
     fn wait_idle<T>(queue: &JobQueue<T>, workers: usize) -> Vec<usize> {
         let until = Instant::now() + LONG;
@@ -200,9 +218,9 @@ mod tests {
         queue.close();
         assert!(matches!(queue.push(4), Err(Refused::Closed(4))));
         // What was queued before the close is still taken, in order.
-        assert_eq!(queue.take(0), Some(1));
-        assert_eq!(queue.take(0), Some(2));
-        assert_eq!(queue.take(0), None);
+        assert_eq!(take(&queue, 0), Some(1));
+        assert_eq!(take(&queue, 0), Some(2));
+        assert_eq!(take(&queue, 0), None);
     }
 
     #[test]
@@ -214,7 +232,7 @@ mod tests {
             let queue = Arc::clone(&queue);
             let done = done.clone();
             workers.push(std::thread::spawn(move || {
-                while let Some(job) = queue.take(me) {
+                while let Some(job) = take(&queue, me) {
                     done.send((me, job)).unwrap();
                 }
             }));
@@ -238,16 +256,16 @@ mod tests {
     fn jobs_pushed_while_a_worker_gathers_go_to_it_and_leftovers_to_an_idle_worker() {
         let queue = Arc::new(JobQueue::new(2, 8));
         let (done, taken) = channel();
+        let mut gathering = gather_first(&queue);
         let helper = {
             let queue = Arc::clone(&queue);
             std::thread::spawn(move || {
-                while let Some(job) = queue.take(1) {
+                while let Some(job) = take(&queue, 1) {
                     done.send(job).unwrap();
                 }
             })
         };
         wait_idle(&queue, 1);
-        let mut gathering = queue.gather(0);
         let pusher = {
             let queue = Arc::clone(&queue);
             std::thread::spawn(move || queue.push(7).ok().unwrap())
@@ -271,6 +289,7 @@ mod tests {
     #[test]
     fn jobs_left_by_a_gathering_wake_one_idle_worker_each() {
         let queue = Arc::new(JobQueue::new(3, 8));
+        let gathering = gather_first(&queue);
         let (done, taken) = channel();
         let (release, gate) = channel::<()>();
         let gate = Arc::new(std::sync::Mutex::new(gate));
@@ -278,7 +297,7 @@ mod tests {
             .map(|me| {
                 let (queue, done, gate) = (Arc::clone(&queue), done.clone(), Arc::clone(&gate));
                 std::thread::spawn(move || {
-                    while let Some(job) = queue.take(me) {
+                    while let Some(job) = take(&queue, me) {
                         done.send((me, job)).unwrap();
                         // Busy until released: the same worker cannot also
                         // take the other job.
@@ -288,7 +307,6 @@ mod tests {
             })
             .collect();
         wait_idle(&queue, 2);
-        let gathering = queue.gather(0);
         queue.push(1).ok().unwrap();
         queue.push(2).ok().unwrap();
         drop(gathering);
@@ -306,8 +324,8 @@ mod tests {
 
     #[test]
     fn a_gathering_wait_ends_at_its_deadline() {
-        let queue: JobQueue<u8> = JobQueue::new(1, 1);
-        let mut gathering = queue.gather(0);
+        let queue = JobQueue::new(1, 1);
+        let mut gathering = gather_first(&queue);
         let start = Instant::now();
         assert_eq!(gathering.next(Some(start + Duration::from_millis(20))), None);
         assert!(start.elapsed() >= Duration::from_millis(20));
