@@ -42,13 +42,18 @@ fn options(metric: Option<GateMetric>) -> Options {
 }
 
 /// 32 random samples for input `x` of per-sample shape `dims`, as an .npz.
+/// The inputs' random source, seeded: with fresh inputs each run, the
+/// sequence model's softmax now and then let one class win most positions,
+/// which the gate rightly reads as a CTC blank, and its test failed one run
+/// in many.
+fn seeded() -> rand::rngs::StdRng {
+    <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7)
+}
+
 fn samples(bytes: &[u8], dims: &[usize]) -> Samples {
     let mut shape = vec![32];
     shape.extend_from_slice(dims);
-    // Seeded: with fresh random inputs each run, the sequence model's
-    // softmax now and then let one class win most positions, which the gate
-    // rightly reads as a CTC blank, and the test failed one run in many.
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    let mut rng = seeded();
     let data = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&shape), |_| rng.random_range(-1.0f32..1.0));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.npz");
@@ -154,10 +159,7 @@ fn the_operator_names_the_metric_on_a_real_daemon() {
     let daemon = common::Daemon::start();
     let bytes = conv(None);
     let dir = tempfile::tempdir().unwrap();
-    // Seeded: with fresh random inputs each run, the sequence model's
-    // softmax now and then let one class win most positions, which the gate
-    // rightly reads as a CTC blank, and the test failed one run in many.
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    let mut rng = seeded();
     let data = ndarray::Array4::from_shape_fn((16, 2, 8, 8), |_| rng.random_range(-1.0f32..1.0));
     let calib = dir.path().join("calib.npz");
     let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&calib).unwrap());
@@ -207,10 +209,7 @@ fn int8_by_name_only_needs_allow_fp32_like_any_fp32_deploy() {
     let daemon = common::Daemon::start();
     let bytes = conv(None);
     let dir = tempfile::tempdir().unwrap();
-    // Seeded: with fresh random inputs each run, the sequence model's
-    // softmax now and then let one class win most positions, which the gate
-    // rightly reads as a CTC blank, and the test failed one run in many.
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+    let mut rng = seeded();
     let data = ndarray::Array4::from_shape_fn((8, 2, 8, 8), |_| rng.random_range(-1.0f32..1.0));
     let val = dir.path().join("val.npz");
     let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&val).unwrap());
