@@ -41,8 +41,9 @@ Load, one of:
   calls, random FP32 inputs of the model's shape, batch 1, measurement
   windows of --seconds, stabilised as perf_analyzer does, until 3 windows
   agree within 20% (its default 10% failed on small-model rows of this
-  2-core machine within 10 trials; here up to 20); TCP only (perf_analyzer cannot set the :authority a Unix
-  socket needs with an HTTP/2 server such as dsmild's). MLServer does not
+  2-core machine within 10 trials; here up to 20); TCP only (perf_analyzer
+  cannot set the :authority a Unix socket needs with an HTTP/2 server such
+  as dsmild's). MLServer does not
   implement ModelConfig, which perf_analyzer reads first, so with --loadgen
   as well its rows are the native generator's, marked "(loadgen)".
 - --loadgen PATH: the native closed-loop generator (daemon/examples/
@@ -63,6 +64,7 @@ Every server's answer is first checked against in-process ONNX Runtime.
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -156,7 +158,28 @@ def server_ms(url: str, model: str) -> dict:
     }
 
 
-def one_run(url: str, served: str, model: str, concurrency: int, requests: int, stats: bool) -> dict:
+def with_server_ms(url: str, served: str, run) -> dict:
+    """`run()`'s row plus "server_ms": dsmild's queue + compute per request
+    over the run (warmup calls included), from ModelStatistics before and
+    after."""
+    before = server_ms(url, served)
+    row = run()
+    after = server_ms(url, served)
+    n = max(1, after["count"] - before["count"])
+    row["server_ms"] = (after["compute"] - before["compute"] + after["queue"] - before["queue"]) / n / 1e6
+    return row
+
+
+@functools.cache
+def max_batch(url: str, served: str) -> int:
+    """The served model's max_batch_size from its ModelConfig (asked once)."""
+    client = connect(url)
+    config = client.get_model_config(served, as_json=True)["config"]
+    client.close()
+    return int(config.get("max_batch_size", 0) or 0)
+
+
+def one_run(url: str, served: str, model: str, concurrency: int, requests: int) -> dict:
     """`requests` calls to `served` from `concurrency` threads, each with its
     own client."""
     name, shape = MODELS[model][0], MODELS[model][2]
@@ -190,7 +213,6 @@ def one_run(url: str, served: str, model: str, concurrency: int, requests: int, 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:
         t.start()
-    before = server_ms(url, served) if stats else None
     try:
         barrier.wait()
     except threading.BrokenBarrierError:
@@ -206,21 +228,15 @@ def one_run(url: str, served: str, model: str, concurrency: int, requests: int, 
         "p99": percentile(latencies, 99) * 1000,
         "rate": len(latencies) / wall,
     }
-    if stats:
-        after = server_ms(url, served)
-        n = max(1, after["count"] - before["count"])
-        row["server_ms"] = (after["compute"] - before["compute"] + after["queue"] - before["queue"]) / n / 1e6
     return row
 
 
-def loadgen_run(loadgen: Path, url: str, served: str, model: str, concurrency: int, seconds: float,
-                stats: bool) -> dict:
+def loadgen_run(loadgen: Path, url: str, served: str, model: str, concurrency: int, seconds: float) -> dict:
     """One run by the native closed-loop load generator (daemon/examples/
     loadgen.rs: perf_analyzer's concurrency mode, each caller on its own
     HTTP/2 connection) instead of tritonclient."""
     name, shape = MODELS[model][0], MODELS[model][2]
     where = ["--unix", url[len("unix://"):]] if url.startswith("unix://") else ["--url", f"http://{url}"]
-    before = server_ms(url, served) if stats else None
     out = subprocess.run([loadgen, *where, "--model", served, "--input", f"{name}:{','.join(map(str, shape))}",
                           "--concurrency", str(concurrency), "--seconds", str(seconds), "--warmup", "5"],
                          capture_output=True, text=True, timeout=120 + seconds)
@@ -230,26 +246,17 @@ def loadgen_run(loadgen: Path, url: str, served: str, model: str, concurrency: i
     if r.get("errors"):
         raise RuntimeError(f"{r['errors']} errors: {r.get('first_error')}")
     row = {"p50": r["p50_ms"], "p99": r["p99_ms"], "rate": r["infer_per_s"]}
-    if stats:
-        after = server_ms(url, served)
-        n = max(1, after["count"] - before["count"])
-        row["server_ms"] = (after["compute"] - before["compute"] + after["queue"] - before["queue"]) / n / 1e6
     return row
 
 
-def perf_analyzer_run(pa: Path, url: str, served: str, model: str, concurrency: int, seconds: float,
-                      stats: bool) -> dict:
+def perf_analyzer_run(pa: Path, url: str, served: str, model: str, concurrency: int, seconds: float) -> dict:
     """One perf_analyzer measurement (concurrency mode, sync gRPC calls, its
     own random inputs). A server that batches (max_batch_size > 0 in its
     ModelConfig) takes shapes without the batch dimension and -b 1."""
     if url.startswith("unix:"):
         raise RuntimeError("perf_analyzer measures TCP only here")
     name, shape = MODELS[model][0], MODELS[model][2]
-    client = connect(url)
-    batches = int(client.get_model_config(served, as_json=True)["config"].get("max_batch_size", 0) or 0)
-    client.close()
-    dims = shape[1:] if batches > 0 else shape
-    before = server_ms(url, served) if stats else None
+    dims = shape[1:] if max_batch(url, served) > 0 else shape
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "pa.csv"
         out = subprocess.run([pa, "-i", "grpc", "-u", url, "-m", served, "-b", "1",
@@ -265,10 +272,6 @@ def perf_analyzer_run(pa: Path, url: str, served: str, model: str, concurrency: 
     r = dict(zip(header.split(","), values.split(",")))
     row = {"p50": float(r["p50 latency"]) / 1000, "p99": float(r["p99 latency"]) / 1000,
            "rate": float(r["Inferences/Second"])}
-    if stats:
-        after = server_ms(url, served)
-        n = max(1, after["count"] - before["count"])
-        row["server_ms"] = (after["compute"] - before["compute"] + after["queue"] - before["queue"]) / n / 1e6
     return row
 
 
@@ -439,6 +442,14 @@ def main() -> None:
                 targets.append((label, "off", "tcp", url, False, ""))
                 targets.append((label, "on", "tcp", url, False, "_batched"))
 
+        def client_of(server: str) -> str:
+            """The load generator of a server's rows: MLServer has no
+            ModelConfig, which perf_analyzer reads first, so with both
+            generators given its rows are the native one's."""
+            if args.perf_analyzer and not (server == "mlserver" and args.loadgen):
+                return "perf_analyzer"
+            return "loadgen" if args.loadgen else "tritonclient"
+
         ceilings, rows, problems = {}, [], []
         for m in models:
             batchable = MODELS[m][3]
@@ -466,20 +477,21 @@ def main() -> None:
                     for t in mine:
                         if t in failed:
                             continue
+                        url, served = t[3], t[5]
+                        run = {
+                            "perf_analyzer": lambda: perf_analyzer_run(args.perf_analyzer, url, served, m, c,
+                                                                       args.seconds),
+                            "loadgen": lambda: loadgen_run(args.loadgen, url, served, m, c, args.seconds),
+                            "tritonclient": lambda: one_run(url, served, m, c, max(args.requests, 10 * c)),
+                        }[client_of(t[0])]
                         try:
-                            if args.perf_analyzer and not (t[0] == "mlserver" and args.loadgen):
-                                results[t].append(perf_analyzer_run(args.perf_analyzer, t[3], t[5], m, c,
-                                                                    args.seconds, t[4]))
-                            elif args.loadgen:
-                                results[t].append(loadgen_run(args.loadgen, t[3], t[5], m, c, args.seconds, t[4]))
-                            else:
-                                results[t].append(one_run(t[3], t[5], m, c, max(args.requests, 10 * c), t[4]))
+                            results[t].append(with_server_ms(url, served, run) if t[4] else run())
                         except Exception as e:  # noqa: BLE001 - a row saying so
                             failed[t] = f"{type(e).__name__}: {str(e)[:200]}"
                 for t in mine:
                     server, batching, transport = t[0], t[1], t[2]
-                    if args.perf_analyzer and args.loadgen and server == "mlserver":
-                        server = "mlserver (loadgen)"
+                    if client_of(server) != client_of("dsmild"):
+                        server += f" ({client_of(server)})"
                     row = {"server": server, "model": m, "batching": batching, "transport": transport, "c": c,
                            "ort_p50": ceilings[m][0], "ort_2x": ceilings[m][1]}
                     if t in failed:
