@@ -274,3 +274,50 @@ fn a_broken_tls_setting_is_a_config_error_naming_the_key() {
     );
     assert!(err.contains("listeners.tls_key"), "{err}");
 }
+
+/// An image-sized answer over TLS: rustls writes it as 16 KiB records,
+/// which dsmild joins into larger socket writes (serve::coalesce) under the
+/// encryption; dsmilctl must get back exactly what it sent.
+#[test]
+fn an_image_sized_answer_comes_back_whole_over_tls() {
+    use common::onnx::{model, node, value};
+    use dsmil_proto::onnx::GraphProto;
+
+    let (daemon, pki, addr) = start("3");
+    let shape = [1i64, 3, 224, 224];
+    let echo = model(
+        GraphProto {
+            name: Some("echo".into()),
+            node: vec![node("Identity", &["image"], &["same"])],
+            input: vec![value("image", &shape)],
+            output: vec![value("same", &shape)],
+            ..Default::default()
+        },
+        &[("", 13)],
+    );
+    daemon.deploy(&echo, &["--name", "echo", "--allow-fp32", "--layer", "3"]);
+    let sent: Vec<f32> = (0..shape.iter().product::<i64>()).map(|i| i as f32 * 0.5).collect();
+    let input = pki.dir.join("image.npz");
+    let mut npz = ndarray_npy::NpzWriter::new(std::fs::File::create(&input).unwrap());
+    let array = ndarray::Array::from_shape_vec((1, 3, 224, 224), sent.clone()).unwrap();
+    npz.add_array("image", &array).unwrap();
+    npz.finish().unwrap();
+
+    let answer = ok(
+        &ctl_tls(
+            &pki,
+            &addr,
+            None,
+            &["--json", "infer", "echo", "-i", input.to_str().unwrap()],
+        ),
+        "anonymous infer over TLS",
+    );
+    let got: Vec<f32> = answer["outputs"][0]["data"]
+        .as_array()
+        .expect("the output's data")
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(got.len(), sent.len());
+    assert!(got == sent, "the answer differs from the request");
+}

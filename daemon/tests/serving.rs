@@ -387,3 +387,69 @@ async fn triton_config_statistics_and_grpc_health_answer() {
     assert!(inference.compute_infer.as_ref().unwrap().ns > 0);
     assert!(s.last_inference > 0);
 }
+
+/// Image-sized answers through clients that take HTTP/2's default 16 KiB
+/// frames (tonic's, as Go and Java clients), several calls at once on one
+/// connection, over TCP and the Unix socket: dsmild joins the frames it
+/// writes into larger writes (serve::coalesce), and every answer must still
+/// come back whole, byte for byte, to its own call.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_sized_answers_come_back_byte_exact_to_each_call_over_tcp_and_the_unix_socket() {
+    use common::onnx::{model, node, value};
+    use dsmil_proto::onnx::GraphProto;
+
+    const SHAPE: [i64; 4] = [1, 3, 224, 224];
+    let echo = model(
+        GraphProto {
+            name: Some("echo".into()),
+            node: vec![node("Identity", &["image"], &["same"])],
+            input: vec![value("image", &SHAPE)],
+            output: vec![value("same", &SHAPE)],
+            ..Default::default()
+        },
+        &[("", 13)],
+    );
+    let daemon = Daemon::start();
+    daemon.deploy(&echo, &["--name", "echo", "--allow-fp32", "--device", "47"]);
+    let tcp = daemon.ctl_json(&["status"])["tcp_address"].as_str().unwrap().to_owned();
+    let over_tcp = tonic::transport::Endpoint::from_shared(format!("http://{tcp}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let elements = SHAPE.iter().product::<i64>() as usize;
+    for (transport, channel) in [("tcp", over_tcp), ("unix", daemon.channel().await)] {
+        let client = pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel)
+            .max_decoding_message_size(64 << 20);
+        let mut calls = tokio::task::JoinSet::new();
+        for call in 0..6 {
+            let mut client = client.clone();
+            let values: Vec<f32> = (0..elements).map(|i| (call * elements + i) as f32).collect();
+            let request = pb::ModelInferRequest {
+                model_name: "echo".into(),
+                inputs: vec![InferInputTensor {
+                    name: "image".into(),
+                    datatype: "FP32".into(),
+                    shape: SHAPE.to_vec(),
+                    ..Default::default()
+                }],
+                raw_input_contents: vec![f32_bytes(&values).into()],
+                ..Default::default()
+            };
+            calls.spawn(async move { (call, f32_bytes(&values), client.model_infer(request).await) });
+        }
+        while let Some(done) = calls.join_next().await {
+            let (call, sent, answer) = done.unwrap();
+            let answer = answer
+                .unwrap_or_else(|e| panic!("{transport} call {call}: {e}"))
+                .into_inner();
+            assert_eq!(answer.raw_output_contents.len(), 1, "{transport} call {call}");
+            assert!(
+                answer.raw_output_contents[0] == sent,
+                "{transport} call {call}: the answer differs from what was sent ({} bytes of {})",
+                answer.raw_output_contents[0].len(),
+                sent.len()
+            );
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //! answer anyone who reaches the listener, as the README's Security says.
 
 mod authority;
+mod coalesce;
 mod control;
 // Public only for the fuzz targets (fuzz/), which drive request checking
 // without a server; not an API.
@@ -127,11 +128,7 @@ pub async fn serve(
     let stop = shutdown.clone();
     let router = services.clone().router(None)?;
     servers.spawn(async move {
-        // Stock grpcio's `:authority` made acceptable to h2 (see `authority`).
-        let incoming =
-            tokio_stream::StreamExt::map(tokio_stream::wrappers::UnixListenerStream::new(unix), |accepted| {
-                accepted.map(authority::Fixed::new)
-            });
+        let incoming = transport::unix_incoming(unix);
         router
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
@@ -145,7 +142,6 @@ pub async fn serve(
         let tls = services.tls.clone();
         let router = services.router(tls)?;
         servers.spawn(async move {
-            // TCP_NODELAY on each accepted socket (see `transport`).
             let incoming = transport::tcp_incoming(tcp);
             router
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())

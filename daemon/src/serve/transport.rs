@@ -28,10 +28,19 @@
 //!   16 KiB): a client may send an image tensor in 3 DATA frames, not 37.
 //!   Larger frames save nothing more and would hold other calls' frames on
 //!   the same connection behind one stream's.
+//! - **Coalesced writes** ([`Coalesced`] on every accepted connection, TCP
+//!   and Unix): what a client lets dsmild send is its own choice of frame
+//!   size, 16 KiB for most, and h2 writes each frame on its own; the
+//!   wrapper joins them into writes of up to 256 KiB.
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+
+use super::authority;
+pub use super::coalesce::Coalesced;
 
 /// HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE advertised to clients.
 pub const STREAM_WINDOW_BYTES: u32 = 4 << 20;
@@ -51,9 +60,21 @@ pub fn server() -> Server {
         .max_frame_size(MAX_FRAME_BYTES)
 }
 
-/// The accepted connections of `listener`, each with TCP_NODELAY set.
-pub fn tcp_incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The accepted connections of `listener`, each with TCP_NODELAY set and
+/// its writes coalesced.
+pub fn tcp_incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<Coalesced<TcpStream>>> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio_stream::StreamExt::map(incoming, |accepted| accepted.map(Coalesced::new))
+}
+
+/// The accepted connections of the Unix socket, with stock gRPC C-core's
+/// `:authority` made acceptable to h2 ([`authority`]) and writes coalesced.
+pub fn unix_incoming(
+    listener: UnixListener,
+) -> impl Stream<Item = std::io::Result<Coalesced<authority::Fixed<UnixStream>>>> {
+    tokio_stream::StreamExt::map(UnixListenerStream::new(listener), |accepted| {
+        accepted.map(|io| Coalesced::new(authority::Fixed::new(io)))
+    })
 }
 
 #[cfg(test)]
@@ -66,11 +87,11 @@ mod tests {
     async fn accepted_tcp_sockets_have_nodelay() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut incoming = tcp_incoming(listener);
+        let mut incoming = std::pin::pin!(tcp_incoming(listener));
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let accepted = incoming.next().await.unwrap().unwrap();
         assert!(
-            accepted.nodelay().unwrap(),
+            accepted.get_ref().nodelay().unwrap(),
             "the server's end of a connection has TCP_NODELAY"
         );
         drop(client);
