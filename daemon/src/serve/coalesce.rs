@@ -14,9 +14,11 @@
 //!
 //! - A flush right after at least [`DEFER_FROM`] bytes were written (h2 in
 //!   the middle of a large message) is put off: it returns at once and
-//!   wakes the connection's task, so it is polled again. h2 ends every poll
-//!   of a connection with a flush, and a flush with nothing written since
-//!   the previous one sends the buffer. So buffered bytes wait at most one
+//!   wakes the connection's task, so it is polled again. The buffer then
+//!   goes out on the next flush with nothing written since the previous
+//!   one, the next read or a shutdown, whichever comes first. h2 ends every
+//!   poll of a connection with a flush; rustls's handshake, which flushes
+//!   only after it wrote, reads next. So buffered bytes wait at most one
 //!   more poll of the task that wrote them, never for the next call.
 //! - Any other flush sends the buffer at once: small answers, the usual
 //!   case, go out as before, with no extra poll.
@@ -144,9 +146,16 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesced<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Coalesced<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalesced<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        // A put-off flush is still owed (see the module doc). If the socket
+        // cannot take it all now, its readiness wakes this task again, and
+        // the read goes ahead meanwhile.
+        if this.sent < this.buf.len() {
+            let _ = this.poll_send(cx)?;
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
@@ -205,6 +214,13 @@ mod tests {
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             self.get_mut().shut = true;
             Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Nothing to read yet, as a socket whose peer waits for our answer.
+    impl AsyncRead for Socket {
+        fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
         }
     }
 
@@ -330,6 +346,21 @@ mod tests {
         assert_eq!(h.wakes(), 1, "the task is woken to flush again");
         h.flush();
         assert_eq!(h.conn.get_ref().bytes().len(), 20_009);
+    }
+
+    /// rustls's handshake flushes only after it wrote; woken after a
+    /// put-off flush, it goes straight to reading the client's reply.
+    #[test]
+    fn a_put_off_flush_is_sent_by_the_next_read_when_no_flush_comes() {
+        let mut h = Harness::new(Socket::default());
+        h.write_frame(&[1; 9], &[7; 20_000]);
+        h.flush();
+        assert!(h.conn.get_ref().writes.is_empty());
+        let mut space = [0u8; 64];
+        let mut cx = Context::from_waker(&h.waker);
+        let read = Pin::new(&mut h.conn).poll_read(&mut cx, &mut ReadBuf::new(&mut space));
+        assert!(read.is_pending(), "nothing to read");
+        assert_eq!(h.conn.get_ref().bytes().len(), 20_009, "sent before reading");
     }
 
     #[test]
