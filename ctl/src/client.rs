@@ -81,8 +81,18 @@ pub async fn connect(socket: &str, addr: Option<&str>, tls: &Tls) -> anyhow::Res
                     .tls_config(tls)
                     .with_context(|| format!("TLS settings for {url}"))?;
             }
+            // tonic layers TLS, when set, over what this connector dials.
             channel_settings(endpoint)
-                .connect()
+                .connect_with_connector(tower::service_fn(|uri: Uri| async move {
+                    let host = uri.host().unwrap_or_default();
+                    let port = uri
+                        .port_u16()
+                        .unwrap_or(if uri.scheme_str() == Some("https") { 443 } else { 80 });
+                    let stream = tokio::net::TcpStream::connect(format!("{host}:{port}")).await?;
+                    // See channel_settings: the default connector did this.
+                    stream.set_nodelay(true)?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(NoSigPipe(stream)))
+                }))
                 .await
                 .with_context(|| format!("cannot reach dsmild at {url}"))?
         }
@@ -113,15 +123,40 @@ pub async fn connect(socket: &str, addr: Option<&str>, tls: &Tls) -> anyhow::Res
     })
 }
 
-/// The Unix socket, written with `send(MSG_NOSIGNAL)`. `main` gives SIGPIPE
-/// back its default action (so `dsmilctl ... | head` just stops), and a plain
-/// write() to a socket whose daemon died would then kill dsmilctl silently
-/// with exit 141; this way the write fails with EPIPE and the caller says
-/// what happened. (TCP needs nothing: std's TcpStream sends with
-/// MSG_NOSIGNAL already.)
-struct NoSigPipe(tokio::net::UnixStream);
+/// A socket written with `send(MSG_NOSIGNAL)`. `main` gives SIGPIPE back
+/// its default action (so `dsmilctl ... | head` just stops), and a write to
+/// a connection the daemon closed would then kill dsmilctl silently with
+/// exit 141: a plain write() on the Unix socket, and writev() on TCP, which
+/// h2 and rustls use (std's TcpStream passes MSG_NOSIGNAL only to its
+/// unvectored writes). This way the write fails with EPIPE and the caller
+/// says what happened: a TLS handshake the daemon refused, a daemon that died.
+struct NoSigPipe<S>(S);
 
-impl tokio::io::AsyncRead for NoSigPipe {
+/// The two sockets dsmilctl dials, as NoSigPipe needs them.
+trait Socket: tokio::io::AsyncRead + tokio::io::AsyncWrite + AsRawFd + Unpin {
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+    fn try_write_with(&self, f: impl FnOnce() -> std::io::Result<usize>) -> std::io::Result<usize>;
+}
+
+impl Socket for tokio::net::UnixStream {
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        tokio::net::UnixStream::poll_write_ready(self, cx)
+    }
+    fn try_write_with(&self, f: impl FnOnce() -> std::io::Result<usize>) -> std::io::Result<usize> {
+        self.try_io(tokio::io::Interest::WRITABLE, f)
+    }
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        tokio::net::TcpStream::poll_write_ready(self, cx)
+    }
+    fn try_write_with(&self, f: impl FnOnce() -> std::io::Result<usize>) -> std::io::Result<usize> {
+        self.try_io(tokio::io::Interest::WRITABLE, f)
+    }
+}
+
+impl<S: Socket> tokio::io::AsyncRead for NoSigPipe<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -131,14 +166,12 @@ impl tokio::io::AsyncRead for NoSigPipe {
     }
 }
 
-impl tokio::io::AsyncWrite for NoSigPipe {
+impl<S: Socket> tokio::io::AsyncWrite for NoSigPipe<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let stream = &self.0;
         loop {
             std::task::ready!(stream.poll_write_ready(cx))?;
-            match stream.try_io(tokio::io::Interest::WRITABLE, || {
-                send_no_signal(stream.as_raw_fd(), buf)
-            }) {
+            match stream.try_write_with(|| send_no_signal(stream.as_raw_fd(), buf)) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 written => return Poll::Ready(written),
             }

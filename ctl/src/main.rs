@@ -35,12 +35,24 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(130);
             }
             match e.downcast_ref::<tonic::Status>() {
-                Some(s) => eprintln!("dsmilctl: {:?}: {}", s.code(), s.message()),
+                Some(s) => eprintln!("dsmilctl: {:?}: {}{}", s.code(), s.message(), causes(s)),
                 None => eprintln!("dsmilctl: {e:#}"),
             }
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// What lies under a status tonic made itself ("transport error"): the
+/// reason the connection failed, such as the TLS alert the daemon sent.
+fn causes(status: &tonic::Status) -> String {
+    let mut out = String::new();
+    let mut next = std::error::Error::source(status);
+    while let Some(cause) = next {
+        out.push_str(&format!(": {cause}"));
+        next = cause.source();
+    }
+    out
 }
 
 /// Rust ignores SIGPIPE, so printing into a closed pipe (`dsmilctl ... |

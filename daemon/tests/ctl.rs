@@ -2,7 +2,8 @@
 //! newest first (--limit, --since, --follow from now, unknown kinds
 //! refused), deployments named by id or MODEL[:VERSION], the list filters,
 //! `report`'s explanations, `top` into a pipe, `infer` refusing a lossy
-//! float64 file, and the completions and man pages made from its flags.
+//! float64 file, the completions and man pages made from its flags, and a
+//! peer that hangs up getting an error message, not a silent SIGPIPE.
 
 mod common;
 
@@ -403,4 +404,55 @@ fn prune_removes_what_nothing_serves_or_rolls_back_to() {
     assert_eq!(daemon.ctl_json(&["show", "m"])["version"], 2);
     let v5 = daemon.deploy(&common::onnx::mlp(7, 1), &args);
     assert_eq!(v5["version"], 5);
+}
+
+/// dsmilctl gives SIGPIPE its default action (so `dsmilctl ... | head`
+/// stops quietly); a write to a socket the peer has closed (a daemon that
+/// died, a TLS handshake refused) must fail with a message, not kill it
+/// with signal 13. h2 and rustls write TCP with writev, which raised it.
+#[test]
+fn a_peer_that_hangs_up_gets_an_error_message_not_a_silent_sigpipe() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap().to_string();
+    let socket = dir.path().join("hangs-up.sock");
+    let unix = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Each connection is closed at once with what the client sent unread,
+    // so the kernel answers the client's next segment with a reset.
+    std::thread::spawn(move || {
+        for conn in tcp.incoming() {
+            drop(conn);
+        }
+    });
+    std::thread::spawn(move || {
+        for conn in unix.incoming() {
+            drop(conn);
+        }
+    });
+    let socket = socket.to_str().unwrap();
+    for round in 0..20 {
+        for (how, args) in [
+            ("tcp", ["--addr", addr.as_str(), "status"]),
+            ("unix", ["--socket", socket, "status"]),
+        ] {
+            let out = Command::new(ctl_binary())
+                .args(args)
+                .env_remove("DSMIL_SOCKET")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.signal(),
+                None,
+                "{how}, round {round}: killed by a signal; stderr: {err}"
+            );
+            assert_eq!(out.status.code(), Some(1), "{how}, round {round}: {err}");
+            assert!(
+                err.starts_with("dsmilctl: "),
+                "{how}, round {round}: says what happened: {err:?}"
+            );
+        }
+    }
 }

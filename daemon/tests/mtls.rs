@@ -210,6 +210,10 @@ fn a_client_certificate_names_the_principal_over_tcp() {
     // Signed by another CA: the handshake fails, nothing is served.
     let forged = ctl_tls(&pki, &addr, Some("forged"), &["--json", "models"]);
     assert!(!forged.status.success(), "a certificate from another CA was accepted");
+    // An error message, not a silent death by SIGPIPE on the closed socket.
+    let said = String::from_utf8_lossy(&forged.stderr);
+    assert_eq!(forged.status.code(), Some(1), "{said}");
+    assert!(said.starts_with("dsmilctl: "), "{said:?}");
 
     // Plain TCP to the TLS port is not served either.
     let plain = std::process::Command::new(ctl_binary())
@@ -218,6 +222,12 @@ fn a_client_certificate_names_the_principal_over_tcp() {
         .output()
         .unwrap();
     assert!(!plain.status.success());
+    assert_eq!(
+        plain.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
 
     // The audit names the certificate and the transport.
     let events = daemon.ctl_json(&["events", "--limit", "200"]);

@@ -22,7 +22,7 @@
 //!   more poll of the task that wrote them, never for the next call.
 //! - Any other flush sends the buffer at once: small answers, the usual
 //!   case, go out as before, with no extra poll.
-//! - A shutdown sends the buffer first.
+//! - A shutdown sends the buffer first, and a drop tries to, once.
 //!
 //! It never drops, reorders or adds a byte, and reads pass straight through.
 
@@ -42,7 +42,7 @@ pub const DEFER_FROM: usize = 16 << 10;
 /// freed once it is sent, so idle connections hold little.
 const KEEP: usize = 64 << 10;
 
-pub struct Coalesced<IO> {
+pub struct Coalesced<IO: AsyncWrite + Unpin> {
     io: IO,
     buf: Vec<u8>,
     /// Bytes at the front of `buf` already written to `io`.
@@ -51,7 +51,7 @@ pub struct Coalesced<IO> {
     since_flush: usize,
 }
 
-impl<IO> Coalesced<IO> {
+impl<IO: AsyncWrite + Unpin> Coalesced<IO> {
     pub fn new(io: IO) -> Coalesced<IO> {
         Coalesced {
             io,
@@ -64,9 +64,7 @@ impl<IO> Coalesced<IO> {
     pub fn get_ref(&self) -> &IO {
         &self.io
     }
-}
 
-impl<IO: AsyncWrite + Unpin> Coalesced<IO> {
     /// Writes out everything buffered.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.sent < self.buf.len() {
@@ -108,7 +106,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesced<IO> {
             return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         }
         let mut room = CAPACITY - this.buf.len();
-        this.buf.reserve(total.min(room));
+        // Grows by doubling, as Vec would, but never past CAPACITY.
+        let len = this.buf.len();
+        let want = (len + total.min(room)).max(2 * this.buf.capacity()).min(CAPACITY);
+        this.buf.reserve_exact(want.saturating_sub(len));
         let mut taken = 0;
         for b in bufs {
             let n = b.len().min(room);
@@ -130,7 +131,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesced<IO> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let written = std::mem::take(&mut this.since_flush);
-        if written >= DEFER_FROM && this.buf.len() < CAPACITY {
+        if written >= DEFER_FROM && !this.buf.is_empty() && this.buf.len() < CAPACITY {
             // Polled again soon, which ends in another flush (see the module doc).
             cx.waker().wake_by_ref();
             return Poll::Ready(Ok(()));
@@ -159,7 +160,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalesced<IO> {
     }
 }
 
-impl<IO: Connected> Connected for Coalesced<IO> {
+/// What is still buffered when the connection is dropped gets one try,
+/// without waiting: tokio-rustls writes its last alert (an unknown CA, a
+/// bad certificate) and returns the error without flushing, and the
+/// connection is then dropped. Without this the client would see the
+/// connection close instead of the reason.
+impl<IO: AsyncWrite + Unpin> Drop for Coalesced<IO> {
+    fn drop(&mut self) {
+        if self.sent < self.buf.len() {
+            let _ = self.poll_send(&mut Context::from_waker(std::task::Waker::noop()));
+        }
+    }
+}
+
+impl<IO: Connected + AsyncWrite + Unpin> Connected for Coalesced<IO> {
     type ConnectInfo = IO::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
@@ -183,6 +197,10 @@ mod tests {
         max_write: Option<usize>,
         calls: usize,
         shut: bool,
+        /// Every write fails, as on a connection the peer reset.
+        broken: bool,
+        /// Also records the bytes here, to be read after the socket is gone.
+        seen_after_drop: Option<Arc<std::sync::Mutex<Vec<u8>>>>,
     }
 
     impl Socket {
@@ -195,6 +213,9 @@ mod tests {
         fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
             let this = self.get_mut();
             this.calls += 1;
+            if this.broken {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
             let n = match this.max_write {
                 Some(_) if this.calls.is_multiple_of(2) => {
                     cx.waker().wake_by_ref();
@@ -204,6 +225,9 @@ mod tests {
                 None => data.len(),
             };
             this.writes.push(data[..n].to_vec());
+            if let Some(seen) = &this.seen_after_drop {
+                seen.lock().unwrap().extend_from_slice(&data[..n]);
+            }
             Poll::Ready(Ok(n))
         }
 
@@ -397,5 +421,65 @@ mod tests {
         assert_eq!(n, big.len());
         assert_eq!(h.conn.get_ref().writes.len(), 1);
         assert!(h.conn.buf.capacity() == 0, "no copy was made");
+    }
+
+    #[test]
+    fn buffer_capacity_never_passes_the_limit_while_an_answer_is_joined() {
+        let mut h = Harness::new(Socket::default());
+        for (head, payload) in &frames(602_112) {
+            h.write_frame(head, payload);
+            assert!(h.conn.buf.capacity() <= CAPACITY, "{}", h.conn.buf.capacity());
+            h.flush();
+        }
+    }
+
+    /// tokio-rustls writes its alert and returns the handshake error
+    /// without a flush; the connection is then dropped.
+    #[test]
+    fn what_was_written_but_never_flushed_is_sent_when_the_connection_is_dropped() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut h = Harness::new(Socket {
+            seen_after_drop: Some(Arc::clone(&seen)),
+            ..Socket::default()
+        });
+        let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x30];
+        h.until_ready(|c, cx| c.poll_write(cx, &alert)).unwrap();
+        assert!(seen.lock().unwrap().is_empty(), "buffered until a flush");
+        drop(h);
+        assert_eq!(*seen.lock().unwrap(), alert);
+    }
+
+    #[test]
+    fn a_socket_error_reaches_the_flush_that_sends() {
+        let mut h = Harness::new(Socket {
+            broken: true,
+            ..Socket::default()
+        });
+        h.write_frame(&[1; 9], &[7; 300]);
+        let err = h.until_ready(|c, cx| c.poll_flush(cx)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    /// A flush after a large write went straight to the socket has nothing
+    /// buffered to put off: it must not ask for another poll.
+    #[test]
+    fn a_flush_with_nothing_buffered_is_never_put_off() {
+        let mut h = Harness::new(Socket::default());
+        for _ in 0..CAPACITY / DEFER_FROM {
+            let n = h.until_ready(|c, cx| c.poll_write(cx, &[5u8; DEFER_FROM])).unwrap();
+            assert_eq!(n, DEFER_FROM);
+        }
+        assert_eq!(h.conn.buf.len(), CAPACITY, "buffered, not yet sent");
+        let big = vec![6u8; CAPACITY];
+        let n = h.until_ready(|c, cx| c.poll_write(cx, &big)).unwrap();
+        assert_eq!(
+            n,
+            big.len(),
+            "the full buffer was sent, then the write went straight through"
+        );
+        assert!(h.conn.buf.is_empty());
+        h.flush();
+        assert_eq!(h.wakes(), 0);
+        assert_eq!(h.conn.get_ref().bytes().len(), 2 * CAPACITY);
     }
 }
