@@ -21,8 +21,26 @@ trap 'kill $(cat "$work/run/dsmild.pid" 2>/dev/null) 2>/dev/null || true; rm -rf
 .venv/bin/python bench/gen_mlp.py "$work/mlp.onnx" 64,256,256,10
 .venv/bin/python bench/gen_mlp.py "$work/wide.onnx" 2048 4
 port=18431
+# One row per model, batching and concurrency, and first the same client's
+# empty RPC (ServerLive) at each concurrency: what the transport alone
+# allows, which no batching of a model's compute can pass.
+report='
+import json, sys
+model, batching = sys.argv[1], sys.argv[2]
+for line in sys.stdin:
+    r = json.loads(line)
+    assert r["errors"] == 0, r
+    c, rate, p50, p99 = r["concurrency"], r["infer_per_s"], r["p50_ms"], r["p99_ms"]
+    print(f"| {model} | {batching} | {c} | {rate:,.0f} | {p50:.2f} | {p99:.2f} |")
+'
 echo "| model | batching | c | infer/s | p50 ms | p99 ms |"
 echo "|---|---|---|---|---|---|"
+python3 scripts/start-dsmild.py target/release/dsmild "$work/run" --tcp "127.0.0.1:$port" \
+    --anonymous-clearance 9 --metrics "" >/dev/null
+target/release/examples/loadgen --url "http://127.0.0.1:$port" --rpc live \
+    --concurrency "$levels" --seconds "$seconds" | python3 -c "$report" "(empty RPC)" "–"
+kill "$(cat "$work/run/dsmild.pid")"
+while kill -0 "$(cat "$work/run/dsmild.pid")" 2>/dev/null; do sleep 0.05; done
 for spec in mlp:64 wide:2048; do
     model=${spec%%:*}
     width=${spec#*:}
@@ -34,15 +52,7 @@ for spec in mlp:64 wide:2048; do
             --name "$model" --device 47 --allow-fp32 --batching "$batching" >/dev/null
         target/release/examples/loadgen --url "http://127.0.0.1:$port" --model "$model" \
             --input "x:1,$width" --concurrency "$levels" --seconds "$seconds" |
-            python3 -c '
-import json, sys
-model, batching = sys.argv[1], sys.argv[2]
-for line in sys.stdin:
-    r = json.loads(line)
-    assert r["errors"] == 0, r
-    c, rate, p50, p99 = r["concurrency"], r["infer_per_s"], r["p50_ms"], r["p99_ms"]
-    print(f"| {model} | {batching} | {c} | {rate:,.0f} | {p50:.2f} | {p99:.2f} |")
-' "$model" "$batching"
+            python3 -c "$report" "$model" "$batching"
         kill "$(cat "$work/run/dsmild.pid")"
         while kill -0 "$(cat "$work/run/dsmild.pid")" 2>/dev/null; do sleep 0.05; done
     done
