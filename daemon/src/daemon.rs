@@ -259,7 +259,12 @@ pub async fn run(
     notifier.send("STATUS=restoring deployments");
     let restoring = tokio::task::spawn_blocking({
         let deployer = Arc::clone(&deployer);
-        move || deployer.restore()
+        move || {
+            // Here, on a blocking thread and before READY, so the hint is
+            // in the log by the time anyone can call.
+            crate::monitor::host::log_idle_polling();
+            deployer.restore()
+        }
     });
     let report = tokio::select! {
         report = restoring => Some(report?.map_err(DaemonError::Restore)?),

@@ -1,6 +1,7 @@
 //! The daemon's log as an operator reads it: no ONNX Runtime chatter at the
 //! default level (but there when asked for), no colour codes in a file, and
-//! one line, not one per ping, for a notify socket nobody reads any more.
+//! one line, not one per ping, for a notify socket nobody reads any more,
+//! and a VM whose idle vCPUs halt without polling named at startup.
 
 mod common;
 
@@ -112,4 +113,21 @@ fn a_notify_socket_nobody_reads_is_reported_once() {
     assert!(log.contains("Connection refused"), "{log}");
     // The daemon serves on regardless.
     assert_eq!(daemon.ctl_json(&["status"])["ready"], true);
+}
+
+/// The hint depends on the host the test runs on, so the test reads the
+/// same sysfs files and checks that the log agrees either way.
+#[test]
+fn a_vm_whose_idle_vcpus_halt_without_polling_is_named_at_startup() {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let halts = read("/sys/devices/system/cpu/cpuidle/current_driver").trim() == "haltpoll"
+        && read("/sys/module/haltpoll/parameters/guest_halt_poll_ns").trim() == "0";
+    let daemon = Daemon::start();
+    // Logged before READY, which start() waited for.
+    let log = daemon.log();
+    let hinted = log.lines().any(|l| l.contains("idle vCPUs halt without polling"));
+    assert_eq!(hinted, halts, "host halts without polling: {halts}; log:\n{log}");
+    if halts {
+        assert!(log.contains("Tuning the host"), "{log}");
+    }
 }

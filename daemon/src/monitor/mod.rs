@@ -1,5 +1,6 @@
 //! Monitoring: the Prometheus metrics the daemon exports, per-model request
-//! statistics (for Triton's ModelStatistics), and the `/metrics` endpoint.
+//! statistics (for Triton's ModelStatistics), the `/metrics` endpoint, and
+//! what the host's settings mean for latency (`host`, logged at startup).
 //!
 //! Metric names live here only, so that a dashboard author reads one file.
 //! Recording is cheap (atomics and the `metrics` crate's handles) and never
@@ -13,6 +14,7 @@ pub mod metrics_names {
     pub use super::metrics::{AUDIT_EVENTS, DEPLOYS, LATENCY_ALERTS, ROLLBACKS};
 }
 pub mod drift;
+pub mod host;
 pub mod probation;
 pub mod process;
 pub mod sampler;
