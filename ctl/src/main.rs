@@ -35,24 +35,37 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(130);
             }
             match e.downcast_ref::<tonic::Status>() {
-                Some(s) => eprintln!("dsmilctl: {:?}: {}{}", s.code(), s.message(), causes(s)),
-                None => eprintln!("dsmilctl: {e:#}"),
+                Some(s) => eprintln!("dsmilctl: {:?}: {}", s.code(), status_text(s)),
+                None => eprintln!("dsmilctl: {}", joined(e.chain().map(|c| c.to_string()))),
             }
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-/// What lies under a status tonic made itself ("transport error"): the
-/// reason the connection failed, such as the TLS alert the daemon sent.
-fn causes(status: &tonic::Status) -> String {
-    let mut out = String::new();
+/// A status's message and what lies under it when tonic made the status
+/// itself ("transport error"): the reason the connection failed.
+fn status_text(status: &tonic::Status) -> String {
+    let mut parts = vec![status.message().to_owned()];
     let mut next = std::error::Error::source(status);
     while let Some(cause) = next {
-        out.push_str(&format!(": {cause}"));
+        parts.push(cause.to_string());
         next = cause.source();
     }
-    out
+    joined(parts)
+}
+
+/// An error and its causes on one line. Some errors print their cause and
+/// also return it as their source (tonic's connect error), so a part equal
+/// to the one before it is left out.
+fn joined(parts: impl IntoIterator<Item = String>) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    for part in parts {
+        if kept.last() != Some(&part) {
+            kept.push(part);
+        }
+    }
+    kept.join(": ")
 }
 
 /// Rust ignores SIGPIPE, so printing into a closed pipe (`dsmilctl ... |
@@ -66,5 +79,25 @@ fn restore_sigpipe() {
     // SAFETY: resetting a signal to its default action has no preconditions.
     unsafe {
         signal(SIGPIPE, SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::joined;
+
+    #[test]
+    fn a_cause_repeated_by_its_wrapper_is_said_once() {
+        let parts = [
+            "cannot reach dsmild",
+            "transport error",
+            "Connection refused",
+            "Connection refused",
+        ];
+        assert_eq!(
+            joined(parts.map(String::from)),
+            "cannot reach dsmild: transport error: Connection refused"
+        );
+        assert_eq!(joined(["a", "b", "a"].map(String::from)), "a: b: a", "only neighbours");
     }
 }
